@@ -1,0 +1,1 @@
+"""Prefect flows, the Azure collectors and the `mdecost` command line: everything that does I/O."""

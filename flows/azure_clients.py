@@ -1,0 +1,97 @@
+"""Credentials and Azure SDK clients built from `[azure]` settings.
+
+Every client gets the same `arm_endpoint` and `ca_bundle`, so a sovereign cloud and the
+simulated estate are reached exactly like public Azure: same SDK, same code path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.costmanagement import CostManagementClient
+from azure.mgmt.monitor import MonitorManagementClient
+from azure.mgmt.resource.subscriptions import SubscriptionClient
+from azure.mgmt.security import SecurityCenter
+
+from flows.config import ConfigError, Settings
+
+
+class StaticTokenCredential(TokenCredential):
+    """Sends one fixed bearer token. For emulators on loopback only (checked by the config)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(token=***)"
+
+
+def build_credential(settings: Settings) -> TokenCredential:
+    """The credential named by `[azure] credential`; secrets come from the environment only."""
+    from azure import identity
+
+    kind = settings.azure.credential
+    if kind == "static_token":
+        return StaticTokenCredential(settings.static_token())
+    if kind == "cli":
+        return identity.AzureCliCredential(tenant_id=settings.azure.tenant_id)
+    if kind == "managed_identity":
+        return identity.ManagedIdentityCredential(client_id=settings.azure.client_id)
+    if kind == "service_principal":
+        secret = os.environ.get("AZURE_CLIENT_SECRET")
+        if not (settings.azure.tenant_id and settings.azure.client_id and secret):
+            raise ConfigError(
+                "credential 'service_principal' needs [azure] tenant_id and client_id, "
+                "and the secret in the environment variable AZURE_CLIENT_SECRET"
+            )
+        return identity.ClientSecretCredential(
+            settings.azure.tenant_id, settings.azure.client_id, secret
+        )
+    return identity.DefaultAzureCredential()
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    endpoint = settings.azure.arm_endpoint
+    options: dict[str, Any] = {
+        "base_url": endpoint,
+        "credential_scopes": [f"{_audience(endpoint)}/.default"],
+    }
+    if settings.azure.ca_bundle is not None:
+        options["connection_verify"] = str(settings.azure.ca_bundle)
+    return options
+
+
+def _audience(endpoint: str) -> str:
+    """The token audience: public ARM for the simulator and public cloud, the endpoint otherwise."""
+    return "https://management.azure.com" if "127.0.0.1" in endpoint or "localhost" in endpoint else endpoint
+
+
+class AzureClients:
+    """Lazily built SDK clients sharing one credential and one endpoint."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        self.settings = settings
+        self.credential = credential or build_credential(settings)
+        self._options = _client_options(settings)
+
+    def compute(self, subscription_id: str) -> ComputeManagementClient:
+        return ComputeManagementClient(self.credential, subscription_id, **self._options)
+
+    def monitor(self, subscription_id: str) -> MonitorManagementClient:
+        return MonitorManagementClient(self.credential, subscription_id, **self._options)
+
+    def cost(self) -> CostManagementClient:
+        return CostManagementClient(self.credential, **self._options)
+
+    def subscriptions(self) -> SubscriptionClient:
+        return SubscriptionClient(self.credential, **self._options)
+
+    def security(self, subscription_id: str) -> SecurityCenter:
+        return SecurityCenter(self.credential, subscription_id, **self._options)

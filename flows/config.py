@@ -1,0 +1,232 @@
+"""mdecost configuration: `mdecost.toml`, `--config FILE` and `MDECOST_*` environment variables.
+
+Precedence, highest first: environment variables (`MDECOST_AZURE__ARM_ENDPOINT`, nested keys
+joined by a double underscore), the TOML file, the defaults below. Every table forbids unknown
+keys, so a typo is an error that names it rather than a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from transforms.billing import PARTIAL_HOURS_DEFAULT
+
+DEFAULT_CONFIG_FILE = Path("mdecost.toml")
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
+STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
+_SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}$")
+
+CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message is one line naming the file, key and problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AzureSettings(_Section):
+    """Where and as whom mdecost talks to Azure Resource Manager."""
+
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    ca_bundle: Path | None = None
+    credential: CredentialKind = "default"
+    scopes: list[str] = Field(default_factory=list)
+    static_token: SecretStr | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    cost_client_type: str = "mdecost"
+
+    @field_validator("arm_endpoint")
+    @classmethod
+    def _https_endpoint(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise ValueError(f"must be an https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _subscription_scopes(cls, scopes: list[str]) -> list[str]:
+        for scope in scopes:
+            if not _SCOPE.match(scope):
+                raise ValueError(f"{scope!r} is not a scope of the form /subscriptions/<guid>")
+        return [scope.lower() for scope in scopes]
+
+    def endpoint_is_loopback(self) -> bool:
+        """True when `arm_endpoint` names this machine (localhost or a loopback address)."""
+        host = urlparse(self.arm_endpoint).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+class LakeSettings(_Section):
+    path: Path = Path("data/lake")
+
+
+class WarehouseSettings(_Section):
+    path: Path = Path("data/warehouse.duckdb")
+
+
+class ReportSettings(_Section):
+    path: Path = Path("data/reports")
+
+
+class CollectSettings(_Section):
+    """How collection treats restated cost data and the Cost Management API's quotas."""
+
+    restatement_days: int = Field(default=35, ge=0, le=400)
+    cost_types: list[Literal["ActualCost", "AmortizedCost"]] = Field(
+        default_factory=lambda: ["ActualCost"]
+    )
+    max_retry_wait_seconds: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=8, ge=0)
+    cost_query_concurrency: int = Field(default=2, ge=1)
+
+
+class PricingSettings(_Section):
+    """Which seat option to compare against and the customer's own prices and seats."""
+
+    currency: str = "USD"
+    seat_option: str = "mde_for_servers"
+    retail_prices_endpoint: str = DEFAULT_RETAIL_PRICES_ENDPOINT
+    partial_hours: Literal["fractional", "round_up_clock_hour"] = PARTIAL_HOURS_DEFAULT
+    seat_prices: dict[str, float] = Field(default_factory=dict)
+    discounts: dict[str, float] = Field(default_factory=dict)
+    seats_owned: dict[str, int] = Field(default_factory=dict)
+    book: Path | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError(f"must be a three-letter ISO 4217 code, got {value!r}")
+        return value.upper()
+
+    @field_validator("discounts")
+    @classmethod
+    def _percentages(cls, discounts: dict[str, float]) -> dict[str, float]:
+        for option, percent in discounts.items():
+            if not 0 <= percent < 100:
+                raise ValueError(f"discount for {option!r} must be a percentage in [0, 100)")
+        return discounts
+
+
+class Settings(BaseSettings):
+    """All of mdecost's settings, one table per section of `mdecost.toml`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MDECOST_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    azure: AzureSettings = Field(default_factory=AzureSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    collect: CollectSettings = Field(default_factory=CollectSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives through init kwargs; environment variables override it.
+        return (env_settings, init_settings)
+
+    def static_token(self) -> str:
+        """The emulator bearer token: `MDECOST_STATIC_TOKEN`, else `[azure] static_token`."""
+        token = os.environ.get(STATIC_TOKEN_ENV)
+        if token:
+            return token
+        if self.azure.static_token is not None:
+            return self.azure.static_token.get_secret_value()
+        raise ConfigError(
+            f"credential = 'static_token' needs a token: set {STATIC_TOKEN_ENV} "
+            "or [azure] static_token"
+        )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _one_line(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        problem = "is not a known setting"
+    else:
+        problem = first["msg"].removeprefix("Value error, ")
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{origin}: {key} {problem}{suffix}"
+
+
+def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths in a config file are relative to the file, so a config works from any directory."""
+    for section, key in (
+        ("lake", "path"),
+        ("warehouse", "path"),
+        ("report", "path"),
+        ("azure", "ca_bundle"),
+        ("pricing", "book"),
+    ):
+        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            raw[section][key] = str(base / value)
+    return raw
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Load settings from `config_file`, else `$MDECOST_CONFIG`, else `./mdecost.toml` if present.
+
+    Raises ConfigError with a one-line message naming the file and key on any problem, and
+    checks that `static_token` is only ever sent to a loopback endpoint.
+    """
+    if config_file is None and os.environ.get("MDECOST_CONFIG"):
+        config_file = Path(os.environ["MDECOST_CONFIG"])
+    if config_file is None and DEFAULT_CONFIG_FILE.exists():
+        config_file = DEFAULT_CONFIG_FILE
+    raw: dict[str, Any] = {}
+    origin = "environment"
+    if config_file is not None:
+        raw = _resolve_relative_paths(_read_toml(config_file), config_file.resolve().parent)
+        origin = str(config_file)
+    try:
+        settings = Settings(**raw)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, origin)) from None
+    if settings.azure.credential == "static_token" and not settings.azure.endpoint_is_loopback():
+        raise ConfigError(
+            f"{origin}: azure.credential 'static_token' is for emulators only and is refused "
+            f"for {settings.azure.arm_endpoint}; use 'default', 'cli', 'managed_identity' "
+            "or 'service_principal' for a real tenant"
+        )
+    return settings

@@ -1,0 +1,67 @@
+"""The billing facts: states, operations, meters and ids, checked against the documented values."""
+
+import pytest
+
+from transforms import billing
+
+
+def test_billable_vm_states_are_the_allocated_ones():
+    assert billing.VM_BILLABLE_STATES == {"running", "stopping", "stopped"}
+    for state in ("starting", "deallocating", "deallocated", "deleted", "creating"):
+        assert state not in billing.VM_BILLABLE_STATES
+
+
+def test_arc_machines_bill_only_while_connected():
+    assert billing.ARC_BILLABLE_STATES == {"connected"}
+
+
+@pytest.mark.parametrize(
+    ("operation_name", "verb"),
+    [
+        ("Microsoft.Compute/virtualMachines/start/action", "start"),
+        ("MICROSOFT.COMPUTE/VIRTUALMACHINES/DEALLOCATE/ACTION", "deallocate"),
+        ("Microsoft.Compute/virtualMachines/powerOff/action", "power_off"),
+        ("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/restart/action", "restart"),
+        ("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/delete", "delete"),
+        ("Microsoft.Compute/virtualMachines/write", "write"),
+        ("Microsoft.Compute/virtualMachineScaleSets/write", None),
+        ("Microsoft.Compute/virtualMachines/extensions/write", None),
+        ("microsoft.support/supporttickets/write", None),
+    ],
+)
+def test_power_operation_names_map_to_verbs(operation_name, verb):
+    assert billing.power_operation(operation_name) == verb
+
+
+def test_every_collected_operation_name_maps_back_to_its_verb():
+    names = billing.power_operation_names()
+    assert len(names) == 12
+    assert {billing.power_operation(name) for name in names} == set(billing.POWER_OPERATIONS)
+
+
+@pytest.mark.parametrize(
+    ("meter", "description", "plan"),
+    [
+        ("Standard P1 Node", None, "P1"),
+        ("standard p2 node ", None, "P2"),
+        ("D2s v3", None, None),
+        (None, "Microsoft Defender for Servers Plan 2 - Standard P2 Node", "P2"),
+        (None, "Microsoft Defender for Storage", None),
+    ],
+)
+def test_defender_rows_are_recognised_by_meter_or_description(meter, description, plan):
+    assert billing.defender_plan(meter, description) == plan
+
+
+def test_resource_ids_compare_case_insensitively():
+    compute = "/subscriptions/AB/resourceGroups/RG-A/providers/Microsoft.Compute/virtualMachines/Vm1"
+    costs = "/subscriptions/ab/resourcegroups/rg-a/providers/microsoft.compute/virtualmachines/vm1/"
+    assert billing.normalise_resource_id(compute) == billing.normalise_resource_id(costs)
+
+
+def test_subscription_level_pricing_id_is_recognised_in_any_case():
+    sub = "11111111-2222-3333-4444-555555555555"
+    raw = f"/subscriptions/{sub.upper()}/providers/Microsoft.Security/pricings/VirtualMachines"
+    assert billing.is_subscription_pricing_id(raw)
+    assert billing.subscription_pricing_id(sub.upper()) == raw.lower()
+    assert not billing.is_subscription_pricing_id(f"/subscriptions/{sub}/providers/x/vm")
