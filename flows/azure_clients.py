@@ -61,16 +61,13 @@ def _client_options(settings: Settings) -> dict[str, Any]:
     endpoint = settings.azure.arm_endpoint
     options: dict[str, Any] = {
         "base_url": endpoint,
-        "credential_scopes": [f"{_audience(endpoint)}/.default"],
+        # The token audience of an ARM endpoint is the endpoint itself (public and sovereign
+        # clouds alike); the emulator's static token ignores it.
+        "credential_scopes": [f"{endpoint}/.default"],
     }
     if settings.azure.ca_bundle is not None:
         options["connection_verify"] = str(settings.azure.ca_bundle)
     return options
-
-
-def _audience(endpoint: str) -> str:
-    """The token audience: public ARM for the simulator and public cloud, the endpoint otherwise."""
-    return "https://management.azure.com" if "127.0.0.1" in endpoint or "localhost" in endpoint else endpoint
 
 
 class AzureClients:

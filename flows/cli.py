@@ -18,6 +18,12 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+
+@app.callback()
+def _group() -> None:
+    """Commands are grouped; see `mdecost --help`."""
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="mdecost.toml to use (default: ./mdecost.toml)."),

@@ -25,7 +25,7 @@ arm_endpoint = "https://127.0.0.1:8443/"
 ca_bundle = "ca.pem"
 credential = "static_token"
 static_token = "t0ken"
-scopes = ["{SUBSCRIPTION.upper().replace('SUBSCRIPTIONS', 'subscriptions')}"]
+scopes = ["{SUBSCRIPTION.upper().replace("SUBSCRIPTIONS", "subscriptions")}"]
 [lake]
 path = "lake"
 [warehouse]
@@ -65,8 +65,8 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
     [
         ("[azure]\nbogus = 1\n", "azure.bogus is not a known setting"),
         ("[nonsense]\nx = 1\n", "nonsense is not a known setting"),
-        ('[pricing]\ncurrency = 5\n', "pricing.currency"),
-        ('[azure]\nscopes = ["sub-1"]\n', "'sub-1' is not a scope of the form /subscriptions/<guid>"),
+        ("[pricing]\ncurrency = 5\n", "pricing.currency"),
+        ('[azure]\nscopes = ["sub-1"]\n', "'sub-1' is not a scope of the form /subscriptions/"),
         ('[azure]\ncredential = "password"\n', "azure.credential"),
         ('[azure]\narm_endpoint = "http://127.0.0.1:80"\n', "must be an https:// URL"),
         ("[azure\n", "is not valid TOML"),

@@ -6,13 +6,13 @@ from transforms import billing
 
 
 def test_billable_vm_states_are_the_allocated_ones():
-    assert billing.VM_BILLABLE_STATES == {"running", "stopping", "stopped"}
+    assert {"running", "stopping", "stopped"} == billing.VM_BILLABLE_STATES
     for state in ("starting", "deallocating", "deallocated", "deleted", "creating"):
         assert state not in billing.VM_BILLABLE_STATES
 
 
 def test_arc_machines_bill_only_while_connected():
-    assert billing.ARC_BILLABLE_STATES == {"connected"}
+    assert {"connected"} == billing.ARC_BILLABLE_STATES
 
 
 @pytest.mark.parametrize(
@@ -54,8 +54,8 @@ def test_defender_rows_are_recognised_by_meter_or_description(meter, description
 
 
 def test_resource_ids_compare_case_insensitively():
-    compute = "/subscriptions/AB/resourceGroups/RG-A/providers/Microsoft.Compute/virtualMachines/Vm1"
-    costs = "/subscriptions/ab/resourcegroups/rg-a/providers/microsoft.compute/virtualmachines/vm1/"
+    compute = "/subscriptions/AB/resourceGroups/RG-A/providers/Microsoft.Compute/virtualMachines/V1"
+    costs = "/subscriptions/ab/resourcegroups/rg-a/providers/microsoft.compute/virtualmachines/v1/"
     assert billing.normalise_resource_id(compute) == billing.normalise_resource_id(costs)
 
 
