@@ -1,0 +1,89 @@
+"""The Parquet lake: one folder per dataset, one file per partition, each replaced atomically.
+
+A partition (for example power events of one subscription for one month) is a single Parquet
+file. It is written beside its final name and moved into place with `os.replace`, which is
+atomic on POSIX file systems: a reader sees the old file or the new one, a crash leaves the old
+one, and a re-run replaces rather than appends, so nothing is ever counted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms.schemas import DATASETS, conform
+
+PARTITION_FILE = "data.parquet"
+_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def partition_path(lake: Path, dataset: str, partition: Mapping[str, str]) -> Path:
+    """`<lake>/raw/<dataset>/<key>=<value>/.../data.parquet` for a Hive-style partition."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown lake dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    folder = lake / "raw" / dataset
+    for key, value in partition.items():
+        if not _PARTITION_VALUE.match(value):
+            raise ValueError(
+                f"partition value {key}={value!r} must match {_PARTITION_VALUE.pattern}"
+            )
+        folder = folder / f"{key}={value}"
+    return folder / PARTITION_FILE
+
+
+def write_partition(
+    lake: Path, dataset: str, partition: Mapping[str, str], table: pa.Table, origin: str
+) -> Path:
+    """Replace one partition of `dataset` with `table`, atomically; returns the file written.
+
+    The table is checked against the dataset's declared schema first (`origin` names where it
+    came from in the error). An empty table still replaces the partition: a month that now has
+    no rows must not keep yesterday's.
+    """
+    conformed = conform(table, dataset, origin)
+    target = partition_path(lake, dataset, partition)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(conformed, staging, compression="zstd")
+        with staging.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+    _fsync_directory(target.parent)
+    return target
+
+
+def _fsync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def dataset_files(lake: Path, dataset: str) -> list[Path]:
+    """Every committed partition file of `dataset` (staging files start with a dot: excluded)."""
+    return sorted((lake / "raw" / dataset).glob(f"**/{PARTITION_FILE}"))
+
+
+def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
+    """A lazy scan of every partition of `dataset`, typed by its declared schema.
+
+    Partition keys are folder names only; the columns come from the files, so a dataset reads
+    the same whichever way it was partitioned. A dataset with no partitions yet is an empty frame
+    with the right columns, so transforms need no special case.
+    """
+    schema = pl.Schema(pl.from_arrow(DATASETS[dataset].empty_table()).schema)
+    files = dataset_files(lake, dataset)
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
