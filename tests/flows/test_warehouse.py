@@ -1,0 +1,88 @@
+"""Publishing the warehouse: atomic swap under a reader, one build at a time, read-only queries."""
+
+import threading
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from flows.warehouse import (
+    WarehouseBusyError,
+    WarehouseMissingError,
+    build_lock,
+    connect_read_only,
+    publish,
+    query,
+)
+
+
+def numbers(*values: int) -> pa.Table:
+    return pa.table({"n": pa.array(values, pa.int64())})
+
+
+def test_an_open_reader_keeps_the_old_warehouse_and_a_new_connection_sees_the_new(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    publish(warehouse, {"t": numbers(1, 2)})
+    analyst = connect_read_only(warehouse)
+    publish(warehouse, {"t": numbers(1, 2, 3)})
+    assert analyst.execute("SELECT sum(n) FROM t").fetchone() == (3,)
+    analyst.close()
+    assert query(warehouse, "SELECT sum(n) AS total FROM t").to_pylist() == [{"total": 6}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+
+
+def test_comments_document_tables_and_columns(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    publish(
+        warehouse,
+        {"t": numbers(1)},
+        table_comments={"t": "one row per number"},
+        column_comments={"t": {"n": "the analyst's number"}},
+    )
+    rows = query(
+        warehouse, "SELECT comment FROM duckdb_columns() WHERE table_name = 't'"
+    ).to_pylist()
+    assert rows == [{"comment": "the analyst's number"}]
+
+
+def test_queries_are_read_only_and_take_values_only_as_parameters(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    publish(warehouse, {"t": numbers(1, 2, 3)})
+    assert query(
+        warehouse, "SELECT count(*) AS c FROM t WHERE n > $low", {"low": 1}
+    ).to_pylist() == [{"c": 2}]
+    with pytest.raises(duckdb.InvalidInputException, match="read-only"):
+        query(warehouse, "DELETE FROM t")
+
+
+def test_a_missing_warehouse_says_how_to_build_one(tmp_path):
+    with pytest.raises(WarehouseMissingError, match="run `mdecost build`"):
+        query(tmp_path / "absent.duckdb", "SELECT 1")
+
+
+def test_a_second_build_waits_then_stops_with_a_clear_message(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    holding = threading.Event()
+    release = threading.Event()
+
+    def first_build() -> None:
+        with build_lock(warehouse):
+            holding.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=first_build)
+    thread.start()
+    holding.wait(5)
+    try:
+        with (
+            pytest.raises(
+                WarehouseBusyError, match=r"another mdecost build .*warehouse.duckdb.lock"
+            ),
+            build_lock(warehouse, wait_seconds=0.3),
+        ):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with build_lock(warehouse, wait_seconds=0.3):
+        pass
