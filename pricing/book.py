@@ -304,13 +304,14 @@ def retail_plan_option(row: Mapping[str, Any]) -> str | None:
 def retail_book_entries(retail: pa.Table | pl.DataFrame) -> pa.Table:
     """The hourly list-price timeline the stored Retail Prices API rows establish (PRICE_BOOK).
 
-    One price per plan, currency and refresh: the `Global` (or region-less) meter's price if the
-    API lists one, else the price most regions share (Defender for Servers is priced the same in
-    most regions; a tie goes to the lower price). Its effective date is the `effectiveStartDate`
-    most of those meters carry (a tie goes to the earliest). Refreshes are applied oldest first:
-    a refresh saying price r is in force since day d supersedes every point an earlier refresh
-    placed after d (the API only lists the current price, so it vouches for [d, refresh day]).
-    Each point is in force until the next; consecutive points at the same rate are merged.
+    Within one refresh, each meter (region) has a price history: its rows ordered by
+    `effectiveStartDate` (the API lists an older price beside the current one after a change).
+    On each date where some meter's price starts, the plan's price is the `Global` (or
+    region-less) meter's if the API lists one, else the price most regional meters have in force
+    that day (Defender for Servers is priced the same in most regions; a tie goes to the lower
+    price). Refreshes are applied oldest first: a refresh covering days from d on supersedes
+    every point an earlier refresh placed at or after d. Each point is in force until the next;
+    consecutive points at the same rate are merged, keeping the earlier date.
     """
     rows = retail.to_dicts() if isinstance(retail, pl.DataFrame) else retail.to_pylist()
     snapshots: dict[tuple[str, str, datetime], list[dict[str, Any]]] = defaultdict(list)
@@ -320,18 +321,14 @@ def retail_book_entries(retail: pa.Table | pl.DataFrame) -> pa.Table:
             snapshots[(option, row["currency_code"].upper(), row["ingested_at"])].append(row)
     points: dict[tuple[str, str], dict[date, PriceEntry]] = defaultdict(dict)
     for (option, currency, ingested_at), group in sorted(snapshots.items(), key=lambda i: i[0][2]):
-        point = _representative_price(option, currency, ingested_at, group)
+        refreshed = _refresh_timeline(option, currency, ingested_at, group)
         series = points[(option, currency)]
-        for later in [day for day in series if day > point.effective_from]:
-            del series[later]
-        series[point.effective_from] = point
+        for superseded in [day for day in series if day >= refreshed[0].effective_from]:
+            del series[superseded]
+        series.update((point.effective_from, point) for point in refreshed)
     entries: list[PriceEntry] = []
     for series in points.values():
-        ordered = [series[day] for day in sorted(series)]
-        merged = [ordered[0]]
-        for point in ordered[1:]:
-            if not math.isclose(point.rate, merged[-1].rate, rel_tol=1e-9, abs_tol=0.0):
-                merged.append(point)
+        merged = _merge_equal_rates([series[day] for day in sorted(series)])
         ends = [point.effective_from for point in merged[1:]] + [None]
         entries.extend(
             replace(point, effective_to=end) for point, end in zip(merged, ends, strict=True)
@@ -339,36 +336,59 @@ def retail_book_entries(retail: pa.Table | pl.DataFrame) -> pa.Table:
     return _to_table(entries)
 
 
-def _representative_price(
+def _refresh_timeline(
     option: str, currency: str, ingested_at: datetime, group: list[dict[str, Any]]
-) -> PriceEntry:
+) -> list[PriceEntry]:
+    """The plan's price points as one refresh lists them (see `retail_book_entries`)."""
     global_rows = [r for r in group if (r["arm_region_name"] or "").lower() in GLOBAL_REGIONS]
-    candidates = global_rows or group
-    price_counts = Counter(r["retail_price"] for r in candidates)
-    rate = min(price_counts, key=lambda price: (-price_counts[price], price))
-    at_rate = [r for r in candidates if r["retail_price"] == rate]
-    day_counts = Counter(_utc_day(r["effective_start_date"]) for r in at_rate)
-    effective_from = min(day_counts, key=lambda day: (-day_counts[day], day))
-    regions = (
-        "Global meter"
-        if global_rows
-        else f"price shared by {len(at_rate)} of {len(group)} regional meters"
-    )
-    meter = at_rate[0]["meter_name"]
+    meters: dict[tuple[str, str], list[tuple[date, float]]] = defaultdict(list)
+    for row in global_rows or group:
+        meters[(row["arm_region_name"] or "", row["meter_id"])].append(
+            (_utc_day(row["effective_start_date"]), row["retail_price"])
+        )
+    for history in meters.values():
+        history.sort()
+    source = group[0]["source"]
     fetched = ingested_at.astimezone(UTC).date()
-    return PriceEntry(
-        option=option,
-        kind="hourly",
-        unit=DEFENDER_UNIT,
-        rate=float(rate),
-        currency=currency,
-        effective_from=effective_from,
-        effective_to=None,
-        source=(
-            f"list price: Azure Retail Prices API {at_rate[0]['source']}, meter {meter!r} "
-            f"({regions}), effectiveStartDate {effective_from}, fetched {fetched}"
-        ),
-    )
+    timeline = []
+    for day in sorted({start for history in meters.values() for start, _ in history}):
+        in_force = [
+            prices[-1][1]
+            for prices in ([p for p in history if p[0] <= day] for history in meters.values())
+            if prices
+        ]
+        counts = Counter(in_force)
+        rate = min(counts, key=lambda price: (-counts[price], price))
+        which = (
+            "Global meter"
+            if global_rows
+            else f"price of {counts[rate]} of {len(in_force)} regional meters"
+        )
+        timeline.append(
+            PriceEntry(
+                option=option,
+                kind="hourly",
+                unit=DEFENDER_UNIT,
+                rate=float(rate),
+                currency=currency,
+                effective_from=day,
+                effective_to=None,
+                source=(
+                    f"list price: Azure Retail Prices API {source}, meter "
+                    f"{group[0]['meter_name']!r} ({which}), effectiveStartDate {day}, "
+                    f"fetched {fetched}"
+                ),
+            )
+        )
+    return _merge_equal_rates(timeline)
+
+
+def _merge_equal_rates(points: list[PriceEntry]) -> list[PriceEntry]:
+    merged = points[:1]
+    for point in points[1:]:
+        if not math.isclose(point.rate, merged[-1].rate, rel_tol=1e-9):
+            merged.append(point)
+    return merged
 
 
 def _utc_day(moment: datetime) -> date:

@@ -226,6 +226,34 @@ def test_the_global_meter_price_wins_else_the_price_most_regions_share():
     assert [e["rate"] for e in retail_book_entries(tied).to_pylist()] == [0.019]
 
 
+def test_a_refresh_listing_older_prices_beside_current_ones_yields_the_plan_history():
+    # westeurope alone listed 0.0186 before 2025-04-01; most regions were at 0.02 all along.
+    one_region_differs = retail(
+        retail_row(price=0.02, region="eastus", start=date(2023, 8, 1)),
+        retail_row(price=0.02, region="northeurope", start=date(2023, 8, 1)),
+        retail_row(price=0.0186, region="westeurope", start=date(2024, 1, 1)),
+        retail_row(price=0.02, region="westeurope", start=date(2025, 4, 1)),
+    )
+    entries = retail_book_entries(one_region_differs).to_pylist()
+    assert [(e["effective_from"], e["effective_to"], e["rate"]) for e in entries] == [
+        (date(2023, 8, 1), None, 0.02)
+    ]
+    # Two of three regions were at 0.018 until 2025-04-01: that was the plan's price then.
+    most_regions_changed = retail(
+        retail_row(price=0.018, region="eastus", start=date(2023, 8, 1)),
+        retail_row(price=0.02, region="eastus", start=date(2025, 4, 1)),
+        retail_row(price=0.018, region="westeurope", start=date(2023, 8, 1)),
+        retail_row(price=0.02, region="westeurope", start=date(2025, 4, 1)),
+        retail_row(price=0.02, region="northeurope", start=date(2023, 8, 1)),
+    )
+    entries = retail_book_entries(most_regions_changed).to_pylist()
+    assert [(e["effective_from"], e["effective_to"], e["rate"]) for e in entries] == [
+        (date(2023, 8, 1), date(2025, 4, 1), 0.018),
+        (date(2025, 4, 1), None, 0.02),
+    ]
+    assert "price of 2 of 3 regional meters" in entries[0]["source"]
+
+
 def test_trial_free_benefit_and_non_list_meters_add_no_prices():
     noise = retail(
         retail_row(meter="Standard P2 Node", sku="Standard P2 Trial", price=0.0),
