@@ -270,9 +270,9 @@ def overlay_books(base: pa.Table, replacement: pa.Table) -> pa.Table:
     This is how a user book (`[pricing] book`) combines with the shipped one: it replaces the
     shipped entries of the options and currencies it names, keeps the others, and adds options.
     """
-    replacing = _entries(replacement)
+    replacing = book_entries(replacement)
     replaced = {(entry.option, entry.currency) for entry in replacing}
-    kept = [entry for entry in _entries(base) if (entry.option, entry.currency) not in replaced]
+    kept = [entry for entry in book_entries(base) if (entry.option, entry.currency) not in replaced]
     return _to_table(kept + replacing)
 
 
@@ -410,8 +410,8 @@ def build_price_book(
     replaces its option's rates in the configured currency for every month. Raises
     PricingConfigError naming the settings key when the settings name unknown options.
     """
-    listed = _entries(list_prices)
-    refreshed = _entries(retail_book_entries(retail))
+    listed = book_entries(list_prices)
+    refreshed = book_entries(retail_book_entries(retail))
     combined = _overlay_timelines(listed, refreshed)
     check_pricing_settings(pricing, {entry.option: entry.kind for entry in combined})
     return _to_table(_apply_settings(combined, pricing))
@@ -538,7 +538,7 @@ def _apply_settings(entries: list[PriceEntry], pricing: PricingSettings) -> list
 def pricing_choices(pricing: PricingSettings, book: pa.Table) -> PricingChoices:
     """The currency, the seat option compared against and the seats already owned, checked
     against the options of `book`."""
-    check_pricing_settings(pricing, {entry.option: entry.kind for entry in _entries(book)})
+    check_pricing_settings(pricing, {entry.option: entry.kind for entry in book_entries(book)})
     return PricingChoices(
         currency=pricing.currency,
         seat_option=pricing.seat_option,
@@ -570,9 +570,9 @@ def price_in_force(book: pa.Table, option: str, on: date, currency: str) -> Pric
     such option, no price in that currency, or no rate in force that day.
     """
     month = f"{on:%Y-%m}"
-    entries = [entry for entry in _entries(book) if entry.option == option]
+    entries = [entry for entry in book_entries(book) if entry.option == option]
     if not entries:
-        known = ", ".join(sorted({entry.option for entry in _entries(book)}))
+        known = ", ".join(sorted({entry.option for entry in book_entries(book)}))
         raise PriceLookupError(
             f"no price for option {option!r} (month {month}, currency {currency}): "
             f"the price book has {known}"
@@ -625,7 +625,8 @@ def seat_price_for_month(book: pa.Table, option: str, month: date, currency: str
 # --- Table conversion ------------------------------------------------------------------------
 
 
-def _entries(book: pa.Table) -> list[PriceEntry]:
+def book_entries(book: pa.Table) -> list[PriceEntry]:
+    """The rows of a PRICE_BOOK table as PriceEntry values."""
     return [PriceEntry(**{key: row[key] for key in _BOOK_KEYS}) for row in book.to_pylist()]
 
 
