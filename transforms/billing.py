@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+import polars as pl
+
 # --- Billable power states ------------------------------------------------------------------
 # Source: Microsoft Learn, defender-for-cloud/faq-defender-for-servers ("Azure VMs are billed
 # while Running, Stopping, Stopped (allocated); not while Starting, Deallocating, Deallocated").
@@ -102,6 +104,9 @@ RETAIL_PRODUCT_NAME: Final = "Microsoft Defender for Servers"
 DEFENDER_METERS: Final = {"standard p1 node": "P1", "standard p2 node": "P2"}
 DEFENDER_UNIT: Final = "1/Hour"
 PLANS: Final = ("P1", "P2")
+# Pricings API: subPlan of a Standard pricing "when not specified, full plan is applied"
+# (Learn: REST defenderforcloud/pricings, PricingProperties.subPlan): the full plan is Plan 2.
+STANDARD_DEFAULT_SUB_PLAN: Final = "P2"
 # Meter categories seen over time (Security Center, Azure Defender, Microsoft Defender for Cloud)
 # make service names useless for recognition: match the meter, or the FOCUS ChargeDescription.
 DEFENDER_CHARGE_DESCRIPTION_PREFIX: Final = "microsoft defender for servers"
@@ -135,6 +140,12 @@ def normalise_resource_id(resource_id: str | None) -> str | None:
         return None
     stripped = resource_id.strip().rstrip("/")
     return stripped.lower() if stripped else None
+
+
+def normalise_resource_id_expr(resource_id: pl.Expr) -> pl.Expr:
+    """`normalise_resource_id` for a whole polars string column at once (the same rule)."""
+    stripped = resource_id.str.strip_chars().str.strip_chars_end("/")
+    return pl.when(stripped.str.len_chars() > 0).then(stripped.str.to_lowercase())
 
 
 # Defender charges on the subscription's plan rather than a machine (seen in real cost data).
