@@ -254,7 +254,7 @@ def unknown_units(costs: pl.LazyFrame, units: pl.DataFrame | None = None) -> lis
     known = _units_frame(units)["unit_key"]
     found = (
         costs.select(pl.col("x_unit_of_measure").drop_nulls().unique())
-        .filter(~unit_key(pl.col("x_unit_of_measure")).is_in(known))
+        .filter(~unit_key(pl.col("x_unit_of_measure")).is_in(known.implode()))
         .collect()
     )
     return sorted(found["x_unit_of_measure"])
