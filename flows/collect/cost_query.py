@@ -1,0 +1,214 @@
+"""Cost Management Query API: one month of daily costs for one subscription, every page followed.
+
+The query asks for the finest grain mdecost needs in ONE request per page: Daily granularity,
+grouped by ResourceId, MeterCategory, MeterSubcategory, Meter, ServiceName, ResourceType,
+ChargeType and UnitOfMeasure, summing Cost and UsageQuantity. The REST spec says "up to 2 group
+by clauses", but the service accepts more (azure-sdk-for-python#12973: the old SDK's client-side
+"at most 2 items" check was wrong; the portal and FinOps tools group by more) and this module
+posts raw JSON through the client's pipeline, so no SDK check applies. Splitting the grouping
+over two queries would not work anyway: two result sets grouped by different dimensions cannot
+be joined back into rows of the finest grain (their sums only agree on their common dimensions).
+
+Paging: the SDK's `query.usage` returns one page; the next page is fetched by POSTing the SAME
+body to `properties.nextLink` (which carries `$skiptoken`). Every request goes through the
+client's own pipeline (credential, endpoint, CA bundle, user agent) with azure-core's retries off,
+so `throttling.send_with_retries` alone answers 429s and 5xx and counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.costmanagement import CostManagementClient
+
+from flows.collect.scopes import Month
+from flows.collect.throttling import RetryLimits, ThrottleStats, send_with_retries
+
+QUERY_GROUPING = (
+    "ResourceId",
+    "MeterCategory",
+    "MeterSubcategory",
+    "Meter",
+    "ServiceName",
+    "ResourceType",
+    "ChargeType",
+)
+# The unit makes quantities comparable (`10 Hours` vs `1/Hour`). It is asked for too; should a
+# service refuse it as a grouping dimension (400 naming it), the month is asked again without it
+# and `transforms.costs` falls back to the meter's known unit.
+UNIT_DIMENSION = "UnitOfMeasure"
+# Aggregations are keyed by alias, but the result columns are named after the aggregated column
+# ("Cost", "UsageQuantity"): the COSTS conversion maps columns by those names.
+QUERY_AGGREGATION = {
+    "totalCost": {"name": "Cost", "function": "Sum"},
+    "totalUsageQuantity": {"name": "UsageQuantity", "function": "Sum"},
+}
+COST_TYPES = ("ActualCost", "AmortizedCost")
+# The api-version of azure-mgmt-costmanagement 5 (DESIGN "Stack notes").
+QUERY_API_VERSION = "2025-03-01"
+CLIENT_TYPE_HEADER = "ClientType"
+
+
+def query_body(cost_type: str, month: Month, *, with_unit: bool = True) -> dict[str, Any]:
+    """The Query API body for one month, Daily, at mdecost's grouping (and the unit if asked).
+
+    `timePeriod.to` is the last second of the month: the API treats it as inclusive.
+    """
+    if cost_type not in COST_TYPES:
+        raise ValueError(f"cost type {cost_type!r} is not one of {', '.join(COST_TYPES)}")
+    last_second = month.end - timedelta(seconds=1)
+    return {
+        "type": cost_type,
+        "timeframe": "Custom",
+        "timePeriod": {
+            "from": month.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to": last_second.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "dataset": {
+            "granularity": "Daily",
+            "aggregation": QUERY_AGGREGATION,
+            "grouping": [
+                {"type": "Dimension", "name": name}
+                for name in (*QUERY_GROUPING, *((UNIT_DIMENSION,) if with_unit else ()))
+            ],
+        },
+    }
+
+
+def query_url(arm_endpoint: str, scope: str, api_version: str) -> str:
+    return (
+        f"{arm_endpoint.rstrip('/')}{scope}/providers/Microsoft.CostManagement/query"
+        f"?api-version={api_version}"
+    )
+
+
+@dataclass
+class QueryPages:
+    """Every page of one query: the columns (`{name, type}`, from the first page), all rows."""
+
+    columns: list[dict[str, str]] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    pages: int = 0
+
+
+class QueryShapeError(ValueError):
+    """A page's columns differ from the first page's: rows cannot be read by name safely."""
+
+
+def read_page(
+    response: HttpResponse,
+) -> tuple[list[dict[str, str]], list[list[Any]], str | None]:
+    """(columns, rows, nextLink) of one Query API answer; 204 No Content is an empty page."""
+    if response.status_code == 204 or not response.content:
+        return [], [], None
+    properties = response.json().get("properties") or {}
+    columns = [
+        {"name": column["name"], "type": column.get("type", "")}
+        for column in properties.get("columns") or []
+    ]
+    return columns, properties.get("rows") or [], properties.get("nextLink") or None
+
+
+def add_page(
+    pages: QueryPages, columns: list[dict[str, str]], rows: list[list[Any]], origin: str
+) -> None:
+    """Append a page; the columns of every non-empty page must be those of the first one."""
+    pages.pages += 1
+    if not columns:
+        return
+    if not pages.columns:
+        pages.columns = columns
+    elif columns != pages.columns:
+        raise QueryShapeError(
+            f"{origin}: page {pages.pages} has columns {columns}, the first page had "
+            f"{pages.columns}"
+        )
+    pages.rows.extend(rows)
+
+
+def fetch_query_pages(
+    client: CostManagementClient,
+    url: str,
+    body: dict[str, Any],
+    *,
+    client_type: str,
+    limits: RetryLimits,
+    stats: ThrottleStats,
+    what: str,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> QueryPages:
+    """POST `body` to `url`, then to every nextLink, through `client`'s pipeline; all pages."""
+    pages = QueryPages()
+    next_url: str | None = url
+    seen: set[str] = set()
+    while next_url is not None:
+        if next_url in seen:
+            raise QueryShapeError(f"{what}: nextLink {next_url} repeats a page already read")
+        seen.add(next_url)
+        request_url = next_url
+
+        def send(request_url: str = request_url) -> HttpResponse:
+            request = HttpRequest(
+                "POST", request_url, json=body, headers={CLIENT_TYPE_HEADER: client_type}
+            )
+            return client.send_request(request, retry_total=0)
+
+        columns, rows, next_url = send_with_retries(
+            send,
+            read_page,
+            limits=limits,
+            stats=stats,
+            what=f"{what} page {pages.pages + 1}",
+            log=log,
+        )
+        add_page(pages, columns, rows, what)
+    return pages
+
+
+def refuses_unit_dimension(error: HttpResponseError) -> bool:
+    """True for a 400 that names the UnitOfMeasure grouping (a service that does not offer it)."""
+    return error.status_code == 400 and UNIT_DIMENSION.lower() in (error.message or "").lower()
+
+
+def fetch_month(
+    client: CostManagementClient,
+    *,
+    arm_endpoint: str,
+    scope: str,
+    cost_type: str,
+    month: Month,
+    client_type: str,
+    limits: RetryLimits,
+    stats: ThrottleStats,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> QueryPages:
+    """Every row of one month of `cost_type` for `scope`, at mdecost's grouping."""
+    url = query_url(arm_endpoint, scope, QUERY_API_VERSION)
+    what = f"cost query {scope} {month} {cost_type}"
+
+    def pages_for(body: dict[str, Any]) -> QueryPages:
+        return fetch_query_pages(
+            client,
+            url,
+            body,
+            client_type=client_type,
+            limits=limits,
+            stats=stats,
+            what=what,
+            log=log,
+        )
+
+    try:
+        return pages_for(query_body(cost_type, month))
+    except HttpResponseError as error:
+        if not refuses_unit_dimension(error):
+            raise
+        log.warning(
+            "%s: the service refuses grouping by %s; asking again without it", what, UNIT_DIMENSION
+        )
+        return pages_for(query_body(cost_type, month, with_unit=False))

@@ -1,0 +1,269 @@
+"""Inventory snapshot: every VM and scale-set VM of a subscription, as Compute reports it now.
+
+Calls per subscription (DESIGN: one task per scope, never per VM):
+- `virtual_machines.list_all(status_only="true")`: every VM with its instance view (power state)
+  in one paged call. A VM listed without an instance view gets one `instance_view` call.
+- `virtual_machine_scale_sets.list_all()`, then per scale set
+  `virtual_machine_scale_set_vms.list(expand="instanceView")`: instances with their power state.
+- MDE sensor: a VM's `resources` (its extensions) are used when the list carries their
+  `properties.type`; otherwise `virtual_machine_extensions.list` is called for that VM. That is
+  one call per VM, accepted because Compute has no bulk extension API (Resource Graph would be
+  one, but it is another service and permission). A scale-set instance uses its own `resources`
+  when they carry types, else the scale set's extension profile (one model for all instances).
+
+Pure functions turn the wire-format JSON (as in the REST specs) into INVENTORY rows; `fetch_*`
+are the only functions that talk to Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import polars as pl
+import pyarrow as pa
+
+from flows.collect.tables import arrow_table
+from transforms.billing import MDE_EXTENSION_PUBLISHER, MDE_EXTENSION_TYPES, normalise_resource_id
+from transforms.schemas import INVENTORY
+
+SOURCE: Final = "compute"
+POWER_STATE_PREFIX: Final = "PowerState/"
+_RESOURCE_GROUP: Final = re.compile(r"/resourceGroups/([^/]+)/", re.IGNORECASE)
+_TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f%#z"
+
+
+def resource_group_of(resource_id: str) -> str:
+    """The resource group segment of an ARM id, in the id's own spelling (ARM calls need it)."""
+    found = _RESOURCE_GROUP.search(resource_id)
+    if not found:
+        raise ValueError(f"{resource_id!r} has no /resourceGroups/<name>/ segment")
+    return found.group(1)
+
+
+def power_state(statuses: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """`PowerState/<state>` among instance-view statuses -> `<state>` lower-cased, else None."""
+    for status in statuses or ():
+        code = status.get("code") or ""
+        if code.startswith(POWER_STATE_PREFIX):
+            return code[len(POWER_STATE_PREFIX) :].lower()
+    return None
+
+
+def _extension_identity(extension: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    properties = extension.get("properties") or {}
+    return properties.get("publisher"), properties.get("type")
+
+
+def listed_extensions(item: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    """A listed VM's `resources` when they say what each extension is, else None (unknown).
+
+    Azure may list only extension ids; the name is the deployer's choice, so an id alone cannot
+    tell an MDE extension apart - only `properties.publisher`/`type` can. An empty list is known.
+    """
+    resources = item.get("resources")
+    if resources is None:
+        return None
+    if all(_extension_identity(resource)[1] for resource in resources):
+        return list(resources)
+    return None
+
+
+def mde_extension_type(extensions: Iterable[Mapping[str, Any]]) -> str | None:
+    """`MDE.Windows` / `MDE.Linux` when an extension of the Defender publisher is among them."""
+    for extension in extensions:
+        publisher, extension_type = _extension_identity(extension)
+        if (
+            publisher
+            and publisher.lower() == MDE_EXTENSION_PUBLISHER.lower()
+            and extension_type in MDE_EXTENSION_TYPES
+        ):
+            return extension_type
+    return None
+
+
+def _os_type(properties: Mapping[str, Any]) -> str | None:
+    return ((properties.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
+
+
+def _tags(item: Mapping[str, Any]) -> str:
+    return json.dumps(item.get("tags") or {}, sort_keys=True, ensure_ascii=False)
+
+
+def _common(item: Mapping[str, Any], subscription_id: str) -> dict[str, Any]:
+    resource_id = item["id"]
+    return {
+        "resource_id": normalise_resource_id(resource_id),
+        "subscription_id": subscription_id.lower(),
+        "resource_group": resource_group_of(resource_id).lower(),
+        "machine_name": item["name"],
+        "location": item.get("location"),
+        "tags": _tags(item),
+    }
+
+
+def vm_record(
+    vm: Mapping[str, Any],
+    *,
+    subscription_id: str,
+    extensions: Iterable[Mapping[str, Any]],
+    instance_view: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One INVENTORY row (no snapshot or provenance) for a VM in wire format.
+
+    `instance_view` is used when the listed VM carries none (`properties.instanceView`).
+    """
+    properties = vm.get("properties") or {}
+    view = properties.get("instanceView") or instance_view or {}
+    extension_type = mde_extension_type(extensions)
+    return {
+        **_common(vm, subscription_id),
+        "machine_kind": "vm",
+        "vm_id": properties.get("vmId"),
+        "scale_set_name": None,
+        "size": (properties.get("hardwareProfile") or {}).get("vmSize"),
+        "os_type": _os_type(properties),
+        "created_at": properties.get("timeCreated"),
+        "power_state": power_state(view.get("statuses")),
+        "mde_sensor": extension_type is not None,
+        "mde_extension_type": extension_type,
+    }
+
+
+def scale_set_extensions(scale_set: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The extensions of a scale set's VM model (`virtualMachineProfile.extensionProfile`)."""
+    profile = (scale_set.get("properties") or {}).get("virtualMachineProfile") or {}
+    return list((profile.get("extensionProfile") or {}).get("extensions") or [])
+
+
+def scale_set_instance_record(
+    instance: Mapping[str, Any], *, scale_set: Mapping[str, Any], subscription_id: str
+) -> dict[str, Any]:
+    """One INVENTORY row for a scale-set VM (wire format, listed with `$expand=instanceView`).
+
+    Size and OS come from the instance, else from the scale set's model.
+    """
+    properties = instance.get("properties") or {}
+    set_properties = scale_set.get("properties") or {}
+    set_profile = set_properties.get("virtualMachineProfile") or {}
+    extensions = listed_extensions(instance)
+    if extensions is None:
+        extensions = scale_set_extensions(scale_set)
+    extension_type = mde_extension_type(extensions)
+    size = (
+        (instance.get("sku") or {}).get("name")
+        or (properties.get("hardwareProfile") or {}).get("vmSize")
+        or (scale_set.get("sku") or {}).get("name")
+    )
+    return {
+        **_common(instance, subscription_id),
+        "machine_kind": "vmss_instance",
+        "vm_id": properties.get("vmId"),
+        "scale_set_name": scale_set["name"],
+        "size": size,
+        "os_type": _os_type(properties) or _os_type(set_profile),
+        "created_at": properties.get("timeCreated"),
+        "power_state": power_state((properties.get("instanceView") or {}).get("statuses")),
+        "mde_sensor": extension_type is not None,
+        "mde_extension_type": extension_type,
+    }
+
+
+def inventory_table(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    snapshot_at: datetime,
+    ingested_at: datetime,
+    scope: str,
+) -> pa.Table:
+    """INVENTORY rows for one subscription's snapshot, sorted by resource id."""
+    names = [
+        name
+        for name in INVENTORY.names
+        if name not in ("snapshot_at", "created_at", "ingested_at", "source", "scope")
+    ]
+    frame = pl.DataFrame(
+        {name: [record[name] for record in records] for name in [*names, "created_at"]},
+        schema={
+            **{name: pl.String for name in names},
+            "mde_sensor": pl.Boolean,
+            "created_at": pl.String,
+        },
+    )
+    frame = frame.with_columns(
+        created_at=pl.col("created_at").str.to_datetime(
+            _TIMESTAMP_FORMAT, time_unit="us", time_zone="UTC"
+        ),
+        snapshot_at=pl.lit(snapshot_at, dtype=pl.Datetime("us", "UTC")),
+        ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")),
+        source=pl.lit(SOURCE),
+        scope=pl.lit(scope),
+    ).sort("resource_id")
+    return arrow_table(frame, INVENTORY)
+
+
+@dataclass
+class InventoryFetch:
+    """What one subscription's Compute listing gave, and how many per-VM calls it needed."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    scale_set_ids: list[str] = field(default_factory=list)
+    extension_calls: int = 0
+    instance_view_calls: int = 0
+
+    @property
+    def machine_ids(self) -> list[str]:
+        return [record["resource_id"] for record in self.records]
+
+
+def fetch_inventory(
+    compute: Any, subscription_id: str, log: logging.Logger | logging.LoggerAdapter
+) -> InventoryFetch:
+    """List every VM and scale-set VM of the subscription `compute` (a ComputeManagementClient)
+    is bound to."""
+    fetched = InventoryFetch()
+    for listed in compute.virtual_machines.list_all(status_only="true"):
+        vm = listed.as_dict()
+        group, name = resource_group_of(vm["id"]), vm["name"]
+        extensions = listed_extensions(vm)
+        if extensions is None:
+            answer = compute.virtual_machine_extensions.list(group, name)
+            extensions = [extension.as_dict() for extension in answer.value or []]
+            fetched.extension_calls += 1
+        instance_view = None
+        if not (vm.get("properties") or {}).get("instanceView"):
+            instance_view = compute.virtual_machines.instance_view(group, name).as_dict()
+            fetched.instance_view_calls += 1
+        fetched.records.append(
+            vm_record(
+                vm,
+                subscription_id=subscription_id,
+                extensions=extensions,
+                instance_view=instance_view,
+            )
+        )
+    for listed_set in compute.virtual_machine_scale_sets.list_all():
+        scale_set = listed_set.as_dict()
+        fetched.scale_set_ids.append(normalise_resource_id(scale_set["id"]) or "")
+        instances = compute.virtual_machine_scale_set_vms.list(
+            resource_group_of(scale_set["id"]), scale_set["name"], expand="instanceView"
+        )
+        fetched.records.extend(
+            scale_set_instance_record(
+                instance.as_dict(), scale_set=scale_set, subscription_id=subscription_id
+            )
+            for instance in instances
+        )
+    if fetched.extension_calls or fetched.instance_view_calls:
+        log.info(
+            "subscription %s: %d per-VM extension list(s), %d instance view(s) (no bulk API)",
+            subscription_id,
+            fetched.extension_calls,
+            fetched.instance_view_calls,
+        )
+    return fetched

@@ -1,0 +1,140 @@
+"""Defender for Servers plan: the subscription's `VirtualMachines` pricing and each machine's.
+
+`Microsoft.Security/pricings/VirtualMachines` at subscription scope gives the plan (pricingTier
+Free/Standard, subPlan P1/P2). Per machine, the same pricing read at the machine's id says
+whether it inherits the subscription's plan or overrides it (`inherited`, `inheritedFrom`;
+booleans may arrive as the strings "True"/"False"). There is no bulk read of resource-level
+pricings, so that is one call per machine, made inside the subscription's one task. A machine
+for which the service answers 404 (no resource-level pricing there) simply has no row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import polars as pl
+import pyarrow as pa
+from azure.core.exceptions import ResourceNotFoundError
+
+from flows.collect.tables import arrow_table
+from transforms.billing import normalise_resource_id
+from transforms.schemas import PRICINGS
+
+SOURCE: Final = "security"
+PRICING_NAME: Final = "VirtualMachines"
+_TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f%#z"
+_SORT_KEYS: Final = ["level", "resource_id", "pricing_id"]
+
+
+def flag(value: Any) -> bool | None:
+    """A boolean that Security may send as a JSON boolean or as the string "True"/"False"."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise ValueError(f"expected True or False, got {value!r}")
+
+
+def pricing_record(
+    pricing: Mapping[str, Any], *, subscription_id: str, resource_id: str | None
+) -> dict[str, Any]:
+    """One PRICINGS row (no snapshot or provenance) from a pricing in wire format.
+
+    `resource_id` None means the subscription-level pricing.
+    """
+    properties = pricing.get("properties") or {}
+    return {
+        "subscription_id": subscription_id.lower(),
+        "pricing_id": normalise_resource_id(pricing["id"]),
+        "level": "subscription" if resource_id is None else "resource",
+        "resource_id": normalise_resource_id(resource_id),
+        "pricing_tier": properties.get("pricingTier"),
+        "sub_plan": properties.get("subPlan"),
+        "inherited": flag(properties.get("inherited")),
+        "inherited_from": normalise_resource_id(properties.get("inheritedFrom")),
+        "enablement_time": properties.get("enablementTime"),
+    }
+
+
+def pricings_table(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    snapshot_at: datetime,
+    ingested_at: datetime,
+    scope: str,
+) -> pa.Table:
+    """PRICINGS rows of one subscription's snapshot: subscription first, then machines by id."""
+    strings = [
+        "subscription_id",
+        "pricing_id",
+        "level",
+        "resource_id",
+        "pricing_tier",
+        "sub_plan",
+        "inherited_from",
+        "enablement_time",
+    ]
+    frame = pl.DataFrame(
+        {name: [record[name] for record in records] for name in [*strings, "inherited"]},
+        schema={**{name: pl.String for name in strings}, "inherited": pl.Boolean},
+    )
+    frame = frame.with_columns(
+        enablement_time=pl.col("enablement_time").str.to_datetime(
+            _TIMESTAMP_FORMAT, time_unit="us", time_zone="UTC"
+        ),
+        snapshot_at=pl.lit(snapshot_at, dtype=pl.Datetime("us", "UTC")),
+        ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")),
+        source=pl.lit(SOURCE),
+        scope=pl.lit(scope),
+    ).sort(_SORT_KEYS, descending=[True, False, False], nulls_last=[False, False, False])
+    return arrow_table(frame, PRICINGS)
+
+
+@dataclass
+class PricingsFetch:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    without_resource_pricing: int = 0
+
+
+def _wire(model: Any) -> dict[str, Any]:
+    """An msrest model back in wire format (read-only fields included)."""
+    return model.serialize(keep_readonly=True)
+
+
+def fetch_pricings(
+    security: Any,
+    subscription_id: str,
+    resource_ids: Iterable[str],
+    log: logging.Logger | logging.LoggerAdapter,
+) -> PricingsFetch:
+    """The subscription's VirtualMachines pricing and each of `resource_ids`' (SecurityCenter)."""
+    fetched = PricingsFetch()
+    subscription = security.pricings.get(
+        scope_id=f"subscriptions/{subscription_id}", pricing_name=PRICING_NAME
+    )
+    fetched.records.append(
+        pricing_record(_wire(subscription), subscription_id=subscription_id, resource_id=None)
+    )
+    for resource_id in resource_ids:
+        try:
+            pricing = security.pricings.get(
+                scope_id=resource_id.lstrip("/"), pricing_name=PRICING_NAME
+            )
+        except ResourceNotFoundError:
+            fetched.without_resource_pricing += 1
+            continue
+        fetched.records.append(
+            pricing_record(_wire(pricing), subscription_id=subscription_id, resource_id=resource_id)
+        )
+    if fetched.without_resource_pricing:
+        log.info(
+            "subscription %s: %d machine(s) without a resource-level pricing (404)",
+            subscription_id,
+            fetched.without_resource_pricing,
+        )
+    return fetched
