@@ -1,0 +1,202 @@
+"""`report.html`: one self-contained page (inline CSS, inline SVG, no script, no fetch).
+
+Built from `ReportData` by a Jinja2 template with autoescaping, so any text from the estate
+(machine names, finding details, price sources) is shown, never interpreted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from flows.report import charts, formatting
+from flows.report.data import MachineSaving, ReportData
+from transforms.billing import (
+    ARC_BILLABLE_STATES,
+    ARC_STATES,
+    PARTIAL_HOURS_MODES,
+    VM_BILLABLE_STATES,
+    VM_POWER_STATES,
+)
+
+# What each finding means to a finance reader; kinds not listed are shown by their code.
+FINDING_MEANINGS: Mapping[str, str] = {
+    "billed_while_not_billable": "Billed for hours when the machine was not in a billable state",
+    "billable_not_billed": "Billable hours observed that Microsoft did not bill (yet)",
+    "no_mde_sensor": "Paying for Defender for Servers on a machine without the MDE sensor",
+    "double_licensed": "Also covered by a per-seat licence: paying twice for Defender for "
+    "Endpoint (a support ticket can discount it from approval, not backdated)",
+    "defender_off": "Machine not covered by Defender for Servers (no amount: nothing billed)",
+}
+# The page lists this many findings, largest first; the workbook has every one.
+FINDINGS_SHOWN = 100
+PARTIAL_HOURS_MEANINGS: Mapping[str, str] = {
+    "fractional": "a partial hour counts as the fraction of the hour the machine was billable",
+    "round_up_clock_hour": "every clock hour in which the machine was billable at all counts "
+    "as a whole hour",
+}
+
+
+@dataclass(frozen=True)
+class ChartSet:
+    cost_by_subscription: Markup
+    utilization: Markup
+    machine_savings: Markup
+    findings_by_kind: Markup
+
+
+def build_charts(data: ReportData) -> ChartSet:
+    """The report's four charts as inline SVG, from the report data alone."""
+    currency = data.headline.currency
+
+    def money(value: float) -> str:
+        return formatting.money(value, currency)
+
+    def axis(value: float) -> str:
+        return formatting.money_compact(value, currency)
+
+    series = [
+        ("Billed (Cost Management)", charts.BLUE),
+        ("Per-hour (observed hours)", charts.SKY),
+        ("Per-seat, one per machine", charts.ORANGE),
+        ("Per-seat, peak concurrent", charts.VERMILLION),
+    ]
+    subscription_groups = [
+        charts.BarGroup(
+            label=row.subscription_id or "",
+            sublabel=f"{row.machines_distinct} machines, peak {row.peak_concurrent_machines}",
+            bars=[
+                charts.Bar(value, name, f"{row.subscription_id} · {name}: {money(value)}")
+                for (name, _), value in zip(
+                    series,
+                    (row.billed_cost, row.hourly_cost, row.seat_cost_distinct, row.seat_cost_peak),
+                    strict=True,
+                )
+            ],
+        )
+        for row in data.subscriptions
+    ]
+    cost_by_subscription = charts.horizontal_bar_chart(
+        "cost-by-subscription",
+        "Per-hour versus per-seat cost by subscription",
+        subscription_groups,
+        series,
+        money,
+        axis,
+    )
+
+    utilization = charts.histogram(
+        "utilization-histogram",
+        "Machines by share of the month they were billable",
+        [(bucket.label, bucket.machines) for bucket in data.utilization],
+        [
+            charts.Marker(
+                point.utilization,
+                f"{point.plan} break-even {formatting.percent(point.utilization)}",
+            )
+            for point in data.break_even
+        ],
+        "share of the month billable (utilization)",
+    )
+
+    def saving_bar(machine: MachineSaving) -> charts.BarGroup:
+        verdict = "per-hour cheaper" if machine.per_hour_savings > 0 else "per-seat cheaper"
+        return charts.BarGroup(
+            label=machine.machine_name,
+            sublabel=f"{machine.plan} · {formatting.percent(machine.utilization)} billable",
+            bars=[
+                charts.Bar(
+                    machine.per_hour_savings,
+                    "saving" if machine.per_hour_savings > 0 else "overpayment",
+                    f"{machine.resource_id}: {verdict} by {money(abs(machine.per_hour_savings))}",
+                )
+            ],
+        )
+
+    machine_savings = charts.horizontal_bar_chart(
+        "machine-savings",
+        "Machines where per-hour saves most, and where a seat would have been cheaper",
+        [saving_bar(machine) for machine in (*data.top_savings, *data.top_overpayments)],
+        [("saving", charts.GREEN), ("overpayment", charts.VERMILLION)],
+        money,
+        axis,
+    )
+
+    findings_by_kind = charts.horizontal_bar_chart(
+        "findings-by-kind",
+        "Amounts at stake by finding",
+        [
+            charts.BarGroup(
+                label=kind.finding,
+                sublabel=f"{kind.count} finding{'s' if kind.count != 1 else ''}",
+                bars=[charts.Bar(kind.amount, "amount", f"{kind.finding}: {money(kind.amount)}")],
+            )
+            for kind in data.finding_kinds
+        ],
+        [("amount", charts.PURPLE)],
+        money,
+        axis,
+    )
+    return ChartSet(
+        cost_by_subscription=Markup(cost_by_subscription),
+        utilization=Markup(utilization),
+        machine_savings=Markup(machine_savings),
+        findings_by_kind=Markup(findings_by_kind),
+    )
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("flows.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["money"] = formatting.money
+    environment.filters["hours"] = formatting.hours
+    environment.filters["percent"] = formatting.percent
+    return environment
+
+
+def render_html(
+    data: ReportData,
+    *,
+    warehouse_name: str,
+    generated_at: datetime,
+    partial_hours: str,
+    overrides: Mapping[str, str],
+) -> str:
+    """The whole page as a string; `overrides` lists configured price changes (option: what)."""
+    if partial_hours not in PARTIAL_HOURS_MODES:
+        raise ValueError(
+            f"partial_hours {partial_hours!r} is not one of {', '.join(PARTIAL_HOURS_MODES)}"
+        )
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            data=data,
+            headline=data.headline,
+            currency=data.headline.currency,
+            charts=build_charts(data),
+            warehouse_name=warehouse_name,
+            generated_at=generated_at,
+            findings=data.findings.to_pylist(),
+            findings_shown=FINDINGS_SHOWN,
+            prices=data.prices.to_pylist(),
+            finding_meanings=FINDING_MEANINGS,
+            vm_billable=[s for s in VM_POWER_STATES if s in VM_BILLABLE_STATES],
+            vm_not_billable=[s for s in VM_POWER_STATES if s not in VM_BILLABLE_STATES],
+            arc_billable=[s for s in ARC_STATES if s in ARC_BILLABLE_STATES],
+            arc_not_billable=[s for s in ARC_STATES if s not in ARC_BILLABLE_STATES],
+            partial_hours=partial_hours,
+            partial_hours_meaning=PARTIAL_HOURS_MEANINGS[partial_hours],
+            other_partial_hours=[m for m in PARTIAL_HOURS_MODES if m != partial_hours],
+            overrides=overrides,
+        )
+    )

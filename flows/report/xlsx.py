@@ -1,0 +1,276 @@
+"""`comparison.xlsx`: the month's summary, every machine and every finding, for finance to pivot.
+
+Cells hold values (not only formulas) so any reader, openpyxl included, sees the numbers; the
+totals rows are SUBTOTAL formulas (they follow the autofilter) whose cached value is the
+warehouse's own sum, so the file shows the right total before any recalculation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import xlsxwriter
+from xlsxwriter.format import Format
+from xlsxwriter.utility import xl_col_to_name
+from xlsxwriter.worksheet import Worksheet
+
+from flows.report.data import FINDING_COLUMNS, MACHINE_COLUMNS, ReportData
+from flows.report.formatting import xlsx_money_format
+
+SHEETS = ("summary", "machines", "findings")
+TOTAL_LABEL = "Total"
+
+_MONEY = frozenset(
+    {
+        "billed_cost",
+        "hourly_cost",
+        "seat_cost",
+        "per_hour_savings",
+        "amount",
+        "seat_cost_distinct",
+        "seat_cost_peak",
+    }
+)
+_HOURS = frozenset({"billable_hours", "hours_in_month", "billed_hours"})
+_SHARES = frozenset({"utilization", "break_even_utilization"})
+_WIDTHS = {
+    "month": 9,
+    "subscription_id": 38,
+    "resource_id": 60,
+    "machine_name": 24,
+    "detail": 60,
+    "finding": 26,
+    "seat_option": 18,
+}
+
+
+@dataclass(frozen=True)
+class _Formats:
+    title: Format
+    header: Format
+    money: Format
+    money_bold: Format
+    hours: Format
+    hours_bold: Format
+    share: Format
+    month: Format
+    integer: Format
+    bold: Format
+    wrap: Format
+
+    def for_column(self, column: str, bold: bool = False) -> Format | None:
+        if column in _MONEY:
+            return self.money_bold if bold else self.money
+        if column in _HOURS:
+            return self.hours_bold if bold else self.hours
+        if column in _SHARES:
+            return self.share
+        if column == "month":
+            return self.month
+        return self.bold if bold else None
+
+
+def write_workbook(data: ReportData, path: Path) -> None:
+    """Write the three sheets of `data` to `path` (an .xlsx file; replaced if present)."""
+    with xlsxwriter.Workbook(str(path)) as book:
+        money = xlsx_money_format(data.headline.currency)
+        formats = _Formats(
+            title=book.add_format({"bold": True, "font_size": 14}),
+            header=book.add_format({"bold": True, "bg_color": "#E5E7EB", "bottom": 1}),
+            money=book.add_format({"num_format": money}),
+            money_bold=book.add_format({"num_format": money, "bold": True, "top": 1}),
+            hours=book.add_format({"num_format": "#,##0.00"}),
+            hours_bold=book.add_format({"num_format": "#,##0.00", "bold": True, "top": 1}),
+            share=book.add_format({"num_format": "0.0%"}),
+            month=book.add_format({"num_format": "yyyy-mm"}),
+            integer=book.add_format({"num_format": "#,##0"}),
+            bold=book.add_format({"bold": True, "top": 1}),
+            wrap=book.add_format({"text_wrap": True, "valign": "top"}),
+        )
+        _summary_sheet(book.add_worksheet("summary"), data, formats)
+        _table_sheet(
+            book.add_worksheet("machines"),
+            data.machines,
+            MACHINE_COLUMNS,
+            {
+                "billable_hours": data.machine_totals.billable_hours,
+                "billed_hours": data.machine_totals.billed_hours,
+                "billed_cost": data.machine_totals.billed_cost,
+                "hourly_cost": data.machine_totals.hourly_cost,
+                "seat_cost": data.machine_totals.seat_cost,
+                "per_hour_savings": data.machine_totals.per_hour_savings,
+            },
+            formats,
+        )
+        _table_sheet(
+            book.add_worksheet("findings"),
+            data.findings,
+            FINDING_COLUMNS,
+            {"amount": data.findings_total},
+            formats,
+        )
+
+
+def _table_sheet(
+    sheet: Worksheet,
+    table: pa.Table,
+    columns: Sequence[str],
+    totals: dict[str, float],
+    formats: _Formats,
+) -> None:
+    """Header, one row per table row, then `totals` (column -> the warehouse's sum) in a last
+    row; header frozen, autofilter over the rows (not the totals)."""
+    rows = table.num_rows
+    for index, column in enumerate(columns):
+        sheet.write(0, index, column, formats.header)
+        sheet.set_column(index, index, _WIDTHS.get(column, 14))
+        values = table.column(column)
+        if pa.types.is_decimal(values.type):
+            values = pc.cast(values, pa.float64())
+        sheet.write_column(1, index, values.to_pylist(), formats.for_column(column))
+    total_row = rows + 1
+    sheet.write(total_row, 0, TOTAL_LABEL, formats.bold)
+    for index, column in enumerate(columns):
+        if column in totals:
+            letter = xl_col_to_name(index)
+            sheet.write_formula(
+                total_row,
+                index,
+                f"=SUBTOTAL(109,{letter}2:{letter}{max(rows, 1) + 1})",
+                formats.for_column(column, bold=True),
+                totals[column],
+            )
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, max(rows, 1), len(columns) - 1)
+
+
+def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> None:
+    """Headline measures first, then the subscriptions of `fleet_comparison_monthly`."""
+    headline = data.headline
+
+    def cheaper(difference: float) -> str:
+        if round(difference, 2) > 0:
+            return "per-hour"
+        return "per-seat" if round(difference, 2) < 0 else "same"
+
+    measures: list[tuple[str, Any, Format | None, str]] = [
+        (
+            "Defender for Servers billed (Cost Management)",
+            headline.billed_cost,
+            formats.money,
+            "every Defender for Servers charge dated in the month",
+        ),
+        (
+            "  of which allocated from subscription-level charges",
+            headline.allocated_cost,
+            formats.money,
+            "allocated to machines by billable hours that day",
+        ),
+        (
+            "  of which not attributed to a machine",
+            headline.unattributed_cost,
+            formats.money,
+            "no billable machine that day to carry it",
+        ),
+        (
+            "Per-hour price of observed billable hours",
+            headline.hourly_cost,
+            formats.money,
+            "billable hours x the plan's hourly rate in force",
+        ),
+        (
+            "Per-seat, one seat per distinct machine",
+            headline.seat_cost_distinct,
+            formats.money,
+            f"{headline.machines_distinct} seats",
+        ),
+        (
+            "Per-seat, seats = peak concurrent billable machines",
+            headline.seat_cost_peak,
+            formats.money,
+            f"{headline.peak_concurrent_machines} seats, reassigned between machines",
+        ),
+        (
+            "Difference: per-seat (one per machine) - billed",
+            headline.difference_distinct,
+            formats.money,
+            "positive: paying per hour cost less",
+        ),
+        (
+            "Difference: per-seat (peak concurrent) - billed",
+            headline.difference_peak,
+            formats.money,
+            "positive: paying per hour cost less",
+        ),
+        ("Cheaper against one seat per machine", cheaper(headline.difference_distinct), None, ""),
+        ("Cheaper against peak concurrent seats", cheaper(headline.difference_peak), None, ""),
+        ("Machines (distinct)", headline.machines_distinct, formats.integer, ""),
+        (
+            "Peak concurrent billable machines",
+            headline.peak_concurrent_machines,
+            formats.integer,
+            "most machines billable in the same hour",
+        ),
+        ("Billable hours observed", headline.billable_hours, formats.hours, ""),
+        ("Hours billed (Cost Management)", headline.billed_hours, formats.hours, ""),
+        ("Findings", headline.findings_count, formats.integer, "see the findings sheet"),
+        ("Findings amount", data.findings_total, formats.money, "findings without an amount: 0"),
+        ("Currency", headline.currency, None, ""),
+    ]
+    sheet.write(
+        0, 0, f"Defender for Servers vs per-seat licensing, {data.month:%B %Y}", formats.title
+    )
+    for index, header in enumerate(("Measure", "Value", "Note")):
+        sheet.write(1, index, header, formats.header)
+    for offset, (label, value, number_format, note) in enumerate(measures):
+        sheet.write(2 + offset, 0, label)
+        sheet.write(2 + offset, 1, value, number_format)
+        sheet.write(2 + offset, 2, note)
+    sheet.set_column(0, 0, 52)
+    sheet.set_column(1, 1, 38)
+    sheet.set_column(2, 2, 46)
+    sheet.set_column(3, 8, 18)
+    sheet.freeze_panes(2, 0)
+
+    top = 2 + len(measures) + 1
+    sheet.write(top, 0, "By subscription (fleet_comparison_monthly)", formats.title)
+    columns = (
+        "subscription_id",
+        "machines_distinct",
+        "peak_concurrent_machines",
+        "billable_hours",
+        "billed_cost",
+        "hourly_cost",
+        "seat_cost_distinct",
+        "seat_cost_peak",
+    )
+    header_row = top + 1
+    for index, column in enumerate(columns):
+        sheet.write(header_row, index, column, formats.header)
+    for offset, row in enumerate(data.subscriptions):
+        for index, column in enumerate(columns):
+            value = getattr(row, column)
+            integer = column in {"machines_distinct", "peak_concurrent_machines"}
+            sheet.write(
+                header_row + 1 + offset,
+                index,
+                value,
+                formats.integer if integer else formats.for_column(column),
+            )
+    last_row = header_row + max(len(data.subscriptions), 1)
+    sheet.autofilter(header_row, 0, last_row, len(columns) - 1)
+    estate_row = last_row + 1
+    sheet.write(estate_row, 0, "Estate (all subscriptions)", formats.bold)
+    for index, column in enumerate(columns[1:], start=1):
+        integer = column in {"machines_distinct", "peak_concurrent_machines"}
+        sheet.write(
+            estate_row,
+            index,
+            getattr(data.estate, column),
+            formats.bold if integer else formats.for_column(column, bold=True),
+        )

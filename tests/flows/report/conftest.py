@@ -1,0 +1,222 @@
+"""A tiny warehouse built by hand, whose October 2026 figures are worked out below, and one
+render of its report shared by every report test.
+
+October 2026 has 31 days = 744 hours. Rates: P2 0.02 and P1 0.00672 per server-hour; one
+MDE for Servers seat 5.00 per month; USD.
+
+machine        sub kind          plan billable h  billed h  billed   hourly    seat  saving
+vm-app-01      A   vm            P2   744         744       14.88    14.88     5.00  -9.88
+vm-batch-02    A   vm            P2   100         100        2.00     2.00     5.00   3.00
+vm-old-03      A   vm            P2     3           5        0.10     0.06     5.00   4.94
+vm-nodefender  A   vm            -    744           0        0.00     null     null   null
+scale-1_0      B   vmss_instance P2   250.5       250        5.00     5.01     5.00  -0.01
+arc-onprem-01  B   arc           P1   372         372        2.49984  2.49984  5.00   2.50016
+total                                 2213.5     1471       24.46984 24.44984 25.00   0.55016
+
+hourly = billable h x rate (744 x 0.02 = 14.88; 372 x 0.00672 = 2.49984); saving = seat -
+hourly. scale-1_0's 5.00 is its allocated share of a subscription-level charge; a further
+1.50 (75 h) charged to subscription B could not be attributed. Billed in October, all
+charges: 24.46984 + 1.50 = 25.96984 over 1471 + 75 = 1546 hours.
+
+Findings in October: 0.04 + 0.01 + 2.49984 + 5.00 (+ defender_off without amount) = 7.54984.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.report import ReportPaths, render_report
+
+OCTOBER = date(2026, 10, 1)
+SEPTEMBER = date(2026, 9, 1)
+SUB_A = "aaaaaaaa-0000-4000-8000-000000000001"
+SUB_B = "bbbbbbbb-0000-4000-8000-000000000002"
+GENERATED_AT = datetime(2026, 11, 5, 6, 0, tzinfo=UTC)
+# A detail that would throw in the browser if the report let text through unescaped.
+HOSTILE_DETAIL = "0.50 h not billed <script>throw new Error('unescaped text')</script> & more"
+
+
+def machine_id(subscription: str, name: str, kind: str = "vm") -> str:
+    provider = {
+        "vm": "microsoft.compute/virtualmachines/",
+        "vmss_instance": "microsoft.compute/virtualmachinescalesets/scale-1/virtualmachines/",
+        "arc": "microsoft.hybridcompute/machines/",
+    }[kind]
+    return f"/subscriptions/{subscription}/resourcegroups/rg-prod/providers/{provider}{name}"
+
+
+APP = machine_id(SUB_A, "vm-app-01")
+BATCH = machine_id(SUB_A, "vm-batch-02")
+OLD = machine_id(SUB_A, "vm-old-03")
+NODEFENDER = machine_id(SUB_A, "vm-nodefender")
+SCALE = machine_id(SUB_B, "0", "vmss_instance")
+ARC = machine_id(SUB_B, "arc-onprem-01", "arc")
+
+# Expected October figures (see the module docstring).
+BILLED_ALL_CHARGES = 25.96984
+MACHINE_TOTALS = {
+    "billable_hours": 2213.5,
+    "billed_hours": 1471.0,
+    "billed_cost": 24.46984,
+    "hourly_cost": 24.44984,
+    "seat_cost": 25.00,
+    "per_hour_savings": 0.55016,
+}
+FINDINGS_TOTAL = 7.54984
+
+_SCHEMA = """
+CREATE TABLE machines (resource_id VARCHAR, subscription_id VARCHAR, machine_name VARCHAR,
+    machine_kind VARCHAR, mde_sensor BOOLEAN, defender_plan VARCHAR);
+CREATE TABLE licensing_comparison_monthly (month DATE, subscription_id VARCHAR,
+    resource_id VARCHAR, machine_key VARCHAR, machine_name VARCHAR, machine_kind VARCHAR,
+    plan VARCHAR, billable_hours DOUBLE, hours_in_month BIGINT, utilization DOUBLE,
+    billed_hours DOUBLE, billed_cost DOUBLE, hourly_cost DOUBLE, seat_option VARCHAR,
+    seat_cost DOUBLE, per_hour_savings DOUBLE, break_even_utilization DOUBLE, cheaper VARCHAR,
+    currency VARCHAR);
+CREATE TABLE fleet_comparison_monthly (month DATE, subscription_id VARCHAR,
+    machines_distinct BIGINT, peak_concurrent_machines BIGINT, billable_hours DOUBLE,
+    hourly_cost DOUBLE, billed_cost DOUBLE, seat_option VARCHAR, seat_cost_distinct DOUBLE,
+    seat_cost_peak DOUBLE, currency VARCHAR);
+CREATE TABLE defender_charges_daily (usage_date DATE, subscription_id VARCHAR,
+    resource_id VARCHAR, plan VARCHAR, billed_hours DOUBLE, billed_cost DOUBLE,
+    currency VARCHAR, attribution VARCHAR);
+CREATE TABLE findings (resource_id VARCHAR, subscription_id VARCHAR, month DATE,
+    finding VARCHAR, detail VARCHAR, amount DOUBLE, currency VARCHAR);
+CREATE TABLE prices (option VARCHAR, kind VARCHAR, unit VARCHAR, rate DOUBLE,
+    currency VARCHAR, effective_from DATE, effective_to DATE, source VARCHAR);
+"""
+
+P2_BREAK_EVEN = 5.00 / (0.02 * 744)
+P1_BREAK_EVEN = 5.00 / (0.00672 * 744)
+
+
+def _licensing_rows() -> list[tuple]:
+    seat = "mde_for_servers"
+
+    def row(month, sub, rid, name, kind, plan, hours, in_month, billed_h, billed, hourly):
+        covered = plan is not None
+        saving = round(5.00 - hourly, 5) if covered else None
+        rate = {"P1": 0.00672, "P2": 0.02}.get(plan or "")
+        return (
+            month, sub, rid, rid, name, kind, plan, hours, in_month, hours / in_month,
+            billed_h, billed, hourly, seat, 5.00 if covered else None, saving,
+            5.00 / (rate * in_month) if rate else None,
+            None if not covered else ("per_hour" if saving >= 0 else "per_seat"), "USD",
+        )  # fmt: skip
+
+    return [
+        row(OCTOBER, SUB_A, APP, "vm-app-01", "vm", "P2", 744.0, 744, 744.0, 14.88, 14.88),
+        row(OCTOBER, SUB_A, BATCH, "vm-batch-02", "vm", "P2", 100.0, 744, 100.0, 2.00, 2.00),
+        row(OCTOBER, SUB_A, OLD, "vm-old-03", "vm", "P2", 3.0, 744, 5.0, 0.10, 0.06),
+        row(OCTOBER, SUB_A, NODEFENDER, "vm-nodefender", "vm", None, 744.0, 744, 0.0, 0.0, None),
+        row(OCTOBER, SUB_B, SCALE, "scale-1_0", "vmss_instance", "P2", 250.5, 744, 250.0, 5.00,
+            5.01),
+        row(OCTOBER, SUB_B, ARC, "arc-onprem-01", "arc", "P1", 372.0, 744, 372.0, 2.49984,
+            2.49984),
+        row(SEPTEMBER, SUB_A, APP, "vm-app-01", "vm", "P2", 720.0, 720, 720.0, 14.40, 14.40),
+    ]  # fmt: skip
+
+
+def _fleet_rows() -> list[tuple]:
+    seat = "mde_for_servers"
+    return [
+        (OCTOBER, SUB_A, 3, 3, 847.0, 16.94, 16.98, seat, 15.00, 15.00, "USD"),
+        (OCTOBER, SUB_B, 2, 2, 622.5, 7.50984, 8.99984, seat, 10.00, 10.00, "USD"),
+        (OCTOBER, None, 5, 4, 1469.5, 24.44984, BILLED_ALL_CHARGES, seat, 25.00, 20.00, "USD"),
+        (SEPTEMBER, SUB_A, 1, 1, 720.0, 14.40, 14.40, seat, 5.00, 5.00, "USD"),
+        (SEPTEMBER, None, 1, 1, 720.0, 14.40, 14.40, seat, 5.00, 5.00, "USD"),
+    ]
+
+
+def _charge_rows() -> list[tuple]:
+    day = date(2026, 10, 20)
+    return [
+        (day, SUB_A, APP, "P2", 744.0, 14.88, "USD", "resource"),
+        (day, SUB_A, BATCH, "P2", 100.0, 2.00, "USD", "resource"),
+        (day, SUB_A, OLD, "P2", 5.0, 0.10, "USD", "resource"),
+        (day, SUB_B, SCALE, "P2", 250.0, 5.00, "USD", "allocated"),
+        (day, SUB_B, ARC, "P1", 372.0, 2.49984, "USD", "resource"),
+        (day, SUB_B, None, "P2", 75.0, 1.50, "USD", "unattributed"),
+        # Either side of October: must not count.
+        (date(2026, 9, 30), SUB_A, APP, "P2", 24.0, 0.48, "USD", "resource"),
+        (date(2026, 11, 1), SUB_A, APP, "P2", 24.0, 0.48, "USD", "resource"),
+    ]
+
+
+def _finding_rows() -> list[tuple]:
+    return [
+        (OLD, SUB_A, OCTOBER, "billed_while_not_billable", "2.00 h billed while deallocated",
+         0.04, "USD"),
+        (SCALE, SUB_B, OCTOBER, "billable_not_billed", HOSTILE_DETAIL, 0.01, "USD"),
+        (ARC, SUB_B, OCTOBER, "no_mde_sensor", "no MDE.Windows or MDE.Linux extension",
+         2.49984, "USD"),
+        (None, None, OCTOBER, "double_licensed", "1 MDE for Servers seat owned", 5.00, "USD"),
+        (NODEFENDER, SUB_A, OCTOBER, "defender_off", "Defender for Servers is off", None, None),
+        (APP, SUB_A, SEPTEMBER, "no_mde_sensor", "no extension", 0.48, "USD"),
+    ]  # fmt: skip
+
+
+def _price_rows() -> list[tuple]:
+    list_price = "list price: Azure Retail Prices API"
+    return [
+        ("defender_servers_p1", "hourly", "1/Hour", 0.0065, "USD", date(2024, 1, 1),
+         OCTOBER, list_price),  # ended the day October began: not in force
+        ("defender_servers_p1", "hourly", "1/Hour", 0.00672, "USD", OCTOBER, None, list_price),
+        ("defender_servers_p2", "hourly", "1/Hour", 0.02, "USD", date(2024, 1, 1), None,
+         list_price),
+        ("mde_for_servers", "seat", "1/Month", 5.00, "USD", date(2024, 1, 1), None,
+         "override: [pricing.seat_prices]"),
+        ("defender_business_servers", "seat", "1/Month", 3.00, "USD", date(2026, 11, 1),
+         None, list_price),  # starts after October
+    ]  # fmt: skip
+
+
+def build_warehouse(path: Path) -> Path:
+    """Write the hand-made warehouse above to `path`."""
+    with duckdb.connect(str(path)) as con:
+        con.execute(_SCHEMA)
+        con.executemany(
+            "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (APP, SUB_A, "vm-app-01", "vm", True, "P2"),
+                (BATCH, SUB_A, "vm-batch-02", "vm", True, "P2"),
+                (OLD, SUB_A, "vm-old-03", "vm", True, "P2"),
+                (NODEFENDER, SUB_A, "vm-nodefender", "vm", False, None),
+                (SCALE, SUB_B, "scale-1_0", "vmss_instance", True, "P2"),
+                (ARC, SUB_B, "arc-onprem-01", "arc", False, "P1"),
+            ],
+        )
+        con.executemany(
+            f"INSERT INTO licensing_comparison_monthly VALUES ({', '.join(['?'] * 19)})",
+            _licensing_rows(),
+        )
+        con.executemany(
+            f"INSERT INTO fleet_comparison_monthly VALUES ({', '.join(['?'] * 11)})",
+            _fleet_rows(),
+        )
+        con.executemany(
+            "INSERT INTO defender_charges_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _charge_rows()
+        )
+        con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)", _finding_rows())
+        con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _price_rows())
+    return path
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_warehouse(tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb")
+
+
+@pytest.fixture(scope="session")
+def rendered(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
+    """The October report in every format, rendered once for all the tests that read it."""
+    return render_report(
+        warehouse,
+        OCTOBER,
+        tmp_path_factory.mktemp("reports"),
+        generated_at=GENERATED_AT,
+    )
