@@ -1,0 +1,433 @@
+"""The simulated estate and its ground truth, as polars frames.
+
+Ground truth is computed directly from each machine's true timeline, never from the Activity Log
+events the server serves: the pipeline rebuilds uptime from those events, and the tests compare
+what it rebuilt with what really happened.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+
+import polars as pl
+
+from flows.simulator.model import (
+    MachineSpec,
+    MachineTimeline,
+    ScaleSetSpec,
+    SubscriptionSpec,
+)
+from transforms.billing import ACTIVITY_LOG_RETENTION_DAYS, VM_BILLABLE_STATES
+
+TIMESTAMP = pl.Datetime("us", "UTC")
+TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
+
+_INTERVAL_SCHEMA = {
+    "resource_id": pl.String,
+    "state": pl.String,
+    "start_at": TIMESTAMP,
+    "end_at": TIMESTAMP,
+}
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """A deliberate billing error in the cost data, for the pipeline's findings to discover."""
+
+    finding: str  # "billed_while_not_billable" or "billable_not_billed"
+    machine: MachineSpec
+    usage_date: date
+    billed_hours: float  # hours on the Defender row as billed (0 when the row is missing)
+
+
+class EstateBuilder:
+    """Assembles an estate: subscriptions, machines and their timelines, deliberate anomalies.
+
+    `Estate.generate` uses it with the profiles in `flows.simulator.profiles`; tests use it to
+    hand-build a tiny estate whose figures can be worked out by hand.
+    """
+
+    def __init__(self, *, seed: int, window_start: datetime, now: datetime) -> None:
+        if window_start.tzinfo is None or now.tzinfo is None:
+            raise ValueError("window_start and now must be timezone-aware UTC datetimes")
+        if not window_start < now:
+            raise ValueError(f"window_start {window_start} must be before now {now}")
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.window_start = window_start.astimezone(UTC)
+        self.now = now.astimezone(UTC)
+        self.subscriptions: list[SubscriptionSpec] = []
+        self.scale_sets: list[ScaleSetSpec] = []
+        self.timelines: list[MachineTimeline] = []
+        self.anomalies: list[Anomaly] = []
+
+    def add_subscription(self, subscription: SubscriptionSpec) -> SubscriptionSpec:
+        self.subscriptions.append(subscription)
+        return subscription
+
+    def add_scale_set(self, scale_set: ScaleSetSpec) -> ScaleSetSpec:
+        self.scale_sets.append(scale_set)
+        return scale_set
+
+    def add_machine(self, machine: MachineSpec, *, initial_state: str | None) -> MachineTimeline:
+        """Add a machine. One that exists before the window starts gets `initial_state` there;
+        one created inside the window passes None and is then created with `timeline.create`."""
+        if machine.subscription not in self.subscriptions:
+            raise ValueError(f"add subscription {machine.subscription.subscription_id} first")
+        observed_from = max(machine.created_at, self.window_start)
+        timeline = MachineTimeline(
+            machine, self.rng, observed_from=observed_from, initial_state=initial_state
+        )
+        self.timelines.append(timeline)
+        return timeline
+
+    def add_anomaly(self, anomaly: Anomaly) -> None:
+        self.anomalies.append(anomaly)
+
+    def build(self) -> Estate:
+        for timeline in self.timelines:
+            timeline.close(self.now)
+        return Estate(self)
+
+
+class Estate:
+    """A generated estate: the specs the server renders, and ground-truth frames for tests."""
+
+    def __init__(self, builder: EstateBuilder) -> None:
+        self.seed = builder.seed
+        self.window_start = builder.window_start
+        self.now = builder.now
+        self.subscription_specs = list(builder.subscriptions)
+        self.scale_set_specs = list(builder.scale_sets)
+        self.timelines = list(builder.timelines)
+        self.anomaly_specs = list(builder.anomalies)
+        self.tenant_id = TENANT_ID
+        self.machine_by_id = {t.machine.arm_id.lower(): t for t in self.timelines}
+        self.subscription_by_id = {s.subscription_id: s for s in self.subscription_specs}
+
+    @classmethod
+    def generate(cls, seed: int, machines: int, months: int, now: datetime) -> Estate:
+        """A realistic estate of `machines` machines observed over the `months` before `now`."""
+        from flows.simulator.profiles import generate_estate
+
+        return generate_estate(seed=seed, machines=machines, months=months, now=now)
+
+    # -- ground truth --------------------------------------------------------------------------
+    @property
+    def subscriptions(self) -> list[str]:
+        return [s.subscription_id for s in self.subscription_specs]
+
+    @cached_property
+    def _machines(self) -> pl.DataFrame:
+        rows = []
+        for timeline in self.timelines:
+            m = timeline.machine
+            first_seen = m.created_at
+            rows.append(
+                {
+                    "resource_id": m.arm_id.lower(),
+                    "arm_id": m.arm_id,
+                    "subscription_id": m.subscription.subscription_id,
+                    "resource_group": m.resource_group,
+                    "machine_name": m.machine_name,
+                    "machine_kind": m.kind,
+                    "vm_id": m.vm_id,
+                    "scale_set_name": m.scale_set.name if m.scale_set else None,
+                    "instance_id": m.instance_id,
+                    "created_at": first_seen,
+                    "deleted_at": timeline.deleted_at,
+                    "os_type": m.os_type,
+                    "size": m.size,
+                    "location": m.location,
+                    "mde_sensor": m.mde_sensor,
+                    "defender_plan": m.effective_plan,
+                    "pricing_override": m.pricing_override,
+                    "profile": m.profile,
+                    "tags": json.dumps(m.tags, sort_keys=True),
+                }
+            )
+        schema = {
+            "resource_id": pl.String,
+            "arm_id": pl.String,
+            "subscription_id": pl.String,
+            "resource_group": pl.String,
+            "machine_name": pl.String,
+            "machine_kind": pl.String,
+            "vm_id": pl.String,
+            "scale_set_name": pl.String,
+            "instance_id": pl.String,
+            "created_at": TIMESTAMP,
+            "deleted_at": TIMESTAMP,
+            "os_type": pl.String,
+            "size": pl.String,
+            "location": pl.String,
+            "mde_sensor": pl.Boolean,
+            "defender_plan": pl.String,
+            "pricing_override": pl.String,
+            "profile": pl.String,
+            "tags": pl.String,
+        }
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def machines(self) -> pl.DataFrame:
+        """One row per machine that existed in the window (deleted ones too), ids lower-cased."""
+        return self._machines.select(
+            "resource_id",
+            "subscription_id",
+            "resource_group",
+            "machine_name",
+            "machine_kind",
+            "vm_id",
+            "scale_set_name",
+            "created_at",
+            "deleted_at",
+            "os_type",
+            "size",
+            "location",
+            "mde_sensor",
+            "defender_plan",
+            "profile",
+        )
+
+    @cached_property
+    def _intervals(self) -> pl.DataFrame:
+        columns: dict[str, list] = {name: [] for name in _INTERVAL_SCHEMA}
+        for timeline in self.timelines:
+            resource_id = timeline.machine.arm_id.lower()
+            for interval in timeline.intervals:
+                columns["resource_id"].append(resource_id)
+                columns["state"].append(interval.state)
+                columns["start_at"].append(interval.start_at)
+                columns["end_at"].append(interval.end_at)
+        return pl.DataFrame(columns, schema=_INTERVAL_SCHEMA).sort("resource_id", "start_at")
+
+    def state_intervals(self) -> pl.DataFrame:
+        """The true timeline: resource_id, state, start_at, end_at ([start, end), UTC, to `now`)."""
+        return self._intervals.with_columns(
+            billable=pl.col("state").is_in(sorted(VM_BILLABLE_STATES))
+        )
+
+    @cached_property
+    def _billable_hours_daily(self) -> pl.DataFrame:
+        day = timedelta(days=1)
+        per_day = (
+            self._intervals.lazy()
+            .with_columns(
+                usage_date=pl.date_ranges(
+                    pl.col("start_at").dt.date(),
+                    (pl.col("end_at") - pl.duration(microseconds=1)).dt.date(),
+                )
+            )
+            .explode("usage_date")
+            .with_columns(
+                day_start=pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+            )
+            .with_columns(
+                overlap_hours=(
+                    pl.min_horizontal("end_at", pl.col("day_start") + day)
+                    - pl.max_horizontal("start_at", "day_start")
+                ).dt.total_microseconds()
+                / 3_600_000_000
+            )
+            .group_by("usage_date", "resource_id")
+            .agg(
+                billable_hours=pl.col("overlap_hours")
+                .filter(pl.col("state").is_in(sorted(VM_BILLABLE_STATES)))
+                .sum()
+            )
+        )
+        subscriptions = self._machines.lazy().select("resource_id", "subscription_id")
+        return (
+            per_day.join(subscriptions, on="resource_id", how="left")
+            .select("usage_date", "resource_id", "subscription_id", "billable_hours")
+            .sort("usage_date", "resource_id")
+            .collect()
+        )
+
+    def billable_hours_daily(self) -> pl.DataFrame:
+        """Billable hours per machine and UTC day, exact to the microsecond, from the timeline.
+
+        A row exists for every day the machine existed in the window, 0.0 when it was never
+        billable that day; the day `now` falls in is partial (up to `now`).
+        """
+        return self._billable_hours_daily
+
+    @cached_property
+    def _events(self) -> pl.DataFrame:
+        rows = []
+        for timeline in self.timelines:
+            m = timeline.machine
+            for e in timeline.events:
+                rows.append(
+                    (
+                        e.event_data_id,
+                        e.correlation_id,
+                        e.event_at,
+                        e.submission_at,
+                        m.arm_id.lower(),
+                        m.arm_id,
+                        m.subscription.subscription_id,
+                        m.resource_group,
+                        m.resource_type,
+                        e.operation_name,
+                        e.operation,
+                        e.status,
+                        e.sub_status,
+                        e.http_method,
+                        e.caller,
+                        e.client_request_id,
+                    )
+                )
+        schema = {
+            "event_data_id": pl.String,
+            "correlation_id": pl.String,
+            "event_at": TIMESTAMP,
+            "submission_at": TIMESTAMP,
+            "resource_id": pl.String,
+            "arm_id": pl.String,
+            "subscription_id": pl.String,
+            "resource_group": pl.String,
+            "resource_type": pl.String,
+            "operation_name": pl.String,
+            "operation": pl.String,
+            "status": pl.String,
+            "sub_status": pl.String,
+            "http_method": pl.String,
+            "caller": pl.String,
+            "client_request_id": pl.String,
+        }
+        return pl.DataFrame(rows, schema=schema, orient="row").sort(
+            "event_at", "event_data_id", descending=True
+        )
+
+    def activity_events(self) -> pl.DataFrame:
+        """Every Activity Log event of the estate (the server serves those within retention)."""
+        return self._events.select(
+            "event_data_id",
+            "correlation_id",
+            "event_at",
+            "resource_id",
+            "subscription_id",
+            "resource_group",
+            "operation_name",
+            "operation",
+            "status",
+        )
+
+    def served_events(self, clock: datetime) -> pl.DataFrame:
+        """The events the Activity Log holds at `clock`: already happened, within 90 days."""
+        oldest = clock - timedelta(days=ACTIVITY_LOG_RETENTION_DAYS)
+        return self._events.filter((pl.col("event_at") <= clock) & (pl.col("event_at") >= oldest))
+
+    @cached_property
+    def _cost_versions(self) -> pl.DataFrame:
+        from flows.simulator.costs import cost_versions
+
+        return cost_versions(self)
+
+    def cost_rows(self, as_of: datetime | None = None) -> pl.DataFrame:
+        """Cost rows at the finest grouping, as the Query API reports them at `as_of`.
+
+        Default: the final figures, after every restatement. A day's rows appear once the day is
+        over and are first reported incomplete; the final figures replace them two days after
+        the day starts. The day `now` falls in is never billed.
+        """
+        versions = self._cost_versions
+        if as_of is None:
+            visible = versions.filter(pl.col("visible_until").is_null())
+        else:
+            visible = versions.filter(
+                (pl.col("visible_from") <= as_of)
+                & (pl.col("visible_until").is_null() | (pl.col("visible_until") > as_of))
+            )
+        return visible.drop("visible_from", "visible_until")
+
+    def anomalies(self) -> pl.DataFrame:
+        """The deliberate billing errors in the cost data, with the billable hours that day."""
+        hours = self._billable_hours_daily.select("usage_date", "resource_id", "billable_hours")
+        frame = pl.DataFrame(
+            [
+                {
+                    "resource_id": a.machine.arm_id.lower(),
+                    "subscription_id": a.machine.subscription.subscription_id,
+                    "usage_date": a.usage_date,
+                    "finding": a.finding,
+                    "plan": a.machine.effective_plan,
+                    "billed_hours": a.billed_hours,
+                }
+                for a in self.anomaly_specs
+            ],
+            schema={
+                "resource_id": pl.String,
+                "subscription_id": pl.String,
+                "usage_date": pl.Date,
+                "finding": pl.String,
+                "plan": pl.String,
+                "billed_hours": pl.Float64,
+            },
+            orient="row",
+        )
+        return frame.join(hours, on=["usage_date", "resource_id"], how="left").with_columns(
+            pl.col("billable_hours").fill_null(0.0)
+        )
+
+    def pricings(self) -> pl.DataFrame:
+        """Defender for Servers plans: one row per subscription, one per resource-level override."""
+        rows = []
+        for s in self.subscription_specs:
+            rows.append(
+                {
+                    "subscription_id": s.subscription_id,
+                    "level": "subscription",
+                    "resource_id": None,
+                    "pricing_tier": "Standard" if s.defender_plan else "Free",
+                    "sub_plan": s.defender_plan,
+                    "inherited": None,
+                }
+            )
+        for t in self.timelines:
+            m = t.machine
+            if m.pricing_override is None:
+                continue
+            rows.append(
+                {
+                    "subscription_id": m.subscription.subscription_id,
+                    "level": "resource",
+                    "resource_id": m.arm_id.lower(),
+                    "pricing_tier": "Free" if m.pricing_override == "Free" else "Standard",
+                    "sub_plan": None if m.pricing_override == "Free" else m.pricing_override,
+                    "inherited": False,
+                }
+            )
+        return pl.DataFrame(
+            rows,
+            schema={
+                "subscription_id": pl.String,
+                "level": pl.String,
+                "resource_id": pl.String,
+                "pricing_tier": pl.String,
+                "sub_plan": pl.String,
+                "inherited": pl.Boolean,
+            },
+            orient="row",
+        )
+
+    # -- the estate as the server sees it at a clock ------------------------------------------
+    def alive_at(self, clock: datetime) -> pl.DataFrame:
+        """Machines that exist at `clock` (created, not yet deleted) with their power state."""
+        at = min(clock, self.now - timedelta(microseconds=1))
+        states = self._intervals.filter(
+            (pl.col("start_at") <= at) & (pl.col("end_at") > at)
+        ).select("resource_id", "state")
+        return (
+            self._machines.filter(
+                (pl.col("created_at") <= clock)
+                & (pl.col("deleted_at").is_null() | (pl.col("deleted_at") > clock))
+            )
+            .join(states, on="resource_id", how="inner")
+            .sort("subscription_id", "resource_id")
+        )

@@ -1,0 +1,313 @@
+"""The building blocks of a simulated estate: subscriptions, machines and their true power timeline.
+
+A machine's timeline is driven by operations, exactly as Azure drives it: an operation starts,
+spends a few seconds or minutes in a transitional state (`starting`, `deallocating`, ...), then
+succeeds (the machine reaches the target state) or fails (it falls back to where it was). Every
+operation writes its Activity Log events as it goes (Started, Accepted for long operations,
+Succeeded or Failed, one correlationId), so the true timeline and the events are consistent by
+construction; a shutdown from inside the guest OS changes the state and writes nothing, as in Azure.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+# Transitional and target state of each operation. `restart` and a configuration `write` keep
+# the machine allocated and running throughout: their interval stays `running` (billable).
+_TRANSITIONS: dict[str, tuple[str | None, str | None]] = {
+    "start": ("starting", "running"),
+    "deallocate": ("deallocating", "deallocated"),
+    "power_off": ("stopping", "stopped"),
+    "restart": (None, "running"),
+    "create": ("creating", "running"),
+    "update": (None, None),
+    "delete": ("deleting", None),
+}
+# States an operation may be requested from (Azure refuses the others with a conflict).
+_ALLOWED_FROM: dict[str, frozenset[str]] = {
+    "start": frozenset({"deallocated", "stopped"}),
+    "deallocate": frozenset({"running", "stopped"}),
+    "power_off": frozenset({"running"}),
+    "restart": frozenset({"running"}),
+    "update": frozenset({"running", "stopped", "deallocated"}),
+    "delete": frozenset({"running", "stopped", "deallocated"}),
+}
+# Azure's spelling of each operation, after `Microsoft.Compute/virtualMachines/` (or the scale-set
+# VM type), and the HTTP method the caller used.
+_OPERATION_SUFFIX = {
+    "start": ("start/action", "POST"),
+    "deallocate": ("deallocate/action", "POST"),
+    "power_off": ("powerOff/action", "POST"),
+    "restart": ("restart/action", "POST"),
+    "create": ("write", "PUT"),
+    "update": ("write", "PUT"),
+    "delete": ("delete", "DELETE"),
+}
+# Long-running operations log `Accepted` (HTTP 202) between Started and the outcome; a PUT answers
+# 200/201 directly and logs no Accepted event.
+_LOGS_ACCEPTED = frozenset({"start", "deallocate", "power_off", "restart", "delete"})
+
+VM_TYPE = "Microsoft.Compute/virtualMachines"
+VMSS_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """A subscription, its Defender for Servers plan and how its charges show in cost data."""
+
+    subscription_id: str
+    display_name: str
+    defender_plan: str | None  # "P1", "P2", or None when Defender for Servers is off
+    location: str
+    # Defender rows carry the machine's id, or the subscription's pricing id (both seen in Azure).
+    charge_target: Literal["machine", "subscription"] = "machine"
+    # MeterCategory of the Defender rows: Azure renamed it over time.
+    meter_category: str = "Microsoft Defender for Cloud"
+    # How Cost Management spells resource ids: all lower-case, or keywords only lower-cased.
+    cost_id_case: Literal["lower", "provider_lower"] = "lower"
+    enablement_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScaleSetSpec:
+    subscription: SubscriptionSpec
+    resource_group: str
+    name: str
+    size: str
+    os_type: str
+    location: str
+    created_at: datetime
+    unique_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
+            f"{self.resource_group}/providers/Microsoft.Compute/virtualMachineScaleSets/{self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """A VM or a scale-set instance (each instance is a machine of its own)."""
+
+    subscription: SubscriptionSpec
+    resource_group: str
+    name: str
+    vm_id: str
+    os_type: str  # "Windows" or "Linux"
+    size: str
+    location: str
+    profile: str
+    mde_sensor: bool
+    created_at: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    # Resource-level Defender plan: None inherits the subscription's, "P1" enables Plan 1 on this
+    # machine, "Free" disables Defender for Servers on it.
+    pricing_override: str | None = None
+    scale_set: ScaleSetSpec | None = None
+    instance_id: str | None = None
+    extra_extensions: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "vmss_instance" if self.scale_set else "vm"
+
+    @property
+    def machine_name(self) -> str:
+        """Azure's `name`: the VM name, or `{scaleSet}_{instanceId}` for a scale-set instance."""
+        return f"{self.scale_set.name}_{self.instance_id}" if self.scale_set else self.name
+
+    @property
+    def resource_type(self) -> str:
+        return VMSS_VM_TYPE if self.scale_set else VM_TYPE
+
+    @property
+    def arm_id(self) -> str:
+        if self.scale_set:
+            return f"{self.scale_set.arm_id}/virtualMachines/{self.instance_id}"
+        return (
+            f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
+            f"{self.resource_group}/providers/Microsoft.Compute/virtualMachines/{self.name}"
+        )
+
+    @property
+    def effective_plan(self) -> str | None:
+        if self.pricing_override == "Free":
+            return None
+        if self.pricing_override == "P1":
+            return "P1"
+        return self.subscription.defender_plan
+
+
+@dataclass(frozen=True)
+class Interval:
+    state: str
+    start_at: datetime
+    end_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    event_data_id: str
+    correlation_id: str
+    event_at: datetime
+    submission_at: datetime
+    operation: str  # mdecost's verb: start, deallocate, power_off, restart, write, delete
+    operation_name: str
+    http_method: str
+    status: str
+    sub_status: str
+    caller: str
+    client_request_id: str
+
+
+class OperationRefused(ValueError):
+    """An operation was requested from a state Azure would refuse it in, or overlaps another."""
+
+
+class MachineTimeline:
+    """The true power timeline of one machine, advanced by operations in time order."""
+
+    def __init__(
+        self,
+        machine: MachineSpec,
+        rng: random.Random,
+        *,
+        observed_from: datetime,
+        initial_state: str | None,
+    ) -> None:
+        self.machine = machine
+        self._rng = rng
+        self._state = initial_state
+        self._since = observed_from
+        self._busy_until = observed_from
+        self.intervals: list[Interval] = []
+        self.events: list[Event] = []
+        self.deleted_at: datetime | None = None
+
+    @property
+    def state(self) -> str | None:
+        """The steady state now (None before creation and after deletion)."""
+        return self._state
+
+    @property
+    def free_at(self) -> datetime:
+        """The earliest instant the next operation may start (the last one has finished)."""
+        return self._busy_until
+
+    def create(self, at: datetime, duration: timedelta, caller: str) -> None:
+        if self._state is not None or self.intervals:
+            raise OperationRefused(f"{self.machine.arm_id} already exists")
+        self._since = at
+        self._state = "creating"
+        self._record("create", at, duration, succeeded=True, caller=caller)
+
+    def operate(
+        self,
+        operation: str,
+        at: datetime,
+        duration: timedelta,
+        *,
+        caller: str,
+        succeeded: bool = True,
+    ) -> None:
+        """Run `operation` from `at`; it finishes `duration` later, succeeded or failed."""
+        if self._state not in _ALLOWED_FROM[operation]:
+            raise OperationRefused(
+                f"{operation} refused for {self.machine.arm_id} in state {self._state}"
+            )
+        self._record(operation, at, duration, succeeded=succeeded, caller=caller)
+
+    def guest_shutdown(self, at: datetime) -> None:
+        """Shut down from inside the guest OS: stopped but still allocated, and no event."""
+        if self._state != "running" or at < self._busy_until:
+            raise OperationRefused(f"guest shutdown refused for {self.machine.arm_id}")
+        self._move_to("stopped", at)
+        self._busy_until = at
+
+    def close(self, until: datetime) -> None:
+        """End the observed timeline at `until` (the simulation's present)."""
+        if self._state is not None and until > self._since:
+            self.intervals.append(Interval(self._state, self._since, until))
+        self._since = until
+
+    # -- internals ---------------------------------------------------------------------------
+    def _record(
+        self, operation: str, at: datetime, duration: timedelta, *, succeeded: bool, caller: str
+    ) -> None:
+        if at < self._busy_until:
+            raise OperationRefused(
+                f"{operation} at {at} overlaps the previous operation on {self.machine.arm_id}"
+            )
+        if operation == "create" and not succeeded:
+            raise OperationRefused("a failed create leaves no machine; do not simulate it")
+        transitional, target = _TRANSITIONS[operation]
+        finished_at = at + duration
+        previous = self._state
+        if transitional is not None:
+            self._move_to(transitional, at)
+        final_state = target if succeeded and operation != "update" else previous
+        if operation == "delete" and succeeded:
+            self._move_to(None, finished_at)
+            self.deleted_at = finished_at
+        else:
+            self._move_to(final_state, finished_at)
+        self._busy_until = finished_at
+        self._log(operation, at, finished_at, succeeded=succeeded, caller=caller)
+
+    def _move_to(self, state: str | None, at: datetime) -> None:
+        if state == self._state:
+            return
+        if self._state is not None and at > self._since:
+            self.intervals.append(Interval(self._state, self._since, at))
+        self._state = state
+        self._since = at
+
+    def _log(
+        self, operation: str, at: datetime, finished_at: datetime, *, succeeded: bool, caller: str
+    ) -> None:
+        rng = self._rng
+        suffix, method = _OPERATION_SUFFIX[operation]
+        operation_name = f"{self.machine.resource_type}/{suffix}"
+        verb = "write" if operation in ("create", "update") else operation
+        correlation_id = _uuid(rng)
+        client_request_id = _uuid(rng)
+        steps: list[tuple[str, datetime, str]] = [("Started", at, "")]
+        if operation in _LOGS_ACCEPTED:
+            accepted_at = at + timedelta(microseconds=rng.randint(300_000, 2_000_000))
+            steps.append(("Accepted", min(accepted_at, finished_at), "Accepted"))
+        if succeeded:
+            steps.append(("Succeeded", finished_at, "Created" if operation == "create" else "OK"))
+        else:
+            steps.append(("Failed", finished_at, "InternalServerError"))
+        for status, event_at, sub_status in steps:
+            self.events.append(
+                Event(
+                    event_data_id=_uuid(rng),
+                    correlation_id=correlation_id,
+                    event_at=event_at,
+                    submission_at=event_at + timedelta(microseconds=rng.randint(4, 90) * 1_000_000),
+                    operation=verb,
+                    operation_name=operation_name,
+                    http_method=method,
+                    status=status,
+                    sub_status=sub_status,
+                    caller=caller,
+                    client_request_id=client_request_id,
+                )
+            )
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def seeded_uuid(rng: random.Random) -> str:
+    """A version-4 GUID drawn from `rng`, so ids are reproducible from the seed."""
+    return _uuid(rng)

@@ -1,0 +1,744 @@
+"""The HTTPS server that answers like Azure Resource Manager, as of a movable clock.
+
+Loopback only, TLS from a throwaway `trustme` CA (azure-core refuses bearer tokens over plain
+http), a static bearer token, stdlib `ThreadingHTTPServer`. Every answer is computed from the
+`Estate` as of `clock`: machines that exist then, their power state then, Activity Log events up
+to then (90-day retention), cost rows as they were reported then.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import ssl
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import polars as pl
+import trustme
+
+from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
+from flows.simulator import wire
+from flows.simulator.catalog import CURRENCY_RATES, retail_items
+from flows.simulator.estate import Estate
+from flows.simulator.queries import (
+    BadRequest,
+    activity_log_filter,
+    parse_cost_query,
+    retail_predicate,
+    run_cost_query,
+    select_fields,
+)
+
+# The token the simulator accepts when MDECOST_STATIC_TOKEN is not set. It only ever opens the
+# simulator on loopback; the config refuses a static token for any other endpoint.
+DEVELOPMENT_TOKEN = "mdecost-simulator-development-token"
+COST_RETRY_AFTER_HEADERS = (
+    "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after",
+    "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after",
+    "x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after",
+    "x-ms-ratelimit-microsoft.costmanagement-clienttype-retry-after",
+)
+
+
+@dataclass
+class Faults:
+    """Mutable fault controls. `cost_429_rate` throttles that share of cost queries, in a
+    deterministic sequence (the first query is throttled whenever the rate is above zero)."""
+
+    cost_429_rate: float = 0.0
+    # The largest retry-after the 429 carries (tenant); the others carry one second less, so a
+    # client that reads only the qpu header waits too little.
+    cost_retry_after_seconds: int = 1
+    _cost_queries_seen: int = field(default=0, repr=False)
+    _rate_seen: float = field(default=0.0, repr=False)
+
+    def throttle_next_cost_query(self) -> bool:
+        if self.cost_429_rate != self._rate_seen:
+            self._rate_seen = self.cost_429_rate
+            self._cost_queries_seen = 0
+        n = self._cost_queries_seen
+        self._cost_queries_seen += 1
+        rate = min(max(self.cost_429_rate, 0.0), 1.0)
+        # Throttle query n when the running count of throttles ceil((n + 1) * rate) grows.
+        return _ceil(rate * (n + 1)) > _ceil(rate * n)
+
+
+def _ceil(value: float) -> int:
+    whole = int(value)
+    return whole + (value - whole > 1e-9)
+
+
+@dataclass
+class PageSizes:
+    """How many items each paged API returns per page (small, so paging is exercised)."""
+
+    vm_list: int = 10
+    activity_log: int = 200
+    cost_query: int = 1000
+    retail_prices: int = 7
+
+
+_ROUTES: list[tuple[str, str, re.Pattern[str], str]] = []
+
+
+def _route(method: str, pattern: str, name: str) -> Callable:
+    def register(handler: Callable) -> Callable:
+        _ROUTES.append((method, handler.__name__, re.compile(pattern, re.IGNORECASE), name))
+        return handler
+
+    return register
+
+
+_SUB = r"/subscriptions/(?P<sub>[^/]+)"
+_RG = r"/resourcegroups/(?P<rg>[^/]+)"
+_COMPUTE = r"/providers/microsoft\.compute"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests and the demo print their own summaries."""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _dispatch(self, method: str) -> None:
+        sim = self.server.simulator
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path).rstrip("/") or "/"
+        self.query = dict(parse_qsl(split.query, keep_blank_values=True))
+        self.request_path = path
+        length = int(self.headers.get("Content-Length") or 0)
+        self.body = self.rfile.read(length) if length else b""
+        try:
+            if path.lower() == "/api/retail/prices" and method == "GET":
+                sim.count("retail_prices")
+                self._send(200, sim.retail_prices(self.query))
+                return
+            if not self._authorised():
+                sim.count("unauthorized")
+                self._send(
+                    401,
+                    wire.error_body(
+                        "InvalidAuthenticationToken",
+                        "The access token is missing or invalid.",
+                    ),
+                    {
+                        "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/'
+                        f'{sim.estate.tenant_id}", error="invalid_token", '
+                        'error_description="The access token is missing or invalid."'
+                    },
+                )
+                return
+            for route_method, handler_name, pattern, name in _ROUTES:
+                match = pattern.match(path)
+                if match and route_method == method:
+                    sim.count(name)
+                    getattr(self, handler_name)(**match.groupdict())
+                    return
+            sim.count("not_found")
+            if any(pattern.match(path) for _, _, pattern, _ in _ROUTES):
+                self._send(
+                    405,
+                    wire.error_body(
+                        "MethodNotAllowed", f"The simulated estate is read-only: {method} {path}"
+                    ),
+                )
+                return
+            self._send(
+                404,
+                wire.error_body(
+                    "NotFound",
+                    f"No HTTP resource was found that matches the request URI '{path}'.",
+                ),
+            )
+        except BadRequest as error:
+            self._send(400, wire.error_body(error.code, str(error)))
+        except _NotFound as error:
+            sim.count("not_found")
+            self._send(404, wire.error_body(error.code, str(error)))
+
+    def _authorised(self) -> bool:
+        header = self.headers.get("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and token == self.server.simulator.token
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-ms-request-id", _request_id())
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _page(self, items: list[Any] | pl.DataFrame, size: int) -> tuple[Any, str | None]:
+        """Slice the page `$skiptoken` points at; the link to the next page, or None."""
+        offset = _decode_skiptoken(self.query.get("$skiptoken"))
+        page = items[offset : offset + size]
+        if offset + size >= len(items):
+            return page, None
+        params = {k: v for k, v in self.query.items() if k != "$skiptoken"}
+        params["$skiptoken"] = _encode_skiptoken(offset + size)
+        return page, self._link(params)
+
+    def _link(self, params: dict[str, str]) -> str:
+        return (
+            f"{self.server.simulator.arm_endpoint}{self.request_path}?"
+            f"{urlencode(params, quote_via=quote, safe='')}"
+        )
+
+    # -- subscriptions -------------------------------------------------------------------------
+    @_route("GET", r"^/subscriptions$", "subscriptions_list")
+    def subscriptions_list(self) -> None:
+        sim = self.server.simulator
+        value = [
+            wire.subscription_json(s, sim.estate.tenant_id) for s in sim.estate.subscription_specs
+        ]
+        self._send(200, {"value": value})
+
+    @_route("GET", rf"^{_SUB}$", "subscription_get")
+    def subscription_get(self, sub: str) -> None:
+        sim = self.server.simulator
+        self._send(200, wire.subscription_json(sim.subscription(sub), sim.estate.tenant_id))
+
+    # -- compute -------------------------------------------------------------------------------
+    @_route("GET", rf"^{_SUB}(?:{_RG})?{_COMPUTE}/virtualmachines$", "vm_list")
+    def vm_list(self, sub: str, rg: str | None = None) -> None:
+        sim = self.server.simulator
+        alive = sim.alive(sub, rg).filter(pl.col("machine_kind") == "vm")
+        with_view = (
+            self.query.get("statusOnly", "").lower() == "true"
+            or self.query.get("$expand", "").lower() == "instanceview"
+        )
+        page, next_link = self._page(alive, sim.page_sizes.vm_list)
+        value = [
+            wire.vm_json(
+                sim.machine(row["resource_id"]), row["state"], with_instance_view=with_view
+            )
+            for row in page.iter_rows(named=True)
+        ]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
+
+    @_route("GET", rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachines/(?P<vm>[^/]+)$", "vm_get")
+    def vm_get(self, sub: str, rg: str, vm: str) -> None:
+        machine, state = self.server.simulator.find_vm(sub, rg, vm)
+        with_view = self.query.get("$expand", "").lower() == "instanceview"
+        self._send(200, wire.vm_json(machine, state, with_instance_view=with_view))
+
+    @_route(
+        "GET",
+        rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachines/(?P<vm>[^/]+)/instanceview$",
+        "vm_instance_view",
+    )
+    def vm_instance_view(self, sub: str, rg: str, vm: str) -> None:
+        machine, state = self.server.simulator.find_vm(sub, rg, vm)
+        self._send(200, wire.instance_view_json(machine, state))
+
+    @_route(
+        "GET",
+        rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachines/(?P<vm>[^/]+)/extensions(?:/(?P<ext>[^/]+))?$",
+        "vm_extensions",
+    )
+    def vm_extensions(self, sub: str, rg: str, vm: str, ext: str | None = None) -> None:
+        machine, _ = self.server.simulator.find_vm(sub, rg, vm)
+        self._extensions(machine, ext)
+
+    def _extensions(self, machine: Any, ext: str | None) -> None:
+        names = wire.extension_names(machine)
+        if ext is None:
+            self._send(200, {"value": [wire.extension_json(machine, n) for n in names]})
+            return
+        for name in names:
+            if name.lower() == ext.lower():
+                self._send(200, wire.extension_json(machine, name))
+                return
+        raise _NotFound(
+            "NotFound", f"The entity was not found: extension '{ext}' on {machine.arm_id}."
+        )
+
+    @_route("GET", rf"^{_SUB}(?:{_RG})?{_COMPUTE}/virtualmachinescalesets$", "vmss_list")
+    def vmss_list(self, sub: str, rg: str | None = None) -> None:
+        sim = self.server.simulator
+        value = [wire.vmss_json(ss, capacity) for ss, capacity in sim.scale_sets(sub, rg)]
+        self._send(200, {"value": value})
+
+    @_route("GET", rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachinescalesets/(?P<ss>[^/]+)$", "vmss_get")
+    def vmss_get(self, sub: str, rg: str, ss: str) -> None:
+        scale_set, capacity = self.server.simulator.find_scale_set(sub, rg, ss)
+        self._send(200, wire.vmss_json(scale_set, capacity))
+
+    @_route(
+        "GET",
+        rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachinescalesets/(?P<ss>[^/]+)/virtualmachines$",
+        "vmss_vm_list",
+    )
+    def vmss_vm_list(self, sub: str, rg: str, ss: str) -> None:
+        sim = self.server.simulator
+        scale_set, _ = sim.find_scale_set(sub, rg, ss)
+        alive = sim.alive(sub, rg).filter(
+            (pl.col("machine_kind") == "vmss_instance")
+            & (pl.col("scale_set_name").str.to_lowercase() == scale_set.name.lower())
+        )
+        with_view = self.query.get("$expand", "").lower() == "instanceview"
+        page, next_link = self._page(alive, sim.page_sizes.vm_list)
+        value = [
+            wire.vmss_vm_json(
+                sim.machine(row["resource_id"]), row["state"], with_instance_view=with_view
+            )
+            for row in page.iter_rows(named=True)
+        ]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
+
+    @_route(
+        "GET",
+        rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachinescalesets/(?P<ss>[^/]+)/virtualmachines/"
+        r"(?P<instance>[^/]+)(?P<tail>/instanceview|/extensions(?:/(?P<ext>[^/]+))?)?$",
+        "vmss_vm_get",
+    )
+    def vmss_vm_get(
+        self, sub: str, rg: str, ss: str, instance: str, tail: str | None, ext: str | None
+    ) -> None:
+        sim = self.server.simulator
+        scale_set, _ = sim.find_scale_set(sub, rg, ss)
+        machine, state = sim.find_machine(f"{scale_set.arm_id}/virtualMachines/{instance}")
+        if not tail:
+            with_view = self.query.get("$expand", "").lower() == "instanceview"
+            self._send(200, wire.vmss_vm_json(machine, state, with_instance_view=with_view))
+        elif tail.lower() == "/instanceview":
+            self._send(200, wire.instance_view_json(machine, state))
+        else:
+            self._extensions(machine, ext)
+
+    # -- monitor -------------------------------------------------------------------------------
+    @_route(
+        "GET",
+        rf"^{_SUB}/providers/microsoft\.insights/eventtypes/management/values$",
+        "activity_log",
+    )
+    def activity_log(self, sub: str) -> None:
+        sim = self.server.simulator
+        subscription = sim.subscription(sub)
+        predicate = activity_log_filter(self.query.get("$filter"))
+        events = sim.estate.served_events(sim.clock).filter(
+            (pl.col("subscription_id") == subscription.subscription_id) & predicate
+        )
+        page, next_link = self._page(events, sim.page_sizes.activity_log)
+        select = self.query.get("$select")
+        value = [
+            select_fields(wire.event_json(row, sim.estate.tenant_id), select)
+            for row in page.iter_rows(named=True)
+        ]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
+
+    # -- cost management -----------------------------------------------------------------------
+    @_route("POST", rf"^{_SUB}(?:{_RG})?/providers/microsoft\.costmanagement/query$", "cost_query")
+    def cost_query(self, sub: str, rg: str | None = None) -> None:
+        sim = self.server.simulator
+        subscription = sim.subscription(sub)
+        if sim.throttle_cost_query():
+            sim.count("cost_query_429")
+            seconds = sim.faults.cost_retry_after_seconds
+            headers = {name: str(max(seconds - 1, 0)) for name in COST_RETRY_AFTER_HEADERS}
+            headers[COST_RETRY_AFTER_HEADERS[2]] = str(seconds)
+            self._send(
+                429,
+                wire.error_body("429", "Too many requests. Please retry after a while."),
+                headers,
+            )
+            return
+        try:
+            body = json.loads(self.body or b"{}")
+        except json.JSONDecodeError as error:
+            raise BadRequest(f"The request body is not valid JSON: {error}") from None
+        query = parse_cost_query(body, sim.clock)
+        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
+            pl.col("subscription_id") == subscription.subscription_id
+        )
+        if rg is not None:
+            rows = rows.filter(pl.col("resource_group") == rg.lower())
+        columns, frame = run_cost_query(rows, query)
+        page, next_link = self._page(frame, sim.page_sizes.cost_query)
+        scope = f"subscriptions/{subscription.subscription_id}"
+        query_id = _request_id()
+        self._send(
+            200,
+            {
+                "name": query_id,
+                "type": "microsoft.costmanagement/Query",
+                "id": f"{scope}/providers/Microsoft.CostManagement/Query/{query_id}",
+                "properties": {
+                    "columns": columns,
+                    "nextLink": next_link,
+                    "rows": [list(row) for row in page.iter_rows()],
+                },
+            },
+        )
+
+    # -- security ------------------------------------------------------------------------------
+    @_route(
+        "GET",
+        rf"^{_SUB}/providers/microsoft\.security/pricings(?:/(?P<name>[^/]+))?$",
+        "pricings",
+    )
+    def pricings(self, sub: str, name: str | None = None) -> None:
+        sim = self.server.simulator
+        subscription = sim.subscription(sub)
+        scope = f"/subscriptions/{subscription.subscription_id}"
+        tier = "Standard" if subscription.defender_plan else "Free"
+        machines = wire.pricing_json(
+            scope, tier, subscription.defender_plan, subscription.enablement_time
+        )
+        every = [machines, *wire.other_pricings_json(subscription.subscription_id)]
+        if name is None:
+            self._send(200, {"value": every})
+            return
+        for pricing in every:
+            if pricing["name"].lower() == name.lower():
+                self._send(200, pricing)
+                return
+        raise _NotFound("PricingNotFound", f"The pricing '{name}' was not found in {scope}.")
+
+    @_route(
+        "GET",
+        rf"^(?P<resource>{_SUB}{_RG}{_COMPUTE}/.+?)/providers/microsoft\.security/pricings"
+        r"(?:/(?P<name>[^/]+))?$",
+        "resource_pricings",
+    )
+    def resource_pricings(self, resource: str, sub: str, rg: str, name: str | None = None) -> None:
+        sim = self.server.simulator
+        machine, _ = sim.find_machine(resource)
+        subscription = machine.subscription
+        if machine.pricing_override is None:
+            tier = "Standard" if subscription.defender_plan else "Free"
+            pricing = wire.pricing_json(
+                machine.arm_id,
+                tier,
+                subscription.defender_plan,
+                subscription.enablement_time,
+                inherited_from=f"/subscriptions/{subscription.subscription_id}",
+                resource_level=True,
+            )
+        else:
+            tier = "Free" if machine.pricing_override == "Free" else "Standard"
+            pricing = wire.pricing_json(
+                machine.arm_id,
+                tier,
+                None if tier == "Free" else machine.pricing_override,
+                sim.estate.window_start - timedelta(days=30),
+                resource_level=True,
+            )
+        if name is None:
+            self._send(200, {"value": [pricing]})
+        elif name.lower() == "virtualmachines":
+            self._send(200, pricing)
+        else:
+            raise _NotFound(
+                "PricingNotFound",
+                f"The pricing '{name}' is not available at resource level for {machine.arm_id}.",
+            )
+
+
+class _NotFound(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    simulator: SimulatedAzure
+
+
+def _request_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _encode_skiptoken(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_skiptoken(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest(f"The $skiptoken {token!r} is invalid.", "InvalidSkipToken") from None
+    if offset < 0:
+        raise BadRequest(f"The $skiptoken {token!r} is invalid.", "InvalidSkipToken")
+    return offset
+
+
+class SimulatedAzure:
+    """A running simulated Azure: endpoint, certificate, token, config, clock and faults."""
+
+    def __init__(self, estate: Estate, state_dir: Path, *, port: int = 0) -> None:
+        self.estate = estate
+        self.state_dir = Path(state_dir)
+        self.token = os.environ.get(STATIC_TOKEN_ENV) or DEVELOPMENT_TOKEN
+        self.faults = Faults()
+        self.page_sizes = PageSizes()
+        self.requests: Counter[str] = Counter()
+        self._clock = estate.now
+        self._lock = threading.Lock()
+        self._requested_port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.arm_endpoint = ""
+        self.ca_bundle = self.state_dir / "ca.pem"
+        self.config_path = self.state_dir / "mdecost.toml"
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> SimulatedAzure:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        authority = trustme.CA()
+        certificate = authority.issue_cert("127.0.0.1", "localhost")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        certificate.configure_cert(context)
+        authority.cert_pem.write_to_path(str(self.ca_bundle))
+        server = _Server(("127.0.0.1", self._requested_port), _Handler)
+        # Handshake in the request thread, so one slow client cannot stall the accept loop.
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        server.simulator = self
+        self._server = server
+        self.arm_endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+        self._write_config()
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="simulated-azure", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (for `mdecost simulator serve`)."""
+        if self._thread is None:
+            raise RuntimeError("start() the simulator first")
+        try:
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.5)
+        finally:
+            self.stop()
+
+    def _write_config(self) -> None:
+        # Paths are relative to the config file, which flows.config resolves.
+        self.config_path.write_text(
+            "# Written by `mdecost simulator`: points mdecost at the simulated estate.\n"
+            "[azure]\n"
+            f'arm_endpoint = "{self.arm_endpoint}"\n'
+            'ca_bundle = "ca.pem"\n'
+            'credential = "static_token"\n'
+            f'static_token = "{self.token}"\n'
+            "scopes = []\n"
+            '\n[lake]\npath = "lake"\n'
+            '\n[warehouse]\npath = "warehouse.duckdb"\n'
+            '\n[report]\npath = "reports"\n'
+            "\n[pricing]\n"
+            f'retail_prices_endpoint = "{self.arm_endpoint}/api/retail/prices"\n'
+        )
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    # -- clock and faults ----------------------------------------------------------------------
+    @property
+    def clock(self) -> datetime:
+        return self._clock
+
+    def set_clock(self, clock: datetime) -> None:
+        """Answer as of `clock` from now on (between the window's start and `estate.now`)."""
+        if clock.tzinfo is None:
+            raise ValueError(f"clock must be timezone-aware (UTC), got {clock!r}")
+        clock = clock.astimezone(UTC)
+        if not self.estate.window_start <= clock <= self.estate.now:
+            raise ValueError(
+                f"clock {clock} is outside the simulated window "
+                f"[{self.estate.window_start}, {self.estate.now}]"
+            )
+        self._clock = clock
+
+    def reset(self) -> None:
+        """Back to the estate's present with no faults and default page sizes."""
+        self._clock = self.estate.now
+        self.faults = Faults()
+        self.page_sizes = PageSizes()
+
+    def count(self, route: str) -> None:
+        with self._lock:
+            self.requests[route] += 1
+
+    def throttle_cost_query(self) -> bool:
+        with self._lock:
+            return self.faults.throttle_next_cost_query()
+
+    # -- lookups as of the clock ---------------------------------------------------------------
+    def subscription(self, subscription_id: str):
+        spec = self.estate.subscription_by_id.get(subscription_id.lower())
+        if spec is None:
+            raise _NotFound(
+                "SubscriptionNotFound", f"The subscription '{subscription_id}' could not be found."
+            )
+        return spec
+
+    def alive(self, subscription_id: str, resource_group: str | None) -> pl.DataFrame:
+        subscription = self.subscription(subscription_id)
+        alive = self.estate.alive_at(self._clock).filter(
+            pl.col("subscription_id") == subscription.subscription_id
+        )
+        if resource_group is not None:
+            alive = alive.filter(
+                pl.col("resource_group").str.to_lowercase() == resource_group.lower()
+            )
+        return alive
+
+    def machine(self, resource_id: str):
+        return self.estate.machine_by_id[resource_id.lower()].machine
+
+    def find_machine(self, arm_id: str):
+        """The machine at `arm_id` and its state at the clock, or ARM's ResourceNotFound."""
+        timeline = self.estate.machine_by_id.get(arm_id.lower().rstrip("/"))
+        if timeline is not None:
+            self.subscription(timeline.machine.subscription.subscription_id)
+            alive = self.estate.alive_at(self._clock).filter(
+                pl.col("resource_id") == arm_id.lower().rstrip("/")
+            )
+            if alive.height:
+                return timeline.machine, alive["state"][0]
+        raise _NotFound("ResourceNotFound", f"The Resource '{arm_id}' was not found.")
+
+    def find_vm(self, subscription_id: str, resource_group: str, name: str):
+        self.subscription(subscription_id)
+        arm_id = (
+            f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.Compute/virtualMachines/{name}"
+        )
+        return self.find_machine(arm_id)
+
+    def scale_sets(self, subscription_id: str, resource_group: str | None):
+        subscription = self.subscription(subscription_id)
+        alive = self.estate.alive_at(self._clock).filter(pl.col("machine_kind") == "vmss_instance")
+        capacity = dict(
+            alive.group_by(pl.col("scale_set_name").str.to_lowercase().alias("name"))
+            .len()
+            .iter_rows()
+        )
+        return [
+            (ss, capacity.get(ss.name.lower(), 0))
+            for ss in self.estate.scale_set_specs
+            if ss.subscription is subscription
+            and ss.created_at <= self._clock
+            and (resource_group is None or ss.resource_group.lower() == resource_group.lower())
+        ]
+
+    def find_scale_set(self, subscription_id: str, resource_group: str, name: str):
+        for scale_set, capacity in self.scale_sets(subscription_id, resource_group):
+            if scale_set.name.lower() == name.lower():
+                return scale_set, capacity
+        raise _NotFound(
+            "ResourceNotFound",
+            f"The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' under resource "
+            f"group '{resource_group}' was not found.",
+        )
+
+    # -- retail prices -------------------------------------------------------------------------
+    def retail_prices(self, query: dict[str, str]) -> dict[str, Any]:
+        currency = query.get("currencyCode", "USD").strip("'\"").upper()
+        if currency not in CURRENCY_RATES:
+            raise BadRequest(f"currencyCode {currency!r} is not supported")
+        api_version = query.get("api-version", "")
+        predicate = retail_predicate(
+            query.get("$filter"), case_sensitive=api_version >= "2023-01-01-preview"
+        )
+        items = pl.DataFrame([item.as_json(currency) for item in retail_items()]).filter(predicate)
+        try:
+            skip = int(query.get("$skip", "0"))
+        except ValueError:
+            raise BadRequest(f"$skip {query.get('$skip')!r} is not a number") from None
+        size = self.page_sizes.retail_prices
+        page = items.slice(skip, size).to_dicts()
+        next_link = None
+        if skip + size < items.height:
+            params = {k: v for k, v in query.items() if k != "$skip"}
+            params["$skip"] = str(skip + size)
+            next_link = (
+                f"{self.arm_endpoint}/api/retail/prices?"
+                f"{urlencode(params, quote_via=quote, safe='')}"
+            )
+        return {
+            "BillingCurrency": currency,
+            "CustomerEntityId": "Default",
+            "CustomerEntityType": "Retail",
+            "Items": page,
+            "NextPageLink": next_link,
+            "Count": len(page),
+        }
+
+
+@contextmanager
+def simulated_azure(
+    seed: int = 7,
+    machines: int = 40,
+    months: int = 4,
+    now: datetime | None = None,
+    state_dir: Path | None = None,
+    *,
+    port: int = 0,
+    estate: Estate | None = None,
+) -> Iterator[SimulatedAzure]:
+    """Generate an estate (or serve `estate`) and serve it on loopback for the `with` block.
+
+    `now` defaults to the current hour (UTC); pass it for reproducible figures. `state_dir`
+    (default: a temporary directory) receives ca.pem and mdecost.toml.
+    """
+    if estate is None:
+        if now is None:
+            now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        estate = Estate.generate(seed=seed, machines=machines, months=months, now=now)
+    with tempfile.TemporaryDirectory(prefix="mdecost-sim-") as scratch:
+        simulator = SimulatedAzure(estate, Path(state_dir or scratch), port=port).start()
+        try:
+            yield simulator
+        finally:
+            simulator.stop()

@@ -1,0 +1,526 @@
+"""Azure's JSON shapes for the simulated resources, following the REST spec examples.
+
+Each function renders one resource as Azure Resource Manager does (field names, nesting, value
+types; see tests/fixtures/specs for the examples they are checked against). Rendering is the
+server's I/O edge: it runs per resource on a page of results, never over the whole estate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
+from transforms.billing import MDE_EXTENSION_PUBLISHER
+
+_DOTNET_EPOCH_TICKS = 621_355_968_000_000_000
+
+_POWER_DISPLAY = {
+    "running": "VM running",
+    "starting": "VM starting",
+    "stopping": "VM stopping",
+    "stopped": "VM stopped",
+    "deallocating": "VM deallocating",
+    "deallocated": "VM deallocated",
+}
+# Creation and deletion are provisioning states; the power state Azure shows meanwhile is one of
+# the non-billable transitional ones.
+_PROVISIONING = {"creating": ("Creating", "starting"), "deleting": ("Deleting", "deallocating")}
+
+_IMAGES = {
+    "Windows": {
+        "publisher": "MicrosoftWindowsServer",
+        "offer": "WindowsServer",
+        "sku": "2022-datacenter-azure-edition",
+        "version": "latest",
+    },
+    "Linux": {
+        "publisher": "Canonical",
+        "offer": "ubuntu-24_04-lts",
+        "sku": "server",
+        "version": "latest",
+    },
+}
+_OS_NAMES = {
+    "Windows": (
+        "Windows Server 2022 Datacenter Azure Edition",
+        "Microsoft Windows NT 10.0.20348.0",
+    ),
+    "Linux": ("ubuntu", "24.04"),
+}
+_EXTENSIONS = {
+    # type: (publisher, handler version)
+    "MDE.Windows": (MDE_EXTENSION_PUBLISHER, "1.0"),
+    "MDE.Linux": (MDE_EXTENSION_PUBLISHER, "1.0"),
+    "AzureMonitorWindowsAgent": ("Microsoft.Azure.Monitor", "1.22"),
+    "AzureMonitorLinuxAgent": ("Microsoft.Azure.Monitor", "1.31"),
+    "IaaSAntimalware": ("Microsoft.Azure.Security", "1.5"),
+}
+
+
+def timestamp(value: datetime) -> str:
+    """ARM's timestamp format: seven fractional digits and `Z` (as the Monitor examples)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def offset_timestamp(value: datetime) -> str:
+    """Compute's timestamp format, e.g. `2019-10-14T21:29:47.477089+00:00`."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def ticks(value: datetime) -> int:
+    """.NET ticks (100 ns since 0001-01-01), as in Activity Log event ids."""
+    micros = int(value.timestamp()) * 1_000_000 + value.microsecond
+    return _DOTNET_EPOCH_TICKS + micros * 10
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _status(code: str, display: str, when: datetime | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"code": code, "level": "Info", "displayStatus": display}
+    if when is not None:
+        status["time"] = offset_timestamp(when)
+    return status
+
+
+def power_statuses(state: str, created_at: datetime) -> list[dict[str, Any]]:
+    """`ProvisioningState/...` then `PowerState/<state>`, as the instance view reports them."""
+    provisioning, power = _PROVISIONING.get(state, ("Succeeded", state))
+    code = provisioning.lower()
+    display = "Provisioning succeeded" if code == "succeeded" else provisioning
+    return [
+        _status(f"ProvisioningState/{code}", display, created_at),
+        _status(f"PowerState/{power}", _POWER_DISPLAY[power]),
+    ]
+
+
+def extension_names(machine: MachineSpec) -> list[str]:
+    names = []
+    if machine.mde_sensor:
+        names.append("MDE.Windows" if machine.os_type == "Windows" else "MDE.Linux")
+    names.extend(machine.extra_extensions)
+    return names
+
+
+def extension_json(machine: MachineSpec, name: str) -> dict[str, Any]:
+    publisher, version = _EXTENSIONS[name]
+    return {
+        "name": name,
+        "id": f"{machine.arm_id}/extensions/{name}",
+        "type": f"{machine.resource_type}/extensions",
+        "location": machine.location,
+        "properties": {
+            "autoUpgradeMinorVersion": True,
+            "provisioningState": "Succeeded",
+            "publisher": publisher,
+            "type": name,
+            "typeHandlerVersion": version,
+            "settings": {},
+        },
+    }
+
+
+def instance_view_json(machine: MachineSpec, state: str) -> dict[str, Any]:
+    """The instance view: the guest details only while the VM runs, as Azure reports them."""
+    view: dict[str, Any] = {
+        "platformUpdateDomain": 0,
+        "platformFaultDomain": 0,
+        "hyperVGeneration": "V2",
+        "isVMInStandbyPool": False,
+        "disks": [
+            {
+                "name": f"{machine.machine_name}_OsDisk_1",
+                "statuses": [
+                    _status(
+                        "ProvisioningState/succeeded", "Provisioning succeeded", machine.created_at
+                    )
+                ],
+            }
+        ],
+        "statuses": power_statuses(state, machine.created_at),
+    }
+    if state == "running":
+        os_name, os_version = _OS_NAMES[machine.os_type]
+        names = extension_names(machine)
+        ready = [_status("ProvisioningState/succeeded", "Provisioning succeeded")]
+        view.update(
+            {
+                "computerName": machine.machine_name.replace("_", "")[:15],
+                "osName": os_name,
+                "osVersion": os_version,
+                "vmAgent": {
+                    "vmAgentVersion": "2.7.41491.1102",
+                    "statuses": [
+                        {
+                            **_status("ProvisioningState/succeeded", "Ready", machine.created_at),
+                            "message": "GuestAgent is running and accepting new configurations.",
+                        }
+                    ],
+                    "extensionHandlers": [
+                        {
+                            "type": f"{_EXTENSIONS[n][0]}.{n}",
+                            "typeHandlerVersion": _EXTENSIONS[n][1],
+                            "status": {
+                                "code": "ProvisioningState/succeeded",
+                                "level": "Info",
+                                "displayStatus": "Ready",
+                            },
+                        }
+                        for n in names
+                    ],
+                },
+                "bootDiagnostics": {
+                    "consoleScreenshotBlobUri": f"https://bootdiag.blob.core.windows.net/{machine.vm_id}/screenshot.bmp",
+                    "serialConsoleLogBlobUri": f"https://bootdiag.blob.core.windows.net/{machine.vm_id}/serialconsole.log",
+                },
+                "extensions": [
+                    {
+                        "name": n,
+                        "type": f"{_EXTENSIONS[n][0]}.{n}",
+                        "typeHandlerVersion": _EXTENSIONS[n][1],
+                        "statuses": [{**ready[0], "message": "Enable succeeded"}],
+                    }
+                    for n in names
+                ],
+                "patchStatus": _patch_status(machine),
+            }
+        )
+    return view
+
+
+def _patch_status(machine: MachineSpec) -> dict[str, Any]:
+    when = timestamp(machine.created_at)
+    return {
+        "availablePatchSummary": {
+            "status": "Succeeded",
+            "assessmentActivityId": machine.vm_id,
+            "rebootPending": False,
+            "criticalAndSecurityPatchCount": 0,
+            "otherPatchCount": 2,
+            "startTime": when,
+            "lastModifiedTime": when,
+            "error": None,
+        },
+        "lastPatchInstallationSummary": {
+            "status": "Succeeded",
+            "installationActivityId": machine.vm_id,
+            "maintenanceWindowExceeded": False,
+            "notSelectedPatchCount": 0,
+            "excludedPatchCount": 0,
+            "pendingPatchCount": 0,
+            "installedPatchCount": 3,
+            "failedPatchCount": 0,
+            "startTime": when,
+            "lastModifiedTime": when,
+            "error": None,
+        },
+        "configurationStatuses": [
+            {
+                "code": "PatchModeConfigurationState/Ready",
+                "level": "Info",
+                "displayStatus": "Status_PatchModeConfigurationState_Ready",
+                "time": when,
+            }
+        ],
+    }
+
+
+def _os_profile(machine: MachineSpec) -> dict[str, Any]:
+    profile: dict[str, Any] = {
+        "computerName": machine.machine_name.replace("_", "")[:15],
+        "adminUsername": "azureuser",
+        "secrets": [],
+        "allowExtensionOperations": True,
+    }
+    if machine.os_type == "Windows":
+        profile["windowsConfiguration"] = {
+            "provisionVMAgent": True,
+            "enableAutomaticUpdates": True,
+        }
+    else:
+        profile["linuxConfiguration"] = {
+            "disablePasswordAuthentication": True,
+            "provisionVMAgent": True,
+        }
+    return profile
+
+
+def _storage_profile(machine: MachineSpec) -> dict[str, Any]:
+    disk_name = f"{machine.machine_name}_OsDisk_1"
+    return {
+        "imageReference": dict(_IMAGES[machine.os_type]),
+        "osDisk": {
+            "osType": machine.os_type,
+            "name": disk_name,
+            "createOption": "FromImage",
+            "caching": "ReadWrite",
+            "managedDisk": {
+                "storageAccountType": "Premium_LRS",
+                "id": (
+                    f"/subscriptions/{machine.subscription.subscription_id}/resourceGroups/"
+                    f"{machine.resource_group}/providers/Microsoft.Compute/disks/{disk_name}"
+                ),
+            },
+            "diskSizeGB": 127 if machine.os_type == "Windows" else 30,
+        },
+        "dataDisks": [],
+    }
+
+
+def _network_profile(machine: MachineSpec) -> dict[str, Any]:
+    return {
+        "networkInterfaces": [
+            {
+                "id": (
+                    f"/subscriptions/{machine.subscription.subscription_id}/resourceGroups/"
+                    f"{machine.resource_group}/providers/Microsoft.Network/networkInterfaces/"
+                    f"{machine.machine_name}-nic"
+                )
+            }
+        ]
+    }
+
+
+def vm_json(machine: MachineSpec, state: str, *, with_instance_view: bool) -> dict[str, Any]:
+    """A virtual machine as GET / list return it (`$expand=instanceView` / `statusOnly=true`
+    add `properties.instanceView`)."""
+    provisioning = _PROVISIONING.get(state, ("Succeeded",))[0]
+    properties: dict[str, Any] = {
+        "vmId": machine.vm_id,
+        "hardwareProfile": {"vmSize": machine.size},
+        "storageProfile": _storage_profile(machine),
+        "osProfile": _os_profile(machine),
+        "networkProfile": _network_profile(machine),
+        "provisioningState": provisioning,
+        "timeCreated": offset_timestamp(machine.created_at),
+    }
+    if with_instance_view:
+        properties["instanceView"] = instance_view_json(machine, state)
+    return {
+        "name": machine.name,
+        "id": machine.arm_id,
+        "type": machine.resource_type,
+        "location": machine.location,
+        "tags": dict(machine.tags),
+        "properties": properties,
+        "resources": [{"id": f"{machine.arm_id}/extensions/{n}"} for n in extension_names(machine)],
+    }
+
+
+def vmss_vm_json(machine: MachineSpec, state: str, *, with_instance_view: bool) -> dict[str, Any]:
+    """A scale-set instance as the scale set's VM list and GET return it."""
+    body = vm_json(machine, state, with_instance_view=with_instance_view)
+    body["name"] = machine.machine_name
+    body["instanceId"] = machine.instance_id
+    body["sku"] = {"name": machine.size, "tier": "Standard"}
+    body["properties"]["latestModelApplied"] = True
+    return body
+
+
+def vmss_json(scale_set: ScaleSetSpec, capacity: int) -> dict[str, Any]:
+    return {
+        "name": scale_set.name,
+        "id": scale_set.arm_id,
+        "type": "Microsoft.Compute/virtualMachineScaleSets",
+        "location": scale_set.location,
+        "tags": dict(scale_set.tags),
+        "sku": {"name": scale_set.size, "tier": "Standard", "capacity": capacity},
+        "properties": {
+            "uniqueId": scale_set.unique_id,
+            "orchestrationMode": "Uniform",
+            "upgradePolicy": {"mode": "Manual"},
+            "provisioningState": "Succeeded",
+            "overprovision": False,
+            "singlePlacementGroup": True,
+            "timeCreated": offset_timestamp(scale_set.created_at),
+            "virtualMachineProfile": {
+                "storageProfile": {
+                    "imageReference": dict(_IMAGES[scale_set.os_type]),
+                    "osDisk": {
+                        "osType": scale_set.os_type,
+                        "createOption": "FromImage",
+                        "caching": "ReadWrite",
+                        "managedDisk": {"storageAccountType": "Premium_LRS"},
+                    },
+                },
+            },
+        },
+    }
+
+
+def subscription_json(subscription: SubscriptionSpec, tenant_id: str) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{subscription.subscription_id}",
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+        "subscriptionId": subscription.subscription_id,
+        "tenantId": tenant_id,
+        "displayName": subscription.display_name,
+        "state": "Enabled",
+        "subscriptionPolicies": {
+            "locationPlacementId": "Public_2014-09-01",
+            "quotaId": "EnterpriseAgreement_2014-09-01",
+            "spendingLimit": "Off",
+        },
+        "tags": {},
+    }
+
+
+_FRIENDLY_OPERATIONS = {
+    "start/action": "Start Virtual Machine",
+    "deallocate/action": "Deallocate Virtual Machine",
+    "powerOff/action": "Power Off Virtual Machine",
+    "restart/action": "Restart Virtual Machine",
+    "write": "Create or Update Virtual Machine",
+    "delete": "Delete Virtual Machine",
+}
+_SUB_STATUS_TEXT = {
+    "Accepted": "Accepted (HTTP Status Code: 202)",
+    "OK": "OK (HTTP Status Code: 200)",
+    "Created": "Created (HTTP Status Code: 201)",
+    "InternalServerError": "Internal Server Error (HTTP Status Code: 500)",
+}
+
+
+def event_json(row: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+    """One Activity Log event (`EventData`), from a row of the estate's event frame."""
+    status = row["status"]
+    operation_name = row["operation_name"]
+    suffix = operation_name.split("/", 2)[-1].split("/", 1)[-1]
+    for key, friendly in _FRIENDLY_OPERATIONS.items():
+        if operation_name.endswith("/" + key):
+            suffix = friendly
+            break
+    properties: dict[str, Any] = {
+        "eventCategory": "Administrative",
+        "entity": row["arm_id"],
+        "message": operation_name,
+        "hierarchy": f"{tenant_id}/{row['subscription_id']}",
+    }
+    if row["sub_status"]:
+        properties["statusCode"] = row["sub_status"]
+    if status == "Failed":
+        properties["statusMessage"] = (
+            '{"status":"Failed","error":{"code":"AllocationFailed","message":"Allocation failed. '
+            'We do not have sufficient capacity for the requested VM size in this region."}}'
+        )
+    sub_status = row["sub_status"]
+    return {
+        "authorization": {
+            "action": operation_name,
+            "role": "Virtual Machine Contributor",
+            "scope": row["arm_id"],
+        },
+        "caller": row["caller"],
+        "channels": "Operation",
+        "claims": {
+            "aud": "https://management.core.windows.net/",
+            "iss": f"https://sts.windows.net/{tenant_id}/",
+            "http://schemas.microsoft.com/identity/claims/tenantid": tenant_id,
+            "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+            "ver": "1.0",
+        },
+        "correlationId": row["correlation_id"],
+        "description": "",
+        "eventDataId": row["event_data_id"],
+        "eventName": (
+            {"value": "BeginRequest", "localizedValue": "Begin request"}
+            if status == "Started"
+            else {"value": "EndRequest", "localizedValue": "End request"}
+        ),
+        "category": {"value": "Administrative", "localizedValue": "Administrative"},
+        "httpRequest": {
+            "clientRequestId": row["client_request_id"],
+            "clientIpAddress": "10.20.30.40",
+            "method": row["http_method"],
+        },
+        "id": f"{row['arm_id']}/events/{row['event_data_id']}/ticks/{ticks(row['event_at'])}",
+        "level": "Error" if status == "Failed" else "Informational",
+        "resourceGroupName": row["resource_group"],
+        "resourceProviderName": {
+            "value": "Microsoft.Compute",
+            "localizedValue": "Microsoft.Compute",
+        },
+        "resourceId": row["arm_id"],
+        "resourceType": {"value": row["resource_type"], "localizedValue": row["resource_type"]},
+        "operationId": row["correlation_id"],
+        "operationName": {"value": operation_name, "localizedValue": suffix},
+        "properties": properties,
+        "status": {"value": status, "localizedValue": status},
+        "subStatus": {"value": sub_status, "localizedValue": _SUB_STATUS_TEXT.get(sub_status, "")},
+        "eventTimestamp": timestamp(row["event_at"]),
+        "submissionTimestamp": timestamp(row["submission_at"]),
+        "subscriptionId": row["subscription_id"],
+        "tenantId": tenant_id,
+    }
+
+
+_OTHER_PLANS = (
+    ("SqlServers", "Standard"),
+    ("AppServices", "Free"),
+    ("StorageAccounts", "Standard"),
+    ("KeyVaults", "Free"),
+    ("Arm", "Standard"),
+)
+
+
+def pricing_json(
+    scope_id: str,
+    tier: str,
+    sub_plan: str | None,
+    enablement_time: datetime | None,
+    *,
+    inherited_from: str | None = None,
+    resource_level: bool = False,
+) -> dict[str, Any]:
+    """`Microsoft.Security/pricings/VirtualMachines` at subscription or resource scope."""
+    properties: dict[str, Any] = {"pricingTier": tier}
+    if sub_plan:
+        properties["subPlan"] = sub_plan
+    properties["freeTrialRemainingTime"] = "PT0S"
+    if enablement_time is not None and tier == "Standard":
+        properties["enablementTime"] = timestamp(enablement_time)
+    if resource_level:
+        properties["inherited"] = "True" if inherited_from else "False"
+        if inherited_from:
+            properties["inheritedFrom"] = inherited_from
+    else:
+        properties["enforce"] = "False"
+        properties["resourcesCoverageStatus"] = (
+            "FullyCovered" if tier == "Standard" else "NotCovered"
+        )
+    if tier == "Standard":
+        properties["extensions"] = [
+            {
+                "name": "AgentlessVmScanning",
+                "isEnabled": "True",
+                "additionalExtensionProperties": {"ExclusionTags": "[]"},
+            },
+            {"name": "MdeDesignatedSubscription", "isEnabled": "False"},
+        ]
+    return {
+        "id": f"{scope_id}/providers/Microsoft.Security/pricings/VirtualMachines",
+        "name": "VirtualMachines",
+        "type": "Microsoft.Security/pricings",
+        "properties": properties,
+    }
+
+
+def other_pricings_json(subscription_id: str) -> list[dict[str, Any]]:
+    """The subscription's other Defender plans, listed beside VirtualMachines like Azure does."""
+    return [
+        {
+            "id": f"/subscriptions/{subscription_id}/providers/Microsoft.Security/pricings/{name}",
+            "name": name,
+            "type": "Microsoft.Security/pricings",
+            "properties": {
+                "pricingTier": tier,
+                "freeTrialRemainingTime": "PT0S",
+                "enforce": "False",
+                "resourcesCoverageStatus": "FullyCovered" if tier == "Standard" else "NotCovered",
+            },
+        }
+        for name, tier in _OTHER_PLANS
+    ]
