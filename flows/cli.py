@@ -14,10 +14,20 @@ import duckdb
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows import warehouse
 from flows.config import ConfigError, Settings, load_settings
+from pricing.book import (
+    PriceEntry,
+    PricingError,
+    book_entries,
+    load_price_book,
+    pricing_choices,
+)
+from pricing.retail import refresh_retail_prices
+from transforms.schemas import PRICE_BOOK
 
 app = typer.Typer(
     name="mdecost",
@@ -109,6 +119,97 @@ def run_sql(
         for row in frame.iter_rows():
             table.add_row(*("" if value is None else str(value) for value in row))
         Console().print(table)
+
+
+prices_app = typer.Typer(
+    help="The price book: list prices, Retail Prices refreshes, your discounts and seat prices.",
+    no_args_is_help=True,
+)
+app.add_typer(prices_app, name="prices")
+_BOOK_COLUMNS = tuple(PRICE_BOOK.names)
+
+
+@prices_app.command("refresh")
+def refresh_prices(config: ConfigOption = None) -> None:
+    """Fetch Defender for Servers list prices from the Retail Prices API into the lake."""
+    settings = settings_or_exit(config)
+    try:
+        result = refresh_retail_prices(settings)
+    except PricingError as error:
+        console.print(
+            f"[red]error:[/red] prices refresh failed: {escape(str(error))}; "
+            "the price book is unchanged",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{result.items} item(s) on {result.pages} page(s); {result.trial_or_free_ignored} "
+        f"trial or zero-priced meter(s) ignored; {result.stored} row(s) stored in "
+        f"{result.partition}"
+    )
+    if not result.new_entries:
+        typer.echo("No price changed: the price book is as it was.")
+        return
+    typer.echo("The price book gained or changed these entries:")
+    _print_book(result.new_entries)
+
+
+@prices_app.command("show")
+def show_prices(
+    month: Annotated[
+        str | None, typer.Option("--month", help="YYYY-MM: only the entries in force then.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the effective price book (list prices, refreshes, discounts and overrides)."""
+    settings = settings_or_exit(config)
+    try:
+        first_day = datetime.strptime(month, "%Y-%m").date() if month else None
+    except ValueError:
+        console.print(f"[red]error:[/red] --month {month!r} must look like YYYY-MM")
+        raise typer.Exit(2) from None
+    try:
+        book = load_price_book(settings)
+        choices = pricing_choices(settings.pricing, book)
+    except PricingError as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    entries = book_entries(book)
+    if first_day is not None:
+        next_month = date(first_day.year + first_day.month // 12, first_day.month % 12 + 1, 1)
+        entries = [
+            entry
+            for entry in entries
+            if entry.effective_from < next_month
+            and (entry.effective_to is None or entry.effective_to > first_day)
+        ]
+    if entries:
+        _print_book(entries)
+    else:
+        typer.echo(f"No price book entry is in force in {month}.")
+    owned = ", ".join(f"{option} {seats}" for option, seats in choices.seats_owned.items())
+    typer.echo(
+        f"currency {choices.currency}; seat option {choices.seat_option}; "
+        f"seats owned: {owned or 'none'}. Rates are list prices unless the source says otherwise."
+    )
+
+
+def _print_book(entries: list[PriceEntry]) -> None:
+    """Book entries as aligned plain-text columns (readable in a pipe too), their long sources
+    as numbered notes below."""
+    sources = list(dict.fromkeys(entry.source for entry in entries))
+    rows = [[column.removeprefix("effective_") for column in _BOOK_COLUMNS]]
+    for entry in entries:
+        cells = [getattr(entry, column) for column in _BOOK_COLUMNS[:-1]]
+        note = f"[{sources.index(entry.source) + 1}]"
+        rows.append([*("open" if value is None else str(value) for value in cells), note])
+    widths = [max(len(row[index]) for row in rows) for index in range(len(_BOOK_COLUMNS))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
+    for number, source in enumerate(sources, start=1):
+        typer.echo(f"[{number}] {source}")
 
 
 def main() -> None:

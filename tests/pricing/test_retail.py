@@ -3,17 +3,11 @@ every page followed, trial meters ignored, the currency honoured, failures leave
 was."""
 
 import json
-import ssl
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-import trustme
 
 from flows.config import Settings
 from flows.lake import dataset_files, scan_dataset
@@ -29,70 +23,13 @@ from transforms.schemas import RETAIL_PRICES
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "pricing"
 NOW = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
 
-Answer = tuple[int, dict[str, str], bytes]
 
-
-@dataclass
-class RetailApi:
-    """A loopback HTTPS server answering GETs with `responder(path_and_query, request_number)`."""
-
-    base: str
-    ca_bundle: Path
-    responder: Callable[[str, int], Answer]
-    requests: list[str] = field(default_factory=list)
-
-    def recorded_pages(self, path: str, _: int) -> Answer:
-        skip = parse_qs(urlsplit(path).query).get("$skip", ["0"])[0]
-        page = {"0": "retail_page1.json", "8": "retail_page2.json", "16": "retail_page3.json"}[skip]
-        return 200, {}, (FIXTURES / page).read_text().replace("{base}", self.base).encode()
-
-
-@pytest.fixture
-def retail_api(tmp_path) -> Iterator[RetailApi]:
-    authority = trustme.CA()
-    ca_bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(ca_bundle))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-
-    api: RetailApi
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            api.requests.append(self.path)
-            status, headers, body = api.responder(self.path, len(api.requests))
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    base = f"https://127.0.0.1:{server.server_address[1]}/api/retail/prices"
-    api = RetailApi(base=base, ca_bundle=ca_bundle, responder=lambda path, n: (500, {}, b""))
-    api.responder = api.recorded_pages
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield api
-    server.shutdown()
-    server.server_close()
-
-
-def settings_for(api: RetailApi, tmp_path: Path, currency: str = "USD", **pricing) -> Settings:
+def settings_for(api, tmp_path: Path, currency: str = "USD", **pricing) -> Settings:
     return Settings(
         azure={"ca_bundle": api.ca_bundle},
         lake={"path": tmp_path / "lake"},
         pricing={"retail_prices_endpoint": api.base, "currency": currency, **pricing},
     )
-
-
-def no_sleep(waits: list[float]) -> Callable[[float], None]:
-    return waits.append
 
 
 # --- A successful refresh ----------------------------------------------------------------------
@@ -168,7 +105,7 @@ def test_refreshing_again_the_same_day_replaces_that_snapshot(retail_api, tmp_pa
 
 
 def test_the_configured_currency_is_asked_for_and_stored(retail_api, tmp_path):
-    def euro_pages(path: str, number: int) -> Answer:
+    def euro_pages(path: str, number: int) -> tuple:
         status, headers, body = retail_api.recorded_pages(path, number)
         return status, headers, body.replace(b'"USD"', b'"EUR"').replace(b"%27USD%27", b"%27EUR%27")
 
@@ -183,7 +120,7 @@ def test_the_configured_currency_is_asked_for_and_stored(retail_api, tmp_path):
 
 
 def test_throttling_and_server_errors_are_retried_with_backoff(retail_api, tmp_path):
-    def flaky(path: str, number: int) -> Answer:
+    def flaky(path: str, number: int) -> tuple:
         if number == 1:
             return 429, {"Retry-After": "3"}, b'{"error": "throttled"}'
         if number == 2:
@@ -209,8 +146,8 @@ def refreshed_once(retail_api, tmp_path):
     return settings, load_price_book(settings)
 
 
-def fail_on_page(retail_api: RetailApi, page: int, answer: Answer) -> None:
-    def responder(path: str, number: int) -> Answer:
+def fail_on_page(retail_api, page: int, answer: tuple) -> None:
+    def responder(path: str, number: int) -> tuple:
         return answer if number == page else retail_api.recorded_pages(path, number)
 
     retail_api.requests.clear()
