@@ -9,7 +9,10 @@ Calls per subscription (DESIGN: one task per scope, never per VM):
   `properties.type`; otherwise `virtual_machine_extensions.list` is called for that VM. That is
   one call per VM, accepted because Compute has no bulk extension API (Resource Graph would be
   one, but it is another service and permission). A scale-set instance uses its own `resources`
-  when they carry types, else the scale set's extension profile (one model for all instances).
+  when they carry types; otherwise (no per-instance call: instances can number thousands) any
+  of these shows the sensor: the instance view's extensions (`<publisher>.<type>`, reported
+  while the instance runs), the scale set's extension profile, or an extension id named
+  `MDE.Windows`/`MDE.Linux` (the name Defender for Cloud gives the extensions it deploys).
 
 Pure functions turn the wire-format JSON (as in the REST specs) into INVENTORY rows; `fetch_*`
 are the only functions that talk to Azure.
@@ -87,6 +90,27 @@ def mde_extension_type(extensions: Iterable[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def mde_in_instance_view(view: Mapping[str, Any] | None) -> str | None:
+    """The MDE extension type among an instance view's extensions (`type` is
+    `<publisher>.<type>` there, e.g. `Microsoft.Azure.AzureDefenderForServers.MDE.Linux`)."""
+    for extension in (view or {}).get("extensions") or ():
+        full_type = (extension.get("type") or "").lower()
+        for extension_type in MDE_EXTENSION_TYPES:
+            if full_type == f"{MDE_EXTENSION_PUBLISHER}.{extension_type}".lower():
+                return extension_type
+    return None
+
+
+def mde_in_extension_ids(resources: Iterable[Mapping[str, Any]] | None) -> str | None:
+    """The MDE extension type named by an extension id's last segment (`.../extensions/MDE.Linux`):
+    the name Defender for Cloud deploys it under. Weaker evidence than publisher and type."""
+    for resource in resources or ():
+        name = (resource.get("id") or "").rstrip("/").rsplit("/", 1)[-1]
+        if name in MDE_EXTENSION_TYPES:
+            return name
+    return None
+
+
 def _os_type(properties: Mapping[str, Any]) -> str | None:
     return ((properties.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
 
@@ -152,9 +176,14 @@ def scale_set_instance_record(
     set_properties = scale_set.get("properties") or {}
     set_profile = set_properties.get("virtualMachineProfile") or {}
     extensions = listed_extensions(instance)
-    if extensions is None:
-        extensions = scale_set_extensions(scale_set)
-    extension_type = mde_extension_type(extensions)
+    if extensions is not None:
+        extension_type = mde_extension_type(extensions)
+    else:
+        extension_type = (
+            mde_in_instance_view(properties.get("instanceView"))
+            or mde_extension_type(scale_set_extensions(scale_set))
+            or mde_in_extension_ids(instance.get("resources"))
+        )
     size = (
         (instance.get("sku") or {}).get("name")
         or (properties.get("hardwareProfile") or {}).get("vmSize")

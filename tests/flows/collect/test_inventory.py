@@ -147,3 +147,38 @@ def test_the_table_has_the_inventory_schema_sorted_by_resource_id():
         datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC),
     ]
     assert table.column("mde_sensor").to_pylist() == [True, True]
+
+
+def test_an_instance_without_typed_extensions_shows_its_sensor_in_view_or_extension_id():
+    scale_set = {
+        "id": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/"
+        "virtualMachineScaleSets/pool",
+        "name": "pool",
+        "properties": {},
+    }
+
+    def instance(view_extensions, extension_ids):
+        return {
+            "id": scale_set["id"] + "/virtualMachines/0",
+            "name": "pool_0",
+            "properties": {"instanceView": {"statuses": [], "extensions": view_extensions}},
+            "resources": [
+                {"id": f"{scale_set['id']}/virtualMachines/0/extensions/{name}"}
+                for name in extension_ids
+            ],
+        }
+
+    running = instance(
+        [{"name": "defender", "type": "Microsoft.Azure.AzureDefenderForServers.MDE.Windows"}],
+        ["defender"],
+    )
+    deallocated = instance([], ["AzureMonitorLinuxAgent", "MDE.Linux"])
+    without = instance(
+        [{"name": "x", "type": "Microsoft.Azure.Monitor.AzureMonitorLinuxAgent"}],
+        ["AzureMonitorLinuxAgent"],
+    )
+    found = [
+        scale_set_instance_record(i, scale_set=scale_set, subscription_id=SUB)["mde_extension_type"]
+        for i in (running, deallocated, without)
+    ]
+    assert found == ["MDE.Windows", "MDE.Linux", None]
