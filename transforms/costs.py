@@ -80,7 +80,9 @@ def _units_frame(units: pl.DataFrame | None) -> pl.DataFrame:
     return pricing_units() if units is None else units
 
 
-def _unit_lookup(unit: pl.Expr, units: pl.DataFrame, column: str, dtype: pl.DataType) -> pl.Expr:
+def _unit_lookup(
+    unit: pl.Expr, units: pl.DataFrame, column: str, dtype: type[pl.DataType]
+) -> pl.Expr:
     """Vectorised look-up of `column` of the pricing units table for a unit-of-measure column."""
     return unit_key(unit).replace_strict(
         units["unit_key"], units[column], default=None, return_dtype=dtype
