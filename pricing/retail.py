@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,7 +214,7 @@ class RetailRows:
 
 
 def retail_prices_table(
-    items: list[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
     *,
     currency: str,
     endpoint: str,

@@ -7,13 +7,14 @@ from importlib import resources
 import pyarrow as pa
 import pytest
 
-from flows.config import PricingSettings
+from flows.config import PricingSettings, Settings
 from pricing.book import (
     CONFIG_EFFECTIVE_FROM,
     PriceBookError,
     PriceLookupError,
     PricingConfigError,
     build_price_book,
+    load_price_book,
     overlay_books,
     price_in_force,
     pricing_choices,
@@ -482,3 +483,18 @@ def test_a_user_book_replaces_the_shipped_entries_of_the_option_and_currency_it_
     combined = overlay_books(shipped_book(), user)
     assert rates_by_option(combined)["defender_servers_p2"] == [(date(2024, 1, 1), None, 0.018)]
     assert rates_by_option(combined)["defender_servers_p1"] == [(date(2024, 1, 1), None, 0.00672)]
+
+
+def test_the_loader_reads_the_user_book_named_in_the_settings(tmp_path):
+    user_book = tmp_path / "negotiated.toml"
+    user_book.write_text(book_text(entry_text("e5_servers", "seat", "1/Month", "4.0")))
+    settings = Settings(
+        lake={"path": tmp_path / "lake"},
+        pricing={"book": user_book, "seat_option": "e5_servers"},
+    )
+    book = load_price_book(settings)
+    assert price_in_force(book, "e5_servers", date(2026, 1, 1), "USD").rate == 4.0
+    assert price_in_force(book, "defender_servers_p2", date(2026, 1, 1), "USD").rate == 0.02
+    missing = Settings(lake={"path": tmp_path / "lake"}, pricing={"book": tmp_path / "nope.toml"})
+    with pytest.raises(PriceBookError, match=r"price book .*nope\.toml cannot be read"):
+        load_price_book(missing)
