@@ -206,8 +206,8 @@ def _print_book(entries: list[PriceEntry]) -> None:
         rows.append([*("open" if value is None else str(value) for value in cells), note])
     widths = [max(len(row[index]) for row in rows) for index in range(len(_BOOK_COLUMNS))]
     for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        typer.echo("  ".join(cells).rstrip())
+        padded = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(padded).rstrip())
     for number, source in enumerate(sources, start=1):
         typer.echo(f"[{number}] {source}")
 
