@@ -190,7 +190,8 @@ def load_report_data(con: duckdb.DuckDBPyConnection, month: date, warehouse: str
         return _load(con, start, end, warehouse)
     except (duckdb.CatalogException, duckdb.BinderException) as error:
         raise ReportDataError(
-            f"warehouse {warehouse} lacks a view or column the report reads ({error}); "
+            f"warehouse {warehouse} lacks a view or column the report reads "
+            f"({str(error).splitlines()[0]}); "
             "rebuild it with `mdecost build`"
         ) from None
 

@@ -11,18 +11,20 @@ vm-old-03      A   vm            P2     3           5        0.10     0.06     5
 vm-nodefender  A   vm            -    744           0        0.00     null     null   null
 scale-1_0      B   vmss_instance P2   250.5       250        5.00     5.01     5.00  -0.01
 arc-onprem-01  B   arc           P1   372         372        2.49984  2.49984  5.00   2.50016
-total                                 2213.5     1471       24.46984 24.44984 25.00   0.55016
+total                                 2213.5     1471       24.47984 24.44984 25.00   0.55016
 
 hourly = billable h x rate (744 x 0.02 = 14.88; 372 x 0.00672 = 2.49984); saving = seat -
 hourly. scale-1_0's 5.00 is its allocated share of a subscription-level charge; a further
 1.50 (75 h) charged to subscription B could not be attributed. Billed in October, all
-charges: 24.46984 + 1.50 = 25.96984 over 1471 + 75 = 1546 hours.
+charges: 24.47984 + 1.50 = 25.97984 over 1471 + 75 = 1546 hours (subscription A
+16.98, B 8.99984).
 
 Findings in October: 0.04 + 0.01 + 2.49984 + 5.00 (+ defender_off without amount) = 7.54984.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -57,11 +59,11 @@ SCALE = machine_id(SUB_B, "0", "vmss_instance")
 ARC = machine_id(SUB_B, "arc-onprem-01", "arc")
 
 # Expected October figures (see the module docstring).
-BILLED_ALL_CHARGES = 25.96984
+BILLED_ALL_CHARGES = 25.97984
 MACHINE_TOTALS = {
     "billable_hours": 2213.5,
     "billed_hours": 1471.0,
-    "billed_cost": 24.46984,
+    "billed_cost": 24.47984,
     "hourly_cost": 24.44984,
     "seat_cost": 25.00,
     "per_hour_savings": 0.55016,
@@ -204,6 +206,26 @@ def build_warehouse(path: Path) -> Path:
         con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)", _finding_rows())
         con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _price_rows())
     return path
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The hand-worked figures above, for tests (conftest is not importable as a module)."""
+
+    month: date = OCTOBER
+    other_month: date = SEPTEMBER
+    billed_all_charges: float = BILLED_ALL_CHARGES
+    machine_totals: dict[str, float] = field(default_factory=lambda: dict(MACHINE_TOTALS))
+    findings_total: float = FINDINGS_TOTAL
+    p1_break_even: float = P1_BREAK_EVEN
+    p2_break_even: float = P2_BREAK_EVEN
+    hostile_detail: str = HOSTILE_DETAIL
+    generated_at: datetime = GENERATED_AT
+
+
+@pytest.fixture(scope="session")
+def expected() -> Expected:
+    return Expected()
 
 
 @pytest.fixture(scope="session")

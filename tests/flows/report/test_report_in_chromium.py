@@ -338,7 +338,7 @@ def test_chart_values_are_the_warehouse_figures(browser_view):
 
 def test_headline_and_escaped_text_read_as_written(browser_view):
     text = browser_view["text"]
-    assert "$25.97" in text  # billed, all charges: 25.96984
+    assert "$25.98" in text  # billed, all charges: 25.97984
     assert "$24.45" in text  # per-hour: 24.44984
     assert "<script>throw new Error('unescaped text')</script>" in text
 
