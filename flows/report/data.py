@@ -204,7 +204,6 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
     subscriptions, estate = _fleet(con, start, warehouse)
     charges = _charges(con, start, end)
     findings = _findings(con, start)
-    savings = _savings(con, start)
     return ReportData(
         month=start,
         headline=Headline(
@@ -226,16 +225,13 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
         machines=machines,
         machine_totals=_machine_totals(con, start),
         utilization=_utilization(con, start),
-        top_savings=[saving for saving in savings if saving.per_hour_savings > 0][:TOP_MACHINES],
-        top_overpayments=sorted(
-            (saving for saving in savings if saving.per_hour_savings < 0),
-            key=lambda saving: saving.per_hour_savings,
-        )[:TOP_MACHINES],
+        top_savings=_extreme_savings(con, start, largest_savings=True),
+        top_overpayments=_extreme_savings(con, start, largest_savings=False),
         break_even=_break_even(con, start),
         findings=findings,
         findings_total=_findings_total(con, start),
         finding_kinds=_finding_kinds(con, start),
-        prices=_prices(con, start, end),
+        prices=_prices(con, start, end, currency),
         seat_options=[
             row[0]
             for row in con.execute(
@@ -394,8 +390,11 @@ def _utilization(con: duckdb.DuckDBPyConnection, start: date) -> list[Utilizatio
     ]
 
 
-def _savings(con: duckdb.DuckDBPyConnection, start: date) -> list[MachineSaving]:
-    """Every machine with a non-zero saving, largest saving first; small per month and estate."""
+def _extreme_savings(
+    con: duckdb.DuckDBPyConnection, start: date, largest_savings: bool
+) -> list[MachineSaving]:
+    """The TOP_MACHINES largest savings (positive) or overpayments (negative), largest first."""
+    sign, order = (">", "DESC") if largest_savings else ("<", "ASC")
     return [
         MachineSaving(
             resource_id=row[0],
@@ -406,14 +405,15 @@ def _savings(con: duckdb.DuckDBPyConnection, start: date) -> list[MachineSaving]
             per_hour_savings=row[5],
         )
         for row in con.execute(
-            """
+            f"""
             SELECT resource_id, machine_name, subscription_id, plan,
                    CAST(utilization AS DOUBLE), CAST(per_hour_savings AS DOUBLE)
             FROM licensing_comparison_monthly
-            WHERE month = ? AND per_hour_savings IS NOT NULL AND per_hour_savings <> 0
-            ORDER BY per_hour_savings DESC, machine_name, resource_id
+            WHERE month = ? AND per_hour_savings {sign} 0
+            ORDER BY per_hour_savings {order}, machine_name, resource_id
+            LIMIT ?
             """,
-            [start],
+            [start, TOP_MACHINES],
         ).fetchall()
     ]
 
@@ -473,17 +473,18 @@ def _finding_kinds(con: duckdb.DuckDBPyConnection, start: date) -> list[FindingK
     ]
 
 
-def _prices(con: duckdb.DuckDBPyConnection, start: date, end: date) -> pa.Table:
-    """Price rows in force at any time during [start, end); effective_to is exclusive."""
+def _prices(con: duckdb.DuckDBPyConnection, start: date, end: date, currency: str) -> pa.Table:
+    """Price rows in the report's currency in force at any time during [start, end)
+    (effective_to is exclusive); the book may also hold other currencies' list prices."""
     return con.sql(
         """
-        SELECT option, kind, CAST(rate AS DOUBLE) AS rate, currency,
+        SELECT option, kind, unit, CAST(rate AS DOUBLE) AS rate, currency,
                effective_from, effective_to, source
         FROM prices
-        WHERE effective_from < ? AND (effective_to IS NULL OR effective_to > ?)
+        WHERE effective_from < ? AND (effective_to IS NULL OR effective_to > ?) AND currency = ?
         ORDER BY kind, option, effective_from
         """,
-        params=[end, start],
+        params=[end, start, currency],
     ).to_arrow_table()
 
 

@@ -174,6 +174,8 @@ def _price_rows() -> list[tuple]:
          "override: [pricing.seat_prices]"),
         ("defender_business_servers", "seat", "1/Month", 3.00, "USD", date(2026, 11, 1),
          None, list_price),  # starts after October
+        ("defender_servers_p2", "hourly", "1/Hour", 0.019, "EUR", date(2024, 1, 1), None,
+         list_price),  # another currency than the report's
     ]  # fmt: skip
 
 

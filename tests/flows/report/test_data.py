@@ -84,7 +84,8 @@ def test_findings_by_kind_count_findings_without_amount(october, expected):
 
 
 def test_prices_in_force_during_the_month_only(october):
-    # P1 0.0065 ended on 2026-10-01 (exclusive) and the 3.00 seat starts on 2026-11-01.
+    # P1 0.0065 ended on 2026-10-01 (exclusive), the 3.00 seat starts on 2026-11-01, and the
+    # EUR list price is not the report's currency.
     assert [
         (row["option"], row["rate"], row["effective_from"]) for row in october.prices.to_pylist()
     ] == [
