@@ -1,0 +1,443 @@
+"""Who the machines are: identities from inventory snapshots and the Activity Log, and the
+`machines` view.
+
+A machine appears in up to three places: inventory snapshots (alive machines, with their power
+state "now"), Activity Log events (every machine that had a power operation, deleted ones
+included) and cost data. Ids are normalised here once (`billing.normalise_resource_id_expr`), so
+an id spelled `resourceGroups/RG-A` by Compute and `resourcegroups/rg-a` by Cost Management is one
+machine.
+
+Moves: a VM moved to another resource group or subscription gets a new resource id but keeps its
+`vmId`. Each id stays a row of its own (the other views are keyed by resource id), and rows of the
+same VM share `machine_key` (the vmId) and list each other in `other_resource_ids`. The old id's
+timeline ends, and the new id's begins, at `moved_at`: the latest instant the old id was seen
+(inventory snapshot or Activity Log event), bounded by the first sighting of the new id. That way
+the machine's billable time is counted once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+import polars as pl
+
+from transforms import billing
+from transforms.contract import conform_view
+
+# The Compute `timeCreated` and the Activity Log's creating `write` are stamped by different
+# services; a write that starts no later than this after `timeCreated` is the creation, a later
+# one is an update of an existing machine.
+CREATION_WRITE_TOLERANCE: Final = timedelta(minutes=15)
+
+_VMSS_INSTANCE_ID: Final = (
+    r"/providers/microsoft\.compute/virtualmachinescalesets/([^/]+)/virtualmachines/([^/]+)$"
+)
+_ARC_ID: Final = r"/providers/microsoft\.hybridcompute/machines/([^/]+)$"
+
+
+def resource_id(column: str = "resource_id") -> pl.Expr:
+    """The normalised (lower-cased, trimmed) resource id in `column`."""
+    return billing.normalise_resource_id_expr(pl.col(column)).alias(column)
+
+
+def subscription_of(resource_id_expr: pl.Expr) -> pl.Expr:
+    """The subscription GUID an ARM id lives in (ids are already lower-cased)."""
+    return resource_id_expr.str.extract(r"^/subscriptions/([^/]+)", 1)
+
+
+def _resource_group_of(resource_id_expr: pl.Expr) -> pl.Expr:
+    return resource_id_expr.str.extract(r"/resourcegroups/([^/]+)/", 1)
+
+
+def machine_kind_of(resource_id_expr: pl.Expr) -> pl.Expr:
+    """vm, vmss_instance or arc, read from the id (for machines seen only in events or costs)."""
+    return (
+        pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
+        .then(pl.lit("vmss_instance"))
+        .when(resource_id_expr.str.contains(_ARC_ID))
+        .then(pl.lit("arc"))
+        .otherwise(pl.lit("vm"))
+    )
+
+
+def scale_set_id_of(resource_id_expr: pl.Expr) -> pl.Expr:
+    """The scale set's id for a scale-set instance id, else null."""
+    return (
+        pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
+        .then(resource_id_expr.str.replace(r"/virtualmachines/[^/]+$", ""))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+
+
+def _machine_name_of(resource_id_expr: pl.Expr) -> pl.Expr:
+    """Azure's `name`: the VM name, or `{scaleSet}_{instanceId}` for a scale-set instance."""
+    return (
+        pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
+        .then(
+            pl.concat_str(
+                resource_id_expr.str.extract(_VMSS_INSTANCE_ID, 1),
+                pl.lit("_"),
+                resource_id_expr.str.extract(_VMSS_INSTANCE_ID, 2),
+            )
+        )
+        .otherwise(resource_id_expr.str.extract(r"/([^/]+)$", 1))
+    )
+
+
+def power_state(column: str = "power_state") -> pl.Expr:
+    """Instance-view power state as a bare lower-case state (`PowerState/Running` -> running)."""
+    return (
+        pl.col(column)
+        .str.strip_chars()
+        .str.to_lowercase()
+        .str.replace(r"^powerstate/", "")
+        .alias(column)
+    )
+
+
+def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per power operation (resource x correlation id x verb) with its timing and outcome.
+
+    Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId
+    (billing.EVENT_STATUSES). `started_at` is the Started event (else the earliest event seen),
+    `ended_at` the outcome's event (null while in progress), `outcome` succeeded / failed /
+    in_progress. An event listed twice (overlapping collections) counts once.
+    """
+    events = (
+        power_events.select(
+            "event_data_id",
+            "correlation_id",
+            "event_at",
+            resource_id(),
+            pl.col("subscription_id").str.to_lowercase(),
+            pl.col("resource_group").str.to_lowercase(),
+            pl.col("operation").str.strip_chars().str.to_lowercase(),
+            pl.col("status").str.strip_chars().str.to_lowercase(),
+        )
+        .filter(pl.col("operation").is_in(billing.POWER_OPERATIONS))
+        .unique(subset=["event_data_id", "resource_id"], keep="any")
+    )
+    return (
+        events.group_by("resource_id", "correlation_id", "operation")
+        .agg(
+            started_at=pl.coalesce(
+                pl.col("event_at").filter(pl.col("status") == "started").min(),
+                pl.col("event_at").min(),
+            ),
+            succeeded_at=pl.col("event_at").filter(pl.col("status") == "succeeded").min(),
+            failed_at=pl.col("event_at").filter(pl.col("status") == "failed").min(),
+            subscription_id=pl.col("subscription_id").first(),
+            resource_group=pl.col("resource_group").first(),
+        )
+        .with_columns(
+            outcome=pl.when(pl.col("succeeded_at").is_not_null())
+            .then(pl.lit("succeeded"))
+            .when(pl.col("failed_at").is_not_null())
+            .then(pl.lit("failed"))
+            .otherwise(pl.lit("in_progress")),
+            ended_at=pl.coalesce("succeeded_at", "failed_at"),
+        )
+        .drop("succeeded_at", "failed_at")
+    )
+
+
+def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFrame:
+    """Add `is_creation` (a succeeded write that brought the machine into existence) and sort.
+
+    Operations are numbered per machine in time order. A succeeded `delete` opens a new
+    generation (Azure reuses a resource id when a VM is re-created with the same name). In each
+    generation, the first succeeded `write` with no succeeded power operation before it is the
+    creation, provided, in the first generation, that Compute's `timeCreated` (`created_at`, one
+    row per resource id, may be null) does not put the machine's creation well before it: then
+    the write was an update of a machine created before the events window.
+    """
+    succeeded = pl.col("outcome") == "succeeded"
+    write_ok = succeeded & (pl.col("operation") == "write")
+    power_op_ok = succeeded & ~pl.col("operation").is_in(["write", "delete"])
+    return (
+        ops.join(created_at, on="resource_id", how="left")
+        .sort("resource_id", "started_at", "ended_at", "correlation_id", nulls_last=True)
+        .with_columns(
+            generation=(succeeded & (pl.col("operation") == "delete"))
+            .cast(pl.Int32)
+            .cum_sum()
+            .shift(1, fill_value=0)
+            .over("resource_id")
+        )
+        .with_columns(
+            writes_before=write_ok.cast(pl.Int32)
+            .cum_sum()
+            .shift(1, fill_value=0)
+            .over("resource_id", "generation"),
+            power_ops_before=power_op_ok.cast(pl.Int32)
+            .cum_sum()
+            .shift(1, fill_value=0)
+            .over("resource_id", "generation"),
+        )
+        .with_columns(
+            is_creation=write_ok
+            & (pl.col("writes_before") == 0)
+            & (pl.col("power_ops_before") == 0)
+            & (
+                (pl.col("generation") > 0)
+                | pl.col("created_at").is_null()
+                | (pl.col("created_at") >= pl.col("started_at") - CREATION_WRITE_TOLERANCE)
+            )
+        )
+        .drop("writes_before", "power_ops_before", "created_at")
+    )
+
+
+def power_snapshots(inventory: pl.LazyFrame) -> pl.LazyFrame:
+    """Every power state an inventory snapshot observed: resource_id, snapshot_at, power_state.
+
+    Snapshots without a power state tell nothing about it and are left out.
+    """
+    return (
+        inventory.select(resource_id(), "snapshot_at", power_state())
+        .filter(pl.col("power_state").is_not_null() & (pl.col("power_state") != ""))
+        .unique(subset=["resource_id", "snapshot_at"], keep="any")
+    )
+
+
+def _latest_inventory(inventory: pl.LazyFrame) -> pl.LazyFrame:
+    """Each resource id's latest inventory row, with when it was first and last seen."""
+    rows = inventory.with_columns(
+        resource_id(),
+        pl.col("subscription_id").str.to_lowercase(),
+        pl.col("resource_group").str.to_lowercase(),
+        pl.col("machine_kind").str.to_lowercase(),
+        pl.col("vm_id").str.to_lowercase(),
+        power_state(),
+    )
+    latest_date = rows.select(latest_snapshot_date=pl.col("snapshot_at").max().dt.date())
+    return (
+        rows.group_by("resource_id")
+        .agg(
+            pl.exclude("snapshot_at").sort_by("snapshot_at").last(),
+            first_seen_at=pl.col("snapshot_at").min(),
+            last_seen_at=pl.col("snapshot_at").max(),
+        )
+        .join(latest_date, how="cross")
+        .with_columns(
+            in_latest_snapshot=pl.col("last_seen_at").dt.date() == pl.col("latest_snapshot_date")
+        )
+        .drop("latest_snapshot_date")
+    )
+
+
+_IDENTITY_COLUMNS: Final = (
+    "resource_id",
+    "subscription_id",
+    "resource_group",
+    "machine_name",
+    "machine_kind",
+    "vm_id",
+    "scale_set_name",
+    "location",
+    "size",
+    "os_type",
+    "created_at",
+    "mde_sensor",
+    "power_state",
+    "first_seen_at",
+    "last_seen_at",
+    "in_latest_snapshot",
+)
+
+
+_SEEN_IN_EVENTS: Final = frozenset(
+    {
+        "resource_id",
+        "subscription_id",
+        "resource_group",
+        "machine_name",
+        "machine_kind",
+        "scale_set_name",
+        "in_latest_snapshot",
+    }
+)
+
+
+def machine_identities(inventory: pl.LazyFrame, power_events: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per machine resource id, from inventory snapshots and Activity Log events.
+
+    Columns: the identity (`_IDENTITY_COLUMNS`; machines seen only in events get theirs from the
+    id), `machine_key`, `first_event_at` / `last_event_at`, the move bounds `moved_in_at` (this id
+    took over from an older id of the same vmId) and `moved_at` (a newer id took over), and
+    `other_resource_ids`.
+    """
+    inventoried = _latest_inventory(inventory).select(_IDENTITY_COLUMNS)
+    events = power_events.select(
+        resource_id(),
+        pl.col("event_at"),
+        pl.col("subscription_id").str.to_lowercase(),
+        pl.col("resource_group").str.to_lowercase(),
+    )
+    event_bounds = events.group_by("resource_id").agg(
+        first_event_at=pl.col("event_at").min(),
+        last_event_at=pl.col("event_at").max(),
+        event_subscription_id=pl.col("subscription_id").first(),
+        event_resource_group=pl.col("resource_group").first(),
+    )
+    seen_only_in_events = (
+        event_bounds.join(inventoried, on="resource_id", how="anti")
+        .with_columns(
+            subscription_id=pl.coalesce(
+                subscription_of(pl.col("resource_id")), "event_subscription_id"
+            ),
+            resource_group=pl.coalesce(
+                _resource_group_of(pl.col("resource_id")), "event_resource_group"
+            ),
+            machine_name=_machine_name_of(pl.col("resource_id")),
+            machine_kind=machine_kind_of(pl.col("resource_id")),
+            scale_set_name=pl.col("resource_id").str.extract(_VMSS_INSTANCE_ID, 1),
+            in_latest_snapshot=pl.lit(False),
+        )
+        .select(
+            [
+                pl.col(name) if name in _SEEN_IN_EVENTS else pl.lit(None).alias(name)
+                for name in _IDENTITY_COLUMNS
+            ]
+        )
+    )
+    identities = pl.concat([inventoried, seen_only_in_events], how="vertical_relaxed").join(
+        event_bounds.select("resource_id", "first_event_at", "last_event_at"),
+        on="resource_id",
+        how="left",
+    )
+    return _with_moves(identities)
+
+
+def _with_moves(identities: pl.LazyFrame) -> pl.LazyFrame:
+    """Link the ids of one vmId in the order they were first seen, and bound each at the move.
+
+    An id followed by a newer id of the same machine was moved at its last sighting (inventory
+    snapshot or event), but no later than the newer id's first sighting.
+    """
+    keyed = identities.with_columns(
+        machine_key=pl.coalesce("vm_id", "resource_id"),
+        first_sighting=pl.min_horizontal("first_seen_at", "first_event_at"),
+        last_sighting=pl.max_horizontal("last_seen_at", "last_event_at"),
+    )
+    next_first_sighting = pl.col("first_sighting").shift(-1).over("machine_key")
+    ordered = (
+        keyed.sort("machine_key", "first_sighting", "resource_id", nulls_last=True)
+        .with_columns(
+            moved_at=pl.when(next_first_sighting.is_not_null()).then(
+                pl.min_horizontal("last_sighting", next_first_sighting)
+            )
+        )
+        .with_columns(moved_in_at=pl.col("moved_at").shift(1).over("machine_key"))
+    )
+    siblings = keyed.group_by("machine_key").agg(all_ids=pl.col("resource_id"))
+    return (
+        ordered.join(siblings, on="machine_key", how="left")
+        .with_columns(
+            other_resource_ids=pl.col("all_ids")
+            .list.set_difference(pl.concat_list("resource_id"))
+            .list.sort()
+        )
+        .drop("all_ids", "first_sighting", "last_sighting")
+    )
+
+
+def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The latest Defender for Servers setting per subscription and per resource override.
+
+    Returns (subscription_id, subscription_setting) and (resource_id, resource_setting), each
+    setting `P1`, `P2` or `off` (pricing tier Free). Standard without a sub-plan is
+    `billing.STANDARD_DEFAULT_SUB_PLAN`. A resource-level row overrides the subscription's.
+    """
+    rows = pricings.with_columns(
+        pl.col("subscription_id").str.to_lowercase(),
+        resource_id(),
+        level=pl.col("level").str.strip_chars().str.to_lowercase(),
+        setting=pl.when(pl.col("pricing_tier").str.strip_chars().str.to_lowercase() == "free")
+        .then(pl.lit("off"))
+        .otherwise(
+            pl.coalesce(
+                pl.col("sub_plan").str.strip_chars().str.to_uppercase(),
+                pl.lit(billing.STANDARD_DEFAULT_SUB_PLAN),
+            )
+        ),
+    )
+    is_resource_level = (pl.col("level") != "subscription") & pl.col("resource_id").is_not_null()
+    subscription_settings = (
+        rows.filter(~is_resource_level)
+        .group_by("subscription_id")
+        .agg(subscription_setting=pl.col("setting").sort_by("snapshot_at").last())
+    )
+    resource_settings = (
+        rows.filter(is_resource_level)
+        .group_by("resource_id")
+        .agg(resource_setting=pl.col("setting").sort_by("snapshot_at").last())
+    )
+    return subscription_settings, resource_settings
+
+
+def machines(
+    inventory: pl.LazyFrame, power_events: pl.LazyFrame, pricings: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The `machines` view: one row per machine resource id (see the module docstring on moves).
+
+    `created_at` is Compute's timeCreated, else the start of the creating write in the Activity
+    Log; `deleted_at` the end of the last succeeded delete not followed by a re-creation;
+    `defender_plan` the plan in force now from the pricings snapshot.
+    """
+    identities = machine_identities(inventory, power_events)
+    ops = classify_creations(
+        operations(power_events), identities.select("resource_id", "created_at")
+    )
+    lifecycle = (
+        ops.filter(pl.col("outcome") == "succeeded")
+        .group_by("resource_id")
+        .agg(
+            created_by_event_at=pl.col("started_at").filter(pl.col("is_creation")).max(),
+            deleted_event_at=pl.col("ended_at").filter(pl.col("operation") == "delete").max(),
+        )
+        .with_columns(
+            deleted_event_at=pl.when(
+                pl.col("created_by_event_at").is_null()
+                | (pl.col("deleted_event_at") > pl.col("created_by_event_at"))
+            ).then("deleted_event_at")
+        )
+    )
+    subscription_settings, resource_settings = effective_plans(pricings)
+    view = (
+        identities.join(lifecycle, on="resource_id", how="left")
+        .join(subscription_settings, on="subscription_id", how="left")
+        .join(resource_settings, on="resource_id", how="left")
+        .with_columns(
+            created_at=pl.coalesce("created_at", "created_by_event_at"),
+            deleted_at=pl.col("deleted_event_at"),
+            defender_plan=pl.coalesce("resource_setting", "subscription_setting").replace(
+                "off", None
+            ),
+        )
+        .sort("resource_id")
+    )
+    return conform_view(view.select(_VIEW_COLUMNS), "machines")
+
+
+_VIEW_COLUMNS: Final = (
+    "resource_id",
+    "machine_key",
+    "subscription_id",
+    "resource_group",
+    "machine_name",
+    "machine_kind",
+    "vm_id",
+    "scale_set_name",
+    "location",
+    "size",
+    "os_type",
+    "created_at",
+    "deleted_at",
+    "moved_at",
+    "other_resource_ids",
+    "last_seen_at",
+    "mde_sensor",
+    "defender_plan",
+)

@@ -1,0 +1,410 @@
+"""Billable time: each machine's power timeline, rebuilt backwards from the present, and its
+billable hours per UTC day.
+
+How the timeline is rebuilt (DESIGN.md "Billing semantics"): each machine's evidence, in time
+order, is its Activity Log operations and the power states its inventory snapshots observed.
+
+- Each operation (Started .. Succeeded / Failed, one correlation id) puts the machine in a
+  transitional state while it runs; only a Succeeded operation changes the state after it; a
+  Failed one returns the machine to the state it had.
+- A snapshot's state holds backwards to the previous piece of evidence and forwards to the next:
+  nothing logged in between changed it. A guest-OS shutdown logs nothing, so a snapshot saying
+  `stopped` after a successful start is explained by one (still allocated, still billable). The
+  latest snapshot is "the present"; a machine with no operation in the window kept its state
+  all window.
+- Before its first piece of evidence that settles a state, a machine was in the state that
+  evidence starts from (`_STATE_BEFORE`: a start implies deallocated, anything else running; a
+  creating write implies the machine did not exist yet; a snapshot, what it saw).
+- A machine exists from its creation (Compute `timeCreated`, or its creating write, or the
+  move that gave it this id) until its delete succeeds (or a move takes its id away, or it
+  vanished from the inventory without a delete event: then at its last sighting); deleted
+  machines, known only from the Activity Log, are kept.
+
+Decisions, documented: a `restart` keeps the machine allocated and its power state `running`
+throughout (Azure reports no transitional power state for a restart), so it is billable; a
+configuration `write` of an existing machine changes nothing. Everything is computed with sorts,
+shifts and cumulative window expressions per resource id: no Python loop per machine or event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final
+
+import polars as pl
+
+from transforms import billing
+from transforms.contract import UTC_TIMESTAMP, conform_view
+from transforms.machines import (
+    classify_creations,
+    machine_identities,
+    operations,
+    power_snapshots,
+)
+
+# The state a machine is in, in this module, before it exists and after it is deleted; such
+# intervals are dropped from `power_intervals`.
+ABSENT: Final = "deleted"
+# A machine in the inventory whose power state the instance view did not report.
+UNKNOWN_STATE: Final = "unknown"
+# A machine known only from events, with no successful operation to infer from, is assumed
+# running (the brief: "absent events, assume running from creation").
+ASSUMED_STATE: Final = "running"
+
+# State after a Succeeded operation (Learn: virtual-machines/states-billing). A write changes
+# nothing unless it creates the machine (then `running`).
+_STATE_AFTER: Final = {
+    "start": "running",
+    "deallocate": "deallocated",
+    "power_off": "stopped",
+    "restart": "running",
+    "delete": ABSENT,
+}
+# State while the operation runs. Restart and update writes have none: the machine stays in the
+# state it had (allocated and running for a restart). A creating write is `creating`.
+_STATE_DURING: Final = {
+    "start": "starting",
+    "deallocate": "deallocating",
+    "power_off": "stopping",
+    "delete": "deleting",
+}
+# State inferred before a machine's first state-changing (or still running) operation when no
+# snapshot precedes it. A start from `stopped` (after a guest-OS shutdown) is indistinguishable
+# in the Activity Log from a start from `deallocated`; deallocated is assumed because the
+# portal's Stop deallocates (an earlier snapshot settles it). Running and stopped are both
+# billable, so guessing between them changes nothing.
+_STATE_BEFORE: Final = {
+    "start": "deallocated",
+    "deallocate": "running",
+    "power_off": "running",
+    "restart": "running",
+    "delete": "running",
+}
+
+_HOUR: Final = timedelta(hours=1)
+_MICROSECONDS_PER_HOUR: Final = 3_600_000_000
+
+
+def _utc(value: datetime) -> pl.Expr:
+    if value.tzinfo is None:
+        raise ValueError(f"window bound {value!r} must be a timezone-aware UTC datetime")
+    return pl.lit(value).cast(UTC_TIMESTAMP)
+
+
+def _window(
+    inventory: pl.LazyFrame,
+    power_events: pl.LazyFrame,
+    window_start: datetime,
+    window_end: datetime | None,
+) -> pl.LazyFrame:
+    """One row: the window's bounds. The end defaults to the present: the latest inventory
+    snapshot, or the latest event if one was logged after it."""
+    if window_end is not None:
+        bounds = pl.LazyFrame({"window_end": [None]}).select(window_end=_utc(window_end))
+    else:
+        latest_snapshot = inventory.select(latest=pl.col("snapshot_at").max())
+        latest_event = power_events.select(latest=pl.col("event_at").max())
+        bounds = pl.concat([latest_snapshot, latest_event]).select(
+            window_end=pl.col("latest").max()
+        )
+    return bounds.with_columns(window_start=_utc(window_start))
+
+
+def _machine_bounds(identities: pl.LazyFrame, window: pl.LazyFrame) -> pl.LazyFrame:
+    """Per machine: its kind, its last sighting, and the span [lo, hi) it can have intervals in."""
+    known_start = pl.coalesce("moved_in_at", "created_at")
+    existed_from = pl.when(known_start.is_not_null()).then(
+        pl.min_horizontal(known_start, "first_event_at")
+    )
+    vanished_at = pl.when(
+        ~pl.col("in_latest_snapshot") & pl.col("last_seen_at").is_not_null()
+    ).then(pl.max_horizontal("last_seen_at", "last_event_at"))
+    return identities.join(window, how="cross").select(
+        "resource_id",
+        "machine_kind",
+        "last_seen_at",
+        lo=pl.max_horizontal("window_start", existed_from),
+        hi=pl.min_horizontal("window_end", pl.coalesce("moved_at", vanished_at)),
+    )
+
+
+def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) -> pl.LazyFrame:
+    """Operations and snapshot observations of each machine as one time-ordered stream.
+
+    A snapshot taken while an operation was running is dropped: the operation's transitional
+    state is the better evidence for that span.
+    """
+    operation_rows = ops.select(
+        "resource_id",
+        "correlation_id",
+        "operation",
+        "outcome",
+        "ended_at",
+        "is_creation",
+        at="started_at",
+        observed_state=pl.lit(None, dtype=pl.String),
+    )
+    snapshot_rows = snapshots.select(
+        "resource_id",
+        correlation_id=pl.lit(None, dtype=pl.String),
+        operation=pl.lit(None, dtype=pl.String),
+        outcome=pl.lit(None, dtype=pl.String),
+        ended_at=pl.lit(None, dtype=UTC_TIMESTAMP),
+        is_creation=pl.lit(False),
+        at="snapshot_at",
+        observed_state="power_state",
+    )
+    is_operation = pl.col("operation").is_not_null()
+    busy_until = pl.when(is_operation).then(pl.col("ended_at").fill_null(pl.col("hi")))
+    return (
+        pl.concat([operation_rows, snapshot_rows])
+        .join(bounds, on="resource_id", how="inner")
+        .sort("resource_id", "at", "ended_at", "correlation_id", nulls_last=True)
+        .with_columns(busy_until=busy_until.cum_max().shift(1).over("resource_id"))
+        .filter(
+            is_operation | pl.col("busy_until").is_null() | (pl.col("at") >= pl.col("busy_until"))
+        )
+        .drop("busy_until")
+    )
+
+
+def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
+    """The state segments implied by each machine's evidence stream (see the module docstring).
+
+    Every item of evidence settles a state: a Succeeded operation its target, a snapshot what it
+    saw. Between two items the machine is in the settled state, except that a snapshot's state
+    also holds backwards to the previous item (nothing logged in between changed it). An
+    operation spends [started_at, ended_at) in its transitional state.
+    """
+    operation = pl.col("operation")
+    is_snapshot = operation.is_null()
+    per_machine = "resource_id"
+    succeeded = pl.col("outcome") == "succeeded"
+    states = (
+        evidence.with_columns(
+            state_after=pl.when(is_snapshot)
+            .then("observed_state")
+            .when(pl.col("is_creation"))
+            .then(pl.lit("running"))
+            .when(succeeded)
+            .then(operation.replace_strict(_STATE_AFTER, default=None, return_dtype=pl.String)),
+            state_before=pl.when(is_snapshot)
+            .then("observed_state")
+            .when(pl.col("is_creation"))
+            .then(pl.lit(ABSENT))
+            .otherwise(
+                operation.replace_strict(_STATE_BEFORE, default=None, return_dtype=pl.String)
+            ),
+            next_at=pl.col("at").shift(-1).over(per_machine),
+            next_observed_state=pl.col("observed_state").shift(-1).over(per_machine),
+        )
+        .with_columns(
+            initial_state=pl.coalesce(
+                pl.col("state_before")
+                .filter(pl.col("state_after").is_not_null() | (pl.col("outcome") == "in_progress"))
+                .first()
+                .over(per_machine),
+                pl.lit(ASSUMED_STATE),
+            ),
+            settled=pl.col("state_after").forward_fill().over(per_machine),
+        )
+        .with_columns(
+            settled_before=pl.coalesce(
+                pl.col("settled").shift(1).over(per_machine), "initial_state"
+            ),
+            settled=pl.coalesce("next_observed_state", "settled", "initial_state"),
+            segment_end=pl.col("next_at").fill_null(pl.col("hi")),
+        )
+        .with_columns(
+            during=pl.when(pl.col("settled_before") == ABSENT)
+            .then(pl.when(operation == "write").then(pl.lit("creating")).otherwise(pl.lit(ABSENT)))
+            .otherwise(
+                pl.coalesce(
+                    operation.replace_strict(_STATE_DURING, default=None, return_dtype=pl.String),
+                    "settled_before",
+                )
+            ),
+            settled_from=pl.when(is_snapshot)
+            .then("at")
+            .otherwise(
+                pl.min_horizontal("ended_at", "segment_end").fill_null(pl.col("segment_end"))
+            ),
+        )
+    )
+    first = pl.int_range(pl.len()).over(per_machine) == 0
+    before_first = states.filter(first).select(
+        "resource_id",
+        state=pl.coalesce("observed_state", "settled_before"),
+        start_at="lo",
+        end_at="at",
+    )
+    during = states.filter(~is_snapshot).select(
+        "resource_id", state="during", start_at="at", end_at="settled_from"
+    )
+    settled = states.select(
+        "resource_id", state="settled", start_at="settled_from", end_at="segment_end"
+    )
+    return pl.concat([before_first, during, settled])
+
+
+def _timeline(
+    inventory: pl.LazyFrame,
+    power_events: pl.LazyFrame,
+    window_start: datetime,
+    window_end: datetime | None,
+) -> pl.LazyFrame:
+    """Merged power intervals with `machine_kind` and `billable`, clipped to the window."""
+    identities = machine_identities(inventory, power_events)
+    bounds = _machine_bounds(identities, _window(inventory, power_events, window_start, window_end))
+    ops = classify_creations(
+        operations(power_events), identities.select("resource_id", "created_at")
+    )
+    evidence = _evidence(ops, power_snapshots(inventory), bounds)
+    without_evidence = bounds.join(evidence, on="resource_id", how="anti").select(
+        "resource_id",
+        state=pl.when(pl.col("last_seen_at").is_not_null())
+        .then(pl.lit(UNKNOWN_STATE))
+        .otherwise(pl.lit(ASSUMED_STATE)),
+        start_at="lo",
+        end_at="hi",
+    )
+    segments = (
+        pl.concat([_evidence_segments(evidence), without_evidence])
+        .join(bounds.select("resource_id", "machine_kind", "lo", "hi"), on="resource_id")
+        .with_columns(
+            start_at=pl.max_horizontal("start_at", "lo"), end_at=pl.min_horizontal("end_at", "hi")
+        )
+        .filter((pl.col("start_at") < pl.col("end_at")) & (pl.col("state") != ABSENT))
+        .sort("resource_id", "start_at")
+    )
+    return _merge_runs(segments, ("resource_id",), "state").with_columns(
+        billable=pl.when(pl.col("machine_kind") == "arc")
+        .then(pl.col("state").is_in(sorted(billing.ARC_BILLABLE_STATES)))
+        .otherwise(pl.col("state").is_in(sorted(billing.VM_BILLABLE_STATES)))
+    )
+
+
+def _merge_runs(segments: pl.LazyFrame, keys: tuple[str, ...], value: str) -> pl.LazyFrame:
+    """Merge consecutive, touching segments with the same `value` (sorted by keys, start_at)."""
+    starts_run = (
+        (pl.col(value) != pl.col(value).shift(1).over(keys))
+        | (pl.col("start_at") != pl.col("end_at").shift(1).over(keys))
+    ).fill_null(True)
+    return (
+        segments.with_columns(run=starts_run.cast(pl.Int32).cum_sum().over(keys))
+        .group_by(*keys, "run")
+        .agg(
+            pl.exclude("start_at", "end_at").first(),
+            start_at=pl.col("start_at").min(),
+            end_at=pl.col("end_at").max(),
+        )
+        .drop("run")
+        .sort(*keys, "start_at")
+    )
+
+
+def power_intervals(
+    inventory: pl.LazyFrame,
+    power_events: pl.LazyFrame,
+    *,
+    window_start: datetime,
+    window_end: datetime | None = None,
+) -> pl.LazyFrame:
+    """The `power_intervals` view: each machine's power states over [window_start, window_end).
+
+    `inventory` and `power_events` have the raw lake schemas (schemas.INVENTORY, POWER_EVENTS);
+    `window_start` is the start of the events window (before it nothing is known), `window_end`
+    the present (default: the latest inventory snapshot or event). Consecutive intervals of one
+    state are merged.
+    """
+    timeline = _timeline(inventory, power_events, window_start, window_end)
+    return conform_view(
+        timeline.select("resource_id", "state", "start_at", "end_at", "billable"),
+        "power_intervals",
+    )
+
+
+def clock_hour_spans(intervals: pl.LazyFrame, keys: tuple[str, ...]) -> pl.LazyFrame:
+    """Disjoint spans of whole clock hours covering `intervals`, per `keys`.
+
+    Each interval [start_at, end_at) is widened to the clock hours it touches; overlapping or
+    shared hours (two intervals in one hour, or two ids of a moved machine) count once. Output:
+    `keys`, start_at, end_at, both on the hour.
+    """
+    start_hour = pl.col("start_at").dt.truncate("1h")
+    end_floor = pl.col("end_at").dt.truncate("1h")
+    end_hour = pl.when(end_floor == pl.col("end_at")).then(end_floor).otherwise(end_floor + _HOUR)
+    return (
+        intervals.select(*keys, start_at=start_hour, end_at=end_hour)
+        .sort(*keys, "start_at", "end_at")
+        .with_columns(
+            covered_until=pl.col("end_at").cum_max().shift(1).over(keys),
+        )
+        .with_columns(start_at=pl.max_horizontal("start_at", "covered_until"))
+        .filter(pl.col("start_at") < pl.col("end_at"))
+        .drop("covered_until")
+    )
+
+
+def split_by_day(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Split [start_at, end_at) spans at UTC midnights: adds `usage_date` and `microseconds`."""
+    day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return (
+        spans.with_columns(
+            usage_date=pl.date_ranges(
+                pl.col("start_at").dt.date(),
+                (pl.col("end_at") - pl.duration(microseconds=1)).dt.date(),
+            )
+        )
+        .explode("usage_date")
+        .with_columns(
+            microseconds=(
+                pl.min_horizontal("end_at", day_start + timedelta(days=1))
+                - pl.max_horizontal("start_at", day_start)
+            ).dt.total_microseconds()
+        )
+    )
+
+
+def machine_hours_daily(
+    intervals: pl.LazyFrame,
+    machines: pl.LazyFrame,
+    *,
+    partial_hours: str = billing.PARTIAL_HOURS_DEFAULT,
+) -> pl.LazyFrame:
+    """The `machine_hours_daily` view from `power_intervals` and the `machines` view.
+
+    One row per machine and UTC day it existed on (0 hours when it was never billable that
+    day). `partial_hours` (billing.PARTIAL_HOURS_MODES): `fractional` counts billable time to the
+    microsecond; `round_up_clock_hour` counts every clock hour with any billable time as a full
+    hour (never more than once per hour).
+    """
+    if partial_hours not in billing.PARTIAL_HOURS_MODES:
+        modes = ", ".join(billing.PARTIAL_HOURS_MODES)
+        raise ValueError(f"partial_hours {partial_hours!r} is not one of {modes}")
+    per_day = split_by_day(intervals.select("resource_id", "start_at", "end_at", "billable"))
+    if partial_hours == "fractional":
+        daily = per_day.group_by("resource_id", "usage_date").agg(
+            microseconds=pl.col("microseconds").filter(pl.col("billable")).sum()
+        )
+    else:
+        existed = per_day.select("resource_id", "usage_date").unique()
+        billable = (
+            split_by_day(clock_hour_spans(intervals.filter(pl.col("billable")), ("resource_id",)))
+            .group_by("resource_id", "usage_date")
+            .agg(pl.col("microseconds").sum())
+        )
+        daily = existed.join(
+            billable, on=["resource_id", "usage_date"], how="full", coalesce=True
+        ).with_columns(pl.col("microseconds").fill_null(0))
+    view = (
+        daily.join(machines.select("resource_id", "subscription_id"), on="resource_id", how="left")
+        .select(
+            "usage_date",
+            "resource_id",
+            "subscription_id",
+            billable_hours=pl.col("microseconds") / _MICROSECONDS_PER_HOUR,
+        )
+        .sort("usage_date", "resource_id")
+    )
+    return conform_view(view, "machine_hours_daily")
