@@ -156,7 +156,7 @@ class BreakEven:
 class ReportData:
     month: date
     headline: Headline
-    subscriptions: list[SubscriptionCosts]
+    subscriptions: list[SubscriptionCosts]  # largest billed first
     estate: SubscriptionCosts  # the estate row of fleet_comparison_monthly (subscription_id NULL)
     machines: pa.Table  # MACHINE_COLUMNS, one row per machine
     machine_totals: MachineTotals
@@ -310,7 +310,7 @@ def _fleet(
                CAST(hourly_cost AS DOUBLE), CAST(seat_cost_distinct AS DOUBLE),
                CAST(seat_cost_peak AS DOUBLE)
         FROM fleet_comparison_monthly WHERE month = ?
-        ORDER BY subscription_id NULLS FIRST
+        ORDER BY subscription_id IS NOT NULL, billed_cost DESC, subscription_id
         """,
         [start],
     ).fetchall()

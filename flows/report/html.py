@@ -32,8 +32,10 @@ FINDING_MEANINGS: Mapping[str, str] = {
     "Endpoint (a support ticket can discount it from approval, not backdated)",
     "defender_off": "Machine not covered by Defender for Servers (no amount: nothing billed)",
 }
-# The page lists this many findings, largest first; the workbook has every one.
+# The page lists this many findings, largest first, and charts this many subscriptions,
+# largest billed first; the tables and the workbook have every one.
 FINDINGS_SHOWN = 100
+SUBSCRIPTIONS_CHARTED = 15
 PARTIAL_HOURS_MEANINGS: Mapping[str, str] = {
     "fractional": "a partial hour counts as the fraction of the hour the machine was billable",
     "round_up_clock_hour": "every clock hour in which the machine was billable at all counts "
@@ -78,7 +80,7 @@ def build_charts(data: ReportData) -> ChartSet:
                 )
             ],
         )
-        for row in data.subscriptions
+        for row in data.subscriptions[:SUBSCRIPTIONS_CHARTED]
     ]
     cost_by_subscription = charts.horizontal_bar_chart(
         "cost-by-subscription",
@@ -188,6 +190,7 @@ def render_html(
             generated_at=generated_at,
             findings=data.findings.to_pylist(),
             findings_shown=FINDINGS_SHOWN,
+            subscriptions_charted=SUBSCRIPTIONS_CHARTED,
             prices=data.prices.to_pylist(),
             finding_meanings=FINDING_MEANINGS,
             vm_billable=[s for s in VM_POWER_STATES if s in VM_BILLABLE_STATES],
