@@ -147,6 +147,7 @@ class RawLake:
         subscription: str = SUB_A,
         currency: str = "USD",
         description: str | None = None,
+        cost_type: str = "ActualCost",
     ) -> None:
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         self.cost_rows.append(
@@ -169,7 +170,7 @@ class RawLake:
                 "billed_cost": amount,
                 "effective_cost": amount,
                 "billing_currency": currency,
-                "cost_type": "ActualCost",
+                "cost_type": cost_type,
                 "cost_source": "query",
                 **self._provenance(subscription),
             }
@@ -250,6 +251,24 @@ class RawLake:
     def price_book(self) -> pl.LazyFrame:
         table = pa.Table.from_pylist(self.book_rows, schema=schemas.PRICE_BOOK)
         return pl.from_arrow(table).lazy()
+
+
+def hours_daily(rows: list[tuple[date, str, float]]) -> pl.LazyFrame:
+    """A `machine_hours_daily` frame from (day, machine id, billable hours) rows."""
+    return pl.LazyFrame(
+        {
+            "usage_date": [day for day, _, _ in rows],
+            "resource_id": [resource_id.lower() for _, resource_id, _ in rows],
+            "subscription_id": [resource_id.split("/")[2] for _, resource_id, _ in rows],
+            "billable_hours": [hours for _, _, hours in rows],
+        },
+        schema={
+            "usage_date": pl.Date,
+            "resource_id": pl.String,
+            "subscription_id": pl.String,
+            "billable_hours": pl.Float64,
+        },
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,219 @@
+"""Defender for Servers charges, picked from cost rows and attributed to machines per day.
+
+Defender rows are recognised by meter or charge description (`billing.defender_plan`, here
+vectorised as `defender_plan_expr`), never by service name. A row on a machine's id stays with
+that machine (`resource`). A row on a pooled id is split over the pool's machines in proportion
+to their billable hours that day (`allocated`):
+
+- the subscription's `Microsoft.Security/pricings/VirtualMachines` id: the subscription's machines;
+- a scale set's id (how Cost Management reports scale-set usage): the set's instances.
+
+Machines already charged on their own id that day for the same plan are left out of the pool:
+the pooled row pays for the others. What cannot be split (no billable machine in the pool that
+day, unknown subscription, no resource id) is `unattributed`, with resource_id null, and is never
+dropped. Money is conserved: each split hands its float remainder to the largest share, so the
+sum of billed_cost after attribution equals the sum before (to float rounding, far below a cent).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from transforms import billing
+from transforms.contract import conform_view
+from transforms.machines import resource_id, scale_set_id_of, subscription_of
+
+_SCALE_SET_ID: Final = r"/providers/microsoft\.compute/virtualmachinescalesets/[^/]+$"
+# Cost types whose `billed_cost` is what was billed: the Query API / cost-details actual view,
+# and FOCUS exports (which carry billed and effective cost on one row). AmortizedCost is a
+# different view of the same charges and would count them twice.
+BILLED_COST_TYPES: Final = ("ActualCost", "FocusCost")
+
+
+def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
+    """`billing.defender_plan` for whole columns: P1 / P2 for a Defender for Servers row, else null.
+
+    The meter (trimmed, case-insensitive) is looked up in `billing.DEFENDER_METERS`; failing
+    that, a description starting with `billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX` names the
+    plan as "plan 1" / "plan 2" (any case) or "P1" / "P2".
+    """
+    by_meter = (
+        meter.str.strip_chars()
+        .str.to_lowercase()
+        .replace_strict(billing.DEFENDER_METERS, default=None, return_dtype=pl.String)
+    )
+    is_defender_description = (
+        description.str.strip_chars()
+        .str.to_lowercase()
+        .str.starts_with(billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX)
+    )
+    by_description = pl.lit(None, dtype=pl.String)
+    for plan in reversed(billing.PLANS):
+        names_plan = description.str.to_lowercase().str.contains(
+            f"plan {plan[1]}", literal=True
+        ) | description.str.contains(plan, literal=True)
+        by_description = pl.when(names_plan).then(pl.lit(plan)).otherwise(by_description)
+    return pl.coalesce(by_meter, pl.when(is_defender_description).then(by_description))
+
+
+def _defender_rows(costs: pl.LazyFrame, cost_types: tuple[str, ...]) -> pl.LazyFrame:
+    """Defender for Servers cost rows, one per input row, with their pool if they have one."""
+    rows = (
+        costs.filter(
+            pl.col("cost_type").str.to_lowercase().is_in([kind.lower() for kind in cost_types])
+        )
+        .with_columns(plan=defender_plan_expr(pl.col("sku_meter"), pl.col("charge_description")))
+        .filter(pl.col("plan").is_not_null())
+        .select(
+            usage_date=pl.col("charge_period_start").dt.date(),
+            resource_id=resource_id().alias("resource_id"),
+            cost_subscription_id=pl.coalesce(
+                pl.col("subscription_id").str.strip_chars().str.to_lowercase(),
+                subscription_of(pl.col("sub_account_id").str.strip_chars().str.to_lowercase()),
+            ),
+            plan="plan",
+            billed_hours=pl.col("consumed_quantity").fill_null(0.0),
+            billed_cost="billed_cost",
+            currency=pl.col("billing_currency").str.strip_chars().str.to_uppercase(),
+        )
+        .with_row_index("charge_row")
+    )
+    pricing_subscription = pl.col("resource_id").str.extract(
+        billing.SUBSCRIPTION_PRICING_ID.pattern, 1
+    )
+    return rows.with_columns(
+        pool_kind=pl.when(pricing_subscription.is_not_null())
+        .then(pl.lit("subscription"))
+        .when(pl.col("resource_id").str.contains(_SCALE_SET_ID))
+        .then(pl.lit("scale_set")),
+        pool_key=pl.coalesce(
+            pricing_subscription,
+            pl.when(pl.col("resource_id").str.contains(_SCALE_SET_ID)).then("resource_id"),
+        ),
+        subscription_id=pl.coalesce(subscription_of(pl.col("resource_id")), "cost_subscription_id"),
+    )
+
+
+def _pool_members(machine_hours_daily: pl.LazyFrame) -> pl.LazyFrame:
+    """Machines with billable hours per day, listed under each pool they belong to."""
+    billable = machine_hours_daily.filter(pl.col("billable_hours") > 0).select(
+        "usage_date",
+        member_id=resource_id(),
+        member_subscription_id=pl.col("subscription_id").str.to_lowercase(),
+        hours="billable_hours",
+    )
+    by_subscription = billable.with_columns(
+        pool_kind=pl.lit("subscription"), pool_key=pl.col("member_subscription_id")
+    )
+    by_scale_set = billable.with_columns(
+        pool_kind=pl.lit("scale_set"), pool_key=scale_set_id_of(pl.col("member_id"))
+    ).filter(pl.col("pool_key").is_not_null())
+    return pl.concat([by_subscription, by_scale_set])
+
+
+def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -> pl.LazyFrame:
+    """Split each pooled row over its members by billable hours; the largest share takes the
+    float remainder so each row's parts add up to the row."""
+    per_row = pl.col("charge_row")
+    shares = (
+        pooled.join(members, on=["usage_date", "pool_kind", "pool_key"], how="inner")
+        .join(charged, on=["usage_date", "member_id", "plan"], how="anti")
+        .with_columns(share=pl.col("hours") / pl.col("hours").sum().over(per_row))
+        .sort("charge_row", "share", "member_id", descending=[False, True, False])
+        .with_columns(
+            takes_remainder=pl.int_range(pl.len()).over(per_row) == 0,
+            part_cost=pl.col("billed_cost") * pl.col("share"),
+            part_hours=pl.col("billed_hours") * pl.col("share"),
+        )
+    )
+    return shares.select(
+        "usage_date",
+        subscription_id="member_subscription_id",
+        resource_id="member_id",
+        plan="plan",
+        billed_hours=pl.col("part_hours")
+        + pl.when("takes_remainder")
+        .then(pl.col("billed_hours") - pl.col("part_hours").sum().over(per_row))
+        .otherwise(0.0),
+        billed_cost=pl.col("part_cost")
+        + pl.when("takes_remainder")
+        .then(pl.col("billed_cost") - pl.col("part_cost").sum().over(per_row))
+        .otherwise(0.0),
+        currency="currency",
+        attribution=pl.lit("allocated"),
+        charge_row="charge_row",
+    )
+
+
+def defender_charges_daily(
+    costs: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    *,
+    cost_types: tuple[str, ...] = BILLED_COST_TYPES,
+) -> pl.LazyFrame:
+    """The `defender_charges_daily` view from raw cost rows and `machine_hours_daily`.
+
+    `costs` has the raw lake schema (schemas.COSTS) and must hold each charge once (one
+    `cost_source` per period, as the costs normaliser provides); only rows of `cost_types`
+    (`BILLED_COST_TYPES` by default) are used, so an amortized copy of a charge never counts twice.
+    """
+    rows = _defender_rows(costs, cost_types)
+    on_machine = rows.filter(pl.col("resource_id").is_not_null() & pl.col("pool_kind").is_null())
+    pooled = rows.filter(pl.col("pool_kind").is_not_null())
+    without_id = rows.filter(pl.col("resource_id").is_null())
+
+    charged = on_machine.select("usage_date", member_id="resource_id", plan="plan").unique()
+    allocated = _split(pooled, _pool_members(machine_hours_daily), charged)
+    unsplit = pl.concat(
+        [
+            pooled.join(allocated.select("charge_row").unique(), on="charge_row", how="anti"),
+            without_id,
+        ]
+    )
+    parts = pl.concat(
+        [
+            on_machine.select(
+                "usage_date",
+                "subscription_id",
+                "resource_id",
+                "plan",
+                "billed_hours",
+                "billed_cost",
+                "currency",
+                attribution=pl.lit("resource"),
+            ),
+            allocated.drop("charge_row"),
+            unsplit.select(
+                "usage_date",
+                "subscription_id",
+                resource_id=pl.lit(None, dtype=pl.String),
+                plan="plan",
+                billed_hours="billed_hours",
+                billed_cost="billed_cost",
+                currency="currency",
+                attribution=pl.lit("unattributed"),
+            ),
+        ]
+    )
+    view = (
+        parts.group_by(
+            "usage_date", "subscription_id", "resource_id", "plan", "currency", "attribution"
+        )
+        .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
+        .select(
+            "usage_date",
+            "subscription_id",
+            "resource_id",
+            "plan",
+            "billed_hours",
+            "billed_cost",
+            "currency",
+            "attribution",
+        )
+        .sort(
+            "usage_date", "subscription_id", "resource_id", "plan", "attribution", nulls_last=True
+        )
+    )
+    return conform_view(view, "defender_charges_daily")
