@@ -25,7 +25,7 @@ from flows.simulator.catalog import (
     VM_UNIT,
     meter_id,
 )
-from flows.simulator.estate import TIMESTAMP
+from flows.simulator.estate import MICROSECONDS_PER_HOUR, TIMESTAMP
 from transforms.billing import DEFENDER_UNIT, LIST_PRICE_USD_PER_HOUR
 
 if TYPE_CHECKING:
@@ -175,9 +175,13 @@ def _defender_meter_columns() -> list[pl.Expr]:
 
 
 def cost_versions(estate: Estate) -> pl.DataFrame:
-    """Every cost row version with the clock interval it is reported in."""
+    """Every cost row version with the clock interval it is reported in.
+
+    Hours are summed as integer microseconds: float addition depends on order, and a parallel
+    group-by would otherwise make the same seed give figures differing in the last digit.
+    """
     last_billed_day = estate.now.date() - timedelta(days=1)
-    hours = estate.billable_hours_daily().lazy().filter(pl.col("usage_date") <= last_billed_day)
+    hours = estate._billable_hours_daily.lazy().filter(pl.col("usage_date") <= last_billed_day)
     machines = _machine_billing(estate).lazy()
     daily = hours.join(machines, on="resource_id", how="inner")
     billed = daily.filter(pl.col("billable_hours") > 0)
@@ -191,7 +195,15 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     )
     extra = (
         anomalies.filter(pl.col("finding") == "billed_while_not_billable")
-        .select("usage_date", "resource_id", pl.col("billed_hours").alias("quantity"))
+        .select(
+            "usage_date",
+            "resource_id",
+            pl.col("billed_hours").alias("quantity"),
+            (pl.col("billed_hours") * MICROSECONDS_PER_HOUR)
+            .round()
+            .cast(pl.Int64)
+            .alias("billable_microseconds"),
+        )
         .join(machines, on="resource_id", how="inner")
         .with_columns(subscription_id=pl.col("resource_id").str.split("/").list.get(2))
     )
@@ -218,7 +230,7 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     per_subscription = (
         defender_hours.filter(pl.col("charge_target") == "subscription")
         .group_by("usage_date", "subscription_id", "subscription_name", "plan", "defender_category")
-        .agg(quantity=pl.col("quantity").sum())
+        .agg(quantity=pl.col("billable_microseconds").sum() / MICROSECONDS_PER_HOUR)
         .with_columns(
             resource_id=pl.format(
                 "/subscriptions/{}/providers/Microsoft.Security/pricings/VirtualMachines",
@@ -247,7 +259,10 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
             "vm_meter",
             "vm_usd_per_hour",
         )
-        .agg(quantity=pl.col("billable_hours").sum(), tag_pairs=pl.col("tag_pairs").first())
+        .agg(
+            quantity=pl.col("billable_microseconds").sum() / MICROSECONDS_PER_HOUR,
+            tag_pairs=pl.col("tag_pairs").sort_by("resource_id").first(),
+        )
         .select(
             "usage_date",
             "subscription_id",

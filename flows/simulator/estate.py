@@ -24,6 +24,7 @@ from flows.simulator.model import (
 from transforms.billing import ACTIVITY_LOG_RETENTION_DAYS, VM_BILLABLE_STATES
 
 TIMESTAMP = pl.Datetime("us", "UTC")
+MICROSECONDS_PER_HOUR = 3_600_000_000
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
 
 _INTERVAL_SCHEMA = {
@@ -227,23 +228,31 @@ class Estate:
                 day_start=pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
             )
             .with_columns(
-                overlap_hours=(
+                overlap=(
                     pl.min_horizontal("end_at", pl.col("day_start") + day)
                     - pl.max_horizontal("start_at", "day_start")
                 ).dt.total_microseconds()
-                / 3_600_000_000
             )
+            # Integer microseconds sum exactly and in any order, so a seed gives the same figures
+            # to the last digit however the group-by is parallelised.
             .group_by("usage_date", "resource_id")
             .agg(
-                billable_hours=pl.col("overlap_hours")
+                billable_microseconds=pl.col("overlap")
                 .filter(pl.col("state").is_in(sorted(VM_BILLABLE_STATES)))
                 .sum()
             )
+            .with_columns(billable_hours=pl.col("billable_microseconds") / MICROSECONDS_PER_HOUR)
         )
         subscriptions = self._machines.lazy().select("resource_id", "subscription_id")
         return (
             per_day.join(subscriptions, on="resource_id", how="left")
-            .select("usage_date", "resource_id", "subscription_id", "billable_hours")
+            .select(
+                "usage_date",
+                "resource_id",
+                "subscription_id",
+                "billable_hours",
+                "billable_microseconds",
+            )
             .sort("usage_date", "resource_id")
             .collect()
         )
