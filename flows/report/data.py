@@ -15,29 +15,12 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
+from transforms.contract import VIEWS
+
 # The machine x month columns of `licensing_comparison_monthly`, in the warehouse contract's
 # order: the CSV and the workbook's `machines` sheet carry exactly these.
-MACHINE_COLUMNS: tuple[str, ...] = (
-    "month",
-    "subscription_id",
-    "resource_id",
-    "machine_key",
-    "machine_name",
-    "machine_kind",
-    "plan",
-    "billable_hours",
-    "hours_in_month",
-    "utilization",
-    "billed_hours",
-    "billed_cost",
-    "hourly_cost",
-    "seat_option",
-    "seat_cost",
-    "per_hour_savings",
-    "break_even_utilization",
-    "cheaper",
-    "currency",
-)
+MACHINE_COLUMNS: tuple[str, ...] = tuple(VIEWS["licensing_comparison_monthly"]["columns"])
+# The `findings` columns less `month` (one month per report), plus the machine's name.
 FINDING_COLUMNS: tuple[str, ...] = (
     "resource_id",
     "subscription_id",

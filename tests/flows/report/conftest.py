@@ -32,6 +32,8 @@ import duckdb
 import pytest
 
 from flows.report import ReportPaths, render_report
+from transforms.contract import empty_view
+from transforms.schemas import PRICE_BOOK
 
 OCTOBER = date(2026, 10, 1)
 SEPTEMBER = date(2026, 9, 1)
@@ -70,27 +72,25 @@ MACHINE_TOTALS = {
 }
 FINDINGS_TOTAL = 7.54984
 
-_SCHEMA = """
-CREATE TABLE machines (resource_id VARCHAR, subscription_id VARCHAR, machine_name VARCHAR,
-    machine_kind VARCHAR, mde_sensor BOOLEAN, defender_plan VARCHAR);
-CREATE TABLE licensing_comparison_monthly (month DATE, subscription_id VARCHAR,
-    resource_id VARCHAR, machine_key VARCHAR, machine_name VARCHAR, machine_kind VARCHAR,
-    plan VARCHAR, billable_hours DOUBLE, hours_in_month BIGINT, utilization DOUBLE,
-    billed_hours DOUBLE, billed_cost DOUBLE, hourly_cost DOUBLE, seat_option VARCHAR,
-    seat_cost DOUBLE, per_hour_savings DOUBLE, break_even_utilization DOUBLE, cheaper VARCHAR,
-    currency VARCHAR);
-CREATE TABLE fleet_comparison_monthly (month DATE, subscription_id VARCHAR,
-    machines_distinct BIGINT, peak_concurrent_machines BIGINT, billable_hours DOUBLE,
-    hourly_cost DOUBLE, billed_cost DOUBLE, seat_option VARCHAR, seat_cost_distinct DOUBLE,
-    seat_cost_peak DOUBLE, currency VARCHAR);
-CREATE TABLE defender_charges_daily (usage_date DATE, subscription_id VARCHAR,
-    resource_id VARCHAR, plan VARCHAR, billed_hours DOUBLE, billed_cost DOUBLE,
-    currency VARCHAR, attribution VARCHAR);
-CREATE TABLE findings (resource_id VARCHAR, subscription_id VARCHAR, month DATE,
-    finding VARCHAR, detail VARCHAR, amount DOUBLE, currency VARCHAR);
-CREATE TABLE prices (option VARCHAR, kind VARCHAR, unit VARCHAR, rate DOUBLE,
-    currency VARCHAR, effective_from DATE, effective_to DATE, source VARCHAR);
-"""
+REPORTED_VIEWS = (
+    "machines",
+    "licensing_comparison_monthly",
+    "fleet_comparison_monthly",
+    "defender_charges_daily",
+    "findings",
+)
+
+
+def create_contract_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty tables with exactly the warehouse contract's columns and types (and the price
+    book's for `prices`), so the report is tested against the names analysts rely on."""
+    tables = {view: empty_view(view).collect().to_arrow() for view in REPORTED_VIEWS}
+    tables["prices"] = PRICE_BOOK.empty_table()
+    for name, empty in tables.items():
+        con.register("empty_table", empty)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty_table")
+        con.unregister("empty_table")
+
 
 P2_BREAK_EVEN = 5.00 / (0.02 * 744)
 P1_BREAK_EVEN = 5.00 / (0.00672 * 744)
@@ -182,9 +182,10 @@ def _price_rows() -> list[tuple]:
 def build_warehouse(path: Path) -> Path:
     """Write the hand-made warehouse above to `path`."""
     with duckdb.connect(str(path)) as con:
-        con.execute(_SCHEMA)
+        create_contract_tables(con)
         con.executemany(
-            "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO machines (resource_id, subscription_id, machine_name, machine_kind, "
+            "mde_sensor, defender_plan) VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (APP, SUB_A, "vm-app-01", "vm", True, "P2"),
                 (BATCH, SUB_A, "vm-batch-02", "vm", True, "P2"),
