@@ -62,6 +62,7 @@ class DevTools:
                 "--no-sandbox",
                 "--disable-gpu",
                 "--disable-quic",
+                "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--no-default-browser-check",
                 "--disable-background-networking",
