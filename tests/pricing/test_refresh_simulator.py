@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from flows.config import LakeSettings, Settings
 from flows.lake import scan_dataset
-from flows.simulator import simulated_azure
 from pricing.book import load_price_book, price_in_force
 from pricing.retail import refresh_retail_prices
 
@@ -21,18 +21,25 @@ NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)
 pytestmark = pytest.mark.simulator
 
 
-@pytest.fixture
-def simulated(tmp_path):
-    with simulated_azure(seed=7, machines=2, months=1, now=NOW, state_dir=tmp_path) as sim:
-        yield sim
+def private_lake(simulator, tmp_path, currency: str = "USD") -> Settings:
+    """The simulator's settings with a lake of this test's own: the session estate's lake is
+    shared by every test and must not gain retail prices from this one."""
+    settings = simulator.settings()
+    return settings.model_copy(
+        update={
+            "lake": LakeSettings(path=tmp_path / "lake"),
+            "pricing": settings.pricing.model_copy(update={"currency": currency}),
+        }
+    )
 
 
-def test_refresh_follows_every_page_and_ignores_the_trial_meters(simulated):
-    settings = simulated.settings()
+def test_refresh_follows_every_page_and_ignores_the_trial_meters(simulator, tmp_path):
+    settings = private_lake(simulator, tmp_path)
+    requests_before = simulator.requests["retail_prices"]
     result = refresh_retail_prices(settings, now=NOW)
     # 5 regions x (P1, P2, P1 trial, P2 trial) = 20 items + westeurope's earlier P2 price = 21,
     # served 7 a page: 3 pages. The 10 trial meters are dropped: 11 rows stored.
-    assert simulated.requests["retail_prices"] == 3
+    assert simulator.requests["retail_prices"] - requests_before == 3
     assert (result.pages, result.items, result.trial_or_free_ignored, result.stored) == (
         3,
         21,
@@ -57,11 +64,8 @@ def test_refresh_follows_every_page_and_ignores_the_trial_meters(simulated):
     assert price_in_force(book, "defender_servers_p2", date(2024, 6, 1), "USD").rate == 0.02
 
 
-def test_refresh_in_euros_adds_euro_prices(simulated):
-    usd = simulated.settings()
-    settings = usd.model_copy(
-        update={"pricing": usd.pricing.model_copy(update={"currency": "EUR"})}
-    )
+def test_refresh_in_euros_adds_euro_prices(simulator, tmp_path):
+    settings = private_lake(simulator, tmp_path, currency="EUR")
     result = refresh_retail_prices(settings, now=NOW)
     assert result.partition.parent.name == "currency=EUR"
     book = load_price_book(settings)
