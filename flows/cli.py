@@ -19,6 +19,7 @@ from rich.table import Table
 
 from flows import warehouse
 from flows.config import ConfigError, Settings, load_settings
+from flows.simulator.cli import simulator_app
 from pricing.book import (
     PriceEntry,
     PricingError,
@@ -210,6 +211,9 @@ def _print_book(entries: list[PriceEntry]) -> None:
         typer.echo("  ".join(padded).rstrip())
     for number, source in enumerate(sources, start=1):
         typer.echo(f"[{number}] {source}")
+
+
+app.add_typer(simulator_app, name="simulator")
 
 
 def main() -> None:

@@ -418,7 +418,8 @@ class _Handler(BaseHTTPRequestHandler):
         machines = wire.pricing_json(
             scope, tier, subscription.defender_plan, subscription.enablement_time
         )
-        every = [machines, *wire.other_pricings_json(subscription.subscription_id)]
+        enabled = subscription.enablement_time or sim.estate.window_start - timedelta(days=365)
+        every = [machines, *wire.other_pricings_json(subscription.subscription_id, enabled)]
         if name is None:
             self._send(200, {"value": every})
             return

@@ -497,9 +497,12 @@ def pricing_json(
                 "name": "AgentlessVmScanning",
                 "isEnabled": "True",
                 "additionalExtensionProperties": {"ExclusionTags": "[]"},
-            },
-            {"name": "MdeDesignatedSubscription", "isEnabled": "False"},
+            }
         ]
+        if resource_level:
+            properties["extensions"].append(
+                {"name": "MdeDesignatedSubscription", "isEnabled": "False"}
+            )
     return {
         "id": f"{scope_id}/providers/Microsoft.Security/pricings/VirtualMachines",
         "name": "VirtualMachines",
@@ -508,7 +511,7 @@ def pricing_json(
     }
 
 
-def other_pricings_json(subscription_id: str) -> list[dict[str, Any]]:
+def other_pricings_json(subscription_id: str, enabled: datetime) -> list[dict[str, Any]]:
     """The subscription's other Defender plans, listed beside VirtualMachines like Azure does."""
     return [
         {
@@ -518,6 +521,7 @@ def other_pricings_json(subscription_id: str) -> list[dict[str, Any]]:
             "properties": {
                 "pricingTier": tier,
                 "freeTrialRemainingTime": "PT0S",
+                **({"enablementTime": timestamp(enabled)} if tier == "Standard" else {}),
                 "enforce": "False",
                 "resourcesCoverageStatus": "FullyCovered" if tier == "Standard" else "NotCovered",
             },
