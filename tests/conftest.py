@@ -35,3 +35,13 @@ def _reset_simulator_after_test(request: pytest.FixtureRequest) -> Iterator[None
     yield
     if "simulator" in request.fixturenames:
         request.getfixturevalue("simulator").reset()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary local Prefect server for the whole session: the first flow run in a process
+    starts one (~15 s), so flow tests share it. Task logic is tested with `task.fn(...)`."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield

@@ -85,9 +85,10 @@ def check_window(start: date, end: date, as_of: datetime) -> None:
 
 
 def power_event_months(start: date, as_of: datetime) -> list[Month]:
-    """The months whose power events a run re-collects: the window's first month up to `as_of`'s."""
+    """The months whose power events a run re-collects: the window's first month up to the one
+    `as_of` falls in (a month starting exactly at `as_of` has nothing to collect yet)."""
     months = [Month.of(start)]
-    while months[-1].end <= as_of:
+    while months[-1].end < as_of:
         months.append(months[-1].next())
     return months
 

@@ -68,6 +68,8 @@ def test_power_events_are_collected_from_the_window_start_month_up_to_as_of():
         "2026-10",
         "2026-11",
     ]
+    midnight = datetime(2026, 11, 1, tzinfo=UTC)
+    assert [m.label for m in power_event_months(date(2026, 10, 2), midnight)] == ["2026-10"]
     # A whole month within retention; the current month up to as_of; a month cut by the floor.
     assert collected_span(Month(2026, 10), AS_OF) == (
         datetime(2026, 10, 1, tzinfo=UTC),

@@ -1,0 +1,514 @@
+"""`collect`: Azure -> the Parquet lake, as a Prefect flow (inventory, plans, power events, costs).
+
+This module only wires Prefect tasks to the helpers beside it (like a dlt verified source's
+`__init__`): `inventory`, `pricings`, `activity_log` and `cost_query` fetch and shape, the lake
+writer (`flows.lake`) replaces partitions atomically, `transforms.costs` turns Query API rows
+into the `costs` dataset.
+
+Tasks (one per scope x chunk, never per VM; each talks only through parameters, its return value
+and the lake, so any task runner or worker pool can run them):
+- `inventory` (scope): VMs and scale-set VMs -> `inventory/snapshot_date=/subscription_id=`.
+- `pricings` (scope, after inventory: it needs the machine ids) -> `pricings/snapshot_date=/...`.
+- `power_events` (scope x month): every month from the window's first month to `as_of`'s, whole
+  months within the Activity Log retention, merged with what the lake already holds outside
+  that span (see `activity_log`) -> `power_events/month=/subscription_id=`.
+- `costs` (scope x month x cost type): months of `[start, end)` that have begun by `as_of`, each
+  replaced whole -> `costs/source=query/month=/subscription_id=/cost_type=`. A month is
+  re-collected while `as_of` is less than `[collect] restatement_days` after its end (Cost
+  Management restates days after the fact); an older month already in the lake is final and is
+  skipped unless `force` is given. A final month not yet in the lake is collected.
+
+Cost Management concurrency: the flow itself keeps at most `[collect] cost_query_concurrency`
+cost tasks in flight (it submits the next one when one finishes). That needs no Prefect server
+object (a global concurrency limit would have to be created on the server first, and the
+ephemeral test server starts empty) and holds on any task runner, because the flow is the only
+submitter. Each process's own quota answers (429) are then handled by `throttling`.
+
+A scope that answers 401/403/404 is reported by name and the other scopes go on; the run ends
+by raising `CollectIncomplete` (carrying the summary) so a scheduled run shows as failed, after
+everything readable has been written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from azure.core.exceptions import HttpResponseError
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.azure_clients import AzureClients
+from flows.collect import activity_log, cost_query, inventory, pricings
+from flows.collect.scopes import (
+    Month,
+    enabled_subscription_scopes,
+    months_between,
+    subscription_id_of,
+    unreadable_reason,
+    validated_scopes,
+)
+from flows.collect.throttling import RetryLimits, ThrottleStats
+from flows.config import load_settings
+from flows.lake import partition_path, write_partition
+from transforms.costs import QUERY_SOURCE, query_result_to_costs, to_costs_table
+from transforms.schemas import PROVENANCE_COLUMNS
+
+__all__ = ["ChunkResult", "CollectIncomplete", "CollectSummary", "collect"]
+
+# Threads for the flow's tasks: enough to overlap ARM round trips of several subscriptions,
+# few enough to stay well inside ARM's per-principal read limits.
+TASK_WORKERS = 8
+# Unexpected failures (network, a service outage outlasting the request-level retries) retry the
+# whole chunk; 401/403/404 do not (they are returned as a failure, not raised).
+TASK_RETRIES = 2
+TASK_RETRY_DELAYS: list[float] = [10.0, 60.0]
+
+
+@dataclass
+class ChunkResult:
+    """What one task did; `failure` says why a chunk could not be read, `skipped` why it was not
+    asked for on purpose."""
+
+    dataset: str
+    scope: str
+    chunk: str
+    rows: int = 0
+    pages: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    waited_seconds: float = 0.0
+    skipped: str | None = None
+    failure: str | None = None
+    machine_ids: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        what = f"{self.dataset} {self.scope} {self.chunk}"
+        if self.failure:
+            return f"{what}: NOT READ - {self.failure}"
+        if self.skipped:
+            return f"{what}: skipped - {self.skipped}"
+        detail = f"{what}: {self.rows} rows"
+        if self.pages:
+            detail += f", {self.pages} page(s)"
+        if self.throttled or self.server_errors:
+            detail += (
+                f", {self.throttled} throttled and {self.server_errors} server error(s) retried"
+                f" after {self.waited_seconds:.1f} s"
+            )
+        return detail
+
+
+@dataclass
+class CollectSummary:
+    """The run's outcome: rows per dataset, throttling met, what could not be read."""
+
+    start: date
+    end: date
+    as_of: datetime
+    scopes: list[str]
+    chunks: list[ChunkResult]
+
+    def rows_by_dataset(self) -> dict[str, int]:
+        totals = dict.fromkeys(("inventory", "pricings", "power_events", "costs"), 0)
+        for chunk in self.chunks:
+            totals[chunk.dataset] = totals.get(chunk.dataset, 0) + chunk.rows
+        return totals
+
+    @property
+    def throttled(self) -> int:
+        return sum(chunk.throttled for chunk in self.chunks)
+
+    @property
+    def waited_seconds(self) -> float:
+        return sum(chunk.waited_seconds for chunk in self.chunks)
+
+    @property
+    def failures(self) -> list[ChunkResult]:
+        return [chunk for chunk in self.chunks if chunk.failure]
+
+    @property
+    def skipped_scopes(self) -> list[str]:
+        """Scopes of which at least one chunk could not be read."""
+        return sorted({chunk.scope for chunk in self.failures})
+
+    def lines(self) -> list[str]:
+        rows = ", ".join(f"{name} {count}" for name, count in self.rows_by_dataset().items())
+        lines = [
+            f"collected [{self.start}, {self.end}) as of {self.as_of:%Y-%m-%dT%H:%M:%SZ} "
+            f"for {len(self.scopes)} scope(s): rows {rows}",
+            f"cost queries throttled {self.throttled} time(s), waited {self.waited_seconds:.1f} s",
+        ]
+        skipped = [chunk for chunk in self.chunks if chunk.skipped]
+        if skipped:
+            lines.append(f"{len(skipped)} chunk(s) skipped on purpose:")
+            lines.extend(f"  {chunk.line()}" for chunk in skipped)
+        if self.failures:
+            lines.append(f"could not read {len(self.skipped_scopes)} scope(s):")
+            lines.extend(f"  {chunk.line()}" for chunk in self.failures)
+        return lines
+
+
+class CollectIncomplete(RuntimeError):
+    """Some scopes or chunks could not be read; everything else was written."""
+
+    def __init__(self, summary: CollectSummary) -> None:
+        self.summary = summary
+        super().__init__("\n".join(summary.lines()))
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run, else a standard logger (for `task.fn(...)` calls)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("mdecost.collect")
+
+
+def _utc(instant: datetime | None) -> datetime:
+    if instant is None:
+        return datetime.now(UTC)
+    if instant.tzinfo is None:
+        return instant.replace(tzinfo=UTC)
+    return instant.astimezone(UTC)
+
+
+def _read_scope(result: ChunkResult, work: Callable[[ChunkResult], None]) -> ChunkResult:
+    """Run `work`; an answer saying the scope cannot be read becomes `result.failure`.
+
+    Either way the chunk's progress line is logged as it finishes.
+    """
+    try:
+        work(result)
+    except HttpResponseError as error:
+        reason = unreadable_reason(error)
+        if reason is None:
+            raise
+        result.failure = reason
+        _logger().warning("%s", result.line())
+        return result
+    _logger().info("%s", result.line())
+    return result
+
+
+# --- tasks ----------------------------------------------------------------------------------
+@task(
+    name="discover-scopes",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    cache_policy=NO_CACHE,
+)
+def discover_scopes(config_file: Path | None) -> list[str]:
+    """Every enabled subscription the credential can read."""
+    settings = load_settings(config_file)
+    listed = AzureClients(settings).subscriptions().subscriptions.list()
+    return enabled_subscription_scopes(item.as_dict() for item in listed)
+
+
+@task(
+    name="inventory",
+    task_run_name="inventory {scope}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    cache_policy=NO_CACHE,
+)
+def collect_inventory(
+    config_file: Path | None, scope: str, as_of: datetime, ingested_at: datetime
+) -> ChunkResult:
+    """Snapshot the scope's VMs and scale-set VMs at `as_of` into `inventory`."""
+    settings = load_settings(config_file)
+    subscription_id = subscription_id_of(scope)
+    snapshot_date = as_of.date().isoformat()
+
+    def work(result: ChunkResult) -> None:
+        compute = AzureClients(settings).compute(subscription_id)
+        fetched = inventory.fetch_inventory(compute, subscription_id, _logger())
+        table = inventory.inventory_table(
+            fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
+        )
+        write_partition(
+            settings.lake.path,
+            "inventory",
+            {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
+            table,
+            origin=f"inventory of {scope} at {snapshot_date}",
+        )
+        result.rows = table.num_rows
+        result.machine_ids = fetched.machine_ids
+
+    return _read_scope(ChunkResult("inventory", scope, f"snapshot {snapshot_date}"), work)
+
+
+@task(
+    name="pricings",
+    task_run_name="pricings {scope}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    cache_policy=NO_CACHE,
+)
+def collect_pricings(
+    config_file: Path | None,
+    scope: str,
+    as_of: datetime,
+    ingested_at: datetime,
+    machines: ChunkResult,
+) -> ChunkResult:
+    """Snapshot the scope's Defender for Servers plan and each machine's into `pricings`.
+
+    `machines` is the scope's inventory result: without it the machines' overrides are unknown,
+    and a partial snapshot would replace a complete one, so nothing is written.
+    """
+    settings = load_settings(config_file)
+    subscription_id = subscription_id_of(scope)
+    snapshot_date = as_of.date().isoformat()
+    result = ChunkResult("pricings", scope, f"snapshot {snapshot_date}")
+    if machines.failure:
+        result.skipped = "the inventory could not be read, so machine overrides are unknown"
+        _logger().warning("%s", result.line())
+        return result
+
+    def work(result: ChunkResult) -> None:
+        security = AzureClients(settings).security(subscription_id)
+        fetched = pricings.fetch_pricings(
+            security, subscription_id, machines.machine_ids, _logger()
+        )
+        table = pricings.pricings_table(
+            fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
+        )
+        write_partition(
+            settings.lake.path,
+            "pricings",
+            {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
+            table,
+            origin=f"pricings of {scope} at {snapshot_date}",
+        )
+        result.rows = table.num_rows
+
+    return _read_scope(result, work)
+
+
+@task(
+    name="power-events",
+    task_run_name="power events {scope} {month}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    cache_policy=NO_CACHE,
+)
+def collect_power_events(
+    config_file: Path | None, scope: str, month: str, as_of: datetime, ingested_at: datetime
+) -> ChunkResult:
+    """Re-collect one month of compute power events into `power_events` (see `activity_log`)."""
+    settings = load_settings(config_file)
+    subscription_id = subscription_id_of(scope)
+    chunk = Month.parse(month)
+    since, until = activity_log.collected_span(chunk, as_of)
+    partition = {"month": chunk.label, "subscription_id": subscription_id}
+
+    def work(result: ChunkResult) -> None:
+        monitor = AzureClients(settings).monitor(subscription_id)
+        listed = monitor.activity_logs.list(
+            filter=activity_log.event_filter(since, until), select=activity_log.EVENT_SELECT
+        )
+        fresh = activity_log.power_events_frame(
+            (event.serialize(keep_readonly=True) for event in listed),
+            subscription_id=subscription_id,
+            since=since,
+            until=until,
+        )
+        fresh = activity_log.with_provenance(fresh, ingested_at=ingested_at, scope=scope)
+        existing_file = partition_path(settings.lake.path, "power_events", partition)
+        existing = pl.read_parquet(existing_file) if existing_file.exists() else fresh.clear()
+        table = activity_log.merged_month(existing, fresh, since, until)
+        write_partition(
+            settings.lake.path,
+            "power_events",
+            partition,
+            table,
+            origin=f"power events of {scope} for {chunk}",
+        )
+        result.rows = fresh.height
+
+    return _read_scope(ChunkResult("power_events", scope, chunk.label), work)
+
+
+def _deterministic_order(table: pa.Table) -> pa.Table:
+    """Rows sorted by every column but provenance, so a re-run writes the same rows in the same
+    order whatever order the API paged them in."""
+    keys = [
+        (name, "ascending", "at_start")
+        for name in table.column_names
+        if name not in PROVENANCE_COLUMNS
+    ]
+    return table.sort_by(keys)
+
+
+@task(
+    name="costs",
+    task_run_name="costs {scope} {month} {cost_type}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    cache_policy=NO_CACHE,
+)
+def collect_costs(
+    config_file: Path | None,
+    scope: str,
+    month: str,
+    cost_type: str,
+    as_of: datetime,
+    ingested_at: datetime,
+    force: bool = False,
+) -> ChunkResult:
+    """Query one month of daily costs of one cost type and replace its `costs` partition."""
+    settings = load_settings(config_file)
+    subscription_id = subscription_id_of(scope)
+    chunk = Month.parse(month)
+    partition = {
+        "source": QUERY_SOURCE,
+        "month": chunk.label,
+        "subscription_id": subscription_id,
+        "cost_type": cost_type,
+    }
+    result = ChunkResult("costs", scope, f"{chunk} {cost_type}")
+    final_since = chunk.end + timedelta(days=settings.collect.restatement_days)
+    if (
+        not force
+        and as_of >= final_since
+        and partition_path(settings.lake.path, "costs", partition).exists()
+    ):
+        result.skipped = (
+            f"final since {final_since:%Y-%m-%d} ([collect] restatement_days) and already in "
+            "the lake; --force re-collects it"
+        )
+        _logger().info("%s", result.line())
+        return result
+
+    def work(result: ChunkResult) -> None:
+        stats = ThrottleStats()
+        origin = f"cost query {scope} {chunk} {cost_type}"
+        try:
+            pages = cost_query.fetch_month(
+                AzureClients(settings).cost(),
+                arm_endpoint=settings.azure.arm_endpoint,
+                scope=scope,
+                cost_type=cost_type,
+                month=chunk,
+                client_type=settings.azure.cost_client_type,
+                limits=RetryLimits(
+                    settings.collect.max_retries, settings.collect.max_retry_wait_seconds
+                ),
+                stats=stats,
+                log=_logger(),
+            )
+        finally:
+            result.throttled = stats.throttled
+            result.server_errors = stats.server_errors
+            result.waited_seconds = stats.waited_seconds
+        costs = query_result_to_costs(
+            pages.columns,
+            pages.rows,
+            subscription_id=subscription_id,
+            cost_type=cost_type,
+            scope=scope,
+            ingested_at=ingested_at,
+            origin=origin,
+        )
+        table = _deterministic_order(to_costs_table(costs, origin))
+        write_partition(settings.lake.path, "costs", partition, table, origin=origin)
+        result.rows = table.num_rows
+        result.pages = pages.pages
+
+    return _read_scope(result, work)
+
+
+# --- the flow -------------------------------------------------------------------------------
+def _result(future: PrefectFuture[Any], spec: ChunkResult) -> ChunkResult:
+    """A finished task's result; a task that raised (after its retries) becomes a failure."""
+    outcome = future.result(raise_on_failure=False)
+    if isinstance(outcome, ChunkResult):
+        return outcome
+    spec.failure = f"{type(outcome).__name__}: {outcome}"
+    return spec
+
+
+@flow(
+    name="mdecost-collect",
+    # Prefect's own annotations reject its thread-pool runner here (TaskRunner is invariant).
+    task_runner=ThreadPoolTaskRunner(max_workers=TASK_WORKERS),  # type: ignore[arg-type]
+    log_prints=False,
+)
+def collect(
+    start: date,
+    end: date,
+    scopes: list[str] | None = None,
+    as_of: datetime | None = None,
+    config_file: Path | None = None,
+    force: bool = False,
+) -> CollectSummary:
+    """Collect `[start, end)` (UTC dates) for `scopes` into the lake, as Azure answers at `as_of`.
+
+    `scopes`: `/subscriptions/{id}`; default `[azure] scopes`, else every enabled subscription
+    the credential can read. `as_of` (default: now) is the instant the run stands at: power
+    events are collected up to it, inventory and plans are snapshotted at it, restatement is
+    judged from it (the demo passes the simulator's clock). `force` re-collects cost months
+    that are past the restatement window. Raises WindowError before any call when the window
+    is empty or older than the Activity Log retention; raises CollectIncomplete (with the
+    summary) at the end when some scope or chunk could not be read.
+    """
+    as_of = _utc(as_of)
+    activity_log.check_window(start, end, as_of)
+    settings = load_settings(config_file)
+    log = _logger()
+    ingested_at = datetime.now(UTC)
+    if scopes:
+        chosen = validated_scopes(scopes)
+    elif settings.azure.scopes:
+        chosen = list(settings.azure.scopes)
+    else:
+        chosen = discover_scopes(config_file)
+        log.info("discovered %d enabled subscription(s)", len(chosen))
+
+    specs: dict[PrefectFuture[Any], ChunkResult] = {}
+    for scope in chosen:
+        machines = collect_inventory.submit(config_file, scope, as_of, ingested_at)
+        specs[machines] = ChunkResult("inventory", scope, "snapshot")
+        # Prefect resolves a future passed as a parameter to its result before the task runs.
+        plans = collect_pricings.submit(  # type: ignore[call-overload]
+            config_file, scope, as_of, ingested_at, machines
+        )
+        specs[plans] = ChunkResult("pricings", scope, "snapshot")
+        for month in activity_log.power_event_months(start, as_of):
+            events = collect_power_events.submit(
+                config_file, scope, month.label, as_of, ingested_at
+            )
+            specs[events] = ChunkResult("power_events", scope, month.label)
+
+    cost_months = [month for month in months_between(start, end) if month.start < as_of]
+    limit = settings.collect.cost_query_concurrency
+    in_flight: list[PrefectFuture[Any]] = []
+    for scope in chosen:
+        for month in cost_months:
+            for cost_type in settings.collect.cost_types:
+                if len(in_flight) >= limit:
+                    in_flight.remove(next(as_completed(in_flight)))
+                costs = collect_costs.submit(
+                    config_file, scope, month.label, cost_type, as_of, ingested_at, force
+                )
+                specs[costs] = ChunkResult("costs", scope, f"{month} {cost_type}")
+                in_flight.append(costs)
+
+    results = [_result(future, spec) for future, spec in specs.items()]
+    summary = CollectSummary(start, end, as_of, chosen, results)
+    for line in summary.lines():
+        log.info("%s", line)
+    if summary.failures:
+        raise CollectIncomplete(summary)
+    return summary
