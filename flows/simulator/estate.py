@@ -27,7 +27,25 @@ TIMESTAMP = pl.Datetime("us", "UTC")
 MICROSECONDS_PER_HOUR = 3_600_000_000
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
 
-_INTERVAL_SCHEMA = {
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _columns_frame(columns: dict[str, list], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A frame built column by column. Timestamps travel as integer microseconds, which polars
+    reads several times faster than timezone-aware datetime objects."""
+    series = []
+    for name, dtype in schema.items():
+        values = columns[name]
+        if dtype == TIMESTAMP:
+            micros = [None if v is None else (v - _EPOCH) // _MICROSECOND for v in values]
+            series.append(pl.Series(name, micros, dtype=pl.Int64).cast(TIMESTAMP))
+        else:
+            series.append(pl.Series(name, values, dtype=dtype))
+    return pl.DataFrame(series)
+
+
+_INTERVAL_SCHEMA: dict[str, pl.DataType] = {
     "resource_id": pl.String,
     "state": pl.String,
     "start_at": TIMESTAMP,
@@ -204,7 +222,7 @@ class Estate:
                 columns["state"].append(interval.state)
                 columns["start_at"].append(interval.start_at)
                 columns["end_at"].append(interval.end_at)
-        return pl.DataFrame(columns, schema=_INTERVAL_SCHEMA).sort("resource_id", "start_at")
+        return _columns_frame(columns, _INTERVAL_SCHEMA).sort("resource_id", "start_at")
 
     def state_intervals(self) -> pl.DataFrame:
         """The true timeline: resource_id, state, start_at, end_at ([start, end), UTC, to `now`)."""
@@ -267,51 +285,49 @@ class Estate:
 
     @cached_property
     def _events(self) -> pl.DataFrame:
-        rows = []
-        for timeline in self.timelines:
-            m = timeline.machine
-            for e in timeline.events:
-                rows.append(
-                    (
-                        e.event_data_id,
-                        e.correlation_id,
-                        e.event_at,
-                        e.submission_at,
-                        m.arm_id.lower(),
-                        m.arm_id,
-                        m.subscription.subscription_id,
-                        m.resource_group,
-                        m.resource_type,
-                        e.operation_name,
-                        e.operation,
-                        e.status,
-                        e.sub_status,
-                        e.http_method,
-                        e.caller,
-                        e.client_request_id,
-                    )
-                )
-        schema = {
-            "event_data_id": pl.String,
-            "correlation_id": pl.String,
+        schema: dict[str, pl.DataType] = {
+            "event_data_id": pl.String(),
+            "correlation_id": pl.String(),
             "event_at": TIMESTAMP,
             "submission_at": TIMESTAMP,
-            "resource_id": pl.String,
-            "arm_id": pl.String,
-            "subscription_id": pl.String,
-            "resource_group": pl.String,
-            "resource_type": pl.String,
-            "operation_name": pl.String,
-            "operation": pl.String,
-            "status": pl.String,
-            "sub_status": pl.String,
-            "http_method": pl.String,
-            "caller": pl.String,
-            "client_request_id": pl.String,
+            "resource_id": pl.String(),
+            "arm_id": pl.String(),
+            "subscription_id": pl.String(),
+            "resource_group": pl.String(),
+            "resource_type": pl.String(),
+            "operation_name": pl.String(),
+            "operation": pl.String(),
+            "status": pl.String(),
+            "sub_status": pl.String(),
+            "http_method": pl.String(),
+            "caller": pl.String(),
+            "client_request_id": pl.String(),
         }
-        return pl.DataFrame(rows, schema=schema, orient="row").sort(
-            "event_at", "event_data_id", descending=True
-        )
+        columns: dict[str, list] = {name: [] for name in schema}
+        for timeline in self.timelines:
+            m = timeline.machine
+            count = len(timeline.events)
+            for name, value in (
+                ("resource_id", m.arm_id.lower()),
+                ("arm_id", m.arm_id),
+                ("subscription_id", m.subscription.subscription_id),
+                ("resource_group", m.resource_group),
+                ("resource_type", m.resource_type),
+            ):
+                columns[name].extend([value] * count)
+            for e in timeline.events:
+                columns["event_data_id"].append(e.event_data_id)
+                columns["correlation_id"].append(e.correlation_id)
+                columns["event_at"].append(e.event_at)
+                columns["submission_at"].append(e.submission_at)
+                columns["operation_name"].append(e.operation_name)
+                columns["operation"].append(e.operation)
+                columns["status"].append(e.status)
+                columns["sub_status"].append(e.sub_status)
+                columns["http_method"].append(e.http_method)
+                columns["caller"].append(e.caller)
+                columns["client_request_id"].append(e.client_request_id)
+        return _columns_frame(columns, schema).sort("event_at", "event_data_id", descending=True)
 
     def activity_events(self) -> pl.DataFrame:
         """Every Activity Log event of the estate (the server serves those within retention)."""
