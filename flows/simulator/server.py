@@ -15,6 +15,7 @@ import re
 import ssl
 import tempfile
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
 from flows.simulator import wire
 from flows.simulator.catalog import CURRENCY_RATES, retail_items
 from flows.simulator.estate import Estate
+from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
 from flows.simulator.queries import (
     BadRequest,
     activity_log_filter,
@@ -273,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         machine, _ = self.server.simulator.find_vm(sub, rg, vm)
         self._extensions(machine, ext)
 
-    def _extensions(self, machine: Any, ext: str | None) -> None:
+    def _extensions(self, machine: MachineSpec, ext: str | None) -> None:
         names = wire.extension_names(machine)
         if ext is None:
             self._send(200, {"value": [wire.extension_json(machine, n) for n in names]})
@@ -481,8 +483,6 @@ class _Server(ThreadingHTTPServer):
 
 
 def _request_id() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
@@ -503,7 +503,13 @@ def _decode_skiptoken(token: str | None) -> int:
 
 
 class SimulatedAzure:
-    """A running simulated Azure: endpoint, certificate, token, config, clock and faults."""
+    """A running simulated Azure: endpoint, certificate, token, config, clock and faults.
+
+    `requests` counts requests by route name (`vm_list`, `activity_log`, `cost_query`, ...);
+    `cost_query` counts every cost query, throttled or not, and `cost_query_429` the throttled
+    ones among them. `faults` and `page_sizes` are mutable; `reset()` restores the defaults and
+    the clock (not the counters: compare before/after counts).
+    """
 
     def __init__(self, estate: Estate, state_dir: Path, *, port: int = 0) -> None:
         self.estate = estate
@@ -615,7 +621,7 @@ class SimulatedAzure:
             return self.faults.throttle_next_cost_query()
 
     # -- lookups as of the clock ---------------------------------------------------------------
-    def subscription(self, subscription_id: str):
+    def subscription(self, subscription_id: str) -> SubscriptionSpec:
         spec = self.estate.subscription_by_id.get(subscription_id.lower())
         if spec is None:
             raise _NotFound(
@@ -634,10 +640,10 @@ class SimulatedAzure:
             )
         return alive
 
-    def machine(self, resource_id: str):
+    def machine(self, resource_id: str) -> MachineSpec:
         return self.estate.machine_by_id[resource_id.lower()].machine
 
-    def find_machine(self, arm_id: str):
+    def find_machine(self, arm_id: str) -> tuple[MachineSpec, str]:
         """The machine at `arm_id` and its state at the clock, or ARM's ResourceNotFound."""
         timeline = self.estate.machine_by_id.get(arm_id.lower().rstrip("/"))
         if timeline is not None:
@@ -649,7 +655,9 @@ class SimulatedAzure:
                 return timeline.machine, alive["state"][0]
         raise _NotFound("ResourceNotFound", f"The Resource '{arm_id}' was not found.")
 
-    def find_vm(self, subscription_id: str, resource_group: str, name: str):
+    def find_vm(
+        self, subscription_id: str, resource_group: str, name: str
+    ) -> tuple[MachineSpec, str]:
         self.subscription(subscription_id)
         arm_id = (
             f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
@@ -657,7 +665,9 @@ class SimulatedAzure:
         )
         return self.find_machine(arm_id)
 
-    def scale_sets(self, subscription_id: str, resource_group: str | None):
+    def scale_sets(
+        self, subscription_id: str, resource_group: str | None
+    ) -> list[tuple[ScaleSetSpec, int]]:
         subscription = self.subscription(subscription_id)
         alive = self.estate.alive_at(self._clock).filter(pl.col("machine_kind") == "vmss_instance")
         capacity = dict(
@@ -673,7 +683,9 @@ class SimulatedAzure:
             and (resource_group is None or ss.resource_group.lower() == resource_group.lower())
         ]
 
-    def find_scale_set(self, subscription_id: str, resource_group: str, name: str):
+    def find_scale_set(
+        self, subscription_id: str, resource_group: str, name: str
+    ) -> tuple[ScaleSetSpec, int]:
         for scale_set, capacity in self.scale_sets(subscription_id, resource_group):
             if scale_set.name.lower() == name.lower():
                 return scale_set, capacity

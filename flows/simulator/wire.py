@@ -388,11 +388,14 @@ def event_json(row: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     """One Activity Log event (`EventData`), from a row of the estate's event frame."""
     status = row["status"]
     operation_name = row["operation_name"]
-    suffix = operation_name.split("/", 2)[-1].split("/", 1)[-1]
-    for key, friendly in _FRIENDLY_OPERATIONS.items():
-        if operation_name.endswith("/" + key):
-            suffix = friendly
-            break
+    localized = next(
+        (
+            friendly
+            for key, friendly in _FRIENDLY_OPERATIONS.items()
+            if operation_name.endswith("/" + key)
+        ),
+        operation_name,
+    )
     properties: dict[str, Any] = {
         "eventCategory": "Administrative",
         "entity": row["arm_id"],
@@ -446,7 +449,7 @@ def event_json(row: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         "resourceId": row["arm_id"],
         "resourceType": {"value": row["resource_type"], "localizedValue": row["resource_type"]},
         "operationId": row["correlation_id"],
-        "operationName": {"value": operation_name, "localizedValue": suffix},
+        "operationName": {"value": operation_name, "localizedValue": localized},
         "properties": properties,
         "status": {"value": status, "localizedValue": status},
         "subStatus": {"value": sub_status, "localizedValue": _SUB_STATUS_TEXT.get(sub_status, "")},

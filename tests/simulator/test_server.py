@@ -32,6 +32,8 @@ def raw_request(simulator, path: str, *, token: str | None, method: str = "GET",
     context = ssl.create_default_context(cafile=str(simulator.ca_bundle))
     url = path if path.startswith("https://") else simulator.arm_endpoint + path
     request = urllib.request.Request(url, method=method, data=body)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -494,3 +496,50 @@ def test_retail_prices_are_paged_filtered_and_include_trials(simulator):
     assert [i["retailPrice"] for i in p1[0]["Items"]] == [round(0.00672 * 0.9215, 6)]
     assert p1[0]["Items"][0]["currencyCode"] == "EUR"
     assert p1[0]["NextPageLink"] is None
+
+
+def test_scale_set_vm_get_instance_view_and_extensions(clients, simulator):
+    instance = (
+        simulator.estate.alive_at(simulator.clock)
+        .filter(pl.col("machine_kind") == "vmss_instance")
+        .row(0, named=True)
+    )
+    machine = simulator.estate.machine_by_id[instance["resource_id"]].machine
+    compute = clients.compute(instance["subscription_id"])
+    group, scale_set = machine.resource_group, machine.scale_set.name
+    vm = compute.virtual_machine_scale_set_vms.get(group, scale_set, machine.instance_id)
+    assert (vm.instance_id, vm.properties.vm_id) == (machine.instance_id, machine.vm_id)
+    view = compute.virtual_machine_scale_set_vms.get_instance_view(
+        group, scale_set, machine.instance_id
+    )
+    assert f"PowerState/{instance['state']}" in [s.code for s in view.statuses]
+    extensions = compute.virtual_machine_scale_set_vm_extensions.list(
+        group, scale_set, machine.instance_id
+    ).value
+    assert any(e.properties.type.startswith("MDE.") for e in extensions) == machine.mde_sensor
+
+
+def test_next_link_can_be_posted_as_is(simulator):
+    """The Query API's nextLink carries api-version and $skiptoken: POSTing the same body to it
+    returns the next page."""
+    simulator.page_sizes.cost_query = 10
+    subscription = simulator.estate.subscriptions[0]
+    day = simulator.estate.now.date() - timedelta(days=9)
+    body = json.dumps(cost_body(day, day, "ResourceId", "Meter")).encode()
+    link = (
+        f"/subscriptions/{subscription}/providers/Microsoft.CostManagement/query"
+        "?api-version=2025-03-01"
+    )
+    rows = []
+    while link:
+        status, _, page = raw_request(
+            simulator, link, token=simulator.token, method="POST", body=body
+        )
+        assert status == 200
+        rows.extend(page["properties"]["rows"])
+        link = page["properties"]["nextLink"]
+    expected = simulator.estate.cost_rows(as_of=simulator.clock).filter(
+        (pl.col("subscription_id") == subscription) & (pl.col("usage_date") == day)
+    )
+    assert len(rows) == expected.height > 10
+    assert sum(r[0] for r in rows) == pytest.approx(expected["cost"].sum())
