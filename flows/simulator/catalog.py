@@ -83,14 +83,26 @@ RETAIL_REGIONS: Final = {
     "southeastasia": "AP Southeast",
 }
 _DEFENDER_SERVERS_PRODUCT_ID: Final = "DZH318Z0BQ3T"
-# westeurope's Plan 2 node price changed: the older effective date stays listed beside the new one.
-PRICE_CHANGE: Final = {
-    "region": "westeurope",
-    "plan": "P2",
-    "before_usd": 0.0186,
-    "effective_from": datetime(2024, 1, 1, tzinfo=UTC),
-    "changed_on": datetime(2025, 4, 1, tzinfo=UTC),
-}
+
+
+@dataclass(frozen=True)
+class PriceChange:
+    """A list price that changed: the older effective date stays listed beside the new one."""
+
+    region: str
+    plan: str
+    before_usd: float
+    effective_from: datetime
+    changed_on: datetime
+
+
+PRICE_CHANGE: Final = PriceChange(
+    region="westeurope",
+    plan="P2",
+    before_usd=0.0186,
+    effective_from=datetime(2024, 1, 1, tzinfo=UTC),
+    changed_on=datetime(2025, 4, 1, tzinfo=UTC),
+)
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,7 @@ def retail_items() -> list[RetailItem]:
     items: list[RetailItem] = []
     for region in RETAIL_REGIONS:
         for plan, usd in LIST_PRICE_USD_PER_HOUR.items():
-            changed = PRICE_CHANGE["region"] == region and PRICE_CHANGE["plan"] == plan
+            changed = PRICE_CHANGE.region == region and PRICE_CHANGE.plan == plan
             items.append(
                 RetailItem(
                     service_name=RETAIL_SERVICE_NAME,
@@ -156,7 +168,7 @@ def retail_items() -> list[RetailItem]:
                     arm_region_name=region,
                     unit_of_measure=DEFENDER_UNIT,
                     usd_price=usd,
-                    effective_start=PRICE_CHANGE["changed_on"] if changed else since,
+                    effective_start=PRICE_CHANGE.changed_on if changed else since,
                 )
             )
             if changed:
@@ -170,8 +182,8 @@ def retail_items() -> list[RetailItem]:
                         meter_name=DEFENDER_METER_NAME[plan],
                         arm_region_name=region,
                         unit_of_measure=DEFENDER_UNIT,
-                        usd_price=PRICE_CHANGE["before_usd"],
-                        effective_start=PRICE_CHANGE["effective_from"],
+                        usd_price=PRICE_CHANGE.before_usd,
+                        effective_start=PRICE_CHANGE.effective_from,
                     )
                 )
             # The free trial is its own zero-priced SKU and meter of the same product.

@@ -46,8 +46,8 @@ def _columns_frame(columns: dict[str, list], schema: dict[str, pl.DataType]) -> 
 
 
 _INTERVAL_SCHEMA: dict[str, pl.DataType] = {
-    "resource_id": pl.String,
-    "state": pl.String,
+    "resource_id": pl.String(),
+    "state": pl.String(),
     "start_at": TIMESTAMP,
     "end_at": TIMESTAMP,
 }
@@ -169,28 +169,28 @@ class Estate:
                     "tags": json.dumps(m.tags, sort_keys=True),
                 }
             )
-        schema = {
-            "resource_id": pl.String,
-            "arm_id": pl.String,
-            "subscription_id": pl.String,
-            "resource_group": pl.String,
-            "machine_name": pl.String,
-            "machine_kind": pl.String,
-            "vm_id": pl.String,
-            "scale_set_name": pl.String,
-            "instance_id": pl.String,
+        schema: dict[str, pl.DataType] = {
+            "resource_id": pl.String(),
+            "arm_id": pl.String(),
+            "subscription_id": pl.String(),
+            "resource_group": pl.String(),
+            "machine_name": pl.String(),
+            "machine_kind": pl.String(),
+            "vm_id": pl.String(),
+            "scale_set_name": pl.String(),
+            "instance_id": pl.String(),
             "created_at": TIMESTAMP,
             "deleted_at": TIMESTAMP,
-            "os_type": pl.String,
-            "size": pl.String,
-            "location": pl.String,
-            "mde_sensor": pl.Boolean,
-            "defender_plan": pl.String,
-            "pricing_override": pl.String,
-            "profile": pl.String,
-            "tags": pl.String,
+            "os_type": pl.String(),
+            "size": pl.String(),
+            "location": pl.String(),
+            "mde_sensor": pl.Boolean(),
+            "defender_plan": pl.String(),
+            "pricing_override": pl.String(),
+            "profile": pl.String(),
+            "tags": pl.String(),
         }
-        return pl.DataFrame(rows, schema=schema, orient="row")
+        return _columns_frame({name: [row[name] for row in rows] for name in schema}, schema)
 
     def machines(self) -> pl.DataFrame:
         """One row per machine that existed in the window (deleted ones too), ids lower-cased."""
@@ -402,7 +402,7 @@ class Estate:
 
     def pricings(self) -> pl.DataFrame:
         """Defender for Servers plans: one row per subscription, one per resource-level override."""
-        rows = []
+        rows: list[dict[str, object]] = []
         for s in self.subscription_specs:
             rows.append(
                 {
