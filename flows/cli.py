@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -211,6 +211,72 @@ def _print_book(entries: list[PriceEntry]) -> None:
         typer.echo("  ".join(padded).rstrip())
     for number, source in enumerate(sources, start=1):
         typer.echo(f"[{number}] {source}")
+
+
+_DAY = ["%Y-%m-%d"]
+
+
+@app.command("collect")
+def collect_command(
+    start: Annotated[
+        datetime, typer.Option("--start", formats=_DAY, help="First UTC day (inclusive).")
+    ],
+    end: Annotated[
+        datetime, typer.Option("--end", formats=_DAY, help="UTC day after the last (exclusive).")
+    ],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="/subscriptions/<id>, repeatable (default: the config's azure.scopes, else every "
+            "enabled subscription the credential can read).",
+        ),
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", *_DAY],
+            help="UTC instant the run stands at (default: now); for replays and emulators.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Re-collect cost months past collect.restatement_days."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Collect inventory, Defender plans, power events and costs from Azure into the lake.
+
+    Exit status 1 when some scope could not be read (the rest is written), 2 on bad input.
+    """
+    from flows.collect import CollectIncomplete, collect
+    from flows.collect.activity_log import WindowError, check_window
+    from flows.collect.scopes import validated_scopes
+
+    settings_or_exit(config)
+    instant = (as_of or datetime.now(UTC)).replace(tzinfo=UTC)
+    try:
+        scopes = validated_scopes(scope) if scope else None
+        check_window(start.date(), end.date(), instant)
+    except (ValueError, WindowError) as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        summary = collect(
+            start=start.date(),
+            end=end.date(),
+            scopes=scopes,
+            as_of=instant,
+            config_file=config,
+            force=force,
+        )
+    except CollectIncomplete as incomplete:
+        typer.echo("\n".join(incomplete.summary.lines()))
+        skipped = ", ".join(incomplete.summary.skipped_scopes)
+        console.print(f"[red]error:[/red] could not read {escape(skipped)}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo("\n".join(summary.lines()))
 
 
 app.add_typer(simulator_app, name="simulator")
