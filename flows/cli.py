@@ -50,13 +50,18 @@ ConfigOption = Annotated[
 ]
 
 
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print `message` as one error line (never parsed as markup) and return the exit to raise."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def settings_or_exit(config: Path | None) -> Settings:
     """Load the settings, or print the one-line configuration error and exit with status 2."""
     try:
         return load_settings(config)
     except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(error), 2) from None
 
 
 @app.command("config")
@@ -97,17 +102,14 @@ def run_sql(
     for item in param or []:
         name, separator, value = item.partition("=")
         if not separator or not name.isidentifier():
-            console.print(f"[red]error:[/red] --param {item!r} must look like NAME=VALUE")
-            raise typer.Exit(2)
+            raise fail(f"--param {item!r} must look like NAME=VALUE", 2)
         parameters[name] = value
     try:
         result = warehouse.query(settings.warehouse.path, statement, parameters)
     except warehouse.WarehouseMissingError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error)) from None
     except duckdb.Error as error:
-        console.print(f"[red]error:[/red] {str(error).splitlines()[0]}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error).splitlines()[0]) from None
     frame = pl.from_arrow(result)
     assert isinstance(frame, pl.DataFrame)
     if output is OutputFormat.csv:
@@ -137,13 +139,7 @@ def refresh_prices(config: ConfigOption = None) -> None:
     try:
         result = refresh_retail_prices(settings)
     except PricingError as error:
-        console.print(
-            f"[red]error:[/red] prices refresh failed: {escape(str(error))}; "
-            "the price book is unchanged",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from None
+        raise fail(f"prices refresh failed: {error}; the price book is unchanged") from None
     typer.echo(
         f"{result.items} item(s) on {result.pages} page(s); {result.trial_or_free_ignored} "
         f"trial or zero-priced meter(s) ignored; {result.stored} row(s) stored in "
@@ -168,14 +164,12 @@ def show_prices(
     try:
         first_day = datetime.strptime(month, "%Y-%m").date() if month else None
     except ValueError:
-        console.print(f"[red]error:[/red] --month {month!r} must look like YYYY-MM")
-        raise typer.Exit(2) from None
+        raise fail(f"--month {month!r} must look like YYYY-MM", 2) from None
     try:
         book = load_price_book(settings)
         choices = pricing_choices(settings.pricing, book)
     except PricingError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(error), 2) from None
     entries = book_entries(book)
     if first_day is not None:
         next_month = date(first_day.year + first_day.month // 12, first_day.month % 12 + 1, 1)
@@ -260,8 +254,7 @@ def collect_command(
         scopes = validated_scopes(scope) if scope else None
         check_window(start.date(), end.date(), instant)
     except (ValueError, WindowError) as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(error), 2) from None
     try:
         summary = collect(
             start=start.date(),
@@ -274,8 +267,7 @@ def collect_command(
     except CollectIncomplete as incomplete:
         typer.echo("\n".join(incomplete.summary.lines()))
         skipped = ", ".join(incomplete.summary.skipped_scopes)
-        console.print(f"[red]error:[/red] could not read {escape(skipped)}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(f"could not read {skipped}") from None
     typer.echo("\n".join(summary.lines()))
 
 
