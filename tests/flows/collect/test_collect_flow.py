@@ -33,13 +33,15 @@ class Run:
     requests: Counter
 
 
-def run_collect(simulator, lake: Path, start: date, end: date, **options) -> Run:
-    """One flow run into `lake` (the config's lake overridden by environment), with the
-    simulator's request counts during the run."""
+def run_collect(simulator, lake: Path, start: date, end: date, env=(), **options) -> Run:
+    """One flow run into `lake` (the config's lake overridden by environment, like any `env`
+    setting given), with the simulator's request counts during the run."""
     before = Counter(simulator.requests)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MDECOST_LAKE__PATH", str(lake))
         patch.setenv("MDECOST_COLLECT__MAX_RETRY_WAIT_SECONDS", str(RETRY_WAIT_BOUND))
+        for name, value in env:
+            patch.setenv(name, value)
         summary = collect(
             start=start,
             end=end,
@@ -95,6 +97,8 @@ def test_inventory_holds_every_machine_alive_now_scale_set_instances_too(simulat
     assert lake.sort("resource_id").equals(truth.sort("resource_id"))
     assert lake.filter(pl.col("machine_kind") == "vmss_instance").height > 0
     assert lake.height == full_run.summary.rows_by_dataset()["inventory"]
+    # No scope was configured: every enabled subscription was discovered.
+    assert full_run.summary.scopes == sorted(f"/subscriptions/{s}" for s in estate.subscriptions)
 
 
 def test_pricings_hold_every_plan_and_override(simulator, full_run):
@@ -221,13 +225,20 @@ def test_running_the_same_window_again_gives_the_same_lake_apart_from_provenance
     simulator, prefect_harness, tmp_path
 ):
     window = (date(2026, 11, 1), date(2026, 11, 16))
-    run_collect(simulator, tmp_path, *window)
+    both = [("MDECOST_COLLECT__COST_TYPES", '["ActualCost", "AmortizedCost"]')]
+    run_collect(simulator, tmp_path, *window, env=both)
     first = {name: without_provenance(tmp_path, name) for name in DATASETS}
     files = {name: dataset_files(tmp_path, name) for name in DATASETS}
-    run_collect(simulator, tmp_path, *window)
+    run_collect(simulator, tmp_path, *window, env=both)
     for name in DATASETS:
         assert dataset_files(tmp_path, name) == files[name]
         assert without_provenance(tmp_path, name).equals(first[name]), name
+    # Each cost type has its own partition per subscription and month.
+    assert {path.parent.name for path in files["costs"]} == {
+        "cost_type=ActualCost",
+        "cost_type=AmortizedCost",
+    }
+    assert len(files["costs"]) == 2 * len(simulator.estate.subscriptions)
 
 
 def test_a_scope_that_cannot_be_read_is_reported_and_the_others_land(
@@ -287,3 +298,22 @@ def test_events_older_than_the_retention_stay_in_the_lake_and_final_months_are_s
         forced = collect_costs.fn(*arguments, force=True)
     assert (forced.skipped, forced.failure) == (None, None)
     assert forced.rows > 0
+
+
+def test_every_chunk_logged_a_progress_line_and_no_log_or_parameter_holds_the_token(
+    simulator, full_run
+):
+    from prefect import get_client
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)  # logs reach the API in batches
+    with get_client(sync_client=True) as client:
+        messages, offset = [], 0
+        while page := client.read_logs(limit=200, offset=offset):
+            messages.extend(log.message for log in page)
+            offset += len(page)
+        parameters = [str(run.parameters) for run in client.read_flow_runs()]
+    for chunk in full_run.summary.chunks:
+        assert chunk.line() in messages
+    assert simulator.token not in "\n".join(messages + parameters)
+    assert str(simulator.config_path) in "\n".join(parameters)
