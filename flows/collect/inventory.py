@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
+from azure.core.exceptions import ResourceNotFoundError
 
 from flows.collect.tables import arrow_table
 from transforms.billing import MDE_EXTENSION_PUBLISHER, MDE_EXTENSION_TYPES, normalise_resource_id
@@ -241,7 +242,7 @@ class InventoryFetch:
     """What one subscription's Compute listing gave, and how many per-VM calls it needed."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    scale_set_ids: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
     extension_calls: int = 0
     instance_view_calls: int = 0
 
@@ -254,20 +255,28 @@ def fetch_inventory(
     compute: Any, subscription_id: str, log: logging.Logger | logging.LoggerAdapter
 ) -> InventoryFetch:
     """List every VM and scale-set VM of the subscription `compute` (a ComputeManagementClient)
-    is bound to."""
+    is bound to.
+
+    A VM or scale set deleted between the list and the follow-up call (404) is left out of the
+    snapshot: it no longer exists, and its deletion is in the Activity Log.
+    """
     fetched = InventoryFetch()
     for listed in compute.virtual_machines.list_all(status_only="true"):
         vm = listed.as_dict()
         group, name = resource_group_of(vm["id"]), vm["name"]
         extensions = listed_extensions(vm)
-        if extensions is None:
-            answer = compute.virtual_machine_extensions.list(group, name)
-            extensions = [extension.as_dict() for extension in answer.value or []]
-            fetched.extension_calls += 1
         instance_view = None
-        if not (vm.get("properties") or {}).get("instanceView"):
-            instance_view = compute.virtual_machines.instance_view(group, name).as_dict()
-            fetched.instance_view_calls += 1
+        try:
+            if extensions is None:
+                fetched.extension_calls += 1
+                answer = compute.virtual_machine_extensions.list(group, name)
+                extensions = [extension.as_dict() for extension in answer.value or []]
+            if not (vm.get("properties") or {}).get("instanceView"):
+                fetched.instance_view_calls += 1
+                instance_view = compute.virtual_machines.instance_view(group, name).as_dict()
+        except ResourceNotFoundError:
+            fetched.gone.append(vm["id"])
+            continue
         fetched.records.append(
             vm_record(
                 vm,
@@ -278,16 +287,20 @@ def fetch_inventory(
         )
     for listed_set in compute.virtual_machine_scale_sets.list_all():
         scale_set = listed_set.as_dict()
-        fetched.scale_set_ids.append(normalise_resource_id(scale_set["id"]) or "")
         instances = compute.virtual_machine_scale_set_vms.list(
             resource_group_of(scale_set["id"]), scale_set["name"], expand="instanceView"
         )
-        fetched.records.extend(
-            scale_set_instance_record(
-                instance.as_dict(), scale_set=scale_set, subscription_id=subscription_id
-            )
-            for instance in instances
-        )
+        try:
+            records = [
+                scale_set_instance_record(
+                    instance.as_dict(), scale_set=scale_set, subscription_id=subscription_id
+                )
+                for instance in instances
+            ]
+        except ResourceNotFoundError:
+            fetched.gone.append(scale_set["id"])
+            continue
+        fetched.records.extend(records)
     if fetched.extension_calls or fetched.instance_view_calls:
         log.info(
             "subscription %s: %d per-VM extension list(s), %d instance view(s) (no bulk API)",
@@ -295,4 +308,6 @@ def fetch_inventory(
             fetched.extension_calls,
             fetched.instance_view_calls,
         )
+    if fetched.gone:
+        log.info("subscription %s: deleted while listed: %s", subscription_id, fetched.gone)
     return fetched

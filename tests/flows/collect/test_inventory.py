@@ -2,10 +2,12 @@
 
 import copy
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.collect.inventory import (
+    fetch_inventory,
     inventory_table,
     listed_extensions,
     mde_extension_type,
@@ -182,3 +184,113 @@ def test_an_instance_without_typed_extensions_shows_its_sensor_in_view_or_extens
         for i in (running, deallocated, without)
     ]
     assert found == ["MDE.Windows", "MDE.Linux", None]
+
+
+class _Model(dict):
+    def as_dict(self):
+        return dict(self)
+
+
+class _NotFound:
+    def __init__(self):
+        self.status_code, self.reason, self.headers, self.request = 404, "Not Found", {}, None
+
+    def text(self, encoding=None):
+        return '{"error": {"code": "ResourceNotFound", "message": "gone"}}'
+
+
+class FakeCompute:
+    """Answers like ComputeManagementClient, recording the per-VM calls made."""
+
+    def __init__(self, vms, extensions, scale_sets=(), instances=None):
+        self.calls = []
+        outer = self
+
+        class VirtualMachines:
+            def list_all(self, status_only=None):
+                outer.calls.append(("list_all", status_only))
+                return [_Model(vm) for vm in vms]
+
+            def instance_view(self, group, name):
+                outer.calls.append(("instance_view", name))
+                return _Model({"statuses": [{"code": "PowerState/running"}]})
+
+        class Extensions:
+            def list(self, group, name):
+                outer.calls.append(("extensions", name))
+                if name not in extensions:
+                    from azure.core.exceptions import ResourceNotFoundError
+
+                    raise ResourceNotFoundError(response=_NotFound())
+                return type("Answer", (), {"value": [_Model(e) for e in extensions[name]]})
+
+        class ScaleSets:
+            def list_all(self):
+                return [_Model(ss) for ss in scale_sets]
+
+        class ScaleSetVms:
+            def list(self, group, name, expand=None):
+                outer.calls.append(("scale_set_vms", name, expand))
+                return [_Model(i) for i in (instances or {}).get(name, [])]
+
+        self.virtual_machines = VirtualMachines()
+        self.virtual_machine_extensions = Extensions()
+        self.virtual_machine_scale_sets = ScaleSets()
+        self.virtual_machine_scale_set_vms = ScaleSetVms()
+
+
+def _vm(name, resources=None, view=True):
+    vm = {
+        "id": f"/subscriptions/{SUB}/resourceGroups/RG/providers/Microsoft.Compute/"
+        f"virtualMachines/{name}",
+        "name": name,
+        "properties": {"vmId": name},
+    }
+    if view:
+        vm["properties"]["instanceView"] = {"statuses": [{"code": "PowerState/deallocated"}]}
+    if resources is not None:
+        vm["resources"] = resources
+    return vm
+
+
+def test_fetching_calls_per_vm_only_where_the_list_does_not_say_and_skips_deleted_vms():
+    compute = FakeCompute(
+        vms=[
+            _vm("typed", resources=[MDE_LINUX]),  # extensions known from the list
+            _vm("ids-only", resources=[{"id": "x/extensions/MDE.Linux"}], view=False),
+            _vm("deleted-meanwhile", resources=[{"id": "x/extensions/y"}]),
+        ],
+        extensions={"ids-only": [OTHER]},
+        scale_sets=[
+            {
+                "id": f"/subscriptions/{SUB}/resourceGroups/RG/providers/"
+                "Microsoft.Compute/virtualMachineScaleSets/pool",
+                "name": "pool",
+            }
+        ],
+        instances={
+            "pool": [
+                {
+                    "id": f"/subscriptions/{SUB}/resourceGroups/RG/providers/"
+                    "Microsoft.Compute/virtualMachineScaleSets/pool/virtualMachines/0",
+                    "name": "pool_0",
+                    "properties": {},
+                }
+            ]
+        },
+    )
+    fetched = fetch_inventory(compute, SUB, logging.getLogger("test"))
+    assert [(r["machine_name"], r["mde_sensor"], r["power_state"]) for r in fetched.records] == [
+        ("typed", True, "deallocated"),
+        ("ids-only", False, "running"),  # the extension list says no MDE, whatever the id says
+        ("pool_0", False, None),
+    ]
+    assert compute.calls == [
+        ("list_all", "true"),
+        ("extensions", "ids-only"),
+        ("instance_view", "ids-only"),
+        ("extensions", "deleted-meanwhile"),
+        ("scale_set_vms", "pool", "instanceView"),
+    ]
+    assert fetched.gone == [_vm("deleted-meanwhile")["id"]]
+    assert (fetched.extension_calls, fetched.instance_view_calls) == (2, 1)
