@@ -70,7 +70,7 @@ def scale_set_id_of(resource_id_expr: pl.Expr) -> pl.Expr:
     )
 
 
-def _machine_name_of(resource_id_expr: pl.Expr) -> pl.Expr:
+def machine_name_of(resource_id_expr: pl.Expr) -> pl.Expr:
     """Azure's `name`: the VM name, or `{scaleSet}_{instanceId}` for a scale-set instance."""
     return (
         pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
@@ -290,7 +290,7 @@ def machine_identities(inventory: pl.LazyFrame, power_events: pl.LazyFrame) -> p
             resource_group=pl.coalesce(
                 _resource_group_of(pl.col("resource_id")), "event_resource_group"
             ),
-            machine_name=_machine_name_of(pl.col("resource_id")),
+            machine_name=machine_name_of(pl.col("resource_id")),
             machine_kind=machine_kind_of(pl.col("resource_id")),
             scale_set_name=pl.col("resource_id").str.extract(_VMSS_INSTANCE_ID, 1),
             in_latest_snapshot=pl.lit(False),

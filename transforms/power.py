@@ -231,20 +231,31 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
             ),
         )
     )
-    first = pl.int_range(pl.len()).over(per_machine) == 0
-    before_first = states.filter(first).select(
-        "resource_id",
-        state=pl.coalesce("observed_state", "settled_before"),
-        start_at="lo",
-        end_at="at",
+    # Each item yields up to three segments: the span before the machine's first item, the
+    # operation's transitional span, and the settled span after it. Built as one list per item
+    # and exploded, so the plan above is evaluated once.
+    is_first = pl.int_range(pl.len()).over(per_machine) == 0
+
+    def segment(state: pl.Expr, start_at: str, end_at: str) -> pl.Expr:
+        return pl.struct(state.alias("state"), pl.col(start_at).alias("start_at"), end_at=end_at)
+
+    return (
+        states.select(
+            "resource_id",
+            segment=pl.concat_list(
+                segment(
+                    pl.when(is_first).then(pl.coalesce("observed_state", "settled_before")),
+                    "lo",
+                    "at",
+                ),
+                segment(pl.when(~is_snapshot).then("during"), "at", "settled_from"),
+                segment(pl.col("settled"), "settled_from", "segment_end"),
+            ),
+        )
+        .explode("segment")
+        .unnest("segment")
+        .filter(pl.col("state").is_not_null())
     )
-    during = states.filter(~is_snapshot).select(
-        "resource_id", state="during", start_at="at", end_at="settled_from"
-    )
-    settled = states.select(
-        "resource_id", state="settled", start_at="settled_from", end_at="segment_end"
-    )
-    return pl.concat([before_first, during, settled])
 
 
 def _timeline(

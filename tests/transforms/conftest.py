@@ -144,7 +144,7 @@ class RawLake:
         hours: float,
         amount: float,
         meter: str = "Standard P2 Node",
-        subscription: str = SUB_A,
+        subscription: str | None = SUB_A,
         currency: str = "USD",
         description: str | None = None,
         cost_type: str = "ActualCost",
@@ -155,7 +155,7 @@ class RawLake:
                 "charge_period_start": start,
                 "charge_period_end": start + timedelta(days=1),
                 "subscription_id": subscription,
-                "sub_account_id": f"/subscriptions/{subscription}",
+                "sub_account_id": f"/subscriptions/{subscription}" if subscription else None,
                 "resource_id": resource_id,
                 "resource_type": None,
                 "service_name": "Virtual Machines",
@@ -172,7 +172,7 @@ class RawLake:
                 "billing_currency": currency,
                 "cost_type": cost_type,
                 "cost_source": "query",
-                **self._provenance(subscription),
+                **self._provenance(subscription or "unknown"),
             }
         )
 
@@ -269,6 +269,73 @@ def hours_daily(rows: list[tuple[date, str, float]]) -> pl.LazyFrame:
             "billable_hours": pl.Float64,
         },
     )
+
+
+def build_views(
+    lake: RawLake,
+    *,
+    window_start: datetime = at(1),
+    window_end: datetime | None = at(1, month=2),
+    seat_option: str = "mde_for_servers",
+    currency: str = "USD",
+    seats_owned: dict[str, int] | None = None,
+    partial_hours: str = "fractional",
+) -> dict[str, pl.DataFrame]:
+    """Every warehouse view of `lake`, wired as the warehouse build wires them, collected.
+
+    Each view is materialised before the next one uses it, as the build does (it writes each
+    to the warehouse): chaining the seven lazy plans would make polars re-plan every shared
+    upstream step once per use.
+    """
+    from transforms.charges import defender_charges_daily
+    from transforms.comparison import fleet_comparison_monthly, licensing_comparison_monthly
+    from transforms.findings import findings
+    from transforms.machines import machines
+    from transforms.power import machine_hours_daily, power_intervals
+
+    views: dict[str, pl.DataFrame] = {}
+
+    def keep(name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
+        views[name] = frame.collect()
+        return views[name].lazy()
+
+    intervals = keep(
+        "power_intervals",
+        power_intervals(
+            lake.inventory, lake.power_events, window_start=window_start, window_end=window_end
+        ),
+    )
+    machine_view = keep("machines", machines(lake.inventory, lake.power_events, lake.pricings))
+    hours = keep(
+        "machine_hours_daily",
+        machine_hours_daily(intervals, machine_view, partial_hours=partial_hours),
+    )
+    charges = keep("defender_charges_daily", defender_charges_daily(lake.costs, hours))
+    pricing = {"seat_option": seat_option, "currency": currency}
+    licensing = keep(
+        "licensing_comparison_monthly",
+        licensing_comparison_monthly(machine_view, hours, charges, lake.price_book, **pricing),
+    )
+    fleet = keep(
+        "fleet_comparison_monthly",
+        fleet_comparison_monthly(
+            machine_view, hours, intervals, charges, lake.price_book, **pricing
+        ),
+    )
+    keep(
+        "findings",
+        findings(
+            machine_view,
+            hours,
+            charges,
+            licensing,
+            fleet,
+            lake.price_book,
+            currency=currency,
+            seats_owned=seats_owned,
+        ),
+    )
+    return views
 
 
 @pytest.fixture

@@ -1,0 +1,458 @@
+"""Per-hour billing versus per-seat licensing, per machine and per fleet, month by month.
+
+Definitions (DESIGN.md "The warehouse contract"):
+
+- A machine is its `machine_key` (a VM moved to another resource group or subscription is one
+  machine; its row shows the id it had last that month).
+- Its plan in a month is the plan with the most billed hours that month (resource and allocated
+  charges; a tie goes to P2), else the plan the pricings snapshot gives its id. A machine with
+  no plan is not covered: it is listed with plan, hourly_cost, per_hour_savings,
+  break_even_utilization and cheaper null (there is no hourly price to compare), and it counts
+  in no fleet figure (the `defender_off` finding reports it).
+- `hourly_cost` prices each day's billable hours at the plan's rate in force that day, so a month
+  spanning a price change is priced with each rate for its own days. A day with billable hours
+  and no rate in the book makes the month's hourly_cost null rather than silently low.
+- `seat_cost` is one seat of `seat_option` for the month, at the rate in force on the month's
+  first day (a seat is bought for a whole month, as `pricing.book.seat_price_for_month` does).
+- `break_even_utilization` = seat_cost / (hourly rate x hours_in_month), the hourly rate summed
+  day by day (rate x 24 for each day of the month).
+- Money from charges (`billed_cost`) counts only charges in `currency`.
+- Fleet seats: `machines_distinct` counts covered machines with billable time in the month;
+  `peak_concurrent_machines` the most covered machines billable in the same clock hour (a
+  machine billable for any part of an hour needs its seat that hour), computed by a sweep over
+  +1 / -1 at each machine's clock-hour spans.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+import polars as pl
+
+from transforms import billing
+from transforms.contract import conform_view
+from transforms.machines import machine_kind_of, machine_name_of
+from transforms.power import clock_hour_spans
+
+_HOURS_PER_DAY: Final = 24
+
+
+class PriceBookError(ValueError):
+    """The price book cannot price the comparison that was asked for."""
+
+
+def _require_prices(price_book: pl.LazyFrame, seat_option: str, currency: str) -> None:
+    """Refuse a seat option or currency the book has no price for (the book is a few rows)."""
+    held = price_book.select("option", "kind", "currency").unique().collect()
+    seats = held.filter((pl.col("option") == seat_option) & (pl.col("kind") == "seat"))
+    if seats.is_empty():
+        known = ", ".join(sorted(held.filter(pl.col("kind") == "seat")["option"].unique()))
+        raise PriceBookError(
+            f"seat option {seat_option!r} is not in the price book (seat options: {known}); "
+            "set [pricing] seat_option to one of them or add it to a [pricing] book file"
+        )
+    if seats.filter(pl.col("currency") == currency).is_empty():
+        raise PriceBookError(
+            f"the price book has no {currency} price for {seat_option}: "
+            f"set [pricing.seat_prices] {seat_option} in {currency}"
+        )
+    hourly = held.filter((pl.col("kind") == "hourly") & (pl.col("currency") == currency))
+    if hourly.is_empty():
+        raise PriceBookError(
+            f"the price book has no {currency} hourly rate for Defender for Servers: run "
+            f'`mdecost prices refresh` with [pricing] currency = "{currency}"'
+        )
+
+
+def _month(date_column: str) -> pl.Expr:
+    return pl.col(date_column).dt.month_start().alias("month")
+
+
+def price_calendar(price_book: pl.LazyFrame, months: pl.LazyFrame, currency: str) -> pl.LazyFrame:
+    """The rate of every option in `currency` on every day of `months` (column `month`).
+
+    Output: option, kind, usage_date, month, rate. A day no book entry covers has no row.
+    """
+    days = months.select(
+        "month", usage_date=pl.date_ranges(pl.col("month"), pl.col("month").dt.month_end())
+    ).explode("usage_date")
+    book = price_book.filter(pl.col("currency") == currency).select(
+        "option", "kind", "rate", "effective_from", "effective_to"
+    )
+    return (
+        days.join(book, how="cross")
+        .filter(
+            (pl.col("usage_date") >= pl.col("effective_from"))
+            & (pl.col("effective_to").is_null() | (pl.col("usage_date") < pl.col("effective_to")))
+        )
+        .group_by("option", "kind", "usage_date", "month")
+        .agg(rate=pl.col("rate").sort_by("effective_from").last())
+    )
+
+
+def _monthly_prices(
+    calendar: pl.LazyFrame, months: pl.LazyFrame, seat_option: str
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Per month: the seat price, and per hourly option the cost of a whole month billable."""
+    month_days = months.select(
+        "month", days_in_month=pl.col("month").dt.month_end().dt.day().cast(pl.Int64)
+    )
+    seat = (
+        calendar.filter((pl.col("option") == seat_option) & (pl.col("kind") == "seat"))
+        .filter(pl.col("usage_date") == pl.col("month"))
+        .select("month", seat_price="rate")
+    )
+    seat_prices = month_days.join(seat, on="month", how="left")
+    full_month = (
+        calendar.filter(pl.col("kind") == "hourly")
+        .group_by("option", "month")
+        .agg(
+            full_month_cost=(pl.col("rate") * _HOURS_PER_DAY).sum(),
+            days_priced=pl.len(),
+        )
+        .join(month_days, on="month")
+        .select(
+            "option",
+            "month",
+            full_month_cost=pl.when(pl.col("days_priced") == pl.col("days_in_month")).then(
+                "full_month_cost"
+            ),
+        )
+    )
+    return seat_prices, full_month
+
+
+def _machine_days(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    currency: str,
+) -> pl.LazyFrame:
+    """One row per machine id and day with billable hours or charges attributed to it.
+
+    Columns: usage_date, month, resource_id, subscription_id, machine_key, billable_hours,
+    billed_hours and billed_cost (charges in `currency`; 0 when none).
+    """
+    charged = (
+        defender_charges_daily.filter(
+            pl.col("resource_id").is_not_null() & (pl.col("currency") == currency)
+        )
+        .group_by("usage_date", "resource_id")
+        .agg(
+            pl.col("subscription_id").first().alias("charged_subscription_id"),
+            pl.col("billed_hours").sum(),
+            pl.col("billed_cost").sum(),
+        )
+    )
+    keys = machines.select("resource_id", "machine_key")
+    return (
+        machine_hours_daily.select("usage_date", "resource_id", "subscription_id", "billable_hours")
+        .join(charged, on=["usage_date", "resource_id"], how="full", coalesce=True)
+        .join(keys, on="resource_id", how="left")
+        .select(
+            "usage_date",
+            _month("usage_date"),
+            "resource_id",
+            subscription_id=pl.coalesce("subscription_id", "charged_subscription_id"),
+            machine_key=pl.coalesce("machine_key", "resource_id"),
+            billable_hours=pl.col("billable_hours").fill_null(0.0),
+            billed_hours=pl.col("billed_hours").fill_null(0.0),
+            billed_cost=pl.col("billed_cost").fill_null(0.0),
+        )
+    )
+
+
+def machine_plans_monthly(
+    machines: pl.LazyFrame, machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Each machine's plan per month, and the id it had last that month.
+
+    Output: machine_key, month, resource_id (its id last that month), plan (null = not covered).
+    """
+    keys = machines.select("resource_id", "machine_key", "defender_plan")
+    by_charges = (
+        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
+        .join(keys.select("resource_id", "machine_key"), on="resource_id", how="left")
+        .select(
+            _month("usage_date"),
+            "plan",
+            "billed_hours",
+            machine_key=pl.coalesce("machine_key", "resource_id"),
+        )
+        .group_by("machine_key", "month", "plan")
+        .agg(pl.col("billed_hours").sum())
+        .group_by("machine_key", "month")
+        .agg(
+            charged_plan=pl.col("plan")
+            .sort_by("billed_hours", "plan", descending=[True, True])
+            .first()
+        )
+    )
+    last_ids = machine_days.group_by("machine_key", "month").agg(
+        resource_id=pl.col("resource_id").sort_by("usage_date", "resource_id").last()
+    )
+    return (
+        last_ids.join(by_charges, on=["machine_key", "month"], how="left")
+        .join(keys.select("resource_id", "defender_plan"), on="resource_id", how="left")
+        .select(
+            "machine_key",
+            "month",
+            "resource_id",
+            plan=pl.coalesce("charged_plan", "defender_plan"),
+        )
+    )
+
+
+def _priced_days(
+    machine_days: pl.LazyFrame, plans: pl.LazyFrame, calendar: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Machine days with their month's plan and `hourly_cost` (null where no rate is known)."""
+    hourly_rates = calendar.filter(pl.col("kind") == "hourly").select(
+        "usage_date", option="option", rate="rate"
+    )
+    return (
+        machine_days.join(
+            plans.select("machine_key", "month", "plan"), on=["machine_key", "month"], how="left"
+        )
+        .with_columns(
+            option=pl.col("plan").replace_strict(
+                billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String
+            )
+        )
+        .join(hourly_rates, on=["option", "usage_date"], how="left")
+        .with_columns(
+            hourly_cost=pl.when(pl.col("billable_hours") == 0)
+            .then(pl.lit(0.0))
+            .otherwise(pl.col("billable_hours") * pl.col("rate"))
+        )
+    )
+
+
+def _sum_or_null(column: str) -> pl.Expr:
+    """Sum that is null when any part is null: a missing rate must not look like a cheap month."""
+    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(pl.col(column).sum())
+
+
+def _months_of(machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
+    return pl.concat(
+        [
+            machine_days.select("month"),
+            defender_charges_daily.select(_month("usage_date")),
+        ]
+    ).unique()
+
+
+def licensing_comparison_monthly(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    price_book: pl.LazyFrame,
+    *,
+    seat_option: str,
+    currency: str,
+) -> pl.LazyFrame:
+    """The `licensing_comparison_monthly` view: per machine and month, per hour versus per seat.
+
+    Inputs are the `machines`, `machine_hours_daily` and `defender_charges_daily` views and the
+    price book (schemas.PRICE_BOOK). Raises PriceBookError when the book has no price for
+    `seat_option` or no hourly rate in `currency`.
+    """
+    currency = currency.upper()
+    _require_prices(price_book, seat_option, currency)
+    machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
+    months = _months_of(machine_days, defender_charges_daily)
+    calendar = price_calendar(price_book, months, currency)
+    seat_prices, full_month = _monthly_prices(calendar, months, seat_option)
+    plans = machine_plans_monthly(machines, machine_days, defender_charges_daily)
+    priced = _priced_days(machine_days, plans, calendar)
+    names = machines.select("resource_id", "subscription_id", "machine_name", "machine_kind")
+    per_machine = (
+        priced.group_by("machine_key", "month")
+        .agg(
+            pl.col("billable_hours").sum(),
+            pl.col("billed_hours").sum(),
+            pl.col("billed_cost").sum(),
+            _sum_or_null("hourly_cost").alias("hourly_cost"),
+            fallback_subscription_id=pl.col("subscription_id")
+            .sort_by("usage_date", "resource_id")
+            .last(),
+        )
+        .join(plans, on=["machine_key", "month"], how="left")
+        .join(names, on="resource_id", how="left")
+        .with_columns(
+            option=pl.col("plan").replace_strict(
+                billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String
+            )
+        )
+        .join(seat_prices, on="month", how="left")
+        .join(full_month, on=["option", "month"], how="left")
+    )
+    hours_in_month = pl.col("days_in_month") * _HOURS_PER_DAY
+    covered = pl.col("plan").is_not_null()
+    view = per_machine.select(
+        "month",
+        subscription_id=pl.coalesce("subscription_id", "fallback_subscription_id"),
+        resource_id="resource_id",
+        machine_key="machine_key",
+        machine_name=pl.coalesce("machine_name", machine_name_of(pl.col("resource_id"))),
+        machine_kind=pl.coalesce("machine_kind", machine_kind_of(pl.col("resource_id"))),
+        plan="plan",
+        billable_hours="billable_hours",
+        hours_in_month=hours_in_month,
+        utilization=pl.col("billable_hours") / hours_in_month,
+        billed_hours="billed_hours",
+        billed_cost="billed_cost",
+        hourly_cost=pl.when(covered).then("hourly_cost"),
+        seat_option=pl.lit(seat_option),
+        seat_cost="seat_price",
+        per_hour_savings=pl.when(covered).then(pl.col("seat_price") - pl.col("hourly_cost")),
+        break_even_utilization=pl.when(covered).then(
+            pl.col("seat_price") / pl.col("full_month_cost")
+        ),
+        cheaper=pl.when(
+            covered & pl.col("hourly_cost").is_not_null() & pl.col("seat_price").is_not_null()
+        ).then(
+            pl.when(pl.col("hourly_cost") <= pl.col("seat_price"))
+            .then(pl.lit("per_hour"))
+            .otherwise(pl.lit("per_seat"))
+        ),
+        currency=pl.lit(currency),
+    ).sort("month", "subscription_id", "resource_id")
+    return conform_view(view, "licensing_comparison_monthly")
+
+
+def split_by_month(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Split [start_at, end_at) spans at UTC month starts: adds `month`, clips the bounds."""
+    month_start = pl.col("month").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    next_month_start = (
+        (pl.col("month").dt.month_end() + timedelta(days=1))
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")
+    )
+    return (
+        spans.with_columns(
+            month=pl.date_ranges(
+                pl.col("start_at").dt.date().dt.month_start(),
+                (pl.col("end_at") - pl.duration(microseconds=1)).dt.date().dt.month_start(),
+                interval="1mo",
+            )
+        )
+        .explode("month")
+        .with_columns(
+            start_at=pl.max_horizontal("start_at", month_start),
+            end_at=pl.min_horizontal("end_at", next_month_start),
+        )
+    )
+
+
+def _peak_concurrency(spans: pl.LazyFrame, scope: tuple[str, ...]) -> pl.LazyFrame:
+    """Most spans open at once per scope and month: +1 at each start, -1 at each end, running
+    sum in time order (an end and a start at the same instant net out first)."""
+    keys = (*scope, "month")
+    deltas = pl.concat(
+        [
+            spans.select(*keys, at="start_at", delta=pl.lit(1, dtype=pl.Int64)),
+            spans.select(*keys, at="end_at", delta=pl.lit(-1, dtype=pl.Int64)),
+        ]
+    )
+    return (
+        deltas.group_by(*keys, "at")
+        .agg(pl.col("delta").sum())
+        .sort(*keys, "at")
+        .with_columns(level=pl.col("delta").cum_sum().over(keys))
+        .group_by(keys)
+        .agg(peak_concurrent_machines=pl.col("level").max())
+    )
+
+
+def fleet_comparison_monthly(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    power_intervals: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    price_book: pl.LazyFrame,
+    *,
+    seat_option: str,
+    currency: str,
+) -> pl.LazyFrame:
+    """The `fleet_comparison_monthly` view: per subscription and month, plus the estate.
+
+    Only covered machines (a plan that month) count in machines, hours and costs; billed_cost is
+    every Defender charge in scope and `currency`, unattributed included. A machine moved
+    between subscriptions in a month counts in both subscriptions and once in the estate.
+    """
+    currency = currency.upper()
+    _require_prices(price_book, seat_option, currency)
+    machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
+    months = _months_of(machine_days, defender_charges_daily)
+    calendar = price_calendar(price_book, months, currency)
+    seat_prices, _ = _monthly_prices(calendar, months, seat_option)
+    plans = machine_plans_monthly(machines, machine_days, defender_charges_daily)
+    covered_days = _priced_days(machine_days, plans, calendar).filter(pl.col("plan").is_not_null())
+    covered_months = plans.filter(pl.col("plan").is_not_null()).select("machine_key", "month")
+
+    billable_spans = power_intervals.filter(pl.col("billable")).join(
+        machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id"
+    )
+
+    def covered_spans(keys: tuple[str, ...]) -> pl.LazyFrame:
+        return split_by_month(clock_hour_spans(billable_spans, keys)).join(
+            covered_months, on=["machine_key", "month"], how="semi"
+        )
+
+    def fleet_figures(scope: tuple[str, ...]) -> pl.LazyFrame:
+        keys = (*scope, "month")
+        usage = covered_days.group_by(keys).agg(
+            machines_distinct=pl.col("machine_key")
+            .filter(pl.col("billable_hours") > 0)
+            .n_unique()
+            .cast(pl.Int64),
+            billable_hours=pl.col("billable_hours").sum(),
+            hourly_cost=_sum_or_null("hourly_cost"),
+        )
+        billed = (
+            defender_charges_daily.filter(pl.col("currency") == currency)
+            .with_columns(_month("usage_date"))
+            .group_by(keys)
+            .agg(billed_cost=pl.col("billed_cost").sum())
+        )
+        peaks = _peak_concurrency(covered_spans((*scope, "machine_key")), scope)
+        return (
+            usage.join(billed, on=keys, how="full", coalesce=True)
+            .join(peaks, on=keys, how="left")
+            .with_columns(
+                machines_distinct=pl.col("machines_distinct").fill_null(0),
+                peak_concurrent_machines=pl.col("peak_concurrent_machines").fill_null(0),
+                billable_hours=pl.col("billable_hours").fill_null(0.0),
+                hourly_cost=pl.when(pl.col("billable_hours").is_null())
+                .then(0.0)
+                .otherwise("hourly_cost"),
+                billed_cost=pl.col("billed_cost").fill_null(0.0),
+            )
+        )
+
+    # Charges of an unknown subscription count in the estate only.
+    per_subscription = fleet_figures(("subscription_id",)).filter(
+        pl.col("subscription_id").is_not_null()
+    )
+    estate = fleet_figures(()).with_columns(subscription_id=pl.lit(None, dtype=pl.String))
+    view = (
+        pl.concat([per_subscription, estate], how="diagonal")
+        .join(seat_prices, on="month", how="left")
+        .select(
+            "month",
+            "subscription_id",
+            "machines_distinct",
+            "peak_concurrent_machines",
+            "billable_hours",
+            "hourly_cost",
+            "billed_cost",
+            seat_option=pl.lit(seat_option),
+            seat_cost_distinct=pl.col("machines_distinct") * pl.col("seat_price"),
+            seat_cost_peak=pl.col("peak_concurrent_machines") * pl.col("seat_price"),
+            currency=pl.lit(currency),
+        )
+        .sort("month", "subscription_id", nulls_last=True)
+    )
+    return conform_view(view, "fleet_comparison_monthly")

@@ -1,0 +1,294 @@
+"""Findings: where the estate pays for nothing, pays twice, or is not protected.
+
+One row per machine id and month per kind (per month for the estate-wide `double_licensed`):
+
+- `billed_while_not_billable`: Defender hours attributed to the machine on days it was billable
+  for fewer hours (or none). amount = the excess's share of that day's billed cost.
+- `billable_not_billed`: a covered machine (a plan that month) billable on a day with no Defender
+  charge at all. amount = those hours at the plan's rate in force each day (what the bill would
+  have said; money that may still be invoiced, or coverage that is not really on).
+- `no_mde_sensor`: a covered machine with billable time but no MDE.Windows / MDE.Linux
+  extension: the MDE licence included in Defender for Servers is paid and not used.
+  amount = the machine's hourly_cost that month.
+- `double_licensed`: MDE seats owned (`seats_owned`, per seat option) while Defender for Servers,
+  which includes the MDE for Servers licence, covers machines. amount = min(seats owned, covered
+  machines) x that option's seat price for the month.
+- `defender_off`: a machine with billable time and no plan that month. amount null.
+
+Differences below `tolerance_hours` a day are rounding in the billed quantity, not findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import polars as pl
+
+from transforms.billing import HOURLY_OPTIONS
+from transforms.comparison import PriceBookError, price_calendar
+from transforms.contract import conform_view, empty_view
+
+# Cost Management rounds quantities; a day's billed and observed hours closer than this (36 s)
+# agree.
+DEFAULT_TOLERANCE_HOURS: Final = 0.01
+
+
+def _month(date_column: str) -> pl.Expr:
+    return pl.col(date_column).dt.month_start().alias("month")
+
+
+def _hours(column: str) -> pl.Expr:
+    return pl.col(column).round(2).cast(pl.String)
+
+
+def _billed_while_not_billable(
+    machine_hours_daily: pl.LazyFrame, defender_charges_daily: pl.LazyFrame, tolerance: float
+) -> pl.LazyFrame:
+    billed = (
+        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
+        .group_by("usage_date", "resource_id", "currency")
+        .agg(
+            pl.col("subscription_id").first(),
+            pl.col("billed_hours").sum(),
+            pl.col("billed_cost").sum(),
+        )
+    )
+    days = (
+        billed.join(
+            machine_hours_daily.select("usage_date", "resource_id", "billable_hours"),
+            on=["usage_date", "resource_id"],
+            how="left",
+        )
+        .with_columns(
+            billable_hours=pl.col("billable_hours").fill_null(0.0),
+            excess_hours=pl.col("billed_hours") - pl.col("billable_hours").fill_null(0.0),
+        )
+        .filter((pl.col("billed_hours") > 0) & (pl.col("excess_hours") > tolerance))
+        .with_columns(
+            excess_cost=pl.col("billed_cost")
+            * (pl.col("excess_hours") / pl.col("billed_hours")).clip(upper_bound=1.0)
+        )
+    )
+    return (
+        days.group_by("resource_id", _month("usage_date"), "currency")
+        .agg(
+            pl.col("subscription_id").first(),
+            days=pl.len(),
+            billed_hours=pl.col("billed_hours").sum(),
+            billable_hours=pl.col("billable_hours").sum(),
+            amount=pl.col("excess_cost").sum(),
+        )
+        .select(
+            "resource_id",
+            "subscription_id",
+            "month",
+            finding=pl.lit("billed_while_not_billable"),
+            detail=pl.format(
+                "billed {} h on {} day(s) when {} h were billable",
+                _hours("billed_hours"),
+                "days",
+                _hours("billable_hours"),
+            ),
+            amount="amount",
+            currency="currency",
+        )
+    )
+
+
+def _billable_not_billed(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    licensing: pl.LazyFrame,
+    calendar: pl.LazyFrame,
+    tolerance: float,
+    currency: str,
+) -> pl.LazyFrame:
+    charged_days = (
+        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
+        .select("usage_date", "resource_id")
+        .unique()
+    )
+    plans = licensing.filter(pl.col("plan").is_not_null()).select("machine_key", "month", "plan")
+    rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
+    days = (
+        machine_hours_daily.filter(pl.col("billable_hours") > tolerance)
+        .join(charged_days, on=["usage_date", "resource_id"], how="anti")
+        .join(machines.select("resource_id", "machine_key"), on="resource_id", how="left")
+        .with_columns(_month("usage_date"), machine_key=pl.coalesce("machine_key", "resource_id"))
+        .join(plans, on=["machine_key", "month"], how="inner")
+        .with_columns(
+            option=pl.col("plan").replace_strict(
+                HOURLY_OPTIONS, default=None, return_dtype=pl.String
+            )
+        )
+        .join(rates, on=["option", "usage_date"], how="left")
+    )
+    return (
+        days.group_by("resource_id", "month")
+        .agg(
+            pl.col("subscription_id").first(),
+            pl.col("plan").first(),
+            days=pl.len(),
+            hours=pl.col("billable_hours").sum(),
+            amount=pl.when(pl.col("rate").is_null().any())
+            .then(None)
+            .otherwise((pl.col("billable_hours") * pl.col("rate")).sum()),
+        )
+        .select(
+            "resource_id",
+            "subscription_id",
+            "month",
+            finding=pl.lit("billable_not_billed"),
+            detail=pl.format(
+                "{} h billable on {} day(s) with no Defender for Servers {} charge",
+                _hours("hours"),
+                "days",
+                "plan",
+            ),
+            amount="amount",
+            currency=pl.lit(currency),
+        )
+    )
+
+
+def _licensing_findings(machines: pl.LazyFrame, licensing: pl.LazyFrame) -> pl.LazyFrame:
+    """no_mde_sensor and defender_off, from the per-machine monthly comparison."""
+    billable = licensing.filter(pl.col("billable_hours") > 0).join(
+        machines.select("resource_id", "mde_sensor"), on="resource_id", how="left"
+    )
+    no_sensor = billable.filter(pl.col("plan").is_not_null() & ~pl.col("mde_sensor")).select(
+        "resource_id",
+        "subscription_id",
+        "month",
+        finding=pl.lit("no_mde_sensor"),
+        detail=pl.format(
+            "Defender for Servers {} billable {} h without the MDE.Windows / MDE.Linux extension",
+            "plan",
+            _hours("billable_hours"),
+        ),
+        amount="hourly_cost",
+        currency="currency",
+    )
+    off = billable.filter(pl.col("plan").is_null()).select(
+        "resource_id",
+        "subscription_id",
+        "month",
+        finding=pl.lit("defender_off"),
+        detail=pl.format(
+            "billable {} h with Defender for Servers off (no plan, or pricing tier Free)",
+            _hours("billable_hours"),
+        ),
+        amount=pl.lit(None, dtype=pl.Float64),
+        currency="currency",
+    )
+    return pl.concat([no_sensor, off])
+
+
+def _double_licensed(
+    fleet: pl.LazyFrame,
+    calendar: pl.LazyFrame,
+    seats_owned: Mapping[str, int],
+    currency: str,
+) -> pl.LazyFrame:
+    covered = fleet.filter(
+        pl.col("subscription_id").is_null() & (pl.col("machines_distinct") > 0)
+    ).select("month", "machines_distinct")
+    frames = []
+    for option, seats in sorted(seats_owned.items()):
+        if seats <= 0:
+            continue
+        seat_prices = calendar.filter(
+            (pl.col("option") == option)
+            & (pl.col("kind") == "seat")
+            & (pl.col("usage_date") == pl.col("month"))
+        ).select("month", seat_price="rate")
+        overlap = pl.min_horizontal(pl.lit(seats, dtype=pl.Int64), "machines_distinct")
+        frames.append(
+            covered.join(seat_prices, on="month", how="left").select(
+                resource_id=pl.lit(None, dtype=pl.String),
+                subscription_id=pl.lit(None, dtype=pl.String),
+                month="month",
+                finding=pl.lit("double_licensed"),
+                detail=pl.format(
+                    "{} {} seat(s) owned while {} machine(s) have Defender for Servers, which "
+                    "includes the MDE licence: {} seat(s) paid twice",
+                    pl.lit(seats),
+                    pl.lit(option),
+                    "machines_distinct",
+                    overlap,
+                ),
+                amount=overlap * pl.col("seat_price"),
+                currency=pl.lit(currency),
+            )
+        )
+    return pl.concat(frames) if frames else empty_view("findings")
+
+
+def _require_seat_options(
+    price_book: pl.LazyFrame, seats_owned: Mapping[str, int], currency: str
+) -> None:
+    owned = sorted(option for option, seats in seats_owned.items() if seats > 0)
+    if not owned:
+        return
+    held = (
+        price_book.filter((pl.col("kind") == "seat") & (pl.col("currency") == currency))
+        .select("option")
+        .unique()
+        .collect()["option"]
+        .to_list()
+    )
+    if missing := [option for option in owned if option not in held]:
+        raise PriceBookError(
+            f"seats are owned for {', '.join(missing)} but the price book has no {currency} "
+            f"seat price for it: set [pricing.seat_prices] in {currency}"
+        )
+
+
+def findings(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    licensing_comparison_monthly: pl.LazyFrame,
+    fleet_comparison_monthly: pl.LazyFrame,
+    price_book: pl.LazyFrame,
+    *,
+    currency: str,
+    seats_owned: Mapping[str, int] | None = None,
+    tolerance_hours: float = DEFAULT_TOLERANCE_HOURS,
+) -> pl.LazyFrame:
+    """The `findings` view, from the other views and the price book (see the module docstring).
+
+    `seats_owned` maps a seat option to the number of seats the customer already owns
+    ([pricing.seats_owned]). Raises PriceBookError when a seat option with seats owned has no
+    price in `currency`.
+    """
+    currency = currency.upper()
+    seats_owned = dict(seats_owned or {})
+    _require_seat_options(price_book, seats_owned, currency)
+    months = pl.concat(
+        [
+            machine_hours_daily.select(_month("usage_date")),
+            licensing_comparison_monthly.select("month"),
+        ]
+    ).unique()
+    calendar = price_calendar(price_book, months, currency)
+    parts = [
+        _billed_while_not_billable(machine_hours_daily, defender_charges_daily, tolerance_hours),
+        _billable_not_billed(
+            machines,
+            machine_hours_daily,
+            defender_charges_daily,
+            licensing_comparison_monthly,
+            calendar,
+            tolerance_hours,
+            currency,
+        ),
+        _licensing_findings(machines, licensing_comparison_monthly),
+        _double_licensed(fleet_comparison_monthly, calendar, seats_owned, currency),
+    ]
+    view = pl.concat(parts, how="vertical_relaxed").sort(
+        "month", "finding", "subscription_id", "resource_id", nulls_last=True
+    )
+    return conform_view(view, "findings")
