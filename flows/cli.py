@@ -271,6 +271,31 @@ def collect_command(
     typer.echo("\n".join(summary.lines()))
 
 
+@app.command("build")
+def build_command(config: ConfigOption = None) -> None:
+    """Rebuild the warehouse from the lake and publish it atomically."""
+    from flows.build import build
+
+    settings_or_exit(config)
+    try:
+        summary = build(config_file=config)
+    except (warehouse.WarehouseBusyError, PricingError) as error:
+        raise fail(str(error)) from None
+    typer.echo("\n".join(summary.lines()))
+
+
+@app.command("docs")
+def docs_command(
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("docs/warehouse.md"),
+) -> None:
+    """Write the warehouse data dictionary (generated from the code) as Markdown."""
+    from transforms.dictionary import markdown
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(markdown())
+    typer.echo(f"wrote {output}")
+
+
 app.add_typer(simulator_app, name="simulator")
 
 
