@@ -10,6 +10,7 @@ from flows.simulator.estate import Estate, EstateBuilder
 from flows.simulator.server import (
     DEVELOPMENT_TOKEN,
     Faults,
+    InjectedFault,
     PageSizes,
     SimulatedAzure,
     simulated_azure,
@@ -20,6 +21,7 @@ __all__ = [
     "Estate",
     "EstateBuilder",
     "Faults",
+    "InjectedFault",
     "PageSizes",
     "SimulatedAzure",
     "simulated_azure",

@@ -15,6 +15,7 @@ import re
 import ssl
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -54,15 +55,49 @@ COST_RETRY_AFTER_HEADERS = (
 )
 
 
+FAULT_KINDS = ("server_error", "stall", "truncated_json", "extra_column", "empty_page")
+# Routes that page with a nextLink (an empty page can only be served where pages exist).
+PAGED_ROUTES = ("vm_list", "vmss_vm_list", "activity_log", "cost_query")
+
+
+@dataclass
+class InjectedFault:
+    """One kind of fault served on one route, `times` more times (None: until `reset()`).
+
+    - `server_error`: answer `status` (5xx) with an ARM error body and no retry-after header.
+    - `stall`: wait `stall_seconds` before answering (normally, if the client is still there):
+      longer than the client's read timeout, it is a timeout.
+    - `truncated_json`: the right status and headers, but only the first half of the JSON body
+      (Content-Length matches what is sent, so only the JSON is broken, not HTTP).
+    - `extra_column` (`cost_query` only): `extra_column` (name, Query API type) inserted as the
+      FIRST column of the result, with a value in every row, so rows read by position shift.
+    - `empty_page` (paged routes only): no items, and a nextLink (a new skiptoken each time) to
+      the page that should have come, so nothing is lost by a client that follows it.
+    """
+
+    kind: str
+    route: str
+    times: int | None = None
+    status: int = 503
+    stall_seconds: float = 5.0
+    extra_column: tuple[str, str] = ("BillingPeriod", "String")
+
+    def extra_value(self) -> str | float:
+        return 1.0 if self.extra_column[1].lower() == "number" else "extra"
+
+
 @dataclass
 class Faults:
     """Mutable fault controls. `cost_429_rate` throttles that share of cost queries, in a
-    deterministic sequence (the first query is throttled whenever the rate is above zero)."""
+    deterministic sequence (the first query is throttled whenever the rate is above zero).
+    `inject(...)` adds an `InjectedFault` on a route; the first injected fault still pending for
+    a route is served (and counted in `requests` as `fault_<kind>`) before the route answers."""
 
     cost_429_rate: float = 0.0
     # The largest retry-after the 429 carries (tenant); the others carry one second less, so a
     # client that reads only the qpu header waits too little.
     cost_retry_after_seconds: int = 1
+    injected: list[InjectedFault] = field(default_factory=list)
     _cost_queries_seen: int = field(default=0, repr=False)
     _rate_seen: float = field(default=0.0, repr=False)
 
@@ -75,6 +110,50 @@ class Faults:
         rate = min(max(self.cost_429_rate, 0.0), 1.0)
         # Throttle query n when the running count of throttles ceil((n + 1) * rate) grows.
         return _ceil(rate * (n + 1)) > _ceil(rate * n)
+
+    def inject(
+        self,
+        kind: str,
+        route: str = "cost_query",
+        *,
+        times: int | None = None,
+        status: int = 503,
+        stall_seconds: float = 5.0,
+        extra_column: tuple[str, str] = ("BillingPeriod", "String"),
+    ) -> InjectedFault:
+        """Serve `kind` on the next `times` requests to `route` (None: every one until reset).
+
+        `route` is a route name as counted in `SimulatedAzure.requests` (`cost_query`,
+        `vm_list`, `activity_log`, `pricings`, ...).
+        """
+        routes = {name for _, _, _, name in _ROUTES}
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
+        if route not in routes:
+            raise ValueError(f"route {route!r} is not one of {', '.join(sorted(routes))}")
+        if kind == "empty_page" and route not in PAGED_ROUTES:
+            raise ValueError(f"{route} does not page; empty pages fit {', '.join(PAGED_ROUTES)}")
+        if kind == "extra_column" and route != "cost_query":
+            raise ValueError("an extra column is a Query API fault: use route 'cost_query'")
+        if kind == "server_error" and not 500 <= status <= 599:
+            raise ValueError(f"a server error has a 5xx status, got {status}")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be at least 1 (or None for every request), got {times}")
+        fault = InjectedFault(kind, route, times, status, stall_seconds, extra_column)
+        self.injected.append(fault)
+        return fault
+
+    def take(self, route: str) -> InjectedFault | None:
+        """The fault to serve on this request to `route`, if any (one use of it is spent)."""
+        for fault in self.injected:
+            if fault.route != route:
+                continue
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times == 0:
+                    self.injected.remove(fault)
+            return fault
+        return None
 
 
 def _ceil(value: float) -> int:
@@ -111,6 +190,8 @@ _COMPUTE = r"/providers/microsoft\.compute"
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    # The injected fault altering the request being answered (set per request).
+    fault: InjectedFault | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests and the demo print their own summaries."""
@@ -132,7 +213,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
+        try:
+            self._answer(method)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            # The client gave up (a read timeout during a stall): nobody to answer.
+            self.close_connection = True
+
+    def _answer(self, method: str) -> None:
         sim = self.server.simulator
+        self.fault = None
         split = urlsplit(self.path)
         path = re.sub(r"/{2,}", "/", split.path).rstrip("/") or "/"
         self.query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -163,6 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
                 match = pattern.match(path)
                 if match and route_method == method:
                     sim.count(name)
+                    self.fault = sim.take_fault(name)
+                    if self._serve_fault():
+                        return
                     getattr(self, handler_name)(**match.groupdict())
                     return
             sim.count("not_found")
@@ -187,6 +279,27 @@ class _Handler(BaseHTTPRequestHandler):
             sim.count("not_found")
             self._send(404, wire.error_body(error.code, str(error)))
 
+    def _serve_fault(self) -> bool:
+        """Serve the injected fault that replaces the answer (True), or prepare one that alters
+        it (False: the route answers, altered by `_send`, `_page` or the cost query)."""
+        fault = self.fault
+        if fault is None:
+            return False
+        self.server.simulator.count(f"fault_{fault.kind}")
+        if fault.kind == "server_error":
+            code = {502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+            self._send(
+                fault.status,
+                wire.error_body(
+                    code.get(fault.status, "InternalServerError"),
+                    "The simulated service failed (injected fault).",
+                ),
+            )
+            return True
+        if fault.kind == "stall":
+            time.sleep(fault.stall_seconds)
+        return False
+
     def _authorised(self) -> bool:
         header = self.headers.get("Authorization") or ""
         scheme, _, token = header.partition(" ")
@@ -194,6 +307,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body).encode()
+        if self.fault is not None and self.fault.kind == "truncated_json" and status < 300:
+            payload = payload[: len(payload) // 2]
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
@@ -206,6 +321,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _page(self, items: list[Any] | pl.DataFrame, size: int) -> tuple[Any, str | None]:
         """Slice the page `$skiptoken` points at; the link to the next page, or None."""
         offset = _decode_skiptoken(self.query.get("$skiptoken"))
+        if self.fault is not None and self.fault.kind == "empty_page":
+            params = {k: v for k, v in self.query.items() if k != "$skiptoken"}
+            params["$skiptoken"] = _encode_skiptoken(offset, detour=uuid.uuid4().hex)
+            return items[0:0], self._link(params)
         page = items[offset : offset + size]
         if offset + size >= len(items):
             return page, None
@@ -390,6 +509,11 @@ class _Handler(BaseHTTPRequestHandler):
             rows = rows.filter(pl.col("resource_group") == rg.lower())
         columns, frame = run_cost_query(rows, query)
         page, next_link = self._page(frame, sim.page_sizes.cost_query)
+        served_rows = [list(row) for row in page.iter_rows()]
+        if self.fault is not None and self.fault.kind == "extra_column":
+            name, kind = self.fault.extra_column
+            columns = [{"name": name, "type": kind}, *columns]
+            served_rows = [[self.fault.extra_value(), *row] for row in served_rows]
         scope = f"subscriptions/{subscription.subscription_id}"
         query_id = _request_id()
         self._send(
@@ -401,7 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "properties": {
                     "columns": columns,
                     "nextLink": next_link,
-                    "rows": [list(row) for row in page.iter_rows()],
+                    "rows": served_rows,
                 },
             },
         )
@@ -486,8 +610,10 @@ def _request_id() -> str:
     return str(uuid.uuid4())
 
 
-def _encode_skiptoken(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+def _encode_skiptoken(offset: int, detour: str | None = None) -> str:
+    """The page at `offset`; a `detour` makes the token of an (injected) empty page unique."""
+    token = {"offset": offset, **({"detour": detour} if detour else {})}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
 
 
 def _decode_skiptoken(token: str | None) -> int:
@@ -507,8 +633,9 @@ class SimulatedAzure:
 
     `requests` counts requests by route name (`vm_list`, `activity_log`, `cost_query`, ...);
     `cost_query` counts every cost query, throttled or not, and `cost_query_429` the throttled
-    ones among them. `faults` and `page_sizes` are mutable; `reset()` restores the defaults and
-    the clock (not the counters: compare before/after counts).
+    ones among them; `fault_<kind>` counts the injected faults served (`faults.inject`).
+    `faults` and `page_sizes` are mutable; `reset()` restores the defaults and the clock (not
+    the counters: compare before/after counts).
     """
 
     def __init__(self, estate: Estate, state_dir: Path, *, port: int = 0) -> None:
@@ -619,6 +746,10 @@ class SimulatedAzure:
     def throttle_cost_query(self) -> bool:
         with self._lock:
             return self.faults.throttle_next_cost_query()
+
+    def take_fault(self, route: str) -> InjectedFault | None:
+        with self._lock:
+            return self.faults.take(route)
 
     # -- lookups as of the clock ---------------------------------------------------------------
     def subscription(self, subscription_id: str) -> SubscriptionSpec:
