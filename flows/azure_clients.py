@@ -2,15 +2,25 @@
 
 Every client gets the same `arm_endpoint` and `ca_bundle`, so a sovereign cloud and the
 simulated estate are reached exactly like public Azure: same SDK, same code path.
+
+Every client also gets the same patience, from `[collect]`: connect and read timeouts (a
+stalled answer is given up and retried instead of holding a task for azure-core's default five
+minutes), azure-core retries bounded by `max_retries` with back-off capped at
+`max_retry_wait_seconds`, and `RetryUnreadableJson`, which makes a 2xx JSON answer whose body
+does not parse (cut short on the way) a retryable read error instead of a failed call.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import ServiceResponseError
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.costmanagement import CostManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
@@ -57,13 +67,56 @@ def build_credential(settings: Settings) -> TokenCredential:
     return identity.DefaultAzureCredential()
 
 
+class UnreadableResponseBody(ServiceResponseError):
+    """A 2xx answer that says it is JSON but does not parse: cut short or garbled on the way."""
+
+
+class RetryUnreadableJson(SansIOHTTPPolicy[Any, Any]):
+    """Turn a 2xx JSON answer whose body does not parse into `UnreadableResponseBody`.
+
+    Placed inside the retry loop, so azure-core retries it like any read error (GET; a POST is
+    left to its caller: `flows.collect.throttling` retries Cost Management queries). Without it
+    the SDK would raise DecodeError after the pipeline, where nothing retries. A streamed answer
+    is not inspected (nothing here streams).
+    """
+
+    def on_response(
+        self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
+    ) -> None:
+        answer = response.http_response
+        content_type = (answer.headers.get("Content-Type") or "").lower()
+        if not 200 <= answer.status_code < 300 or "json" not in content_type:
+            return
+        if request.context.options.get("stream"):
+            return
+        # `body()` serves both the azure.core.rest responses and the legacy transport responses
+        # older generated SDKs (azure-mgmt-security) still use.
+        body = answer.body()
+        if not body:
+            return
+        try:
+            json.loads(body)
+        except ValueError as error:
+            path = request.http_request.url.split("?", 1)[0]
+            raise UnreadableResponseBody(
+                f"{request.http_request.method} {path}: the {answer.status_code} answer is not "
+                f"complete JSON ({len(body)} bytes; {error})"
+            ) from None
+
+
 def _client_options(settings: Settings) -> dict[str, Any]:
     endpoint = settings.azure.arm_endpoint
+    collect = settings.collect
     options: dict[str, Any] = {
         "base_url": endpoint,
         # The token audience of an ARM endpoint is the endpoint itself (public and sovereign
         # clouds alike); the emulator's static token ignores it.
         "credential_scopes": [f"{endpoint}/.default"],
+        "connection_timeout": collect.connect_timeout_seconds,
+        "read_timeout": collect.read_timeout_seconds,
+        "retry_total": collect.max_retries,
+        "retry_backoff_max": collect.max_retry_wait_seconds,
+        "per_retry_policies": [RetryUnreadableJson()],
     }
     if settings.azure.ca_bundle is not None:
         options["connection_verify"] = str(settings.azure.ca_bundle)

@@ -98,6 +98,12 @@ class CollectSettings(_Section):
     max_retry_wait_seconds: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=8, ge=0)
     cost_query_concurrency: int = Field(default=2, ge=1)
+    # How long an Azure call may wait for the connection, and then between two reads of the
+    # answer, before it is given up and retried (azure-core's own defaults are 300 s each, so a
+    # stalled answer would hold a task for five minutes per try). A large Cost Management query
+    # can take a minute to start answering.
+    connect_timeout_seconds: float = Field(default=20.0, gt=0)
+    read_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
 class PricingSettings(_Section):

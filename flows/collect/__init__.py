@@ -45,10 +45,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture, as_completed
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.azure_clients import AzureClients
 from flows.collect import activity_log, cost_query, inventory, pricings
+from flows.collect.cost_query import QueryShapeError
 from flows.collect.scopes import (
     Month,
     enabled_subscription_scopes,
@@ -60,8 +62,8 @@ from flows.collect.scopes import (
 from flows.collect.throttling import RetryLimits, ThrottleStats
 from flows.config import load_settings
 from flows.lake import partition_path, write_partition
-from transforms.costs import QUERY_SOURCE, query_result_to_costs, to_costs_table
-from transforms.schemas import PROVENANCE_COLUMNS
+from transforms.costs import QUERY_SOURCE, CostDataError, query_result_to_costs, to_costs_table
+from transforms.schemas import PROVENANCE_COLUMNS, SchemaError
 
 __all__ = ["ChunkResult", "CollectIncomplete", "CollectSummary", "collect"]
 
@@ -69,9 +71,17 @@ __all__ = ["ChunkResult", "CollectIncomplete", "CollectSummary", "collect"]
 # few enough to stay well inside ARM's per-principal read limits.
 TASK_WORKERS = 8
 # Unexpected failures (network, a service outage outlasting the request-level retries) retry the
-# whole chunk; 401/403/404 do not (they are returned as a failure, not raised).
+# whole chunk; 401/403/404 do not (they are returned as a failure, not raised), nor does an
+# answer mdecost cannot read (`UNREADABLE_DATA`): asked again, the service says the same thing,
+# and each retry would only add its delay to the run.
 TASK_RETRIES = 2
 TASK_RETRY_DELAYS: list[float] = [10.0, 60.0]
+UNREADABLE_DATA = (CostDataError, QueryShapeError, SchemaError)
+
+
+def _worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Prefect retry condition: retry a failed chunk unless its data was unreadable."""
+    return not isinstance(state.data, UNREADABLE_DATA)
 
 
 @dataclass
@@ -205,6 +215,7 @@ def _read_scope(result: ChunkResult, work: Callable[[ChunkResult], None]) -> Chu
     name="discover-scopes",
     retries=TASK_RETRIES,
     retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
 def discover_scopes(config_file: Path | None) -> list[str]:
@@ -219,6 +230,7 @@ def discover_scopes(config_file: Path | None) -> list[str]:
     task_run_name="inventory {scope}",
     retries=TASK_RETRIES,
     retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
 def collect_inventory(
@@ -253,6 +265,7 @@ def collect_inventory(
     task_run_name="pricings {scope}",
     retries=TASK_RETRIES,
     retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
 def collect_pricings(
@@ -301,6 +314,7 @@ def collect_pricings(
     task_run_name="power events {scope} {month}",
     retries=TASK_RETRIES,
     retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
 def collect_power_events(
@@ -356,6 +370,7 @@ def _deterministic_order(table: pa.Table) -> pa.Table:
     task_run_name="costs {scope} {month} {cost_type}",
     retries=TASK_RETRIES,
     retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
 def collect_costs(
@@ -435,7 +450,9 @@ def _result(future: PrefectFuture[Any], spec: ChunkResult) -> ChunkResult:
     outcome = future.result(raise_on_failure=False)
     if isinstance(outcome, ChunkResult):
         return outcome
-    spec.failure = f"{type(outcome).__name__}: {outcome}"
+    # Azure errors span lines (code, message, a body excerpt): the first says what happened.
+    first_line = str(outcome).strip().splitlines()[0] if str(outcome).strip() else ""
+    spec.failure = f"{type(outcome).__name__}: {first_line}"
     return spec
 
 

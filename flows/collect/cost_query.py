@@ -52,6 +52,9 @@ COST_TYPES = ("ActualCost", "AmortizedCost")
 # The api-version of azure-mgmt-costmanagement 5 (DESIGN "Stack notes").
 QUERY_API_VERSION = "2025-03-01"
 CLIENT_TYPE_HEADER = "ClientType"
+# An empty page that links on is legal (the next one may hold rows), but a service that keeps
+# answering "nothing yet, see nextLink" would be followed forever; this many in a row is refused.
+MAX_EMPTY_PAGES_IN_A_ROW = 50
 
 
 def query_body(cost_type: str, month: Month, *, with_unit: bool = True) -> dict[str, Any]:
@@ -146,9 +149,15 @@ def fetch_query_pages(
     pages = QueryPages()
     next_url: str | None = url
     seen: set[str] = set()
+    empty_in_a_row = 0
     while next_url is not None:
         if next_url in seen:
             raise QueryShapeError(f"{what}: nextLink {next_url} repeats a page already read")
+        if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW:
+            raise QueryShapeError(
+                f"{what}: {empty_in_a_row} empty pages in a row, each with a nextLink; the "
+                "service is not making progress, run again later"
+            )
         seen.add(next_url)
         request_url = next_url
 
@@ -167,6 +176,7 @@ def fetch_query_pages(
             log=log,
         )
         add_page(pages, columns, rows, what)
+        empty_in_a_row = 0 if rows else empty_in_a_row + 1
     return pages
 
 

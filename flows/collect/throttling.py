@@ -25,8 +25,11 @@ from azure.core.exceptions import (
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
+    ServiceResponseTimeoutError,
 )
 from azure.core.rest import HttpResponse
+
+from flows.azure_clients import UnreadableResponseBody
 
 T = TypeVar("T")
 
@@ -127,9 +130,15 @@ def send_with_retries(
                 raise HttpResponseError(response=response)
             else:
                 return parse(response)
+        except ServiceResponseTimeoutError:
+            stats.server_errors += 1
+            problem = "no answer within [collect] read_timeout_seconds"
         except (ServiceRequestError, ServiceResponseError) as error:
             stats.server_errors += 1
-            problem = f"connection failed ({type(error).__name__})"
+            if isinstance(error, UnreadableResponseBody):
+                problem = "unreadable response body"
+            else:
+                problem = f"connection failed ({type(error).__name__})"
         except (json.JSONDecodeError, DecodeError):
             stats.server_errors += 1
             problem = "unreadable response body"
