@@ -78,7 +78,6 @@ def _defender_rows(costs: pl.LazyFrame, cost_types: tuple[str, ...]) -> pl.LazyF
             billed_cost="billed_cost",
             currency=pl.col("billing_currency").str.strip_chars().str.to_uppercase(),
         )
-        .with_row_index("charge_row")
     )
     pricing_subscription = pl.col("resource_id").str.extract(
         billing.SUBSCRIPTION_PRICING_ID.pattern, 1
@@ -161,7 +160,13 @@ def defender_charges_daily(
     """
     rows = _defender_rows(costs, cost_types)
     on_machine = rows.filter(pl.col("resource_id").is_not_null() & pl.col("pool_kind").is_null())
-    pooled = rows.filter(pl.col("pool_kind").is_not_null())
+    # One pooled charge per pool, day, plan and currency: split once, whatever the row count.
+    pooled = (
+        rows.filter(pl.col("pool_kind").is_not_null())
+        .group_by("usage_date", "pool_kind", "pool_key", "subscription_id", "plan", "currency")
+        .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
+        .with_row_index("charge_row")
+    )
     without_id = rows.filter(pl.col("resource_id").is_null())
 
     charged = on_machine.select("usage_date", member_id="resource_id", plan="plan").unique()
@@ -170,7 +175,8 @@ def defender_charges_daily(
         [
             pooled.join(allocated.select("charge_row").unique(), on="charge_row", how="anti"),
             without_id,
-        ]
+        ],
+        how="diagonal",
     )
     parts = pl.concat(
         [

@@ -32,7 +32,7 @@ import polars as pl
 
 from transforms import billing
 from transforms.contract import conform_view
-from transforms.machines import machine_kind_of, machine_name_of
+from transforms.machines import machine_kind_of, machine_name_of, run_index
 from transforms.power import clock_hour_spans
 
 _HOURS_PER_DAY: Final = 24
@@ -164,16 +164,20 @@ def _machine_days(
 
 
 def machine_plans_monthly(
-    machines: pl.LazyFrame, machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
 ) -> pl.LazyFrame:
-    """Each machine's plan per month, and the id it had last that month.
+    """Each machine's plan per month: machine_key, month, plan (null = not covered).
 
-    Output: machine_key, month, resource_id (its id last that month), plan (null = not covered).
+    The plan with the most billed hours that month (resource and allocated charges, any
+    currency; a tie goes to P2), else the pricings snapshot's plan for the id the machine had on
+    its last day of the month.
     """
     keys = machines.select("resource_id", "machine_key", "defender_plan")
     by_charges = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .join(keys.select("resource_id", "machine_key"), on="resource_id", how="left")
+        .join(keys, on="resource_id", how="left")
         .select(
             _month("usage_date"),
             "plan",
@@ -189,19 +193,16 @@ def machine_plans_monthly(
             .first()
         )
     )
-    last_ids = machine_days.group_by("machine_key", "month").agg(
-        resource_id=pl.col("resource_id").sort_by("usage_date", "resource_id").last()
+    last_day = pl.col("usage_date") == pl.col("usage_date").max()
+    by_snapshot = (
+        machine_hours_daily.select("usage_date", "resource_id", _month("usage_date"))
+        .join(keys, on="resource_id", how="inner")
+        .group_by("machine_key", "month")
+        .agg(snapshot_plan=pl.col("defender_plan").filter(last_day).sort().last())
     )
-    return (
-        last_ids.join(by_charges, on=["machine_key", "month"], how="left")
-        .join(keys.select("resource_id", "defender_plan"), on="resource_id", how="left")
-        .select(
-            "machine_key",
-            "month",
-            "resource_id",
-            plan=pl.coalesce("charged_plan", "defender_plan"),
-        )
-    )
+    return by_snapshot.join(
+        by_charges, on=["machine_key", "month"], how="full", coalesce=True
+    ).select("machine_key", "month", plan=pl.coalesce("charged_plan", "snapshot_plan"))
 
 
 def _priced_days(
@@ -212,9 +213,7 @@ def _priced_days(
         "usage_date", option="option", rate="rate"
     )
     return (
-        machine_days.join(
-            plans.select("machine_key", "month", "plan"), on=["machine_key", "month"], how="left"
-        )
+        machine_days.join(plans, on=["machine_key", "month"], how="left")
         .with_columns(
             option=pl.col("plan").replace_strict(
                 billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String
@@ -234,13 +233,36 @@ def _sum_or_null(column: str) -> pl.Expr:
     return pl.when(pl.col(column).is_null().any()).then(None).otherwise(pl.col(column).sum())
 
 
-def _months_of(machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
+def _months_of(
+    machine_hours_daily: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+) -> pl.LazyFrame:
     return pl.concat(
         [
-            machine_days.select("month"),
+            machine_hours_daily.select(_month("usage_date")),
             defender_charges_daily.select(_month("usage_date")),
         ]
     ).unique()
+
+
+def _pricing(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    price_book: pl.LazyFrame,
+    seat_option: str,
+    currency: str,
+) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """Priced machine days, seat prices per month, and full-month cost per option and month.
+
+    Each input is read by its own small branch and the machine days only once, so no large
+    intermediate is computed twice.
+    """
+    months = _months_of(machine_hours_daily, defender_charges_daily)
+    calendar = price_calendar(price_book, months, currency)
+    seat_prices, full_month = _monthly_prices(calendar, months, seat_option)
+    plans = machine_plans_monthly(machines, machine_hours_daily, defender_charges_daily)
+    machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
+    return _priced_days(machine_days, plans, calendar), seat_prices, full_month
 
 
 def licensing_comparison_monthly(
@@ -260,31 +282,24 @@ def licensing_comparison_monthly(
     """
     currency = currency.upper()
     _require_prices(price_book, seat_option, currency)
-    machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
-    months = _months_of(machine_days, defender_charges_daily)
-    calendar = price_calendar(price_book, months, currency)
-    seat_prices, full_month = _monthly_prices(calendar, months, seat_option)
-    plans = machine_plans_monthly(machines, machine_days, defender_charges_daily)
-    priced = _priced_days(machine_days, plans, calendar)
+    priced, seat_prices, full_month = _pricing(
+        machines, machine_hours_daily, defender_charges_daily, price_book, seat_option, currency
+    )
     names = machines.select("resource_id", "subscription_id", "machine_name", "machine_kind")
+    last_day = pl.col("usage_date") == pl.col("usage_date").max()
     per_machine = (
         priced.group_by("machine_key", "month")
         .agg(
+            pl.col("plan").first(),
+            pl.col("option").first(),
             pl.col("billable_hours").sum(),
             pl.col("billed_hours").sum(),
             pl.col("billed_cost").sum(),
             _sum_or_null("hourly_cost").alias("hourly_cost"),
-            fallback_subscription_id=pl.col("subscription_id")
-            .sort_by("usage_date", "resource_id")
-            .last(),
+            resource_id=pl.col("resource_id").filter(last_day).max(),
+            fallback_subscription_id=pl.col("subscription_id").filter(last_day).max(),
         )
-        .join(plans, on=["machine_key", "month"], how="left")
         .join(names, on="resource_id", how="left")
-        .with_columns(
-            option=pl.col("plan").replace_strict(
-                billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String
-            )
-        )
         .join(seat_prices, on="month", how="left")
         .join(full_month, on=["option", "month"], how="left")
     )
@@ -360,7 +375,8 @@ def _peak_concurrency(spans: pl.LazyFrame, scope: tuple[str, ...]) -> pl.LazyFra
         deltas.group_by(*keys, "at")
         .agg(pl.col("delta").sum())
         .sort(*keys, "at")
-        .with_columns(level=pl.col("delta").cum_sum().over(keys))
+        .with_columns(key_run=run_index(*keys))
+        .with_columns(level=pl.col("delta").cum_sum().over("key_run"))
         .group_by(keys)
         .agg(peak_concurrent_machines=pl.col("level").max())
     )
@@ -384,26 +400,20 @@ def fleet_comparison_monthly(
     """
     currency = currency.upper()
     _require_prices(price_book, seat_option, currency)
-    machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
-    months = _months_of(machine_days, defender_charges_daily)
-    calendar = price_calendar(price_book, months, currency)
-    seat_prices, _ = _monthly_prices(calendar, months, seat_option)
-    plans = machine_plans_monthly(machines, machine_days, defender_charges_daily)
-    covered_days = _priced_days(machine_days, plans, calendar).filter(pl.col("plan").is_not_null())
-    covered_months = plans.filter(pl.col("plan").is_not_null()).select("machine_key", "month")
-
-    billable_spans = power_intervals.filter(pl.col("billable")).join(
-        machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id"
+    priced, seat_prices, _ = _pricing(
+        machines, machine_hours_daily, defender_charges_daily, price_book, seat_option, currency
     )
+    covered_months = machine_plans_monthly(
+        machines, machine_hours_daily, defender_charges_daily
+    ).filter(pl.col("plan").is_not_null())
+    keys = ("scope", "month")
 
-    def covered_spans(keys: tuple[str, ...]) -> pl.LazyFrame:
-        return split_by_month(clock_hour_spans(billable_spans, keys)).join(
-            covered_months, on=["machine_key", "month"], how="semi"
-        )
-
-    def fleet_figures(scope: tuple[str, ...]) -> pl.LazyFrame:
-        keys = (*scope, "month")
-        usage = covered_days.group_by(keys).agg(
+    usage = (
+        priced.filter(pl.col("plan").is_not_null())
+        .with_columns(scope=_in_scopes())
+        .explode("scope")
+        .group_by(keys)
+        .agg(
             machines_distinct=pl.col("machine_key")
             .filter(pl.col("billable_hours") > 0)
             .n_unique()
@@ -411,43 +421,46 @@ def fleet_comparison_monthly(
             billable_hours=pl.col("billable_hours").sum(),
             hourly_cost=_sum_or_null("hourly_cost"),
         )
-        billed = (
-            defender_charges_daily.filter(pl.col("currency") == currency)
-            .with_columns(_month("usage_date"))
-            .group_by(keys)
-            .agg(billed_cost=pl.col("billed_cost").sum())
-        )
-        peaks = _peak_concurrency(covered_spans((*scope, "machine_key")), scope)
-        return (
-            usage.join(billed, on=keys, how="full", coalesce=True)
-            .join(peaks, on=keys, how="left")
-            .with_columns(
-                machines_distinct=pl.col("machines_distinct").fill_null(0),
-                peak_concurrent_machines=pl.col("peak_concurrent_machines").fill_null(0),
-                billable_hours=pl.col("billable_hours").fill_null(0.0),
-                hourly_cost=pl.when(pl.col("billable_hours").is_null())
-                .then(0.0)
-                .otherwise("hourly_cost"),
-                billed_cost=pl.col("billed_cost").fill_null(0.0),
-            )
-        )
-
-    # Charges of an unknown subscription count in the estate only.
-    per_subscription = fleet_figures(("subscription_id",)).filter(
-        pl.col("subscription_id").is_not_null()
     )
-    estate = fleet_figures(()).with_columns(subscription_id=pl.lit(None, dtype=pl.String))
+    billed = (
+        defender_charges_daily.filter(pl.col("currency") == currency)
+        .with_columns(_month("usage_date"), scope=_in_scopes())
+        .explode("scope")
+        .group_by(keys)
+        .agg(billed_cost=pl.col("billed_cost").sum())
+    )
+    # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
+    spans = (
+        power_intervals.filter(pl.col("billable"))
+        .join(machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id")
+        .with_columns(scope=_in_scopes())
+        .explode("scope")
+    )
+    covered_spans = split_by_month(clock_hour_spans(spans, ("scope", "machine_key"))).join(
+        covered_months, on=["machine_key", "month"], how="semi"
+    )
+    peaks = _peak_concurrency(covered_spans, ("scope",))
     view = (
-        pl.concat([per_subscription, estate], how="diagonal")
+        usage.join(billed, on=keys, how="full", coalesce=True, nulls_equal=True)
+        .join(peaks, on=keys, how="left", nulls_equal=True)
         .join(seat_prices, on="month", how="left")
+        .with_columns(
+            machines_distinct=pl.col("machines_distinct").fill_null(0),
+            peak_concurrent_machines=pl.col("peak_concurrent_machines").fill_null(0),
+            billable_hours=pl.col("billable_hours").fill_null(0.0),
+            hourly_cost=pl.when(pl.col("billable_hours").is_null())
+            .then(0.0)
+            .otherwise("hourly_cost"),
+            billed_cost=pl.col("billed_cost").fill_null(0.0),
+        )
         .select(
             "month",
-            "subscription_id",
-            "machines_distinct",
-            "peak_concurrent_machines",
-            "billable_hours",
-            "hourly_cost",
-            "billed_cost",
+            subscription_id="scope",
+            machines_distinct="machines_distinct",
+            peak_concurrent_machines="peak_concurrent_machines",
+            billable_hours="billable_hours",
+            hourly_cost="hourly_cost",
+            billed_cost="billed_cost",
             seat_option=pl.lit(seat_option),
             seat_cost_distinct=pl.col("machines_distinct") * pl.col("seat_price"),
             seat_cost_peak=pl.col("peak_concurrent_machines") * pl.col("seat_price"),
@@ -456,3 +469,14 @@ def fleet_comparison_monthly(
         .sort("month", "subscription_id", nulls_last=True)
     )
     return conform_view(view, "fleet_comparison_monthly")
+
+
+def _in_scopes() -> pl.Expr:
+    """The fleet scopes a row counts in: its subscription and the estate (null). A row of an
+    unknown subscription counts in the estate only."""
+    estate = pl.lit(None, dtype=pl.String)
+    return (
+        pl.when(pl.col("subscription_id").is_not_null())
+        .then(pl.concat_list(pl.col("subscription_id"), estate))
+        .otherwise(pl.concat_list(estate))
+    )

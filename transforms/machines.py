@@ -85,6 +85,18 @@ def machine_name_of(resource_id_expr: pl.Expr) -> pl.Expr:
     )
 
 
+def run_index(*keys: str) -> pl.Expr:
+    """An integer numbering the runs of equal `keys` in a frame sorted by them.
+
+    Window expressions over it (`.over(run_index(...))`) replace `.over(<resource id>)`: hashing
+    an integer per row is far cheaper than hashing a long string, and the frames are sorted
+    anyway.
+    """
+    return pl.any_horizontal(
+        [pl.col(key).ne_missing(pl.col(key).shift(1)) for key in keys]
+    ).cum_sum()
+
+
 def power_state(column: str = "power_state") -> pl.Expr:
     """Instance-view power state as a bare lower-case state (`PowerState/Running` -> running)."""
     return (
@@ -102,35 +114,28 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
     Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId
     (billing.EVENT_STATUSES). `started_at` is the Started event (else the earliest event seen),
     `ended_at` the outcome's event (null while in progress), `outcome` succeeded / failed /
-    in_progress. An event listed twice (overlapping collections) counts once.
+    in_progress. An event listed twice (overlapping collections) changes nothing: only the
+    earliest time of each status counts.
     """
-    events = (
-        power_events.select(
-            "event_data_id",
-            "correlation_id",
-            "event_at",
-            resource_id(),
-            pl.col("subscription_id").str.to_lowercase(),
-            pl.col("resource_group").str.to_lowercase(),
-            pl.col("operation").str.strip_chars().str.to_lowercase(),
-            pl.col("status").str.strip_chars().str.to_lowercase(),
-        )
-        .filter(pl.col("operation").is_in(billing.POWER_OPERATIONS))
-        .unique(subset=["event_data_id", "resource_id"], keep="any")
-    )
+    # Group first, normalise after: the ids and names are normalised once per operation rather
+    # than once per event (an operation's events spell its id the same way).
+    status = pl.col("status").str.strip_chars().str.to_lowercase()
     return (
-        events.group_by("resource_id", "correlation_id", "operation")
+        power_events.group_by("resource_id", "correlation_id", "operation")
         .agg(
             started_at=pl.coalesce(
-                pl.col("event_at").filter(pl.col("status") == "started").min(),
-                pl.col("event_at").min(),
+                pl.col("event_at").filter(status == "started").min(), pl.col("event_at").min()
             ),
-            succeeded_at=pl.col("event_at").filter(pl.col("status") == "succeeded").min(),
-            failed_at=pl.col("event_at").filter(pl.col("status") == "failed").min(),
+            succeeded_at=pl.col("event_at").filter(status == "succeeded").min(),
+            failed_at=pl.col("event_at").filter(status == "failed").min(),
             subscription_id=pl.col("subscription_id").first(),
             resource_group=pl.col("resource_group").first(),
         )
         .with_columns(
+            resource_id(),
+            pl.col("subscription_id").str.to_lowercase(),
+            pl.col("resource_group").str.to_lowercase(),
+            pl.col("operation").str.strip_chars().str.to_lowercase(),
             outcome=pl.when(pl.col("succeeded_at").is_not_null())
             .then(pl.lit("succeeded"))
             .when(pl.col("failed_at").is_not_null())
@@ -138,6 +143,7 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
             .otherwise(pl.lit("in_progress")),
             ended_at=pl.coalesce("succeeded_at", "failed_at"),
         )
+        .filter(pl.col("operation").is_in(billing.POWER_OPERATIONS))
         .drop("succeeded_at", "failed_at")
     )
 
@@ -158,22 +164,23 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
     return (
         ops.join(created_at, on="resource_id", how="left")
         .sort("resource_id", "started_at", "ended_at", "correlation_id", nulls_last=True)
+        .with_columns(machine=run_index("resource_id"))
         .with_columns(
             generation=(succeeded & (pl.col("operation") == "delete"))
             .cast(pl.Int32)
             .cum_sum()
             .shift(1, fill_value=0)
-            .over("resource_id")
+            .over("machine")
         )
         .with_columns(
             writes_before=write_ok.cast(pl.Int32)
             .cum_sum()
             .shift(1, fill_value=0)
-            .over("resource_id", "generation"),
+            .over("machine", "generation"),
             power_ops_before=power_op_ok.cast(pl.Int32)
             .cum_sum()
             .shift(1, fill_value=0)
-            .over("resource_id", "generation"),
+            .over("machine", "generation"),
         )
         .with_columns(
             is_creation=write_ok
@@ -185,7 +192,7 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
                 | (pl.col("created_at") >= pl.col("started_at") - CREATION_WRITE_TOLERANCE)
             )
         )
-        .drop("writes_before", "power_ops_before", "created_at")
+        .drop("machine", "writes_before", "power_ops_before", "created_at")
     )
 
 
@@ -269,17 +276,27 @@ def machine_identities(inventory: pl.LazyFrame, power_events: pl.LazyFrame) -> p
     `other_resource_ids`.
     """
     inventoried = _latest_inventory(inventory).select(_IDENTITY_COLUMNS)
-    events = power_events.select(
-        resource_id(),
-        pl.col("event_at"),
-        pl.col("subscription_id").str.to_lowercase(),
-        pl.col("resource_group").str.to_lowercase(),
-    )
-    event_bounds = events.group_by("resource_id").agg(
-        first_event_at=pl.col("event_at").min(),
-        last_event_at=pl.col("event_at").max(),
-        event_subscription_id=pl.col("subscription_id").first(),
-        event_resource_group=pl.col("resource_group").first(),
+    event_bounds = (
+        power_events.group_by("resource_id")
+        .agg(
+            first_event_at=pl.col("event_at").min(),
+            last_event_at=pl.col("event_at").max(),
+            event_subscription_id=pl.col("subscription_id").first(),
+            event_resource_group=pl.col("resource_group").first(),
+        )
+        .with_columns(
+            resource_id(),
+            pl.col("event_subscription_id").str.to_lowercase(),
+            pl.col("event_resource_group").str.to_lowercase(),
+        )
+        # Ids spelled in several ways in the events are one machine.
+        .group_by("resource_id")
+        .agg(
+            pl.col("first_event_at").min(),
+            pl.col("last_event_at").max(),
+            pl.col("event_subscription_id").first(),
+            pl.col("event_resource_group").first(),
+        )
     )
     seen_only_in_events = (
         event_bounds.join(inventoried, on="resource_id", how="anti")

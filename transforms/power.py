@@ -40,6 +40,7 @@ from transforms.machines import (
     machine_identities,
     operations,
     power_snapshots,
+    run_index,
 )
 
 # The state a machine is in, in this module, before it exists and after it is deleted; such
@@ -131,8 +132,9 @@ def _machine_bounds(identities: pl.LazyFrame, window: pl.LazyFrame) -> pl.LazyFr
 def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) -> pl.LazyFrame:
     """Operations and snapshot observations of each machine as one time-ordered stream.
 
-    A snapshot taken while an operation was running is dropped: the operation's transitional
-    state is the better evidence for that span.
+    Every machine of `bounds` has at least one row: one without evidence has a single row with
+    `at` null. A snapshot taken while an operation was running is dropped: the operation's
+    transitional state is the better evidence for that span.
     """
     operation_rows = ops.select(
         "resource_id",
@@ -157,10 +159,10 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
     is_operation = pl.col("operation").is_not_null()
     busy_until = pl.when(is_operation).then(pl.col("ended_at").fill_null(pl.col("hi")))
     return (
-        pl.concat([operation_rows, snapshot_rows])
-        .join(bounds, on="resource_id", how="inner")
+        bounds.join(pl.concat([operation_rows, snapshot_rows]), on="resource_id", how="left")
         .sort("resource_id", "at", "ended_at", "correlation_id", nulls_last=True)
-        .with_columns(busy_until=busy_until.cum_max().shift(1).over("resource_id"))
+        .with_columns(machine=run_index("resource_id"))
+        .with_columns(busy_until=busy_until.cum_max().shift(1).over("machine"))
         .filter(
             is_operation | pl.col("busy_until").is_null() | (pl.col("at") >= pl.col("busy_until"))
         )
@@ -178,7 +180,7 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     """
     operation = pl.col("operation")
     is_snapshot = operation.is_null()
-    per_machine = "resource_id"
+    per_machine = "machine"
     succeeded = pl.col("outcome") == "succeeded"
     states = (
         evidence.with_columns(
@@ -231,31 +233,30 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
             ),
         )
     )
-    # Each item yields up to three segments: the span before the machine's first item, the
-    # operation's transitional span, and the settled span after it. Built as one list per item
-    # and exploded, so the plan above is evaluated once.
-    is_first = pl.int_range(pl.len()).over(per_machine) == 0
-
-    def segment(state: pl.Expr, start_at: str, end_at: str) -> pl.Expr:
-        return pl.struct(state.alias("state"), pl.col(start_at).alias("start_at"), end_at=end_at)
-
-    return (
-        states.select(
-            "resource_id",
-            segment=pl.concat_list(
-                segment(
-                    pl.when(is_first).then(pl.coalesce("observed_state", "settled_before")),
-                    "lo",
-                    "at",
-                ),
-                segment(pl.when(~is_snapshot).then("during"), "at", "settled_from"),
-                segment(pl.col("settled"), "settled_from", "segment_end"),
-            ),
-        )
-        .explode("segment")
-        .unnest("segment")
-        .filter(pl.col("state").is_not_null())
+    # Before its first item (or all window, for a machine without evidence: an inventoried
+    # machine whose power state was never reported is `unknown`, one seen only in events running).
+    no_evidence_state = (
+        pl.when(pl.col("last_seen_at").is_not_null())
+        .then(pl.lit(UNKNOWN_STATE))
+        .otherwise(pl.lit(ASSUMED_STATE))
     )
+    is_first = pl.int_range(pl.len()).over(per_machine) == 0
+    kept = ("resource_id", "machine_kind", "lo", "hi")
+    before_first = states.filter(is_first).select(
+        *kept,
+        state=pl.when(pl.col("at").is_null())
+        .then(no_evidence_state)
+        .otherwise(pl.coalesce("observed_state", "settled_before")),
+        start_at="lo",
+        end_at=pl.coalesce("at", "hi"),
+    )
+    during = states.filter(~is_snapshot).select(
+        *kept, state="during", start_at="at", end_at="settled_from"
+    )
+    settled = states.filter(pl.col("at").is_not_null()).select(
+        *kept, state="settled", start_at="settled_from", end_at="segment_end"
+    )
+    return pl.concat([before_first, during, settled])
 
 
 def _timeline(
@@ -271,17 +272,8 @@ def _timeline(
         operations(power_events), identities.select("resource_id", "created_at")
     )
     evidence = _evidence(ops, power_snapshots(inventory), bounds)
-    without_evidence = bounds.join(evidence, on="resource_id", how="anti").select(
-        "resource_id",
-        state=pl.when(pl.col("last_seen_at").is_not_null())
-        .then(pl.lit(UNKNOWN_STATE))
-        .otherwise(pl.lit(ASSUMED_STATE)),
-        start_at="lo",
-        end_at="hi",
-    )
     segments = (
-        pl.concat([_evidence_segments(evidence), without_evidence])
-        .join(bounds.select("resource_id", "machine_kind", "lo", "hi"), on="resource_id")
+        _evidence_segments(evidence)
         .with_columns(
             start_at=pl.max_horizontal("start_at", "lo"), end_at=pl.min_horizontal("end_at", "hi")
         )
@@ -298,11 +290,14 @@ def _timeline(
 def _merge_runs(segments: pl.LazyFrame, keys: tuple[str, ...], value: str) -> pl.LazyFrame:
     """Merge consecutive, touching segments with the same `value` (sorted by keys, start_at)."""
     starts_run = (
-        (pl.col(value) != pl.col(value).shift(1).over(keys))
-        | (pl.col("start_at") != pl.col("end_at").shift(1).over(keys))
+        (pl.col("key_run") != pl.col("key_run").shift(1))
+        | (pl.col(value) != pl.col(value).shift(1))
+        | (pl.col("start_at") != pl.col("end_at").shift(1))
     ).fill_null(True)
     return (
-        segments.with_columns(run=starts_run.cast(pl.Int32).cum_sum().over(keys))
+        segments.with_columns(key_run=run_index(*keys))
+        .with_columns(run=starts_run.cast(pl.Int64).cum_sum())
+        .drop("key_run")
         .group_by(*keys, "run")
         .agg(
             pl.exclude("start_at", "end_at").first(),
@@ -348,12 +343,11 @@ def clock_hour_spans(intervals: pl.LazyFrame, keys: tuple[str, ...]) -> pl.LazyF
     return (
         intervals.select(*keys, start_at=start_hour, end_at=end_hour)
         .sort(*keys, "start_at", "end_at")
-        .with_columns(
-            covered_until=pl.col("end_at").cum_max().shift(1).over(keys),
-        )
+        .with_columns(key_run=run_index(*keys))
+        .with_columns(covered_until=pl.col("end_at").cum_max().shift(1).over("key_run"))
         .with_columns(start_at=pl.max_horizontal("start_at", "covered_until"))
         .filter(pl.col("start_at") < pl.col("end_at"))
-        .drop("covered_until")
+        .drop("covered_until", "key_run")
     )
 
 

@@ -269,3 +269,10 @@ def test_window_end_defaults_to_the_latest_snapshot(lake):
     lake.machine(vm_id(SUB_A, "rg", "x"))
     frame = power_intervals(lake.inventory, lake.power_events, window_start=at(31)).collect()
     assert frame["end_at"].to_list() == [lake.snapshot_at]
+
+
+def test_inventoried_vm_without_a_reported_power_state_is_unknown_and_not_billable(lake):
+    # The instance view gave no power state and no event says anything: `unknown` all window,
+    # not billable (a charge on it would show as billed_while_not_billable).
+    vm = lake.machine(vm_id(SUB_A, "rg", "mute"), power_state=None)
+    assert intervals_of(lake, vm) == [("unknown", WINDOW_START, WINDOW_END, False)]
