@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -294,6 +294,114 @@ def docs_command(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(markdown())
     typer.echo(f"wrote {output}")
+
+
+MonthOption = Annotated[
+    datetime | None,
+    typer.Option("--month", formats=["%Y-%m"], help="YYYY-MM (default: the last full month)."),
+]
+
+
+@app.command("run")
+def run_command(
+    start: Annotated[
+        datetime, typer.Option("--start", formats=_DAY, help="First UTC day (inclusive).")
+    ],
+    end: Annotated[
+        datetime, typer.Option("--end", formats=_DAY, help="UTC day after the last (exclusive).")
+    ],
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="/subscriptions/<id>, repeatable.")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also render the report for the window's last month.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Ad-hoc refresh of a window: collect it, rebuild the warehouse, optionally report."""
+    from flows.collect import CollectIncomplete
+    from flows.collect.activity_log import WindowError, check_window
+    from flows.collect.scopes import validated_scopes
+    from flows.pipeline import first_of_month, refresh
+
+    settings_or_exit(config)
+    now = datetime.now(UTC)
+    try:
+        scopes = validated_scopes(scope) if scope else None
+        check_window(start.date(), end.date(), now)
+    except (ValueError, WindowError) as error:
+        raise fail(str(error), 2) from None
+    last_day = end.date() - timedelta(days=1)
+    try:
+        summary = refresh(
+            start=start.date(),
+            end=end.date(),
+            scopes=scopes,
+            as_of=now,
+            config_file=config,
+            report_month=first_of_month(last_day) if report else None,
+        )
+    except CollectIncomplete as incomplete:
+        typer.echo("\n".join(incomplete.summary.lines()))
+        raise fail(f"could not read {', '.join(incomplete.summary.skipped_scopes)}") from None
+    typer.echo("\n".join(summary.lines()))
+
+
+@app.command("report")
+def report_command(
+    month: MonthOption = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="Comma-separated: html,csv,xlsx.")
+    ] = "html,csv,xlsx",
+    config: ConfigOption = None,
+) -> None:
+    """Render the finance report for a month from the warehouse."""
+    from flows.pipeline import previous_full_month
+    from flows.report import ReportDataError, parse_formats, render_report
+
+    settings = settings_or_exit(config)
+    try:
+        wanted = parse_formats(formats)
+    except ValueError as error:
+        raise fail(str(error), 2) from None
+    first_day = month.date() if month else previous_full_month(datetime.now(UTC))
+    try:
+        paths = render_report(
+            settings.warehouse.path,
+            first_day,
+            settings.report.path,
+            formats=wanted,
+            pricing=settings.pricing,
+        )
+    except (ReportDataError, warehouse.WarehouseMissingError) as error:
+        raise fail(str(error)) from None
+    for written in (paths.html, paths.csv, paths.xlsx):
+        if written is not None:
+            typer.echo(f"wrote {written}")
+
+
+@app.command("serve")
+def serve_command(config: ConfigOption = None) -> None:
+    """Serve the daily-refresh and monthly-finance-report deployments on their schedules."""
+    from prefect import serve
+
+    from flows.pipeline import deployments
+
+    settings_or_exit(config)
+    serve(*deployments(config.resolve() if config else None))
+
+
+@app.command("demo")
+def demo_command(
+    machines: Annotated[int, typer.Option(min=4, max=2000)] = 48,
+    seed: int = 7,
+    state_dir: Annotated[Path, typer.Option("--state-dir")] = Path("data/demo"),
+) -> None:
+    """Run the whole pipeline on a simulated estate and print what it found."""
+    from flows.demo import run_demo, summary_table
+
+    result = run_demo(state_dir=state_dir, machines=machines, seed=seed, progress=console.print)
+    Console().print(summary_table(result))
 
 
 app.add_typer(simulator_app, name="simulator")
