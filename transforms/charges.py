@@ -113,13 +113,31 @@ def _pool_members(machine_hours_daily: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -> pl.LazyFrame:
-    """Split each pooled row over its members by billable hours; the largest share takes the
-    float remainder so each row's parts add up to the row."""
+    """Split each pooled charge over its members by billable hours (`allocated`), or keep it
+    whole (`unattributed`) when it has none.
+
+    Members charged on their own id that day for the same plan are not members. The largest
+    share takes the float remainder, so each charge's parts add up to the charge.
+    """
     per_row = pl.col("charge_row")
+    eligible = pl.col("member_id").is_not_null() & pl.col("charged_on_own_id").is_null()
+    candidates = (
+        pooled.join(members, on=["usage_date", "pool_kind", "pool_key"], how="left")
+        .join(
+            charged.with_columns(charged_on_own_id=pl.lit(True)),
+            on=["usage_date", "member_id", "plan"],
+            how="left",
+        )
+        .with_columns(
+            eligible=eligible,
+            has_member=eligible.any().over(per_row),
+            first=pl.int_range(pl.len()).over(per_row) == 0,
+        )
+        # A charge without members keeps one row, which stays whole.
+        .filter(pl.col("eligible") | (~pl.col("has_member") & pl.col("first")))
+    )
     shares = (
-        pooled.join(members, on=["usage_date", "pool_kind", "pool_key"], how="inner")
-        .join(charged, on=["usage_date", "member_id", "plan"], how="anti")
-        .with_columns(share=pl.col("hours") / pl.col("hours").sum().over(per_row))
+        candidates.with_columns(share=pl.col("hours") / pl.col("hours").sum().over(per_row))
         .sort("charge_row", "share", "member_id", descending=[False, True, False])
         .with_columns(
             takes_remainder=pl.int_range(pl.len()).over(per_row) == 0,
@@ -127,22 +145,26 @@ def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -
             part_hours=pl.col("billed_hours") * pl.col("share"),
         )
     )
+    remainder_cost = pl.col("billed_cost") - pl.col("part_cost").sum().over(per_row)
+    remainder_hours = pl.col("billed_hours") - pl.col("part_hours").sum().over(per_row)
+    allocated = pl.col("has_member")
     return shares.select(
         "usage_date",
-        subscription_id="member_subscription_id",
-        resource_id="member_id",
+        subscription_id=pl.when(allocated)
+        .then("member_subscription_id")
+        .otherwise("subscription_id"),
+        resource_id=pl.when(allocated).then("member_id"),
         plan="plan",
-        billed_hours=pl.col("part_hours")
-        + pl.when("takes_remainder")
-        .then(pl.col("billed_hours") - pl.col("part_hours").sum().over(per_row))
-        .otherwise(0.0),
-        billed_cost=pl.col("part_cost")
-        + pl.when("takes_remainder")
-        .then(pl.col("billed_cost") - pl.col("part_cost").sum().over(per_row))
-        .otherwise(0.0),
+        billed_hours=pl.when(allocated)
+        .then(
+            pl.col("part_hours") + pl.when("takes_remainder").then(remainder_hours).otherwise(0.0)
+        )
+        .otherwise("billed_hours"),
+        billed_cost=pl.when(allocated)
+        .then(pl.col("part_cost") + pl.when("takes_remainder").then(remainder_cost).otherwise(0.0))
+        .otherwise("billed_cost"),
         currency="currency",
-        attribution=pl.lit("allocated"),
-        charge_row="charge_row",
+        attribution=pl.when(allocated).then(pl.lit("allocated")).otherwise(pl.lit("unattributed")),
     )
 
 
@@ -159,50 +181,32 @@ def defender_charges_daily(
     (`BILLED_COST_TYPES` by default) are used, so an amortized copy of a charge never counts twice.
     """
     rows = _defender_rows(costs, cost_types)
-    on_machine = rows.filter(pl.col("resource_id").is_not_null() & pl.col("pool_kind").is_null())
+    is_pooled = pl.col("pool_kind").is_not_null()
+    not_pooled = rows.filter(~is_pooled).select(
+        "usage_date",
+        "subscription_id",
+        "resource_id",
+        "plan",
+        "billed_hours",
+        "billed_cost",
+        "currency",
+        attribution=pl.when(pl.col("resource_id").is_not_null())
+        .then(pl.lit("resource"))
+        .otherwise(pl.lit("unattributed")),
+    )
+    charged = (
+        rows.filter(~is_pooled & pl.col("resource_id").is_not_null())
+        .select("usage_date", member_id="resource_id", plan="plan")
+        .unique()
+    )
     # One pooled charge per pool, day, plan and currency: split once, whatever the row count.
     pooled = (
-        rows.filter(pl.col("pool_kind").is_not_null())
+        rows.filter(is_pooled)
         .group_by("usage_date", "pool_kind", "pool_key", "subscription_id", "plan", "currency")
         .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
         .with_row_index("charge_row")
     )
-    without_id = rows.filter(pl.col("resource_id").is_null())
-
-    charged = on_machine.select("usage_date", member_id="resource_id", plan="plan").unique()
-    allocated = _split(pooled, _pool_members(machine_hours_daily), charged)
-    unsplit = pl.concat(
-        [
-            pooled.join(allocated.select("charge_row").unique(), on="charge_row", how="anti"),
-            without_id,
-        ],
-        how="diagonal",
-    )
-    parts = pl.concat(
-        [
-            on_machine.select(
-                "usage_date",
-                "subscription_id",
-                "resource_id",
-                "plan",
-                "billed_hours",
-                "billed_cost",
-                "currency",
-                attribution=pl.lit("resource"),
-            ),
-            allocated.drop("charge_row"),
-            unsplit.select(
-                "usage_date",
-                "subscription_id",
-                resource_id=pl.lit(None, dtype=pl.String),
-                plan="plan",
-                billed_hours="billed_hours",
-                billed_cost="billed_cost",
-                currency="currency",
-                attribution=pl.lit("unattributed"),
-            ),
-        ]
-    )
+    parts = pl.concat([not_pooled, _split(pooled, _pool_members(machine_hours_daily), charged)])
     view = (
         parts.group_by(
             "usage_date", "subscription_id", "resource_id", "plan", "currency", "attribution"
