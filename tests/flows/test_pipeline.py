@@ -1,0 +1,117 @@
+"""The scheduled flows: their windows, their deployments, and the demo end to end."""
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+import yaml
+
+from flows import warehouse
+from flows.demo import replay_months, run_demo, summary_table
+from flows.pipeline import (
+    DAILY_REFRESH_CRON,
+    MONTHLY_REPORT_CRON,
+    daily_window,
+    deployments,
+    previous_full_month,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_daily_window_covers_the_restatement_window_and_the_last_success():
+    now = datetime(2026, 11, 28, 3, tzinfo=UTC)
+    # 35 days before Nov 28 is Oct 24; the end is exclusive, so tomorrow.
+    assert daily_window(now, None, 35) == (date(2026, 10, 24), date(2026, 11, 29))
+    # A refresh that last succeeded on Oct 10 reaches back to it ...
+    assert daily_window(now, datetime(2026, 10, 10, 3, tzinfo=UTC), 35)[0] == date(2026, 10, 10)
+    # ... but never past the 90-day Activity Log (Nov 28 - 89 days = Aug 31).
+    assert daily_window(now, datetime(2026, 6, 1, tzinfo=UTC), 35)[0] == date(2026, 8, 31)
+
+
+def test_the_monthly_report_defaults_to_the_previous_full_month():
+    assert previous_full_month(datetime(2026, 12, 5, 6, tzinfo=UTC)) == date(2026, 11, 1)
+    assert previous_full_month(datetime(2027, 1, 1, tzinfo=UTC)) == date(2026, 12, 1)
+
+
+def test_both_deployments_exist_with_their_schedules_and_parameters():
+    served = {deployment.name: deployment for deployment in deployments(Path("/etc/mdecost.toml"))}
+    assert set(served) == {"daily-refresh", "monthly-finance-report"}
+    daily, monthly = served["daily-refresh"], served["monthly-finance-report"]
+    assert [s.schedule.cron for s in daily.schedules] == ["0 3 * * *"] == [DAILY_REFRESH_CRON]
+    assert [s.schedule.cron for s in monthly.schedules] == ["0 6 5 * *"] == [MONTHLY_REPORT_CRON]
+    assert {s.schedule.timezone for s in [*daily.schedules, *monthly.schedules]} == {"UTC"}
+    assert daily.parameters == monthly.parameters == {"config_file": "/etc/mdecost.toml"}
+
+    declared = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    by_name = {item["name"]: item for item in declared}
+    assert by_name["daily-refresh"]["entrypoint"] == "flows/pipeline.py:daily_refresh"
+    assert by_name["daily-refresh"]["schedules"] == [{"cron": "0 3 * * *", "timezone": "UTC"}]
+    assert by_name["monthly-finance-report"]["schedules"] == [
+        {"cron": "0 6 5 * *", "timezone": "UTC"}
+    ]
+
+
+def test_the_demo_replays_the_last_three_full_months():
+    assert replay_months(datetime(2026, 11, 28, 14, tzinfo=UTC)) == [
+        date(2026, 8, 1),
+        date(2026, 9, 1),
+        date(2026, 10, 1),
+    ]
+    assert replay_months(datetime(2027, 1, 1, tzinfo=UTC))[0] == date(2026, 10, 1)
+
+
+@pytest.fixture(scope="module")
+def demo(prefect_harness, tmp_path_factory):
+    return run_demo(
+        state_dir=tmp_path_factory.mktemp("demo") / "state",
+        machines=12,
+        now=datetime(2026, 11, 28, 14, tzinfo=UTC),
+        progress=lambda line: None,
+    )
+
+
+def test_the_demo_builds_the_warehouse_and_reports_the_last_full_month(demo):
+    assert demo.report_month == date(2026, 10, 1)
+    report = demo.refresh.report
+    assert report.html.exists() and report.csv.exists() and report.xlsx.exists()
+    assert report.directory.name == "2026-10"
+    months = (
+        warehouse.query(
+            demo.refresh.build.warehouse,
+            "SELECT DISTINCT month FROM fleet_comparison_monthly ORDER BY month",
+        )
+        .column("month")
+        .to_pylist()
+    )
+    assert months == [date(2026, 8, 1), date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)]
+
+
+def test_the_workbook_totals_match_the_warehouse_to_the_cent(demo):
+    """Summed independently: the warehouse in SQL, the workbook cell by cell with openpyxl."""
+    totals = warehouse.query(
+        demo.refresh.build.warehouse,
+        "SELECT sum(billable_hours) AS hours, sum(hourly_cost) AS hourly, "
+        "sum(billed_cost) AS billed FROM licensing_comparison_monthly "
+        "WHERE month = DATE '2026-10-01'",
+    ).to_pylist()[0]
+    sheet = openpyxl.load_workbook(demo.refresh.report.xlsx, data_only=True)["machines"]
+    rows = list(sheet.iter_rows(values_only=True))
+    header = list(rows[0])
+    machine_rows = [row for row in rows[1:] if row[header.index("resource_id")]]
+    for column, expected in (
+        ("billable_hours", totals["hours"]),
+        ("hourly_cost", totals["hourly"]),
+        ("billed_cost", totals["billed"]),
+    ):
+        cells = [row[header.index(column)] or 0.0 for row in machine_rows]
+        assert round(sum(cells), 2) == round(expected, 2), column
+
+
+def test_the_demo_summary_names_the_warehouse_and_the_report(demo):
+    table = summary_table(demo)
+    rows = dict(zip(table.columns[0]._cells, table.columns[1]._cells, strict=True))
+    assert rows["warehouse"] == str(demo.refresh.build.warehouse)
+    assert rows["report"] == str(demo.refresh.report.html)
+    assert "per-seat, peak concurrent" in rows
