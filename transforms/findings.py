@@ -6,7 +6,9 @@ One row per machine id and month per kind (per month for the estate-wide `double
   for fewer hours (or none). amount = the excess's share of that day's billed cost.
 - `billable_not_billed`: a covered machine (a plan that month) billable on a day with no Defender
   charge at all. amount = those hours at the plan's rate in force each day (what the bill would
-  have said; money that may still be invoiced, or coverage that is not really on).
+  have said; money that may still be invoiced, or coverage that is not really on). Days after
+  the last day with any Defender charge in the cost data are not judged: Cost Management reports
+  a day only after it is over (and later still for some agreements).
 - `no_mde_sensor`: a covered machine with billable time but no MDE.Windows / MDE.Linux
   extension: the MDE licence included in Defender for Servers is paid and not used.
   amount = the machine's hourly_cost that month.
@@ -112,8 +114,11 @@ def _billable_not_billed(
     )
     plans = licensing.filter(pl.col("plan").is_not_null()).select("machine_key", "month", "plan")
     rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
+    billed_through = defender_charges_daily.select(billed_through=pl.col("usage_date").max())
     days = (
         machine_hours_daily.filter(pl.col("billable_hours") > tolerance)
+        .join(billed_through, how="cross")
+        .filter(pl.col("usage_date") <= pl.col("billed_through"))
         .join(charged_days, on=["usage_date", "resource_id"], how="anti")
         .join(machines.select("resource_id", "machine_key"), on="resource_id", how="left")
         .with_columns(_month("usage_date"), machine_key=pl.coalesce("machine_key", "resource_id"))

@@ -8,9 +8,9 @@ The estate (January 2026: 31 days, 744 hours; snapshot at Feb 1 00:00):
   is deallocated Jan 3 00:00-00:06 and has no MDE extension. b1 and b2 (SUB_B) run all month.
 - "mover" (vmId mover-vm) runs all month; it was last listed in SUB_A on the Jan 11 snapshot and
   is in SUB_B now: 240 h on the old id, 504 h on the new one.
-- Charges: a1 on its own id Jan 5 (P2, 24 h, 0.48); SUB_A's pricings id Jan 25 (P2, 48 h, 1.44),
-  split over a1 and a2 (24 billable h each) = 24 h / 0.72 each; a3 Jan 10 (P2, 5 h, 0.10) while
-  it was deallocated.
+- Charges: a1 on its own id Jan 5 (P2, 24 h, 0.48) and Jan 31 (P2, 24 h, 0.72); SUB_A's
+  pricings id Jan 25 (P2, 48 h, 1.44), split over a1 and a2 (24 billable h each) = 24 h / 0.72
+  each; a3 Jan 10 (P2, 5 h, 0.10) while it was deallocated.
 - Price book: P2 0.02 per hour until Jan 15 and 0.03 from Jan 16 (a price change inside the
   month); P1 0.01; MDE for Servers seat 3.00 per month; Defender for Business servers seat 2.00.
 
@@ -70,6 +70,7 @@ def january_estate() -> RawLake:
     lake.cost(date(2026, 1, 5), A1, hours=24, amount=0.48)
     lake.cost(date(2026, 1, 25), pricing_id(SUB_A), hours=48, amount=1.44)
     lake.cost(date(2026, 1, 10), A3, hours=5, amount=0.10)
+    lake.cost(date(2026, 1, 31), A1, hours=24, amount=0.72)
     price_book(lake)
     return lake
 
@@ -85,7 +86,7 @@ def test_licensing_comparison_per_machine(views):
     }
     expected = {
         # id: (plan, billable h, billed h, billed cost, hourly cost, break-even, cheaper)
-        A1: ("P2", 744.0, 48.0, 1.20, 18.72, 3 / 18.72, "per_seat"),
+        A1: ("P2", 744.0, 72.0, 1.92, 18.72, 3 / 18.72, "per_seat"),
         A2: ("P2", A2_HOURS, 24.0, 0.72, A2_HOURS * 0.03, 3 / 18.72, "per_seat"),
         A3: ("P2", 48.0, 5.0, 0.10, 0.96, 3 / 18.72, "per_hour"),
         B1: ("P1", 744.0, 0.0, 0.0, 7.44, 3 / 7.44, "per_seat"),
@@ -137,14 +138,14 @@ def test_moved_vm_is_one_machine_for_the_month(views):
 def test_fleet_comparison_per_subscription_and_estate(views):
     # SUB_A: a1, a2, a3 and the mover's old id are covered and billable: 4 distinct; most at
     # once Jan 1-2 (a1, a3, mover) = 3. Hours 744 + a2 + 48 + 240; cost 18.72 + a2 x 0.03 +
-    # 0.96 + 240 x 0.01. Billed 0.48 + 1.44 + 0.10 = 2.02.
+    # 0.96 + 240 x 0.01. Billed 0.48 + 1.44 + 0.10 + 0.72 = 2.74.
     # SUB_B: b1 and the mover's new id (b2 is off): 2 distinct, 2 at once, 744 + 504 h,
     # 7.44 + 5.04. Estate: 5 machines (the mover once), 4 at once Jan 1-2 (a1, a3, mover, b1).
     a2_cost = A2_HOURS * 0.03
     expected = {
-        SUB_A: (4, 3, 744 + A2_HOURS + 48 + 240, 18.72 + a2_cost + 0.96 + 2.40, 2.02),
+        SUB_A: (4, 3, 744 + A2_HOURS + 48 + 240, 18.72 + a2_cost + 0.96 + 2.40, 2.74),
         SUB_B: (2, 2, 744 + 504.0, 12.48, 0.0),
-        None: (5, 4, 744 + A2_HOURS + 48 + 240 + 1248, 18.72 + a2_cost + 0.96 + 2.40 + 12.48, 2.02),
+        None: (5, 4, 744 + A2_HOURS + 48 + 240 + 1248, 18.72 + a2_cost + 0.96 + 2.40 + 12.48, 2.74),
     }
     fleet = views["fleet_comparison_monthly"]
     assert fleet["subscription_id"].to_list() == [SUB_A, SUB_B, None]
@@ -171,9 +172,9 @@ def test_findings_of_the_january_estate(views):
     expected = {
         # a3 was billed 5 h (0.10) on Jan 10 while deallocated: all of it is excess.
         ("billed_while_not_billable", A3.lower()): 0.10,
-        # Billable days without any charge, at the rate of each day: a1 all but Jan 5 and 25:
-        # 14 x 24 x 0.02 + 15 x 24 x 0.03; a3 Jan 1-2 (48 x 0.02); b1 and the mover at P1.
-        ("billable_not_billed", A1.lower()): 14 * 24 * 0.02 + 15 * 24 * 0.03,
+        # Billable days without any charge, at the rate of each day: a1 all but Jan 5, 25 and
+        # 31: 14 x 24 x 0.02 + 14 x 24 x 0.03; a3 Jan 1-2 (48 x 0.02); b1 and the mover at P1.
+        ("billable_not_billed", A1.lower()): 14 * 24 * 0.02 + 14 * 24 * 0.03,
         ("billable_not_billed", A2.lower()): a2_unbilled,
         ("billable_not_billed", A3.lower()): 0.96,
         ("billable_not_billed", B1.lower()): 7.44,

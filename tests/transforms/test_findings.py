@@ -50,6 +50,13 @@ def test_partial_excess_is_charged_pro_rata(lake):
     assert set(found) == {("billed_while_not_billable", BATCH.lower())}
 
 
+def test_days_after_the_last_billed_day_are_not_judged_yet(lake):
+    # Cost data reaches Jan 29 only: Jan 30 and 31 (billable, no charge yet) are not findings.
+    priced(lake).machine(WEB)
+    fully_billed(lake, WEB, range(1, 30))
+    assert findings_of(lake) == {}
+
+
 def test_rounding_noise_below_the_tolerance_is_not_a_finding(lake):
     # Billed 24.005 h on days of 24 billable hours (0.005 h = 18 s, under 0.01 h), and one day
     # billed 23.995 h: neither direction is a finding.
@@ -60,9 +67,10 @@ def test_rounding_noise_below_the_tolerance_is_not_a_finding(lake):
 
 
 def test_billable_day_without_a_charge_is_priced_at_the_plan_rate(lake):
-    # Billed every day but Jan 31: 24 h x 0.02 = 0.48 not billed.
+    # Billed every day but Jan 15: 24 h x 0.02 = 0.48 not billed.
     priced(lake).machine(WEB)
-    fully_billed(lake, WEB, range(1, 31))
+    fully_billed(lake, WEB, range(1, 15))
+    fully_billed(lake, WEB, range(16, 32))
     found = findings_of(lake)
     missing = found[("billable_not_billed", WEB.lower())]
     assert missing["amount"] == pytest.approx(0.48)
