@@ -13,32 +13,58 @@ Uncertain in the real world: EA / MCA cost-details files look the same whether t
 or amortized cost. The cost type is taken from the caller, else from the path (`...Amortized...`
 or `...Actual...` in a file or folder name, as Cost Management names exports by default and the
 FinOps toolkit names its samples); a file with rows and neither is refused.
+
+Bad input is refused before anything is written, with the file and, where there is one, the row
+(counted from 1, the first row after the header) and the file's own column name: a row with more
+or fewer fields than the header, an empty required field, a cost or quantity that is not a
+number, a date that is not a date, a damaged gzip or Parquet file, one sub-account billed in two
+currencies (see `transforms.costs.refuse_mixed_currency_sub_accounts`; different currencies for
+different sub-accounts of one billing account are kept, and listed). Negative quantities and
+costs (refunds, credits, corrections) are kept as they are, and counted per file.
+
+`import_costs_to_lake` writes the lake: one partition per month, scope (billing account, else
+sub-account) and cost type, `costs/source=export/month=/scope=<digest>/cost_type=`, each replaced
+whole. So an export states the whole truth for every (month, scope, cost type) it holds: the
+same file imported again replaces its rows instead of adding them, and a later export of a month
+(restated) replaces the earlier one. The files of one partitioned export run (one folder) are
+imported together; two folders feeding the same partition in one import (two runs of one export)
+are refused, and a file whose content was already read in the same import is skipped.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import logging
+import zlib
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 import polars as pl
 import pyarrow as pa
 
+from flows.lake import write_partition
 from transforms.costs import (
     COST_TYPES,
+    EXPORT_SOURCE,
     CostDataError,
+    ExportLayout,
+    currencies_by_sub_account,
     detect_layout,
     export_to_costs,
+    first_unreadable_value,
+    refuse_mixed_currency_sub_accounts,
     to_costs_table,
     unknown_units,
+    unusual_currencies,
 )
-from transforms.schemas import COSTS
+from transforms.schemas import COSTS, PROVENANCE_COLUMNS, SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +74,19 @@ CSV_NULL_VALUES: Final = ["NULL"]
 
 @dataclass(frozen=True)
 class ImportedFile:
-    """What one file contributed: its layout, how many rows, which units PricingUnits lacks."""
+    """What one file contributed: its layout, how many rows, which units PricingUnits lacks,
+    how many rows are refunds or credits (a negative quantity or cost, kept), its currencies, the
+    (month, scope, cost type) partitions it feeds, and whether it repeats a file already read."""
 
     path: Path
     layout: str
     rows: int
     cost_type: str | None
     unknown_units: tuple[str, ...]
+    negative_rows: int = 0
+    currencies: tuple[str, ...] = ()
+    partitions: tuple[tuple[str, str, str], ...] = ()
+    duplicate_of: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -137,13 +169,101 @@ def cost_type_from_path(path: Path) -> str | None:
     return "AmortizedCost" if amortized else "ActualCost"
 
 
+def _is_csv(path: Path) -> bool:
+    return not path.name.lower().endswith(".parquet")
+
+
+def first_ragged_row(path: Path, fields: int) -> tuple[int, int] | None:
+    """(row, fields) of the first data row whose field count is not `fields`, else None.
+
+    Only called once a file has been found faulty (a loop over rows, to name the row): polars
+    reports a row with too many fields without saying which, and reads one with too few as nulls.
+    """
+    with _open_text(path) as handle:
+        rows = csv.reader(handle)
+        next(rows, None)
+        for number, row in enumerate((row for row in rows if row), start=1):
+            if len(row) != fields:
+                return number, len(row)
+    return None
+
+
+def _ragged_row_error(path: Path, header: Sequence[str]) -> CostDataError | None:
+    ragged = first_ragged_row(path, len(header))
+    if ragged is None:
+        return None
+    row, fields = ragged
+    return CostDataError(
+        f"{path}: row {row} has {fields} fields, the header has {len(header)}: a value with an "
+        "unquoted comma, or a line cut short - check the file, or export it again"
+    )
+
+
+def check_row_lengths(path: Path, raw: pl.LazyFrame, header: Sequence[str]) -> None:
+    """Refuse a CSV file with a row longer than its header, naming the row.
+
+    The transform reads only the columns it needs, and polars then does not notice a row with an
+    extra field; yet an unquoted comma shifts every later value of that row into the wrong
+    column. Counting the nulls of every column parses every field of every row (streamed).
+    """
+    try:
+        raw.select(pl.all().null_count()).collect(engine="streaming")
+    except pl.exceptions.ComputeError as error:
+        located = _ragged_row_error(path, header)
+        if located is None:
+            raise
+        raise located from error
+
+
+def _why_unreadable(
+    path: Path, raw: pl.LazyFrame, layout: ExportLayout, header: Sequence[str]
+) -> CostDataError | None:
+    """The row and column behind a refused value: a short row, else the first bad value."""
+    found = first_unreadable_value(raw, layout)
+    if found is None:
+        return None
+    if _is_csv(path):
+        ragged = first_ragged_row(path, len(header))
+        if ragged is not None and ragged[0] <= found.row:
+            return _ragged_row_error(path, header)
+    return CostDataError(found.describe(str(path)))
+
+
+def _damaged(path: Path, error: BaseException) -> CostDataError:
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if path.name.lower().endswith(".gz"):
+        what = "a damaged or incomplete gzip file"
+    elif path.name.lower().endswith(".parquet"):
+        what = "not a readable Parquet file"
+    else:
+        what = "not a readable text file"
+    return CostDataError(f"{path}: {what} ({first_line}); download or export it again")
+
+
 def import_cost_file(
     path: Path, *, cost_type: str | None, ingested_at: datetime
 ) -> tuple[pa.Table, ImportedFile]:
-    """One export file as a `costs` table (schema-conformed) and its summary line."""
+    """One export file as a `costs` table (schema-conformed) and its summary line.
+
+    Raises CostDataError naming the file (and the row and column where there is one) for
+    anything it cannot read; see the module docstring.
+    """
+    try:
+        return _import_cost_file(path, cost_type=cost_type, ingested_at=ingested_at)
+    except CostDataError:
+        raise
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pl.exceptions.PolarsError) as error:
+        raise _damaged(path, error) from error
+
+
+def _import_cost_file(
+    path: Path, *, cost_type: str | None, ingested_at: datetime
+) -> tuple[pa.Table, ImportedFile]:
     header = read_header(path)
     layout = detect_layout(header, str(path))
     raw = scan_export(path, header)
+    if _is_csv(path):
+        check_row_lengths(path, raw, header)
     resolved = None
     if not layout.is_focus:
         resolved = cost_type or cost_type_from_path(path)
@@ -159,15 +279,80 @@ def import_cost_file(
     costs = export_to_costs(
         raw, layout, cost_type=resolved, ingested_at=ingested_at, fallback_scope=f"file:{path.name}"
     )
-    table = to_costs_table(costs, str(path))
-    missing_units = tuple(unknown_units(pl.from_arrow(table).lazy()))  # type: ignore[union-attr]
+    try:
+        table = to_costs_table(costs, str(path))
+    except (CostDataError, SchemaError) as error:
+        located = _why_unreadable(path, raw, layout, header)
+        if located is None:
+            raise
+        raise located from error
+    frame = pl.from_arrow(table).lazy()  # type: ignore[union-attr]
+    unusual = unusual_currencies(frame)
+    if unusual:
+        located = _why_unreadable(path, raw, layout, header)
+        raise located or CostDataError(
+            f"{path}: billing currencies {', '.join(map(repr, unusual))} are not currency codes"
+        )
+    refuse_mixed_currency_sub_accounts(frame, str(path))
+    missing_units = tuple(unknown_units(frame))
     if missing_units:
         log.warning(
             "%s: unit(s) not in PricingUnits.csv, block size 1 assumed: %s",
             path,
             ", ".join(missing_units),
         )
-    return table, ImportedFile(path, layout.name, table.num_rows, resolved, missing_units)
+    currencies = tuple(sorted(set(currencies_by_sub_account(frame)["billing_currency"])))
+    if len(currencies) > 1:
+        log.warning(
+            "%s: sub-accounts billed in different currencies (%s), kept apart: amounts of "
+            "different currencies are never added together",
+            path,
+            ", ".join(currencies),
+        )
+    negative = (
+        frame.filter(
+            (pl.col("consumed_quantity") < 0)
+            | (pl.col("billed_cost") < 0)
+            | (pl.col("effective_cost") < 0)
+        )
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    if negative:
+        log.info(
+            "%s: %d row(s) with a negative quantity or cost (refunds, credits) kept", path, negative
+        )
+    summary = ImportedFile(
+        path,
+        layout.name,
+        table.num_rows,
+        resolved,
+        missing_units,
+        negative_rows=negative,
+        currencies=currencies,
+        partitions=tuple(sorted(_partition_keys(frame))),
+    )
+    return table, summary
+
+
+def _month_label() -> pl.Expr:
+    return pl.col("charge_period_start").dt.strftime("%Y-%m").alias("month")
+
+
+def _partition_keys(costs: pl.LazyFrame) -> set[tuple[str, str, str]]:
+    keys = costs.select(_month_label(), "scope", "cost_type").unique().collect()
+    return {(month, scope, cost_type) for month, scope, cost_type in keys.iter_rows()}
+
+
+def scope_partition_value(scope: str) -> str:
+    """The `scope=` partition value of an export scope: a stable digest (scopes hold slashes)."""
+    return hashlib.sha256(scope.strip().lower().encode()).hexdigest()[:16]
+
+
+def _content_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def import_cost_exports(
@@ -188,9 +373,76 @@ def import_cost_exports(
     stamp = ingested_at or datetime.now(UTC)
     tables: list[pa.Table] = []
     files: list[ImportedFile] = []
+    read: dict[str, Path] = {}
     for path in export_files(paths):
+        digest = _content_digest(path)
+        if digest in read:
+            log.warning("%s: same content as %s, read once", path, read[digest])
+            files.append(ImportedFile(path, "duplicate", 0, None, (), duplicate_of=read[digest]))
+            continue
+        read[digest] = path
         table, summary = import_cost_file(path, cost_type=cost_type, ingested_at=stamp)
         tables.append(table)
         files.append(summary)
     combined = pa.concat_tables(tables) if tables else COSTS.empty_table()
     return CostImport(combined, tuple(files))
+
+
+@dataclass(frozen=True)
+class LakeImport:
+    """What `import_costs_to_lake` read and the partition files it replaced."""
+
+    files: tuple[ImportedFile, ...]
+    written: tuple[Path, ...]
+    rows: int
+
+
+def _refuse_two_runs_in_one_partition(files: Sequence[ImportedFile]) -> None:
+    """Files of one export run share a folder; two folders feeding one (month, scope, cost type)
+    are two runs of an export (an earlier and a restated one): adding both would count twice."""
+    folders: dict[tuple[str, str, str], dict[Path, Path]] = defaultdict(dict)
+    for imported in files:
+        for key in imported.partitions:
+            folders[key].setdefault(imported.path.parent, imported.path)
+    for (month, scope, cost_type), by_folder in sorted(folders.items()):
+        if len(by_folder) > 1:
+            first, second = list(by_folder.values())[:2]
+            raise CostDataError(
+                f"{first} and {second} both hold {cost_type} rows of {scope} for {month}, from "
+                "different folders (two runs of an export?); import only the latest run's folder"
+            )
+
+
+def import_costs_to_lake(
+    paths: Sequence[Path],
+    lake: Path,
+    *,
+    cost_type: str | None = None,
+    ingested_at: datetime | None = None,
+) -> LakeImport:
+    """Import export files (what `mdecost import-costs PATH... [--cost-type]` runs) into `lake`.
+
+    Every file is read and checked first; only then is each (month, scope, cost type) partition
+    the files hold replaced whole (`flows.lake.write_partition`), rows in a fixed order. Any
+    refusal (CostDataError naming the file, row and column) leaves the lake as it was.
+    """
+    imported = import_cost_exports(paths, cost_type=cost_type, ingested_at=ingested_at)
+    _refuse_two_runs_in_one_partition(imported.files)
+    costs = cast(pl.DataFrame, pl.from_arrow(imported.table))
+    order = [name for name in COSTS.names if name not in PROVENANCE_COLUMNS]
+    written: list[Path] = []
+    by_partition = costs.with_columns(_month_label()).partition_by(
+        ["month", "scope", "cost_type"], as_dict=True, maintain_order=False
+    )
+    for (month, scope, kind), rows in sorted(by_partition.items()):
+        partition = {
+            "source": EXPORT_SOURCE,
+            "month": str(month),
+            "scope": scope_partition_value(str(scope)),
+            "cost_type": str(kind),
+        }
+        # polars hands strings to Arrow as large_string: back to the declared schema's types.
+        table = rows.drop("month").sort(order, nulls_last=True).to_arrow().cast(COSTS)
+        origin = f"export rows of {scope} for {month} ({kind})"
+        written.append(write_partition(lake, "costs", partition, table, origin=origin))
+    return LakeImport(imported.files, tuple(written), costs.height)

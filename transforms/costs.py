@@ -159,16 +159,18 @@ def charge_category_from_charge_type(charge_type: pl.Expr) -> pl.Expr:
     )
 
 
-def parse_number(text: pl.Expr) -> pl.Expr:
-    """A decimal string (`"0.00004"`, `"6.96E-9"`, ` 24 `) as float64; anything else fails loudly.
+def parse_number(text: pl.Expr, *, strict: bool = True) -> pl.Expr:
+    """A decimal string (`"0.00004"`, `"6.96E-9"`, ` 24 `) as float64; blank is null; anything
+    else fails loudly.
 
     The cast is strict: polars raises naming the column and the offending value, and
-    `to_costs_table` reports it with the file or request it came from.
+    `to_costs_table` reports it with the file or request it came from (`strict=False` gives null
+    instead: `first_unreadable_value` uses it to find the row).
     """
-    return text.str.strip_chars().cast(pl.Float64, strict=True)
+    return _non_blank(text).cast(pl.Float64, strict=strict)
 
 
-def parse_day(text: pl.Expr) -> pl.Expr:
+def parse_day(text: pl.Expr, *, strict: bool = True) -> pl.Expr:
     """A cost-details date (`MM/DD/YYYY`, or ISO `YYYY-MM-DD[...]`) as the UTC midnight starting it.
 
     Cost Management writes US month-first dates in CSV cost details; a day-first file cannot be
@@ -178,13 +180,13 @@ def parse_day(text: pl.Expr) -> pl.Expr:
     iso = text.str.strip_chars().str.replace(r"^(\d{1,2})/(\d{1,2})/(\d{4})", "${3}-${1}-${2}")
     return (
         iso.str.slice(0, 10)
-        .str.to_date("%Y-%m-%d", strict=True)
+        .str.to_date("%Y-%m-%d", strict=strict)
         .cast(pl.Datetime("us"))
         .dt.replace_time_zone("UTC")
     )
 
 
-def parse_utc_timestamp(text: pl.Expr) -> pl.Expr:
+def parse_utc_timestamp(text: pl.Expr, *, strict: bool = True) -> pl.Expr:
     """A FOCUS date-time (`2024-09-04T00:00:00Z`, `2024-09-04 00:00:00`, `...+00:00`) in UTC.
 
     FOCUS requires UTC date-times; values with another offset are refused (strict parse), as
@@ -198,7 +200,7 @@ def parse_utc_timestamp(text: pl.Expr) -> pl.Expr:
         )
     )
     return canonical.str.to_datetime(
-        "%Y-%m-%d %H:%M:%S", time_unit="us", time_zone="UTC", strict=True
+        "%Y-%m-%d %H:%M:%S", time_unit="us", time_zone="UTC", strict=strict
     )
 
 
@@ -238,7 +240,8 @@ def _finish(staged: pl.LazyFrame, units: pl.DataFrame) -> pl.LazyFrame:
         pl.col("x_unit_of_measure"),
         pl.col("billed_cost").cast(pl.Float64),
         pl.col("effective_cost").cast(pl.Float64),
-        pl.col("billing_currency").str.strip_chars().str.to_uppercase(),
+        # Blank is null, so a row without a currency is refused (non-nullable), not "".
+        _non_blank(pl.col("billing_currency")).str.to_uppercase().alias("billing_currency"),
         pl.col("cost_type"),
         pl.col("cost_source"),
         pl.col("ingested_at").cast(UTC_DATETIME),
@@ -665,3 +668,159 @@ def export_to_costs(
         ).alias("scope"),
     )
     return _finish(staged, _units_frame(units))
+
+
+# --- Finding the row behind a refusal -------------------------------------------------------
+@dataclass(frozen=True)
+class UnreadableValue:
+    """The first value of an export that the import cannot use: where it is and why.
+
+    `row` counts data rows from 1 (the first row after the header); `column` is the file's own
+    spelling of the column.
+    """
+
+    row: int
+    column: str
+    value: str | None
+    problem: str
+
+    def describe(self, origin: str) -> str:
+        where = f"{origin}: row {self.row}, column {self.column}"
+        if self.value is None or not self.value.strip():
+            return f"{where} {self.problem}"
+        return f"{where}: {self.value!r} {self.problem}"
+
+
+_NOT_A_NUMBER: Final = "is not a number"
+_NOT_A_CURRENCY: Final = "is not a currency code (three letters, such as USD)"
+_CURRENCY_CODE: Final = r"^\s*[A-Za-z]{3}\s*$"
+_REQUIRED: Final = "is empty; every row needs a value there"
+# Per layout kind: (logical field, parser, problem) checked in this order on every row; the
+# fields every `costs` row needs (non-nullable) come first, so an empty one is named as such.
+_DAY_PROBLEM: Final = "is not a date (cost details use MM/DD/YYYY or YYYY-MM-DD)"
+_TIMESTAMP_PROBLEM: Final = "is not a UTC date-time (FOCUS uses YYYY-MM-DDTHH:MM:SSZ)"
+_FOCUS_REQUIRED_VALUES: Final = (
+    "charge_period_start",
+    "charge_period_end",
+    "billed_cost",
+    "effective_cost",
+    "billing_currency",
+)
+_DETAILS_REQUIRED_VALUES: Final = ("date", "cost", "billing_currency")
+
+
+def _value_checks(layout: ExportLayout) -> list[tuple[str, str, pl.Expr]]:
+    """(column, problem, predicate that is true on a bad row) for every checked field."""
+    columns = layout.columns
+    required: tuple[str, ...]
+    if layout.is_focus:
+        required = _FOCUS_REQUIRED_VALUES
+        parsed = {
+            "charge_period_start": (parse_utc_timestamp, _TIMESTAMP_PROBLEM),
+            "charge_period_end": (parse_utc_timestamp, _TIMESTAMP_PROBLEM),
+            "billed_cost": (parse_number, _NOT_A_NUMBER),
+            "effective_cost": (parse_number, _NOT_A_NUMBER),
+            "consumed_quantity": (parse_number, _NOT_A_NUMBER),
+            "block_size": (parse_number, _NOT_A_NUMBER),
+        }
+    else:
+        required = _DETAILS_REQUIRED_VALUES
+        parsed = {
+            "date": (parse_day, _DAY_PROBLEM),
+            "cost": (parse_number, _NOT_A_NUMBER),
+            "quantity": (parse_number, _NOT_A_NUMBER),
+        }
+    checks: list[tuple[str, str, pl.Expr]] = []
+    for field in required:
+        checks.append((columns[field], _REQUIRED, _non_blank(pl.col(columns[field])).is_null()))
+    for field, (parser, problem) in parsed.items():
+        if field not in columns:
+            continue
+        text = pl.col(columns[field])
+        unreadable = _non_blank(text).is_not_null() & parser(text, strict=False).is_null()
+        checks.append((columns[field], problem, unreadable))
+    currency = pl.col(columns["billing_currency"])
+    checks.append(
+        (columns["billing_currency"], _NOT_A_CURRENCY, ~currency.str.contains(_CURRENCY_CODE))
+    )
+    return checks
+
+
+def unusual_currencies(costs: pl.LazyFrame) -> list[str]:
+    """Billing currencies of `costs` that are not three-letter codes (ISO 4217 shape)."""
+    found = costs.select(pl.col("billing_currency").unique()).collect()["billing_currency"]
+    return sorted(c for c in found.drop_nulls() if not re.match(_CURRENCY_CODE, c))
+
+
+def first_unreadable_value(raw: pl.LazyFrame, layout: ExportLayout) -> UnreadableValue | None:
+    """The first row of an export (every column a string, as read) holding a value that
+    `export_to_costs` cannot use - an empty required field, a cost that is not a number, a date
+    that is not a date - or None when every value is readable.
+
+    For error messages: a strict cast says which value failed but not on which row.
+    """
+    checks = _value_checks(layout)
+    which = pl.coalesce(
+        *(pl.when(bad).then(pl.lit(index)) for index, (_, _, bad) in enumerate(checks))
+    )
+    found = (
+        raw.with_row_index("row", offset=1)
+        .select(
+            "row",
+            which.alias("check"),
+            *(pl.col(c).alias(f"v{i}") for i, (c, _, _) in enumerate(checks)),
+        )
+        .filter(pl.col("check").is_not_null())
+        .head(1)
+        .collect()
+    )
+    if found.is_empty():
+        return None
+    row = found.row(0, named=True)
+    column, problem, _ = checks[row["check"]]
+    return UnreadableValue(row["row"], column, row[f"v{row['check']}"], problem)
+
+
+# --- Currencies -----------------------------------------------------------------------------
+def currencies_by_sub_account(costs: pl.LazyFrame) -> pl.DataFrame:
+    """Rows per sub-account and billing currency, with the first row number (from 1) of each.
+
+    A row without a sub-account is counted under its `scope`. Sorted by sub-account, then
+    largest count first.
+    """
+    key = pl.coalesce(pl.col("sub_account_id"), pl.col("scope")).alias("sub_account")
+    return (
+        costs.with_row_index("row", offset=1)
+        .group_by(key, pl.col("billing_currency"))
+        .agg(pl.len().alias("rows"), pl.col("row").min().alias("first_row"))
+        .sort(["sub_account", "rows", "billing_currency"], descending=[False, True, False])
+        .collect()
+    )
+
+
+def refuse_mixed_currency_sub_accounts(costs: pl.LazyFrame, origin: str) -> None:
+    """Refuse cost rows where one sub-account (subscription) is billed in several currencies.
+
+    A subscription belongs to one billing profile or enrollment and is invoiced in its one
+    currency, so two currencies under one sub-account mean merged or corrupt data, and no sum
+    over it would mean anything. Different sub-accounts of one billing account may differ (an
+    MCA billing account's billing profiles each have their own currency): that is allowed, and
+    amounts of different currencies are never added together downstream.
+    """
+    counts = currencies_by_sub_account(costs)
+    mixed = counts.filter(pl.len().over("sub_account") > 1)
+    if mixed.is_empty():
+        return
+    sub_account = mixed["sub_account"][0]
+    rows = mixed.filter(pl.col("sub_account") == sub_account).rows(named=True)
+    usual, *others = rows
+    described = ", ".join(
+        f"{other['billing_currency']} ({other['rows']} row(s), first at row {other['first_row']})"
+        for other in others
+    )
+    raise CostDataError(
+        f"{origin}: sub-account {sub_account} is billed in {usual['billing_currency']} "
+        f"({usual['rows']} row(s)) and also in {described}; a subscription is invoiced in one "
+        "currency, so this looks like merged or corrupt exports - import each billing account's "
+        "own export"
+    )
