@@ -38,7 +38,7 @@ from transforms.power import clock_hour_spans
 _HOURS_PER_DAY: Final = 24
 
 
-class PriceBookError(ValueError):
+class MissingPriceError(ValueError):
     """The price book cannot price the comparison that was asked for."""
 
 
@@ -48,18 +48,18 @@ def _require_prices(price_book: pl.LazyFrame, seat_option: str, currency: str) -
     seats = held.filter((pl.col("option") == seat_option) & (pl.col("kind") == "seat"))
     if seats.is_empty():
         known = ", ".join(sorted(held.filter(pl.col("kind") == "seat")["option"].unique()))
-        raise PriceBookError(
+        raise MissingPriceError(
             f"seat option {seat_option!r} is not in the price book (seat options: {known}); "
             "set [pricing] seat_option to one of them or add it to a [pricing] book file"
         )
     if seats.filter(pl.col("currency") == currency).is_empty():
-        raise PriceBookError(
+        raise MissingPriceError(
             f"the price book has no {currency} price for {seat_option}: "
             f"set [pricing.seat_prices] {seat_option} in {currency}"
         )
     hourly = held.filter((pl.col("kind") == "hourly") & (pl.col("currency") == currency))
     if hourly.is_empty():
-        raise PriceBookError(
+        raise MissingPriceError(
             f"the price book has no {currency} hourly rate for Defender for Servers: run "
             f'`mdecost prices refresh` with [pricing] currency = "{currency}"'
         )
@@ -277,7 +277,7 @@ def licensing_comparison_monthly(
     """The `licensing_comparison_monthly` view: per machine and month, per hour versus per seat.
 
     Inputs are the `machines`, `machine_hours_daily` and `defender_charges_daily` views and the
-    price book (schemas.PRICE_BOOK). Raises PriceBookError when the book has no price for
+    price book (schemas.PRICE_BOOK). Raises MissingPriceError when the book has no price for
     `seat_option` or no hourly rate in `currency`.
     """
     currency = currency.upper()

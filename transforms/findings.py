@@ -28,7 +28,7 @@ from typing import Final
 import polars as pl
 
 from transforms.billing import HOURLY_OPTIONS
-from transforms.comparison import PriceBookError, price_calendar
+from transforms.comparison import MissingPriceError, price_calendar
 from transforms.contract import conform_view, empty_view
 
 # Cost Management rounds quantities; a day's billed and observed hours closer than this (36 s)
@@ -245,7 +245,7 @@ def _require_seat_options(
         .to_list()
     )
     if missing := [option for option in owned if option not in held]:
-        raise PriceBookError(
+        raise MissingPriceError(
             f"seats are owned for {', '.join(missing)} but the price book has no {currency} "
             f"seat price for it: set [pricing.seat_prices] in {currency}"
         )
@@ -266,7 +266,7 @@ def findings(
     """The `findings` view, from the other views and the price book (see the module docstring).
 
     `seats_owned` maps a seat option to the number of seats the customer already owns
-    ([pricing.seats_owned]). Raises PriceBookError when a seat option with seats owned has no
+    ([pricing.seats_owned]). Raises MissingPriceError when a seat option with seats owned has no
     price in `currency`.
     """
     currency = currency.upper()

@@ -48,8 +48,9 @@ from transforms.machines import (
 ABSENT: Final = "deleted"
 # A machine in the inventory whose power state the instance view did not report.
 UNKNOWN_STATE: Final = "unknown"
-# A machine known only from events, with no successful operation to infer from, is assumed
-# running (the brief: "absent events, assume running from creation").
+# A machine known only from events, with no successful operation to infer its earlier state
+# from, is assumed running: what it did before its first event is unknown, and a machine that
+# exists is usually running.
 ASSUMED_STATE: Final = "running"
 
 # State after a Succeeded operation (Learn: virtual-machines/states-billing). A write changes

@@ -32,7 +32,7 @@ from tests.transforms.conftest import (
     pricing_id,
     vm_id,
 )
-from transforms.comparison import PriceBookError
+from transforms.comparison import MissingPriceError
 
 JANUARY = date(2026, 1, 1)
 A1 = vm_id(SUB_A, "rg-a", "a1")
@@ -246,11 +246,11 @@ def test_charge_of_an_unknown_subscription_counts_in_the_estate_only(lake):
 
 def test_unknown_seat_option_is_refused_with_the_options_the_book_has():
     with pytest.raises(
-        PriceBookError, match=r"'per_user' is not in the price book.*mde_for_servers"
+        MissingPriceError, match=r"'per_user' is not in the price book.*mde_for_servers"
     ):
         build_views(january_estate(), seat_option="per_user")
 
 
 def test_currency_without_prices_is_refused():
-    with pytest.raises(PriceBookError, match="no EUR price for mde_for_servers"):
+    with pytest.raises(MissingPriceError, match="no EUR price for mde_for_servers"):
         build_views(january_estate(), currency="EUR")

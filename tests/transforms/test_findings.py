@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from tests.transforms.conftest import SUB_A, RawLake, at, build_views, vm_id
-from transforms.comparison import PriceBookError
+from transforms.comparison import MissingPriceError
 
 JANUARY = date(2026, 1, 1)
 WEB = vm_id(SUB_A, "rg", "web")
@@ -109,5 +109,5 @@ def test_double_licensed_counts_the_overlapping_seats(lake, seats_owned, expecte
 
 def test_seats_owned_for_an_option_without_a_price_are_refused(lake):
     priced(lake).machine(WEB)
-    with pytest.raises(PriceBookError, match="seats are owned for per_user_e5"):
+    with pytest.raises(MissingPriceError, match="seats are owned for per_user_e5"):
         build_views(lake, seats_owned={"per_user_e5": 10})
