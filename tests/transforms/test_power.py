@@ -276,3 +276,15 @@ def test_inventoried_vm_without_a_reported_power_state_is_unknown_and_not_billab
     # not billable (a charge on it would show as billed_while_not_billable).
     vm = lake.machine(vm_id(SUB_A, "rg", "mute"), power_state=None)
     assert intervals_of(lake, vm) == [("unknown", WINDOW_START, WINDOW_END, False)]
+
+
+def test_arc_machines_bill_while_connected(lake):
+    # Arc machines have no compute events: connected all window is 744 billable hours,
+    # disconnected none.
+    connected = "/subscriptions/%s/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/on"
+    disconnected = connected.replace("/on", "/off")
+    lake.machine(connected % SUB_A, kind="arc", power_state="Connected")
+    lake.machine(disconnected % SUB_A, kind="arc", power_state="Disconnected")
+    daily = daily_hours(lake)
+    assert sum(hours_by_day(daily, connected % SUB_A).values()) == 744.0
+    assert sum(hours_by_day(daily, disconnected % SUB_A).values()) == 0.0
