@@ -49,6 +49,12 @@ def build_credential(settings: Settings) -> TokenCredential:
 
     kind = settings.azure.credential
     if kind == "static_token":
+        # `load_settings` refuses this already; settings built any other way are checked too.
+        if not settings.azure.endpoint_is_loopback():
+            raise ConfigError(
+                f"credential 'static_token' is for emulators only and is refused for "
+                f"{settings.azure.arm_endpoint}"
+            )
         return StaticTokenCredential(settings.static_token())
     if kind == "cli":
         return identity.AzureCliCredential(tenant_id=settings.azure.tenant_id)

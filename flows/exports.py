@@ -38,6 +38,7 @@ import gzip
 import hashlib
 import io
 import logging
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -101,14 +102,24 @@ def _is_export_file(path: Path) -> bool:
     return path.name.lower().endswith(EXPORT_SUFFIXES)
 
 
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
 def export_files(paths: Iterable[Path]) -> list[Path]:
     """The export files named by `paths`: files as given, folders searched recursively (sorted).
 
     Raises CostDataError for a path that does not exist, a file of another kind, or a folder
-    with no export file in it, so a typo never imports nothing silently.
+    with no export file in it, so a typo never imports nothing silently. A URL is refused
+    without its query string, which for a storage account holds the SAS token.
     """
     found: list[Path] = []
     for path in paths:
+        if _URL.match(str(path)):
+            shown = str(path).split("?", 1)[0]
+            raise CostDataError(
+                f"{shown}: a URL; mdecost imports export files on disk - download them first "
+                "(the URL's query string is not shown: it may hold a SAS token)"
+            )
         if path.is_dir():
             inside = sorted(p for p in path.rglob("*") if p.is_file() and _is_export_file(p))
             if not inside:
