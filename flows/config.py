@@ -16,7 +16,12 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from transforms.billing import PARTIAL_HOURS_DEFAULT
 
@@ -210,6 +215,48 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return raw
 
 
+ENV_PREFIX = "MDECOST_"
+
+
+def _check_environment_names() -> None:
+    """Refuse `MDECOST_*` variables that look like settings but name none.
+
+    pydantic-settings silently ignores a variable whose section is unknown, and reads a single
+    underscore (`MDECOST_LAKE_PATH`) as no setting at all, so a typo would leave the default in
+    force without a word. Variables that do not start with a section name (`MDECOST_CONFIG`,
+    `MDECOST_STATIC_TOKEN`, a tool's own) are not settings and are left alone.
+    """
+    sections = sorted(name.upper() for name in Settings.model_fields)
+    for variable in sorted(os.environ):
+        if not variable.upper().startswith(ENV_PREFIX):
+            continue
+        rest = variable[len(ENV_PREFIX) :].upper()
+        section, nested, _ = rest.partition("__")
+        if nested and section not in sections:
+            raise ConfigError(
+                f"environment: {variable} names no setting: {section.lower()} is not a section "
+                f"(sections: {', '.join(name.lower() for name in sections)})"
+            )
+        single = next((known for known in sections if rest.startswith(f"{known}_")), None)
+        if not nested and single is not None:
+            raise ConfigError(
+                f"environment: {variable} is not a setting; a key inside a section takes a "
+                f"double underscore: {ENV_PREFIX}{single}__{rest[len(single) + 1 :]}"
+            )
+
+
+def _unparsable_environment(error: SettingsError) -> ConfigError:
+    """A variable pydantic-settings could not parse: named, its value never shown (secrets)."""
+    field = re.search(r'field "(\w+)"', str(error))
+    prefix = f"{ENV_PREFIX}{field.group(1).upper() if field else ''}"
+    names = sorted(v for v in os.environ if v.upper().startswith(prefix))
+    return ConfigError(
+        f"environment: {' or '.join(names) or prefix + '*'} cannot be read: lists and tables "
+        f"are written as JSON there, e.g. {ENV_PREFIX}AZURE__SCOPES="
+        "'[\"/subscriptions/<guid>\"]'"
+    )
+
+
 def load_settings(config_file: Path | None = None) -> Settings:
     """Load settings from `config_file`, else `$MDECOST_CONFIG`, else `./mdecost.toml` if present.
 
@@ -225,10 +272,13 @@ def load_settings(config_file: Path | None = None) -> Settings:
     if config_file is not None:
         raw = _resolve_relative_paths(_read_toml(config_file), config_file.resolve().parent)
         origin = str(config_file)
+    _check_environment_names()
     try:
         settings = Settings(**raw)
     except ValidationError as error:
         raise ConfigError(_one_line(error, origin)) from None
+    except SettingsError as error:
+        raise _unparsable_environment(error) from None
     if settings.azure.credential == "static_token" and not settings.azure.endpoint_is_loopback():
         raise ConfigError(
             f"{origin}: azure.credential 'static_token' is for emulators only and is refused "
