@@ -57,7 +57,7 @@ def build_credential(settings: Settings) -> TokenCredential:
             )
         return StaticTokenCredential(settings.static_token())
     if kind == "cli":
-        return identity.AzureCliCredential(tenant_id=settings.azure.tenant_id)
+        return identity.AzureCliCredential(tenant_id=settings.azure.tenant_id or "")
     if kind == "managed_identity":
         return identity.ManagedIdentityCredential(client_id=settings.azure.client_id)
     if kind == "service_principal":

@@ -120,7 +120,8 @@ def publish_warehouse(
         column_comments=column_comments(),
     )
     rows = {name: table.num_rows for name, table in tables.items()}
-    return BuildSummary(published, rows, *(window or (None, None)), fingerprint)
+    start, end = window or (None, None)
+    return BuildSummary(published, rows, start, end, fingerprint)
 
 
 def build_info(

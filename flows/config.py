@@ -31,6 +31,7 @@ DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
 STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
 _SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}$")
 
+CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
 
 
@@ -97,9 +98,7 @@ class CollectSettings(_Section):
     """How collection treats restated cost data and the Cost Management API's quotas."""
 
     restatement_days: int = Field(default=35, ge=0, le=400)
-    cost_types: list[Literal["ActualCost", "AmortizedCost"]] = Field(
-        default_factory=lambda: ["ActualCost"]
-    )
+    cost_types: list[CostType] = ["ActualCost"]  # pydantic copies a mutable default per instance
     max_retry_wait_seconds: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=8, ge=0)
     cost_query_concurrency: int = Field(default=2, ge=1)
