@@ -4,6 +4,9 @@ A partition (for example power events of one subscription for one month) is a si
 file. It is written beside its final name and moved into place with `os.replace`, which is
 atomic on POSIX file systems: a reader sees the old file or the new one, a crash leaves the old
 one, and a re-run replaces rather than appends, so nothing is ever counted twice.
+
+One writing run at a time (`lake_lock`): two collections of the same month would each read the
+partition, merge and replace it, and the second replace would drop what the first merged in.
 """
 
 from __future__ import annotations
@@ -12,16 +15,40 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flows.locks import held_exclusively
 from transforms.schemas import DATASETS, conform
 
 PARTITION_FILE = "data.parquet"
+LOCK_FILE = ".lock"
+# How long a second collect waits for the first before it stops and says so.
+LAKE_LOCK_WAIT_SECONDS = 30.0
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class LakeBusyError(RuntimeError):
+    """Another run holds the lake lock for longer than we were willing to wait."""
+
+
+def lake_lock(lake: Path, wait_seconds: float | None = None) -> AbstractContextManager[None]:
+    """Hold `<lake>/.lock` exclusively while a run writes the lake.
+
+    Waits up to `wait_seconds` (default `LAKE_LOCK_WAIT_SECONDS`), then raises `LakeBusyError`
+    naming the lock file. Readers (`build`, reports) need no lock: every partition is replaced
+    atomically, so they read each one whole, old or new.
+    """
+    return held_exclusively(
+        lake / LOCK_FILE,
+        LAKE_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds,
+        LakeBusyError,
+        holders="collect or cost import",
+    )
 
 
 def partition_path(lake: Path, dataset: str, partition: Mapping[str, str]) -> Path:

@@ -9,17 +9,20 @@ time: a second one waits for the lock, then stops with a message naming the lock
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from flows.locks import held_exclusively
+
+# How long a second build waits for the first before it stops and says so.
+BUILD_LOCK_WAIT_SECONDS = 30.0
 
 
 class WarehouseBusyError(RuntimeError):
@@ -30,28 +33,15 @@ class WarehouseMissingError(FileNotFoundError):
     """No warehouse has been built at the configured path yet."""
 
 
-@contextmanager
-def build_lock(warehouse: Path, wait_seconds: float = 30.0) -> Iterator[None]:
-    """Hold `<warehouse>.lock` exclusively; wait up to `wait_seconds`, then refuse clearly."""
-    lock_path = warehouse.with_name(warehouse.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WarehouseBusyError(
-                        f"another mdecost build or refresh is running (lock {lock_path} held "
-                        f"for over {wait_seconds:.0f} s); wait for it to finish and run again"
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def build_lock(warehouse: Path, wait_seconds: float | None = None) -> AbstractContextManager[None]:
+    """Hold `<warehouse>.lock` exclusively; wait up to `wait_seconds` (default
+    `BUILD_LOCK_WAIT_SECONDS`), then refuse with `WarehouseBusyError` naming the lock file."""
+    return held_exclusively(
+        warehouse.with_name(warehouse.name + ".lock"),
+        BUILD_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds,
+        WarehouseBusyError,
+        holders="build or refresh",
+    )
 
 
 def publish(

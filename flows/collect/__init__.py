@@ -61,7 +61,7 @@ from flows.collect.scopes import (
 )
 from flows.collect.throttling import RetryLimits, ThrottleStats
 from flows.config import load_settings
-from flows.lake import partition_path, write_partition
+from flows.lake import lake_lock, partition_path, write_partition
 from transforms.costs import QUERY_SOURCE, CostDataError, query_result_to_costs, to_costs_table
 from transforms.schemas import PROVENANCE_COLUMNS, SchemaError
 
@@ -478,51 +478,53 @@ def collect(
     judged from it (the demo passes the simulator's clock). `force` re-collects cost months
     that are past the restatement window. Raises WindowError before any call when the window
     is empty or older than the Activity Log retention; raises CollectIncomplete (with the
-    summary) at the end when some scope or chunk could not be read.
+    summary) at the end when some scope or chunk could not be read. One collect at a time per
+    lake: a second one waits for the lake lock, then raises LakeBusyError before any call.
     """
     as_of = _utc(as_of)
     activity_log.check_window(start, end, as_of)
     settings = load_settings(config_file)
     log = _logger()
     ingested_at = datetime.now(UTC)
-    if scopes:
-        chosen = validated_scopes(scopes)
-    elif settings.azure.scopes:
-        chosen = list(settings.azure.scopes)
-    else:
-        chosen = discover_scopes(config_file)
-        log.info("discovered %d enabled subscription(s)", len(chosen))
+    with lake_lock(settings.lake.path):
+        if scopes:
+            chosen = validated_scopes(scopes)
+        elif settings.azure.scopes:
+            chosen = list(settings.azure.scopes)
+        else:
+            chosen = discover_scopes(config_file)
+            log.info("discovered %d enabled subscription(s)", len(chosen))
 
-    specs: dict[PrefectFuture[Any], ChunkResult] = {}
-    for scope in chosen:
-        machines = collect_inventory.submit(config_file, scope, as_of, ingested_at)
-        specs[machines] = ChunkResult("inventory", scope, "snapshot")
-        # Prefect resolves a future passed as a parameter to its result before the task runs.
-        plans = collect_pricings.submit(  # type: ignore[call-overload]
-            config_file, scope, as_of, ingested_at, machines
-        )
-        specs[plans] = ChunkResult("pricings", scope, "snapshot")
-        for month in activity_log.power_event_months(start, as_of):
-            events = collect_power_events.submit(
-                config_file, scope, month.label, as_of, ingested_at
+        specs: dict[PrefectFuture[Any], ChunkResult] = {}
+        for scope in chosen:
+            machines = collect_inventory.submit(config_file, scope, as_of, ingested_at)
+            specs[machines] = ChunkResult("inventory", scope, "snapshot")
+            # Prefect resolves a future passed as a parameter to its result before the task runs.
+            plans = collect_pricings.submit(  # type: ignore[call-overload]
+                config_file, scope, as_of, ingested_at, machines
             )
-            specs[events] = ChunkResult("power_events", scope, month.label)
-
-    cost_months = [month for month in months_between(start, end) if month.start < as_of]
-    limit = settings.collect.cost_query_concurrency
-    in_flight: list[PrefectFuture[Any]] = []
-    for scope in chosen:
-        for month in cost_months:
-            for cost_type in settings.collect.cost_types:
-                if len(in_flight) >= limit:
-                    in_flight.remove(next(as_completed(in_flight)))
-                costs = collect_costs.submit(
-                    config_file, scope, month.label, cost_type, as_of, ingested_at, force
+            specs[plans] = ChunkResult("pricings", scope, "snapshot")
+            for month in activity_log.power_event_months(start, as_of):
+                events = collect_power_events.submit(
+                    config_file, scope, month.label, as_of, ingested_at
                 )
-                specs[costs] = ChunkResult("costs", scope, f"{month} {cost_type}")
-                in_flight.append(costs)
+                specs[events] = ChunkResult("power_events", scope, month.label)
 
-    results = [_result(future, spec) for future, spec in specs.items()]
+        cost_months = [month for month in months_between(start, end) if month.start < as_of]
+        limit = settings.collect.cost_query_concurrency
+        in_flight: list[PrefectFuture[Any]] = []
+        for scope in chosen:
+            for month in cost_months:
+                for cost_type in settings.collect.cost_types:
+                    if len(in_flight) >= limit:
+                        in_flight.remove(next(as_completed(in_flight)))
+                    costs = collect_costs.submit(
+                        config_file, scope, month.label, cost_type, as_of, ingested_at, force
+                    )
+                    specs[costs] = ChunkResult("costs", scope, f"{month} {cost_type}")
+                    in_flight.append(costs)
+
+        results = [_result(future, spec) for future, spec in specs.items()]
     summary = CollectSummary(start, end, as_of, chosen, results)
     for line in summary.lines():
         log.info("%s", line)
