@@ -70,3 +70,31 @@ def serve(
         simulator.serve_forever()
     except KeyboardInterrupt:
         typer.echo("stopped")
+
+
+@simulator_app.command("generate")
+def generate(
+    machines: Annotated[int, typer.Option(min=1, help="Number of machines.")],
+    months: Annotated[int, typer.Option(min=1, help="Whole months of history before --now.")],
+    lake: Annotated[Path, typer.Option(help="The lake folder to write into.")],
+    seed: Annotated[int, typer.Option(help="Seed of the generated estate.")] = 7,
+    now: Annotated[
+        str | None,
+        typer.Option(help="The snapshot instant, UTC (default: the start of this month)."),
+    ] = None,
+) -> None:
+    """Write a large simulated estate straight into LAKE (no HTTP), for benchmarks.
+
+    Inventory and plan snapshots, power events and Query API cost rows, in the raw lake schemas
+    and partitioned as `mdecost collect` partitions them; existing partitions are replaced.
+    """
+    from flows.simulator.bulk import generate_lake
+
+    summary = generate_lake(
+        lake,
+        machines=machines,
+        months=months,
+        seed=seed,
+        now=None if now is None else _parse_now(now),
+    )
+    typer.echo(summary.line())
