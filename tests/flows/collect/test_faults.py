@@ -24,7 +24,14 @@ from azure.core.exceptions import HttpResponseError, ServiceResponseTimeoutError
 
 import flows.collect
 from flows.azure_clients import UnreadableResponseBody
-from flows.collect import CollectIncomplete, collect, collect_costs, collect_power_events
+from flows.collect import (
+    CollectIncomplete,
+    collect,
+    collect_costs,
+    collect_inventory,
+    collect_power_events,
+    collect_pricings,
+)
 from flows.collect.cost_query import MAX_EMPTY_PAGES_IN_A_ROW, QueryShapeError
 from flows.collect.throttling import RetriesExhausted
 from flows.lake import partition_path
@@ -40,6 +47,7 @@ STALL = 1.0
 MONTH = "2026-10"  # within the restatement window of the estate's present: always re-collected
 COST_TYPE = "ActualCost"
 TRANSIENT_KINDS = ["server_error", "stall", "truncated_json"]
+DATASETS_SNAPSHOT = ("inventory", "pricings")
 
 
 @pytest.fixture
@@ -272,6 +280,30 @@ def test_a_persistent_fault_on_the_activity_log_keeps_the_old_partition(
         power_events_chunk(simulator, scope)
     assert served(simulator, before)[f"fault_{kind}"] == REQUESTS_PER_TRY
     assert events_file(lake, scope).read_bytes() == clean
+
+
+@pytest.mark.parametrize("kind", TRANSIENT_KINDS)
+def test_a_passing_fault_on_compute_and_security_calls_is_retried_and_the_snapshots_are_unchanged(
+    simulator, lake, scope, kind
+):
+    now = simulator.estate.now
+    subscription_id = scope.rsplit("/", 1)[1]
+    snapshot = {"snapshot_date": now.date().isoformat(), "subscription_id": subscription_id}
+
+    def snapshots():
+        machines = collect_inventory.fn(simulator.config_path, scope, now, now)
+        plans = collect_pricings.fn(simulator.config_path, scope, now, now, machines)
+        assert (machines.failure, plans.failure) == (None, None)
+        return [partition_path(lake, name, snapshot).read_bytes() for name in DATASETS_SNAPSHOT]
+
+    clean = snapshots()
+    # The VM list (azure.core.rest responses) and the pricings (azure-mgmt-security's legacy
+    # transport responses) both meet the fault twice.
+    simulator.faults.inject(kind, "vm_list", times=2, stall_seconds=STALL)
+    simulator.faults.inject(kind, "resource_pricings", times=2, stall_seconds=STALL)
+    before = Counter(simulator.requests)
+    assert snapshots() == clean
+    assert served(simulator, before)[f"fault_{kind}"] == 4
 
 
 # --- the flow: failures reported by scope and month, Prefect's retries bounded ----------------
