@@ -351,8 +351,13 @@ def _month_label() -> pl.Expr:
     return pl.col("charge_period_start").dt.strftime("%Y-%m").alias("month")
 
 
+def _scope_key() -> pl.Expr:
+    """ARM scopes compare without case: one billing account is one partition however spelled."""
+    return pl.col("scope").str.strip_chars().str.to_lowercase().alias("scope_key")
+
+
 def _partition_keys(costs: pl.LazyFrame) -> set[tuple[str, str, str]]:
-    keys = costs.select(_month_label(), "scope", "cost_type").unique().collect()
+    keys = costs.select(_month_label(), _scope_key(), "cost_type").unique().collect()
     return {(month, scope, cost_type) for month, scope, cost_type in keys.iter_rows()}
 
 
@@ -442,8 +447,8 @@ def import_costs_to_lake(
     costs = cast(pl.DataFrame, pl.from_arrow(imported.table))
     order = [name for name in COSTS.names if name not in PROVENANCE_COLUMNS]
     written: list[Path] = []
-    by_partition = costs.with_columns(_month_label()).partition_by(
-        ["month", "scope", "cost_type"], as_dict=True, maintain_order=False
+    by_partition = costs.with_columns(_month_label(), _scope_key()).partition_by(
+        ["month", "scope_key", "cost_type"], as_dict=True, maintain_order=False
     )
     for (month, scope, kind), rows in sorted(by_partition.items()):
         partition = {
@@ -453,7 +458,7 @@ def import_costs_to_lake(
             "cost_type": str(kind),
         }
         # polars hands strings to Arrow as large_string: back to the declared schema's types.
-        table = rows.drop("month").sort(order, nulls_last=True).to_arrow().cast(COSTS)
+        table = rows.drop("month", "scope_key").sort(order, nulls_last=True).to_arrow().cast(COSTS)
         origin = f"export rows of {scope} for {month} ({kind})"
         written.append(write_partition(lake, "costs", partition, table, origin=origin))
     return LakeImport(imported.files, tuple(written), costs.height)

@@ -323,7 +323,7 @@ def test_two_runs_of_one_export_in_one_import_are_refused(lake, tmp_path):
         import_costs_to_lake([tmp_path / "export"], lake)
     assert str(refused.value) == (
         f"{first} and {second} both hold ActualCost rows of "
-        "/providers/Microsoft.Billing/billingAccounts/8611537 for 2023-09, from different "
+        "/providers/microsoft.billing/billingaccounts/8611537 for 2023-09, from different "
         "folders (two runs of an export?); import only the latest run's folder"
     )
     assert lake_bytes(lake) == before
@@ -331,3 +331,19 @@ def test_two_runs_of_one_export_in_one_import_are_refused(lake, tmp_path):
     import_costs_to_lake([second.parent], lake)
     total = math.fsum(scan_dataset(lake, "costs").collect()["billed_cost"])
     assert total == pytest.approx(8.7950077867419368, abs=1e-12)
+
+
+def test_parts_of_one_run_spelling_the_account_differently_land_in_one_partition(tmp_path):
+    header, *rows = read_rows(HANDMADE)
+    account = header.index("BillingAccountId")
+    for row in rows[:2]:
+        row[account] = "/PROVIDERS/MICROSOFT.BILLING/BILLINGACCOUNTS/1234567"
+    run = tmp_path / "run-1"
+    write_rows(run / "EA_ActualCost_part_1.csv", [header, *rows[:2]])
+    write_rows(run / "EA_ActualCost_part_2.csv", [header, *rows[2:]])
+    result = import_costs_to_lake([run], tmp_path / "lake")
+    assert len(result.written) == 1
+    costs = scan_dataset(tmp_path / "lake", "costs").collect()
+    # All four rows: 0.16128 + 4.2 + 5 - 0.3 = 9.06128.
+    assert costs.height == 4
+    assert math.fsum(costs["billed_cost"]) == pytest.approx(9.06128, abs=1e-12)
