@@ -261,14 +261,14 @@ def test_a_killed_collect_leaves_whole_partitions_and_its_rerun_equals_an_uninte
 
     kill_at("collect", point, nth, estate, lake, warehouse)
 
+    # Every partition reads whole, and the readers skip the dead run's staging files (a torn
+    # one read as Parquet would fail the scan).
+    assert_every_partition_whole(lake, estate)
+    lake_rows(lake)
+    assert staging_files(lake)
     after = partition_files(lake)
     replaced = {path for path, inode in after.items() if before.get(path) != inode}
     assert len(replaced) == replaced_before_kill
-    # The dead run's staging files are there, and the readers do not see them: a torn file
-    # read as Parquet would fail the scan.
-    assert staging_files(lake)
-    assert_every_partition_whole(lake, estate)
-    lake_rows(lake)
 
     with pytest.MonkeyPatch.context() as patch:
         paths_env(patch, lake, warehouse)
