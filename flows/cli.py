@@ -19,6 +19,7 @@ from rich.table import Table
 
 from flows import warehouse
 from flows.config import ConfigError, Settings, load_settings
+from flows.lake import LakeBusyError
 from flows.simulator.cli import simulator_app
 from pricing.book import (
     PriceEntry,
@@ -268,6 +269,8 @@ def collect_command(
         typer.echo("\n".join(incomplete.summary.lines()))
         skipped = ", ".join(incomplete.summary.skipped_scopes)
         raise fail(f"could not read {skipped}") from None
+    except LakeBusyError as error:
+        raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 
 
@@ -344,6 +347,8 @@ def run_command(
     except CollectIncomplete as incomplete:
         typer.echo("\n".join(incomplete.summary.lines()))
         raise fail(f"could not read {', '.join(incomplete.summary.skipped_scopes)}") from None
+    except (LakeBusyError, warehouse.WarehouseBusyError) as error:
+        raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 
 
