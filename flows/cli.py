@@ -299,6 +299,56 @@ def docs_command(
     typer.echo(f"wrote {output}")
 
 
+class CostTypeChoice(StrEnum):
+    ActualCost = "ActualCost"
+    AmortizedCost = "AmortizedCost"
+
+
+@app.command("import-costs")
+def import_costs_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Export files or folders (FOCUS 1.0/1.2, EA/MCA CSV).")
+    ],
+    cost_type: Annotated[
+        CostTypeChoice | None,
+        typer.Option(
+            "--cost-type",
+            help="For EA/MCA cost details, which view the files hold (default: read from the "
+            "path, e.g. a folder named ...Actual... or ...Amortized...).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Import Cost Management export files into the lake; a re-import replaces, never adds."""
+    from flows.exports import import_costs_to_lake
+    from flows.lake import lake_lock
+    from transforms.costs import CostDataError
+
+    settings = settings_or_exit(config)
+    try:
+        with lake_lock(settings.lake.path):
+            result = import_costs_to_lake(
+                paths, settings.lake.path, cost_type=cost_type.value if cost_type else None
+            )
+    except CostDataError as error:
+        raise fail(str(error), 2) from None
+    except LakeBusyError as error:
+        raise fail(str(error)) from None
+    for imported in result.files:
+        if imported.duplicate_of is not None:
+            typer.echo(f"{imported.path}: same content as {imported.duplicate_of}, read once")
+            continue
+        notes = [f"{imported.rows:,} rows", imported.layout]
+        if imported.cost_type:
+            notes.append(imported.cost_type)
+        if imported.negative_rows:
+            notes.append(f"{imported.negative_rows} refund/credit rows kept")
+        if imported.unknown_units:
+            notes.append(f"units not in PricingUnits: {', '.join(imported.unknown_units)}")
+        typer.echo(f"{imported.path}: {'; '.join(notes)}")
+    typer.echo(f"{result.rows:,} rows in {len(result.written)} partition(s) of the lake")
+
+
 MonthOption = Annotated[
     datetime | None,
     typer.Option("--month", formats=["%Y-%m"], help="YYYY-MM (default: the last full month)."),
