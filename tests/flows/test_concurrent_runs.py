@@ -65,7 +65,7 @@ class Estate:
 def estate(simulator, prefect_harness, tmp_path_factory) -> Estate:
     """One collection and one build, run alone: what every run here starts from."""
     folder = tmp_path_factory.mktemp("alone")
-    scopes = [f"/subscriptions/{s}" for s in sorted(simulator.estate.subscriptions)[:2]]
+    scopes = [f"/subscriptions/{s}" for s in sorted(simulator.estate.subscriptions)[:SUBSCRIPTIONS]]
     lake, warehouse = folder / "lake", folder / "warehouse.duckdb"
     simulator.reset()
     with pytest.MonkeyPatch.context() as patch:
@@ -94,7 +94,7 @@ class HeldRun:
                 "scopes": estate.scopes,
             }
         spec = {"flow": flow, "arguments": arguments, "point": point, "nth": 1, "action": "pause"}
-        self.log = lake.parent / f"held-{flow}.log"
+        self.log = warehouse.parent / f"held-{flow}.log"
         with self.log.open("w") as log:
             self.child = subprocess.Popen(
                 [sys.executable, str(STOPPABLE_RUN), json.dumps(spec)],
@@ -112,7 +112,11 @@ class HeldRun:
             )
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self.expect(f"STOPPED {point} #1:")
+        try:
+            self.expect(f"STOPPED {point} #1:")
+        except BaseException:
+            self.stop()
+            raise
 
     def _read(self) -> None:
         for line in self.child.stdout:
