@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as ds
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
@@ -101,9 +102,20 @@ def compute_views(settings: Settings, book: pa.Table) -> dict[str, pa.Table]:
     raw = raw_lake(settings.lake.path)
     views = build_marts(raw, pl.from_arrow(book).lazy(), options)  # type: ignore[union-attr]
     tables = {name: frame.to_arrow() for name, frame in views.items()}
-    tables["costs"] = raw.costs.collect().to_arrow()
     tables["prices"] = book
     return tables
+
+
+def raw_costs(lake: Path) -> pa.Table | ds.Dataset:
+    """The lake's cost rows for the warehouse's `costs` table, as a dataset DuckDB streams.
+
+    Cost rows are the largest raw dataset (a row per machine, meter and day): copying them
+    through polars into one Arrow table held them in memory twice for nothing.
+    """
+    files = dataset_files(lake, "costs")
+    if not files:
+        return DATASETS["costs"].empty_table()
+    return ds.dataset([str(path) for path in files], schema=DATASETS["costs"], format="parquet")
 
 
 @task(cache_policy=NO_CACHE)
@@ -113,13 +125,15 @@ def publish_warehouse(
     """Write the views and `build_info` into a new warehouse file and swap it in."""
     window = history_window(raw_lake(settings.lake.path))
     info = build_info(settings, fingerprint, window)
+    costs = raw_costs(settings.lake.path)
     published = warehouse.publish(
         settings.warehouse.path,
-        {**tables, "build_info": info},
+        {**tables, "costs": costs, "build_info": info},  # type: ignore[dict-item]
         table_comments=table_comments(),
         column_comments=column_comments(),
     )
     rows = {name: table.num_rows for name, table in tables.items()}
+    rows["costs"] = costs.num_rows if isinstance(costs, pa.Table) else costs.count_rows()
     start, end = window or (None, None)
     return BuildSummary(published, rows, start, end, fingerprint)
 

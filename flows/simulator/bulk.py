@@ -294,6 +294,7 @@ def _billable_hours_daily(
         )
         .group_by("machine", "day")
         .agg(billable_microseconds=pl.col("overlap").sum())
+        .sort("machine", "day")  # a seed gives the same rows in the same order, run after run
     )
 
 
@@ -345,7 +346,9 @@ def _events_table(
         .otherwise(pl.lit("Microsoft.Compute/virtualMachineScaleSets/virtualMachines/"))
     )
     return rows.join(
-        machines.select("machine", "resource_id", "resource_group", "machine_kind"), on="machine"
+        machines.select("machine", "resource_id", "resource_group", "machine_kind"),
+        on="machine",
+        maintain_order="left",
     ).select(
         event_data_id=pl.Series(_uuids(rng, rows.height)),
         correlation_id="correlation_id",
@@ -377,8 +380,8 @@ def _cost_rows(
         }
     )
     billed = (
-        hours.join(machines, on="machine")
-        .join(sizes, on="size_index")
+        hours.join(machines, on="machine", maintain_order="left")
+        .join(sizes, on="size_index", maintain_order="left")
         .with_columns(
             charge_period_start=(pl.col("day") * MICROSECONDS_PER_DAY).cast(TIMESTAMP),
             charge_period_end=((pl.col("day") + 1) * MICROSECONDS_PER_DAY).cast(TIMESTAMP),

@@ -1,0 +1,1 @@
+"""Performance benchmarks of mdecost: `python -m benchmarks` (`make bench`)."""

@@ -1,0 +1,345 @@
+"""`python -m benchmarks` (`make bench`): build and collection figures, written to results.md.
+
+Each measured step runs in a child process of its own, so its wall time and peak memory (the
+child's maximum resident set, from `os.wait4`) are those of that step alone, as a user running
+the command would see them. Sizes come from `BENCH_SIZES` (machines, comma-separated; default
+1000,10000,100000), months from `BENCH_MONTHS` (default 12). Generated lakes are kept under
+`benchmarks/work/` and reused when their size, months and seed match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / "work"
+RESULTS = ROOT / "results.md"
+PYTHON = sys.executable
+MDECOST = str(Path(PYTHON).with_name("mdecost"))
+SEED = 7
+# A fixed present, so every run measures the same estate.
+NOW = "2026-11-01T00:00:00Z"
+# Targets of issue 7, on 2 cores.
+TARGETS = {10_000: (60.0, 3.0), 100_000: (600.0, 12.0)}  # machines: (seconds, GB)
+SCAN_RATIO_TARGET = 15.0
+GROWTH_TARGET = 12.0
+
+
+# A child whose resident memory passes this is stopped (and reported so) before it can push the
+# machine into the kernel's out-of-memory killer, which might pick someone else's process.
+MEMORY_LIMIT_GB = float(os.environ.get("BENCH_MEMORY_LIMIT_GB", "16"))
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_gb: float
+    output: str
+    stopped_over_limit: bool = False
+
+
+def _resident_gb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kilobytes = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")), 0)
+    return kilobytes / 1024 / 1024
+
+
+def run_child(command: list[str]) -> Measured:
+    """Run `command`; its wall time and its peak RSS (largest of it and its waited children).
+
+    The child runs in a session of its own; if its resident memory passes MEMORY_LIMIT_GB the
+    whole session is killed and the result says so.
+    """
+    started = time.perf_counter()
+    over_limit = threading.Event()
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT.parent,
+        start_new_session=True,
+    ) as child:
+
+        def watch() -> None:
+            while child.returncode is None and not over_limit.is_set():
+                if _resident_gb(child.pid) > MEMORY_LIMIT_GB:
+                    over_limit.set()
+                    os.killpg(child.pid, signal.SIGKILL)
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        output = child.stdout.read() if child.stdout else ""
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    peak = usage.ru_maxrss / 1024 / 1024
+    if over_limit.is_set():
+        return Measured(seconds, peak, output, stopped_over_limit=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{output[-3000:]}")
+    return Measured(seconds, peak, output)
+
+
+def lake_for(machines: int, months: int) -> tuple[Path, Measured | None]:
+    """The generated lake for this size (generated now unless an identical one is kept)."""
+    folder = WORK / f"{machines}x{months}"
+    marker = folder / "generated.json"
+    wanted = {"machines": machines, "months": months, "seed": SEED, "now": NOW}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return folder, None
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+    folder.mkdir(parents=True)
+    measured = run_child(
+        [
+            MDECOST, "simulator", "generate",
+            "--machines", str(machines), "--months", str(months),
+            "--lake", str(folder / "lake"), "--seed", str(SEED), "--now", NOW,
+        ]
+    )  # fmt: skip
+    (folder / "mdecost.toml").write_text(
+        '[lake]\npath = "lake"\n[warehouse]\npath = "warehouse.duckdb"\n'
+    )
+    marker.write_text(json.dumps(wanted))
+    return folder, measured
+
+
+SCAN = """
+import sys, duckdb
+files = sys.argv[1:]
+for dataset in ("inventory", "pricings", "power_events", "costs"):
+    chosen = [f for f in files if f"/raw/{dataset}/" in f]
+    duckdb.sql("SELECT count(*), sum(hash(COLUMNS(*))) FROM read_parquet($files)",
+               params={"files": chosen}).fetchall()
+"""
+
+
+def scan_floor(folder: Path) -> Measured:
+    """A plain DuckDB read of every raw file: every column of every row, hashed."""
+    files = [str(path) for path in sorted((folder / "lake" / "raw").glob("**/data.parquet"))]
+    return run_child([PYTHON, "-c", SCAN, *files])
+
+
+COMPUTE_ONLY = """
+import sys, time
+from pathlib import Path
+from flows.build import compute_views, lake_fingerprint, price_book, publish_warehouse
+from flows.config import load_settings
+settings = load_settings(Path(sys.argv[1]))
+marks = [time.perf_counter()]
+book = price_book.fn(settings)
+tables = compute_views.fn(settings, book)
+marks.append(time.perf_counter())
+publish_warehouse.fn(settings, tables, lake_fingerprint(settings.lake.path))
+marks.append(time.perf_counter())
+print(f"compute {marks[1] - marks[0]:.1f} publish {marks[2] - marks[1]:.1f}")
+"""
+
+
+def machine_description() -> list[str]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    libraries = ", ".join(
+        f"{name} {version(name)}" for name in ("polars", "duckdb", "pyarrow", "numpy", "prefect")
+    )
+    return [
+        f"- CPU: {model}; {len(os.sched_getaffinity(0))} cores usable ({os.cpu_count()} online)",
+        f"- Memory: {memory_kb / 1024 / 1024:.1f} GB",
+        f"- OS: {platform.platform()}",
+        f"- Python {platform.python_version()}; {libraries}",
+    ]
+
+
+COLLECT = """
+import json, sys, time
+from datetime import UTC, datetime, timedelta
+from flows.collect import collect
+from flows.simulator import simulated_azure
+now = datetime(2026, 12, 1, tzinfo=UTC)
+start = (now - timedelta(days=89)).date()
+began = time.perf_counter()
+with simulated_azure(seed=7, machines=1000, months=3, now=now) as sim:
+    generated = time.perf_counter()
+    sim.faults.cost_429_rate = 0.2
+    summary = collect(start=start, end=now.date(), as_of=now, config_file=sim.config_path)
+    done = time.perf_counter()
+    print("RESULT " + json.dumps({
+        "estate_seconds": generated - began,
+        "collect_seconds": done - generated,
+        "requests": sum(sim.requests.values()),
+        "cost_queries": sim.requests["cost_query"],
+        "throttled": summary.throttled,
+        "waited_seconds": summary.waited_seconds,
+        "rows": summary.rows_by_dataset(),
+        "window": f"{start} .. {now.date()}",
+    }))
+"""
+
+
+def describe(measured: Measured) -> str:
+    if measured.stopped_over_limit:
+        return (
+            f"stopped after {measured.seconds:.1f} s: resident memory passed "
+            f"{MEMORY_LIMIT_GB:.0f} GB"
+        )
+    return f"{measured.seconds:.1f} s, peak {measured.peak_gb:.2f} GB"
+
+
+def main() -> None:
+    chosen = os.environ.get("BENCH_SIZES") or "1000,10000,100000"
+    sizes = [int(size) for size in chosen.split(",") if size.strip()]
+    months = int(os.environ.get("BENCH_MONTHS", "12"))
+    WORK.mkdir(exist_ok=True)
+    builds: dict[int, dict[str, object]] = {}
+    for machines in sizes:
+        folder, generated = lake_for(machines, months)
+        raw_bytes = sum(p.stat().st_size for p in (folder / "lake" / "raw").glob("**/*.parquet"))
+        print(f"{machines} machines: lake ready ({raw_bytes / 1e6:.0f} MB)", flush=True)
+        build = run_child([MDECOST, "build", "--config", str(folder / "mdecost.toml")])
+        print(f"  mdecost build {describe(build)}", flush=True)
+        compute = None
+        if not build.stopped_over_limit:
+            compute = run_child([PYTHON, "-c", COMPUTE_ONLY, str(folder / "mdecost.toml")])
+            print(f"  without Prefect: {compute.output.strip().splitlines()[-1]}", flush=True)
+        scan = scan_floor(folder)
+        print(f"  DuckDB scan {scan.seconds:.1f} s", flush=True)
+        rows_line = next(
+            (line.split("rows: ", 1)[1] for line in build.output.splitlines() if "rows: " in line),
+            "",
+        )
+        builds[machines] = {
+            "generated": generated,
+            "raw_mb": raw_bytes / 1e6,
+            "build": build,
+            "compute": compute,
+            "scan": scan,
+            "rows": rows_line,
+        }
+    collect_result = None
+    if os.environ.get("BENCH_COLLECT", "1") != "0":
+        measured = run_child([PYTHON, "-c", COLLECT])
+        line = next(x for x in measured.output.splitlines() if x.startswith("RESULT "))
+        collect_result = (measured, json.loads(line.removeprefix("RESULT ")))
+        print(f"collect: {collect_result[1]}", flush=True)
+    RESULTS.write_text(render(builds, months, collect_result))
+    print(f"wrote {RESULTS}")
+
+
+def render(builds: dict, months: int, collect_result: tuple | None) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench`.",
+        "",
+        "## Machine",
+        "",
+        *machine_description(),
+        "",
+        f"## Build: `mdecost build`, N machines x {months} months",
+        "",
+        "Estates from `mdecost simulator generate --seed 7 --now 2026-11-01T00:00:00Z`. Each",
+        "step in a child process of its own; peak = the child's maximum resident set. The scan",
+        "floor is DuckDB reading every raw Parquet file whole (`count(*), sum(hash(COLUMNS(*)))`",
+        "per dataset). `without Prefect` runs the build's three task functions directly.",
+        "",
+        "| machines | raw Parquet | build wall | build peak RSS "
+        "| compute / publish without Prefect | scan floor | build / scan |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for machines, b in builds.items():
+        if b["compute"] is None:
+            lines.append(
+                f"| {machines:,} | {b['raw_mb']:.0f} MB | {describe(b['build'])} | - | - "
+                f"| {b['scan'].seconds:.1f} s | - |"
+            )
+            continue
+        compute = b["compute"].output.strip().splitlines()[-1].split()
+        lines.append(
+            f"| {machines:,} | {b['raw_mb']:.0f} MB | {b['build'].seconds:.1f} s "
+            f"| {b['build'].peak_gb:.2f} GB | {compute[1]} s / {compute[3]} s "
+            f"(peak {b['compute'].peak_gb:.2f} GB) | {b['scan'].seconds:.1f} s "
+            f"| {b['build'].seconds / b['scan'].seconds:.1f}x |"
+        )
+    lines += ["", "Rows per view:", ""]
+    lines += [f"- {machines:,}: {b['rows']}" for machines, b in builds.items()]
+    generated = [(m, b["generated"]) for m, b in builds.items() if b["generated"]]
+    if generated:
+        lines += ["", "Generation (`mdecost simulator generate`), this run:", ""]
+        lines += [
+            f"- {m:,}: {g.seconds:.1f} s, peak {g.peak_gb:.2f} GB; {g.output.strip()}"
+            for m, g in generated
+        ]
+    lines += ["", "### Against the targets (2 cores)", ""]
+    for machines, (seconds, gigabytes) in TARGETS.items():
+        if machines in builds:
+            b = builds[machines]
+            met = (
+                not b["build"].stopped_over_limit
+                and b["build"].seconds < seconds
+                and b["build"].peak_gb < gigabytes
+            )
+            lines.append(
+                f"- {machines:,}: {b['build'].seconds:.1f} s (< {seconds:.0f} s), "
+                f"{b['build'].peak_gb:.2f} GB (< {gigabytes:.0f} GB): {'met' if met else 'MISSED'}"
+            )
+    if 10_000 in builds:
+        ratio = builds[10_000]["build"].seconds / builds[10_000]["scan"].seconds
+        lines.append(
+            f"- 10,000 build / scan floor: {ratio:.1f}x (<= {SCAN_RATIO_TARGET:.0f}x): "
+            f"{'met' if ratio <= SCAN_RATIO_TARGET else 'MISSED'}"
+        )
+    if 10_000 in builds and 100_000 in builds:
+        growth = builds[100_000]["build"].seconds / builds[10_000]["build"].seconds
+        lines.append(
+            f"- 100,000 / 10,000 build time: {growth:.1f} (<= {GROWTH_TARGET:.0f}): "
+            f"{'met' if growth <= GROWTH_TARGET else 'MISSED'}"
+        )
+    if collect_result:
+        measured, figures = collect_result
+        lines += [
+            "",
+            "## Collection through the simulator: 1,000 machines, 20% of cost queries throttled",
+            "",
+            f"`collect` of {figures['window']} (90 days, 4 calendar months of costs) against",
+            "`simulated_azure(machines=1000, months=3)` over HTTPS on loopback with",
+            "`faults.cost_429_rate = 0.2`.",
+            "",
+            f"- collect wall time: {figures['collect_seconds']:.1f} s (estate generation "
+            f"before it: {figures['estate_seconds']:.1f} s; child peak RSS "
+            f"{measured.peak_gb:.2f} GB)",
+            f"- requests served: {figures['requests']:,} "
+            f"({figures['cost_queries']:,} cost queries)",
+            f"- throttled (429): {figures['throttled']}, waited {figures['waited_seconds']:.1f} s",
+            f"- rows: {figures['rows']}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
