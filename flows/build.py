@@ -101,7 +101,10 @@ def compute_views(settings: Settings, book: pa.Table) -> dict[str, pa.Table]:
     )
     raw = raw_lake(settings.lake.path)
     views = build_marts(raw, pl.from_arrow(book).lazy(), options)  # type: ignore[union-attr]
-    tables = {name: frame.to_arrow() for name, frame in views.items()}
+    # Arrow string views: polars hands its buffers over as they are (the default converts every
+    # string column to large_string, a full copy of the views in memory); DuckDB reads both.
+    newest = pl.CompatLevel.newest()
+    tables = {name: frame.to_arrow(compat_level=newest) for name, frame in views.items()}
     tables["prices"] = book
     return tables
 
