@@ -197,8 +197,8 @@ def test_a_second_collect_stops_clearly_or_waits_while_one_is_writing(
         # Neither run replaced a partition: the first is held before its first replace.
         assert partition_inodes(lake) == before
 
-        resume_later(first)
         started = time.monotonic()
+        resume_later(first)
         collect(*WINDOW, estate.scopes, estate.as_of, estate.config)
         assert time.monotonic() - started >= HOLD_SECONDS
         first.finish()
@@ -236,8 +236,8 @@ def test_a_second_build_stops_clearly_or_waits_and_the_warehouse_stays_whole(
         # The first build's new database is complete beside the old one, not yet swapped in.
         assert built_at_us(warehouse) == old_build
 
-        resume_later(first)
         started = time.monotonic()
+        resume_later(first)
         build(estate.config)
         assert time.monotonic() - started >= HOLD_SECONDS
         first.finish()
