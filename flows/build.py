@@ -179,6 +179,8 @@ def build(config_file: Path | None = None) -> BuildSummary:
     """Rebuild the warehouse from the lake and publish it atomically (one build at a time)."""
     settings = load_settings(config_file)
     with warehouse.build_lock(settings.warehouse.path):
+        for leftover in warehouse.sweep_abandoned_builds(settings.warehouse.path):
+            _logger().info(f"removed {leftover.name}, left by an interrupted build")
         fingerprint = lake_fingerprint(settings.lake.path)
         book = price_book(settings)
         tables = compute_views(settings, book)

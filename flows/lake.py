@@ -109,7 +109,7 @@ def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
     the same whichever way it was partitioned. A dataset with no partitions yet is an empty frame
     with the right columns, so transforms need no special case.
     """
-    schema = pl.Schema(pl.from_arrow(DATASETS[dataset].empty_table()).schema)
+    schema = pl.DataFrame(DATASETS[dataset].empty_table()).schema
     files = dataset_files(lake, dataset)
     if not files:
         return pl.LazyFrame(schema=schema)

@@ -81,6 +81,18 @@ def publish(
     return warehouse
 
 
+def sweep_abandoned_builds(warehouse: Path) -> list[Path]:
+    """Delete staging files a killed build left beside the warehouse; call under `build_lock`.
+
+    Nothing ever reads them (the published name is only ever replaced whole), but they take
+    disk space. Only a holder of the build lock may delete them: otherwise they may be live.
+    """
+    abandoned = sorted(warehouse.parent.glob(f".{warehouse.name}.*.building*"))
+    for path in abandoned:
+        path.unlink(missing_ok=True)
+    return abandoned
+
+
 def _create_table(con: duckdb.DuckDBPyConnection, qualified_name: str, table: pa.Table) -> None:
     con.register("_incoming", table)
     try:

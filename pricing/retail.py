@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import requests
 
 from flows.config import Settings
-from flows.lake import dataset_files, partition_path, write_partition
+from flows.lake import dataset_files, lake_lock, partition_path, write_partition
 from pricing.book import (
     PriceEntry,
     PricingError,
@@ -325,7 +325,8 @@ def refresh_retail_prices(
     before = set(book_entries(load_price_book(settings, _concat(list(stored.values())))))
     unchanged = [table for file, table in stored.items() if file != target]
     after = load_price_book(settings, _concat([*unchanged, rows.table]))
-    path = write_partition(settings.lake.path, DATASET, partition, rows.table, origin=endpoint)
+    with lake_lock(settings.lake.path):
+        path = write_partition(settings.lake.path, DATASET, partition, rows.table, origin=endpoint)
     return RefreshResult(
         pages=fetch.pages,
         items=len(fetch.items),

@@ -13,6 +13,7 @@ from flows.warehouse import (
     connect_read_only,
     publish,
     query,
+    sweep_abandoned_builds,
 )
 
 
@@ -86,3 +87,18 @@ def test_a_second_build_waits_then_stops_with_a_clear_message(tmp_path):
         thread.join()
     with build_lock(warehouse, wait_seconds=0.3):
         pass
+
+
+def test_staging_files_of_a_killed_build_are_swept_and_nothing_else(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    publish(warehouse, {"t": numbers(1)})
+    leftovers = [
+        tmp_path / ".warehouse.duckdb.0123abcd.building",
+        tmp_path / ".warehouse.duckdb.0123abcd.building.wal",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half a database")
+    unrelated = tmp_path / ".other.duckdb.0123abcd.building"
+    unrelated.write_bytes(b"someone else's")
+    assert sweep_abandoned_builds(warehouse) == sorted(leftovers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name, "warehouse.duckdb"]
