@@ -73,18 +73,21 @@ def power_operation(operation_name: str) -> str | None:
     return None
 
 
+# Each verb's operation path in Azure's own spelling, after the resource type.
+OPERATION_PATHS: Final = {
+    "start": "start/action",
+    "deallocate": "deallocate/action",
+    "power_off": "powerOff/action",
+    "restart": "restart/action",
+    "write": "write",
+    "delete": "delete",
+}
+
+
 def power_operation_names() -> list[str]:
     """Every Activity Log operationName mdecost collects, in Azure's own spelling."""
-    spelled = {
-        "start": "start/action",
-        "deallocate": "deallocate/action",
-        "power_off": "powerOff/action",
-        "restart": "restart/action",
-        "write": "write",
-        "delete": "delete",
-    }
     return [
-        f"{base}/{spelled[verb]}"
+        f"{base}/{OPERATION_PATHS[verb]}"
         for base in (
             "Microsoft.Compute/virtualMachines",
             "Microsoft.Compute/virtualMachineScaleSets/virtualMachines",

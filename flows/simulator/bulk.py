@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from flows.lake import write_partition
-from transforms.billing import LIST_PRICE_USD_PER_HOUR, subscription_pricing_id
+from transforms.billing import LIST_PRICE_USD_PER_HOUR, OPERATION_PATHS, subscription_pricing_id
 from transforms.schemas import DATASETS
 
 MICROSECONDS_PER_SECOND: Final = 1_000_000
@@ -67,14 +67,6 @@ _BILLABLE: Final = {
     "restart": (True, True),
     "write": (False, True),
     "delete": (False, False),
-}
-_OPERATION_PATHS: Final = {
-    "start": "start/action",
-    "deallocate": "deallocate/action",
-    "power_off": "powerOff/action",
-    "restart": "restart/action",
-    "write": "write",
-    "delete": "delete",
 }
 TIMESTAMP: Final = pl.Datetime("us", "UTC")
 
@@ -356,7 +348,7 @@ def _events_table(
         resource_id="resource_id",
         subscription_id=pl.lit(subscription_id),
         resource_group="resource_group",
-        operation_name=resource_type + pl.col("operation").replace_strict(_OPERATION_PATHS),
+        operation_name=resource_type + pl.col("operation").replace_strict(OPERATION_PATHS),
         operation="operation",
         status="status",
     )
