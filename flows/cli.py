@@ -209,16 +209,18 @@ def _print_book(entries: list[PriceEntry]) -> None:
 
 
 _DAY = ["%Y-%m-%d"]
+StartOption = Annotated[
+    datetime, typer.Option("--start", formats=_DAY, help="First UTC day (inclusive).")
+]
+EndOption = Annotated[
+    datetime, typer.Option("--end", formats=_DAY, help="UTC day after the last (exclusive).")
+]
 
 
 @app.command("collect")
 def collect_command(
-    start: Annotated[
-        datetime, typer.Option("--start", formats=_DAY, help="First UTC day (inclusive).")
-    ],
-    end: Annotated[
-        datetime, typer.Option("--end", formats=_DAY, help="UTC day after the last (exclusive).")
-    ],
+    start: StartOption,
+    end: EndOption,
     scope: Annotated[
         list[str] | None,
         typer.Option(
@@ -357,12 +359,8 @@ MonthOption = Annotated[
 
 @app.command("run")
 def run_command(
-    start: Annotated[
-        datetime, typer.Option("--start", formats=_DAY, help="First UTC day (inclusive).")
-    ],
-    end: Annotated[
-        datetime, typer.Option("--end", formats=_DAY, help="UTC day after the last (exclusive).")
-    ],
+    start: StartOption,
+    end: EndOption,
     scope: Annotated[
         list[str] | None, typer.Option("--scope", help="/subscriptions/<id>, repeatable.")
     ] = None,
