@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -25,6 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work"
 RESULTS = ROOT / "results.md"
+# Figures of every size measured so far, so `BENCH_SIZES=100000 make bench` adds to the others.
+SAVED = WORK / "measured.json"
+# The hand-written reading of the figures (what bounds the build), appended to results.md.
+ANALYSIS = ROOT / "analysis.md"
 PYTHON = sys.executable
 MDECOST = str(Path(PYTHON).with_name("mdecost"))
 SEED = 7
@@ -172,6 +176,8 @@ def machine_description() -> list[str]:
         f"- CPU: {model}; {len(os.sched_getaffinity(0))} cores usable ({os.cpu_count()} online)",
         f"- Memory: {memory_kb / 1024 / 1024:.1f} GB",
         f"- OS: {platform.platform()}",
+        "- Load average when results.md was written (other work shares this machine): "
+        + ", ".join(f"{load:.1f}" for load in os.getloadavg()),
         f"- Python {platform.python_version()}; {libraries}",
     ]
 
@@ -216,7 +222,7 @@ def main() -> None:
     sizes = [int(size) for size in chosen.split(",") if size.strip()]
     months = int(os.environ.get("BENCH_MONTHS", "12"))
     WORK.mkdir(exist_ok=True)
-    builds: dict[int, dict[str, object]] = {}
+    saved = json.loads(SAVED.read_text()) if SAVED.exists() else {}
     for machines in sizes:
         folder, generated = lake_for(machines, months)
         raw_bytes = sum(p.stat().st_size for p in (folder / "lake" / "raw").glob("**/*.parquet"))
@@ -233,25 +239,53 @@ def main() -> None:
             (line.split("rows: ", 1)[1] for line in build.output.splitlines() if "rows: " in line),
             "",
         )
-        builds[machines] = {
-            "generated": generated,
+        saved[str(machines)] = {
+            "measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            "months": months,
+            "generated": _kept(generated),
             "raw_mb": raw_bytes / 1e6,
-            "build": build,
-            "compute": compute,
-            "scan": scan,
+            "build": _kept(build),
+            "compute": _kept(compute),
+            "scan": _kept(scan),
             "rows": rows_line,
         }
-    collect_result = None
+        SAVED.write_text(json.dumps(saved, indent=1))
     if os.environ.get("BENCH_COLLECT", "1") != "0":
         measured = run_child([PYTHON, "-c", COLLECT])
         line = next(x for x in measured.output.splitlines() if x.startswith("RESULT "))
-        collect_result = (measured, json.loads(line.removeprefix("RESULT ")))
-        print(f"collect: {collect_result[1]}", flush=True)
-    RESULTS.write_text(render(builds, months, collect_result))
+        saved["collect"] = {"run": _kept(measured), **json.loads(line.removeprefix("RESULT "))}
+        print(f"collect: {saved['collect']}", flush=True)
+        SAVED.write_text(json.dumps(saved, indent=1))
+    RESULTS.write_text(render(saved))
     print(f"wrote {RESULTS}")
 
 
-def render(builds: dict, months: int, collect_result: tuple | None) -> str:
+def _kept(measured: Measured | None) -> dict | None:
+    """What results.md needs of a run: its figures and its last output line."""
+    if measured is None:
+        return None
+    last = measured.output.strip().splitlines()[-1:] or [""]
+    return {**asdict(measured), "output": last[0]}
+
+
+def _measured(saved: dict | None) -> Measured | None:
+    return None if saved is None else Measured(**saved)
+
+
+def render(saved: dict) -> str:
+    """results.md from every size measured so far (each with when it was measured)."""
+    builds = {
+        int(key): {
+            **value,
+            **{k: _measured(value[k]) for k in ("generated", "build", "compute", "scan")},
+        }
+        for key, value in sorted(saved.items(), key=lambda item: item[0].zfill(12))
+        if key.isdigit()
+    }
+    months = next((b["months"] for b in builds.values()), 12)
+    collect_result = (
+        (_measured(saved["collect"]["run"]), saved["collect"]) if "collect" in saved else None
+    )
     lines = [
         "# Benchmarks",
         "",
@@ -269,25 +303,25 @@ def render(builds: dict, months: int, collect_result: tuple | None) -> str:
         "per dataset). `without Prefect` runs the build's three task functions directly.",
         "",
         "| machines | raw Parquet | build wall | build peak RSS "
-        "| compute / publish without Prefect | scan floor | build / scan |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| compute / publish without Prefect | scan floor | build / scan | measured |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]  # fmt: skip
     for machines, b in builds.items():
         if b["compute"] is None:
             lines.append(
                 f"| {machines:,} | {b['raw_mb']:.0f} MB | {describe(b['build'])} | - | - "
-                f"| {b['scan'].seconds:.1f} s | - |"
+                f"| {b['scan'].seconds:.1f} s | - | {b['measured_at']} |"
             )
             continue
-        compute = b["compute"].output.strip().splitlines()[-1].split()
+        compute = b["compute"].output.split()
         lines.append(
             f"| {machines:,} | {b['raw_mb']:.0f} MB | {b['build'].seconds:.1f} s "
             f"| {b['build'].peak_gb:.2f} GB | {compute[1]} s / {compute[3]} s "
             f"(peak {b['compute'].peak_gb:.2f} GB) | {b['scan'].seconds:.1f} s "
-            f"| {b['build'].seconds / b['scan'].seconds:.1f}x |"
+            f"| {b['build'].seconds / b['scan'].seconds:.1f}x | {b['measured_at']} |"
         )
     lines += ["", "Rows per view:", ""]
-    lines += [f"- {machines:,}: {b['rows']}" for machines, b in builds.items()]
+    lines += [f"- {machines:,}: {b['rows']}" for machines, b in builds.items() if b["rows"]]
     generated = [(m, b["generated"]) for m, b in builds.items() if b["generated"]]
     if generated:
         lines += ["", "Generation (`mdecost simulator generate`), this run:", ""]
@@ -299,11 +333,13 @@ def render(builds: dict, months: int, collect_result: tuple | None) -> str:
     for machines, (seconds, gigabytes) in TARGETS.items():
         if machines in builds:
             b = builds[machines]
-            met = (
-                not b["build"].stopped_over_limit
-                and b["build"].seconds < seconds
-                and b["build"].peak_gb < gigabytes
-            )
+            if b["build"].stopped_over_limit:
+                lines.append(
+                    f"- {machines:,}: MISSED: {describe(b['build'])} "
+                    f"(targets < {seconds:.0f} s, < {gigabytes:.0f} GB)"
+                )
+                continue
+            met = b["build"].seconds < seconds and b["build"].peak_gb < gigabytes
             lines.append(
                 f"- {machines:,}: {b['build'].seconds:.1f} s (< {seconds:.0f} s), "
                 f"{b['build'].peak_gb:.2f} GB (< {gigabytes:.0f} GB): {'met' if met else 'MISSED'}"
@@ -314,7 +350,8 @@ def render(builds: dict, months: int, collect_result: tuple | None) -> str:
             f"- 10,000 build / scan floor: {ratio:.1f}x (<= {SCAN_RATIO_TARGET:.0f}x): "
             f"{'met' if ratio <= SCAN_RATIO_TARGET else 'MISSED'}"
         )
-    if 10_000 in builds and 100_000 in builds:
+    finished = {m for m, b in builds.items() if not b["build"].stopped_over_limit}
+    if {10_000, 100_000} <= finished:
         growth = builds[100_000]["build"].seconds / builds[10_000]["build"].seconds
         lines.append(
             f"- 100,000 / 10,000 build time: {growth:.1f} (<= {GROWTH_TARGET:.0f}): "
@@ -338,6 +375,8 @@ def render(builds: dict, months: int, collect_result: tuple | None) -> str:
             f"- throttled (429): {figures['throttled']}, waited {figures['waited_seconds']:.1f} s",
             f"- rows: {figures['rows']}",
         ]
+    if ANALYSIS.exists():
+        lines += ["", ANALYSIS.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 
