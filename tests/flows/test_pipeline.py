@@ -1,5 +1,6 @@
 """The scheduled flows: their windows, their deployments, and the demo end to end."""
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -115,3 +116,23 @@ def test_the_demo_summary_names_the_warehouse_and_the_report(demo):
     assert rows["warehouse"] == str(demo.refresh.build.warehouse)
     assert rows["report"] == str(demo.refresh.report.html)
     assert "per-seat, peak concurrent" in rows
+
+
+def test_the_refresh_left_a_summary_and_a_top_savings_table_as_artifacts(demo):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(
+                    any_=["mdecost-summary-2026-10", "mdecost-top-savings-2026-10"]
+                )
+            )
+        )
+    by_type = {artifact.type: artifact for artifact in artifacts}
+    assert set(by_type) == {"markdown", "table"}
+    assert "Defender for Servers, October 2026" in by_type["markdown"].data
+    table = by_type["table"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert rows and {"machine", "plan", "per_hour_savings_USD"} <= set(rows[0])
