@@ -20,8 +20,9 @@ from transforms.findings import findings
 from transforms.machines import machines
 from transforms.power import machine_hours_daily, power_intervals
 
-# Polars' streaming engine runs a plan in morsels, about a third faster on the benchmark estates
-# (benchmarks/results.md). It is used only where the result cannot depend on the order rows are
+# Polars' streaming engine runs a plan in morsels; in a per-view profile of the 10k benchmark
+# estate it ran these views in ~60% of the time (benchmarks/analysis.md). It is used only where
+# the result cannot depend on the order rows are
 # combined in: the machines (first/last sightings) and the power views, which add integer
 # microseconds. Views that sum floating-point money or hours keep the in-memory engine, whose
 # order is fixed, so a build gives the same figures to the last bit every time.
