@@ -23,7 +23,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view
+from transforms.contract import conform_view, view_schema
 
 # The Compute `timeCreated` and the Activity Log's creating `write` are stamped by different
 # services; a write that starts no later than this after `timeCreated` is the creation, a later
@@ -435,26 +435,4 @@ def machines(
         )
         .sort("resource_id")
     )
-    return conform_view(view.select(_VIEW_COLUMNS), "machines")
-
-
-_VIEW_COLUMNS: Final = (
-    "resource_id",
-    "machine_key",
-    "subscription_id",
-    "resource_group",
-    "machine_name",
-    "machine_kind",
-    "vm_id",
-    "scale_set_name",
-    "location",
-    "size",
-    "os_type",
-    "created_at",
-    "deleted_at",
-    "moved_at",
-    "other_resource_ids",
-    "last_seen_at",
-    "mde_sensor",
-    "defender_plan",
-)
+    return conform_view(view.select(view_schema("machines").names()), "machines")
