@@ -43,7 +43,7 @@ import pyarrow as pa
 from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
+from prefect.exceptions import MissingContextError, UnfinishedRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -51,6 +51,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.azure_clients import AzureClients
 from flows.collect import activity_log, cost_query, inventory, pricings
 from flows.collect.cost_query import QueryShapeError
+from flows.collect.paging import EndlessPaging, follow_pages
 from flows.collect.scopes import (
     Month,
     enabled_subscription_scopes,
@@ -72,11 +73,13 @@ __all__ = ["ChunkResult", "CollectIncomplete", "CollectSummary", "collect"]
 TASK_WORKERS = 8
 # Unexpected failures (network, a service outage outlasting the request-level retries) retry the
 # whole chunk; 401/403/404 do not (they are returned as a failure, not raised), nor does an
-# answer mdecost cannot read (`UNREADABLE_DATA`): asked again, the service says the same thing,
-# and each retry would only add its delay to the run.
+# answer mdecost cannot read or a listing whose nextLinks make no progress (`UNREADABLE_DATA`):
+# asked again, the service says the same thing, and each retry would only add its delay (and,
+# for endless paging, another MAX_EMPTY_PAGES_IN_A_ROW requests) to the run.
 TASK_RETRIES = 2
 TASK_RETRY_DELAYS: list[float] = [10.0, 60.0]
-UNREADABLE_DATA = (CostDataError, QueryShapeError, SchemaError)
+UNREADABLE_DATA = (CostDataError, QueryShapeError, EndlessPaging, SchemaError)
+PRICINGS_WITHOUT_MACHINES = "the inventory could not be read, so machine overrides are unknown"
 
 
 def _worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
@@ -221,7 +224,9 @@ def _read_scope(result: ChunkResult, work: Callable[[ChunkResult], None]) -> Chu
 def discover_scopes(config_file: Path | None) -> list[str]:
     """Every enabled subscription the credential can read."""
     settings = load_settings(config_file)
-    listed = AzureClients(settings).subscriptions().subscriptions.list()
+    listed = follow_pages(
+        AzureClients(settings).subscriptions().subscriptions.list, "subscription discovery"
+    )
     return enabled_subscription_scopes(item.as_dict() for item in listed)
 
 
@@ -240,10 +245,11 @@ def collect_inventory(
     settings = load_settings(config_file)
     subscription_id = subscription_id_of(scope)
     snapshot_date = as_of.date().isoformat()
+    origin = f"inventory of {scope} at {snapshot_date}"
 
     def work(result: ChunkResult) -> None:
         compute = AzureClients(settings).compute(subscription_id)
-        fetched = inventory.fetch_inventory(compute, subscription_id, _logger())
+        fetched = inventory.fetch_inventory(compute, subscription_id, _logger(), origin=origin)
         table = inventory.inventory_table(
             fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
         )
@@ -252,7 +258,7 @@ def collect_inventory(
             "inventory",
             {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
             table,
-            origin=f"inventory of {scope} at {snapshot_date}",
+            origin=origin,
         )
         result.rows = table.num_rows
         result.machine_ids = fetched.machine_ids
@@ -285,7 +291,7 @@ def collect_pricings(
     snapshot_date = as_of.date().isoformat()
     result = ChunkResult("pricings", scope, f"snapshot {snapshot_date}")
     if machines.failure:
-        result.skipped = "the inventory could not be read, so machine overrides are unknown"
+        result.skipped = PRICINGS_WITHOUT_MACHINES
         _logger().warning("%s", result.line())
         return result
 
@@ -326,14 +332,12 @@ def collect_power_events(
     chunk = Month.parse(month)
     since, until = activity_log.collected_span(chunk, as_of)
     partition = {"month": chunk.label, "subscription_id": subscription_id}
+    origin = f"power events of {scope} for {chunk}"
 
     def work(result: ChunkResult) -> None:
         monitor = AzureClients(settings).monitor(subscription_id)
-        listed = monitor.activity_logs.list(
-            filter=activity_log.event_filter(since, until), select=activity_log.EVENT_SELECT
-        )
         fresh = activity_log.power_events_frame(
-            (event.serialize(keep_readonly=True) for event in listed),
+            activity_log.fetch_events(monitor, since, until, origin=origin),
             subscription_id=subscription_id,
             since=since,
             until=until,
@@ -347,7 +351,7 @@ def collect_power_events(
             "power_events",
             partition,
             table,
-            origin=f"power events of {scope} for {chunk}",
+            origin=origin,
         )
         result.rows = fresh.height
 
@@ -447,7 +451,13 @@ def collect_costs(
 # --- the flow -------------------------------------------------------------------------------
 def _result(future: PrefectFuture[Any], spec: ChunkResult) -> ChunkResult:
     """A finished task's result; a task that raised (after its retries) becomes a failure."""
-    outcome = future.result(raise_on_failure=False)
+    try:
+        outcome = future.result(raise_on_failure=False)
+    except UnfinishedRun:
+        # Prefect never runs a task whose upstream task raised. Only pricings has one: the
+        # scope's inventory, whose failure has its own line.
+        spec.skipped = PRICINGS_WITHOUT_MACHINES
+        return spec
     if isinstance(outcome, ChunkResult):
         return outcome
     # Azure errors span lines (code, message, a body excerpt): the first says what happened.

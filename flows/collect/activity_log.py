@@ -17,13 +17,15 @@ Month partitions and what a run replaces (decided here, relied on by transforms)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
 
+from flows.collect.paging import follow_pages
 from flows.collect.scopes import Month
 from flows.collect.tables import arrow_table
 from transforms.billing import (
@@ -110,6 +112,22 @@ def event_filter(since: datetime, until: datetime) -> str:
         f"eventTimestamp le '{_odata_instant(until)}' and "
         f"resourceProvider eq '{COMPUTE_PROVIDER}'"
     )
+
+
+def fetch_events(
+    monitor: Any, since: datetime, until: datetime, *, origin: str
+) -> Iterator[dict[str, Any]]:
+    """The Activity Log events (wire format) of compute resources in `[since, until]`, read
+    through `monitor` (a MonitorManagementClient) page by page, only the `EVENT_SELECT` fields.
+
+    A listing whose nextLinks make no progress raises `paging.EndlessPaging` naming `origin`
+    (scope and month) before the month's partition is touched.
+    """
+    list_events = partial(
+        monitor.activity_logs.list, filter=event_filter(since, until), select=EVENT_SELECT
+    )
+    for event in follow_pages(list_events, f"{origin}: Activity Log list"):
+        yield event.serialize(keep_readonly=True)
 
 
 def _value(localizable: Any) -> str | None:

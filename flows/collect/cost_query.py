@@ -12,7 +12,8 @@ be joined back into rows of the finest grain (their sums only agree on their com
 Paging: the SDK's `query.usage` returns one page; the next page is fetched by POSTing the SAME
 body to `properties.nextLink` (which carries `$skiptoken`). Every request goes through the
 client's own pipeline (credential, endpoint, CA bundle, user agent) with azure-core's retries off,
-so `throttling.send_with_retries` alone answers 429s and 5xx and counts them.
+so `throttling.send_with_retries` alone answers 429s and 5xx and counts them; `paging.NextLinks`
+refuses a nextLink back to a page already read and an endless run of empty pages.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.costmanagement import CostManagementClient
 
+from flows.collect.paging import NextLinks
 from flows.collect.scopes import Month
 from flows.collect.throttling import RetryLimits, ThrottleStats, send_with_retries
 
@@ -52,9 +54,6 @@ COST_TYPES = ("ActualCost", "AmortizedCost")
 # The api-version of azure-mgmt-costmanagement 5 (DESIGN "Stack notes").
 QUERY_API_VERSION = "2025-03-01"
 CLIENT_TYPE_HEADER = "ClientType"
-# An empty page that links on is legal (the next one may hold rows), but a service that keeps
-# answering "nothing yet, see nextLink" would be followed forever; this many in a row is refused.
-MAX_EMPTY_PAGES_IN_A_ROW = 50
 
 
 def query_body(cost_type: str, month: Month, *, with_unit: bool = True) -> dict[str, Any]:
@@ -145,21 +144,16 @@ def fetch_query_pages(
     what: str,
     log: logging.Logger | logging.LoggerAdapter,
 ) -> QueryPages:
-    """POST `body` to `url`, then to every nextLink, through `client`'s pipeline; all pages."""
+    """POST `body` to `url`, then to every nextLink, through `client`'s pipeline; all pages.
+
+    EndlessPaging instead of a nextLink that repeats a page or prolongs a run of empty pages.
+    """
     pages = QueryPages()
+    links = NextLinks(what)
     next_url: str | None = url
-    seen: set[str] = set()
-    empty_in_a_row = 0
     while next_url is not None:
-        if next_url in seen:
-            raise QueryShapeError(f"{what}: nextLink {next_url} repeats a page already read")
-        if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW:
-            raise QueryShapeError(
-                f"{what}: {empty_in_a_row} empty pages in a row, each with a nextLink; the "
-                "service is not making progress, run again later"
-            )
-        seen.add(next_url)
         request_url = next_url
+        links.requested(request_url)
 
         def send(request_url: str = request_url) -> HttpResponse:
             request = HttpRequest(
@@ -176,7 +170,7 @@ def fetch_query_pages(
             log=log,
         )
         add_page(pages, columns, rows, what)
-        empty_in_a_row = 0 if rows else empty_in_a_row + 1
+        links.check(len(rows), next_url)
     return pages
 
 

@@ -5,6 +5,8 @@ Calls per subscription (DESIGN: one task per scope, never per VM):
   in one paged call. A VM listed without an instance view gets one `instance_view` call.
 - `virtual_machine_scale_sets.list_all()`, then per scale set
   `virtual_machine_scale_set_vms.list(expand="instanceView")`: instances with their power state.
+- The three lists page with nextLinks; `paging.follow_pages` follows them through the SDK's own
+  pager and refuses a listing that makes no progress (a repeated link, endless empty pages).
 - MDE sensor: a VM's `resources` (its extensions) are used when the list carries their
   `properties.type`; otherwise `virtual_machine_extensions.list` is called for that VM. That is
   one call per VM, accepted because Compute has no bulk extension API (Resource Graph would be
@@ -26,12 +28,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
 from azure.core.exceptions import ResourceNotFoundError
 
+from flows.collect.paging import follow_pages
 from flows.collect.tables import arrow_table
 from transforms.billing import MDE_EXTENSION_PUBLISHER, MDE_EXTENSION_TYPES, normalise_resource_id
 from transforms.schemas import INVENTORY
@@ -252,16 +256,23 @@ class InventoryFetch:
 
 
 def fetch_inventory(
-    compute: Any, subscription_id: str, log: logging.Logger | logging.LoggerAdapter
+    compute: Any,
+    subscription_id: str,
+    log: logging.Logger | logging.LoggerAdapter,
+    *,
+    origin: str,
 ) -> InventoryFetch:
     """List every VM and scale-set VM of the subscription `compute` (a ComputeManagementClient)
     is bound to.
 
     A VM or scale set deleted between the list and the follow-up call (404) is left out of the
-    snapshot: it no longer exists, and its deletion is in the Activity Log.
+    snapshot: it no longer exists, and its deletion is in the Activity Log. A listing whose
+    nextLinks make no progress raises `paging.EndlessPaging` naming `origin` (scope and
+    snapshot) and the listing.
     """
     fetched = InventoryFetch()
-    for listed in compute.virtual_machines.list_all(status_only="true"):
+    list_vms = partial(compute.virtual_machines.list_all, status_only="true")
+    for listed in follow_pages(list_vms, f"{origin}: virtual machines list"):
         vm = listed.as_dict()
         group, name = resource_group_of(vm["id"]), vm["name"]
         extensions = listed_extensions(vm)
@@ -285,10 +296,17 @@ def fetch_inventory(
                 instance_view=instance_view,
             )
         )
-    for listed_set in compute.virtual_machine_scale_sets.list_all():
+    list_sets = compute.virtual_machine_scale_sets.list_all
+    for listed_set in follow_pages(list_sets, f"{origin}: scale sets list"):
         scale_set = listed_set.as_dict()
-        instances = compute.virtual_machine_scale_set_vms.list(
-            resource_group_of(scale_set["id"]), scale_set["name"], expand="instanceView"
+        list_instances = partial(
+            compute.virtual_machine_scale_set_vms.list,
+            resource_group_of(scale_set["id"]),
+            scale_set["name"],
+            expand="instanceView",
+        )
+        instances = follow_pages(
+            list_instances, f"{origin}: instances list of scale set {scale_set['name']}"
         )
         try:
             records = [

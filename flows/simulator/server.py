@@ -55,9 +55,24 @@ COST_RETRY_AFTER_HEADERS = (
 )
 
 
-FAULT_KINDS = ("server_error", "stall", "truncated_json", "extra_column", "empty_page")
-# Routes that page with a nextLink (an empty page can only be served where pages exist).
-PAGED_ROUTES = ("vm_list", "vmss_vm_list", "activity_log", "cost_query")
+FAULT_KINDS = (
+    "server_error",
+    "stall",
+    "truncated_json",
+    "extra_column",
+    "empty_page",
+    "repeated_link",
+)
+# Routes that page with a nextLink (paging faults can only be served where pages exist).
+PAGED_ROUTES = (
+    "subscriptions_list",
+    "vm_list",
+    "vmss_list",
+    "vmss_vm_list",
+    "activity_log",
+    "cost_query",
+)
+PAGING_FAULTS = ("empty_page", "repeated_link")
 
 
 @dataclass
@@ -73,6 +88,8 @@ class InjectedFault:
       FIRST column of the result, with a value in every row, so rows read by position shift.
     - `empty_page` (paged routes only): no items, and a nextLink (a new skiptoken each time) to
       the page that should have come, so nothing is lost by a client that follows it.
+    - `repeated_link` (paged routes only): the page's items, but a nextLink back to the page
+      itself (the request's own URL): a client that follows it reads the same page again.
     """
 
     kind: str
@@ -131,8 +148,8 @@ class Faults:
             raise ValueError(f"fault kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
         if route not in routes:
             raise ValueError(f"route {route!r} is not one of {', '.join(sorted(routes))}")
-        if kind == "empty_page" and route not in PAGED_ROUTES:
-            raise ValueError(f"{route} does not page; empty pages fit {', '.join(PAGED_ROUTES)}")
+        if kind in PAGING_FAULTS and route not in PAGED_ROUTES:
+            raise ValueError(f"{route} does not page; {kind} fits {', '.join(PAGED_ROUTES)}")
         if kind == "extra_column" and route != "cost_query":
             raise ValueError("an extra column is a Query API fault: use route 'cost_query'")
         if kind == "server_error" and not 500 <= status <= 599:
@@ -165,6 +182,8 @@ def _ceil(value: float) -> int:
 class PageSizes:
     """How many items each paged API returns per page (small, so paging is exercised)."""
 
+    subscriptions_list: int = 50
+    # Every Compute list: VMs, scale sets, scale-set VMs.
     vm_list: int = 10
     activity_log: int = 200
     cost_query: int = 1000
@@ -326,6 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
             params["$skiptoken"] = _encode_skiptoken(offset, detour=uuid.uuid4().hex)
             return items[0:0], self._link(params)
         page = items[offset : offset + size]
+        if self.fault is not None and self.fault.kind == "repeated_link":
+            return page, self._link(dict(self.query))
         if offset + size >= len(items):
             return page, None
         params = {k: v for k, v in self.query.items() if k != "$skiptoken"}
@@ -342,10 +363,11 @@ class _Handler(BaseHTTPRequestHandler):
     @_route("GET", r"^/subscriptions$", "subscriptions_list")
     def subscriptions_list(self) -> None:
         sim = self.server.simulator
-        value = [
-            wire.subscription_json(s, sim.estate.tenant_id) for s in sim.estate.subscription_specs
-        ]
-        self._send(200, {"value": value})
+        page, next_link = self._page(
+            sim.estate.subscription_specs, sim.page_sizes.subscriptions_list
+        )
+        value = [wire.subscription_json(s, sim.estate.tenant_id) for s in page]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
 
     @_route("GET", rf"^{_SUB}$", "subscription_get")
     def subscription_get(self, sub: str) -> None:
@@ -410,8 +432,9 @@ class _Handler(BaseHTTPRequestHandler):
     @_route("GET", rf"^{_SUB}(?:{_RG})?{_COMPUTE}/virtualmachinescalesets$", "vmss_list")
     def vmss_list(self, sub: str, rg: str | None = None) -> None:
         sim = self.server.simulator
-        value = [wire.vmss_json(ss, capacity) for ss, capacity in sim.scale_sets(sub, rg)]
-        self._send(200, {"value": value})
+        page, next_link = self._page(sim.scale_sets(sub, rg), sim.page_sizes.vm_list)
+        value = [wire.vmss_json(ss, capacity) for ss, capacity in page]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
 
     @_route("GET", rf"^{_SUB}{_RG}{_COMPUTE}/virtualmachinescalesets/(?P<ss>[^/]+)$", "vmss_get")
     def vmss_get(self, sub: str, rg: str, ss: str) -> None:

@@ -5,6 +5,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from datetime import date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,6 +58,15 @@ def test_subscription_discovery(clients, simulator):
     listed = list(clients.subscriptions().subscriptions.list())
     assert sorted(s.subscription_id for s in listed) == sorted(simulator.estate.subscriptions)
     assert all(s.state == "Enabled" for s in listed)
+
+
+def test_subscriptions_are_listed_in_pages_like_arm(clients, simulator):
+    simulator.page_sizes.subscriptions_list = 1
+    before = Counter(simulator.requests)
+    listed = list(clients.subscriptions().subscriptions.list())
+    assert sorted(s.subscription_id for s in listed) == sorted(simulator.estate.subscriptions)
+    # Four subscriptions, one per page, the last page without a nextLink.
+    assert (Counter(simulator.requests) - before)["subscriptions_list"] == 4
 
 
 def test_vm_list_is_paged_to_the_end_and_equals_the_living_machines(clients, simulator):

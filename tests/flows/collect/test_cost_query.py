@@ -10,6 +10,7 @@ from flows.collect.cost_query import (
     fetch_month,
     query_body,
 )
+from flows.collect.paging import EndlessPaging
 from flows.collect.scopes import Month
 from flows.collect.throttling import RetryLimits, ThrottleStats
 
@@ -144,5 +145,5 @@ def test_pages_with_different_columns_are_refused():
 def test_a_next_link_that_repeats_is_refused_rather_than_followed_forever():
     loop = f"{ENDPOINT}/loop"
     client = FakeCostClient(page([], loop), page([], loop))
-    with pytest.raises(QueryShapeError, match="repeats a page already read"):
+    with pytest.raises(EndlessPaging, match="repeats a page already read"):
         fetch(client)

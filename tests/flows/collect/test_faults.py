@@ -1,5 +1,5 @@
 """Collection under faults the simulator injects: 5xx, stalls past the read timeout, truncated
-JSON, an unexpected extra column, empty pages that link on.
+JSON, an unexpected extra column, empty pages that link on, a nextLink back to a page read.
 
 Each fault, when it passes, costs a bounded number of retries and the lake ends byte-for-byte as
 after a clean run; when it persists, the chunk fails with an error naming its scope and month
@@ -31,8 +31,9 @@ from flows.collect import (
     collect_inventory,
     collect_power_events,
     collect_pricings,
+    discover_scopes,
 )
-from flows.collect.cost_query import MAX_EMPTY_PAGES_IN_A_ROW, QueryShapeError
+from flows.collect.paging import MAX_EMPTY_PAGES_IN_A_ROW, EndlessPaging
 from flows.collect.throttling import RetriesExhausted
 from flows.lake import partition_path
 from transforms.costs import CostDataError
@@ -144,8 +145,10 @@ def test_injected_faults_alter_exactly_the_answers_asked_for(simulator, scope):
 
 
 def test_a_fault_that_cannot_fit_its_route_is_refused(simulator):
-    with pytest.raises(ValueError, match="pricings does not page"):
+    with pytest.raises(ValueError, match="pricings does not page; empty_page fits"):
         simulator.faults.inject("empty_page", "pricings")
+    with pytest.raises(ValueError, match="vm_get does not page; repeated_link fits"):
+        simulator.faults.inject("repeated_link", "vm_get")
     with pytest.raises(ValueError, match="an extra column is a Query API fault"):
         simulator.faults.inject("extra_column", "vm_list")
     with pytest.raises(ValueError, match="route 'nowhere' is not one of"):
@@ -237,7 +240,7 @@ def test_empty_pages_that_link_on_are_followed_and_an_endless_run_of_them_is_ref
 
     simulator.faults.inject("empty_page")
     before = Counter(simulator.requests)
-    with pytest.raises(QueryShapeError) as raised:
+    with pytest.raises(EndlessPaging) as raised:
         costs_chunk(simulator, scope)
     assert str(raised.value) == (
         f"cost query {scope} {MONTH} {COST_TYPE}: {MAX_EMPTY_PAGES_IN_A_ROW} empty pages in a "
@@ -380,3 +383,205 @@ def test_unreadable_cost_data_fails_its_chunk_once_without_prefect_retrying_it(
     assert served(simulator, before)["cost_query"] == 1
     assert not costs_file(lake, scope).exists()
     assert pl.read_parquet(events_file(lake, scope, MONTH)).height > 0
+
+
+# --- SDK listings: empty pages that link on, a nextLink back to a page already read ---------
+SNAPSHOT_DATE = "2026-11-15"  # the estate's present
+# Compute's three lists (simulator route, the listing as errors name it). Subscription 0 has
+# one scale set, vmss-web.
+COMPUTE_LISTINGS = [
+    ("vm_list", "virtual machines list"),
+    ("vmss_list", "scale sets list"),
+    ("vmss_vm_list", "instances list of scale set vmss-web"),
+]
+NO_PROGRESS = (
+    f"{MAX_EMPTY_PAGES_IN_A_ROW} empty pages in a row, each with a nextLink; the service is not "
+    "making progress, run again later"
+)
+
+
+def inventory_chunk(simulator, scope: str):
+    now = simulator.estate.now
+    return collect_inventory.fn(simulator.config_path, scope, now, now)
+
+
+def snapshot_file(lake: Path, scope: str, dataset: str = "inventory") -> Path:
+    partition = {"snapshot_date": SNAPSHOT_DATE, "subscription_id": scope.rsplit("/", 1)[1]}
+    return partition_path(lake, dataset, partition)
+
+
+def test_a_few_empty_pages_on_every_compute_list_are_followed_and_the_snapshot_is_unchanged(
+    simulator, lake, scope
+):
+    before = Counter(simulator.requests)
+    inventory_chunk(simulator, scope)
+    clean_requests = served(simulator, before)
+    clean = snapshot_file(lake, scope).read_bytes()
+    for route, _ in COMPUTE_LISTINGS:
+        simulator.faults.inject("empty_page", route, times=3)
+    before = Counter(simulator.requests)
+    assert inventory_chunk(simulator, scope).failure is None
+    requests = served(simulator, before)
+    # Each list: its clean pages plus the three empty ones, followed.
+    assert {route: requests[route] - clean_requests[route] for route, _ in COMPUTE_LISTINGS} == {
+        "vm_list": 3,
+        "vmss_list": 3,
+        "vmss_vm_list": 3,
+    }
+    assert requests["fault_empty_page"] == 9
+    assert snapshot_file(lake, scope).read_bytes() == clean
+
+
+@pytest.mark.parametrize(("route", "listing"), COMPUTE_LISTINGS)
+def test_endless_empty_pages_on_a_compute_list_name_scope_and_snapshot_and_keep_the_old_one(
+    simulator, lake, scope, route, listing
+):
+    inventory_chunk(simulator, scope)
+    clean = snapshot_file(lake, scope).read_bytes()
+    simulator.faults.inject("empty_page", route)
+    before = Counter(simulator.requests)
+    with pytest.raises(EndlessPaging) as raised:
+        inventory_chunk(simulator, scope)
+    assert str(raised.value) == f"inventory of {scope} at {SNAPSHOT_DATE}: {listing}: {NO_PROGRESS}"
+    # 50 empty pages read, the 50th's nextLink not followed.
+    assert served(simulator, before)[route] == 50
+    assert snapshot_file(lake, scope).read_bytes() == clean
+
+
+def test_forty_nine_empty_activity_log_pages_then_the_events_are_all_collected(
+    simulator, lake, scope
+):
+    before = Counter(simulator.requests)
+    power_events_chunk(simulator, scope)
+    clean_pages = served(simulator, before)["activity_log"]
+    clean = events_file(lake, scope).read_bytes()
+    simulator.faults.inject("empty_page", "activity_log", times=49)
+    before = Counter(simulator.requests)
+    assert power_events_chunk(simulator, scope).failure is None
+    assert served(simulator, before)["activity_log"] == clean_pages + 49
+    assert events_file(lake, scope).read_bytes() == clean
+
+
+def test_endless_empty_activity_log_pages_name_scope_and_month_and_keep_the_old_partition(
+    simulator, lake, scope
+):
+    power_events_chunk(simulator, scope)
+    clean = events_file(lake, scope).read_bytes()
+    simulator.faults.inject("empty_page", "activity_log")
+    before = Counter(simulator.requests)
+    with pytest.raises(EndlessPaging) as raised:
+        power_events_chunk(simulator, scope)
+    assert (
+        str(raised.value)
+        == f"power events of {scope} for 2026-11: Activity Log list: {NO_PROGRESS}"
+    )
+    assert served(simulator, before)["activity_log"] == 50
+    assert events_file(lake, scope).read_bytes() == clean
+
+
+def repeated_link_refusal(lake: Path, scope: str, route: str) -> tuple[str, Path]:
+    """The start of the refusal and the partition kept, for a nextLink back to the page read."""
+    if route == "activity_log":
+        return f"power events of {scope} for 2026-11: Activity Log list: ", events_file(lake, scope)
+    if route == "cost_query":
+        return f"cost query {scope} {MONTH} {COST_TYPE}: ", costs_file(lake, scope)
+    return f"inventory of {scope} at {SNAPSHOT_DATE}: virtual machines list: ", snapshot_file(
+        lake, scope
+    )
+
+
+@pytest.mark.parametrize("route", ["vm_list", "activity_log", "cost_query"])
+def test_a_next_link_back_to_the_page_just_read_is_refused_and_the_old_partition_kept(
+    simulator, lake, scope, route
+):
+    def chunk():
+        if route == "activity_log":
+            return power_events_chunk(simulator, scope)
+        if route == "cost_query":
+            return costs_chunk(simulator, scope)
+        return inventory_chunk(simulator, scope)
+
+    chunk()
+    start, kept = repeated_link_refusal(lake, scope, route)
+    clean = kept.read_bytes()
+    # Once is enough: following the link would read the first page's rows twice.
+    simulator.faults.inject("repeated_link", route, times=1)
+    before = Counter(simulator.requests)
+    with pytest.raises(EndlessPaging) as raised:
+        chunk()
+    message = str(raised.value)
+    assert message.startswith(f"{start}nextLink {simulator.arm_endpoint}{scope}/providers/")
+    assert message.endswith(" repeats a page already read")
+    # The first page links to itself: refused before a second request.
+    assert served(simulator, before)[route] == 1
+    assert kept.read_bytes() == clean
+
+
+def test_a_flow_under_endless_paging_names_each_scope_and_month_once_and_keeps_the_lake(
+    simulator, prefect_harness, lake, scope, quick_task_retries
+):
+    window = (date(2026, 10, 20), date(2026, 11, 1))
+
+    def run():
+        return collect(
+            start=window[0],
+            end=window[1],
+            scopes=[scope],
+            as_of=simulator.estate.now,
+            config_file=simulator.config_path,
+        )
+
+    run()
+    kept = [
+        snapshot_file(lake, scope),
+        snapshot_file(lake, scope, "pricings"),
+        events_file(lake, scope, "2026-10"),
+        events_file(lake, scope, "2026-11"),
+        costs_file(lake, scope),
+    ]
+    clean = [path.read_bytes() for path in kept]
+    simulator.faults.inject("empty_page", "vm_list")
+    simulator.faults.inject("empty_page", "activity_log")
+    simulator.faults.inject("repeated_link", "cost_query")
+    before = Counter(simulator.requests)
+    with pytest.raises(CollectIncomplete) as raised:
+        run()
+    lines = {chunk.line() for chunk in raised.value.summary.failures}
+    assert {
+        f"inventory {scope} snapshot: NOT READ - EndlessPaging: inventory of {scope} at "
+        f"{SNAPSHOT_DATE}: virtual machines list: {NO_PROGRESS}",
+        f"power_events {scope} 2026-10: NOT READ - EndlessPaging: power events of {scope} for "
+        f"2026-10: Activity Log list: {NO_PROGRESS}",
+        f"power_events {scope} 2026-11: NOT READ - EndlessPaging: power events of {scope} for "
+        f"2026-11: Activity Log list: {NO_PROGRESS}",
+    } <= lines
+    assert any(
+        line.startswith(
+            f"costs {scope} {MONTH} {COST_TYPE}: NOT READ - EndlessPaging: cost query {scope} "
+            f"{MONTH} {COST_TYPE}: nextLink "
+        )
+        for line in lines
+    )
+    # The plans wait for the machines: not asked for, the old snapshot stays.
+    assert [chunk.line() for chunk in raised.value.summary.chunks if chunk.skipped] == [
+        f"pricings {scope} snapshot: skipped - the inventory could not be read, so machine "
+        "overrides are unknown"
+    ]
+    assert [path.read_bytes() for path in kept] == clean
+    # Refused once per chunk, never retried by Prefect: 50 empty VM pages, 50 empty Activity Log
+    # pages for each of October and November, one cost query.
+    requests = served(simulator, before)
+    assert (requests["vm_list"], requests["activity_log"], requests["cost_query"]) == (50, 100, 1)
+
+
+def test_subscription_discovery_follows_empty_pages_and_refuses_endless_ones(simulator):
+    simulator.faults.inject("empty_page", "subscriptions_list", times=2)
+    discovered = discover_scopes.fn(simulator.config_path)
+    assert sorted(discovered) == sorted(
+        f"/subscriptions/{s}" for s in simulator.estate.subscriptions
+    )
+    simulator.faults.inject("empty_page", "subscriptions_list")
+    before = Counter(simulator.requests)
+    with pytest.raises(EndlessPaging, match=f"^subscription discovery: {NO_PROGRESS}$"):
+        discover_scopes.fn(simulator.config_path)
+    assert served(simulator, before)["subscriptions_list"] == 50

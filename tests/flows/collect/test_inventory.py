@@ -6,6 +6,8 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+from azure.core.paging import ItemPaged
+
 from flows.collect.inventory import (
     fetch_inventory,
     inventory_table,
@@ -199,6 +201,12 @@ class _NotFound:
         return '{"error": {"code": "ResourceNotFound", "message": "gone"}}'
 
 
+def _one_page(models):
+    """A real azure-core pager serving `models` as a single page (no nextLink), as the SDK does
+    for a short list."""
+    return ItemPaged(lambda next_link: models, lambda answer: (None, iter(answer)))
+
+
 class FakeCompute:
     """Answers like ComputeManagementClient, recording the per-VM calls made."""
 
@@ -207,9 +215,9 @@ class FakeCompute:
         outer = self
 
         class VirtualMachines:
-            def list_all(self, status_only=None):
+            def list_all(self, status_only=None, **sdk_options):
                 outer.calls.append(("list_all", status_only))
-                return [_Model(vm) for vm in vms]
+                return _one_page([_Model(vm) for vm in vms])
 
             def instance_view(self, group, name):
                 outer.calls.append(("instance_view", name))
@@ -225,13 +233,13 @@ class FakeCompute:
                 return type("Answer", (), {"value": [_Model(e) for e in extensions[name]]})
 
         class ScaleSets:
-            def list_all(self):
-                return [_Model(ss) for ss in scale_sets]
+            def list_all(self, **sdk_options):
+                return _one_page([_Model(ss) for ss in scale_sets])
 
         class ScaleSetVms:
-            def list(self, group, name, expand=None):
+            def list(self, group, name, expand=None, **sdk_options):
                 outer.calls.append(("scale_set_vms", name, expand))
-                return [_Model(i) for i in (instances or {}).get(name, [])]
+                return _one_page([_Model(i) for i in (instances or {}).get(name, [])])
 
         self.virtual_machines = VirtualMachines()
         self.virtual_machine_extensions = Extensions()
@@ -279,7 +287,7 @@ def test_fetching_calls_per_vm_only_where_the_list_does_not_say_and_skips_delete
             ]
         },
     )
-    fetched = fetch_inventory(compute, SUB, logging.getLogger("test"))
+    fetched = fetch_inventory(compute, SUB, logging.getLogger("test"), origin="test inventory")
     assert [(r["machine_name"], r["mde_sensor"], r["power_state"]) for r in fetched.records] == [
         ("typed", True, "deallocated"),
         ("ids-only", False, "running"),  # the extension list says no MDE, whatever the id says
