@@ -1,8 +1,12 @@
 """`build`: the lake -> the DuckDB warehouse, as a Prefect flow.
 
-Three steps, each a task: price the estate (the effective price book), compute every view from
-the lake (pure transforms, `transforms.marts`), publish the warehouse atomically under the build
-lock. The warehouse records what it was built from (`build_info`): the lake's fingerprint, so a
+Under the build lock: price the estate (the effective price book), judge what the whole lake
+says (`EstateFacts`), cut the lake into chunks of whole subscriptions, and for each chunk compute
+its rows of every view (pure transforms, `transforms.marts`) and append them to a new warehouse
+beside the published one; then the estate-wide rows, and the swap. Memory holds one chunk at a
+time, so it follows `[warehouse] chunk_megabytes`, not the estate's size.
+
+The warehouse records what it was built from (`build_info`): the lake's fingerprint, so a
 scheduled report rebuilds only when the lake changed, and the settings the numbers depend on,
 so the report's methodology states the ones actually used.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +31,21 @@ from prefect.exceptions import MissingContextError
 
 from flows import warehouse
 from flows.config import Settings, load_settings
-from flows.lake import dataset_files, scan_dataset
+from flows.lake import dataset_files, partition_value, scan_dataset, scan_files
 from pricing.book import load_price_book, pricing_choices
+from transforms.charges import cost_row_subscription
 from transforms.dictionary import column_comments, table_comments
-from transforms.marts import MartOptions, RawLake, build_marts, history_window
+from transforms.marts import (
+    CHUNKED_VIEWS,
+    EstateFacts,
+    MartOptions,
+    RawLake,
+    chunk_views,
+    estate_facts,
+    estate_views,
+    linked_subscriptions,
+    plan_chunks,
+)
 from transforms.schemas import DATASETS
 
 
@@ -83,6 +99,101 @@ def raw_lake(lake: Path) -> RawLake:
     )
 
 
+@dataclass(frozen=True)
+class LakeChunk:
+    """The part of the lake one build step reads.
+
+    Files partitioned by subscription belong to the chunk of their subscription. Files that are
+    not (cost exports, partitioned by billing scope) are read by every chunk, each taking the rows
+    of its own subscriptions; the `unknown` chunk takes their rows of no known subscription.
+    """
+
+    subscriptions: tuple[str, ...]
+    raw_bytes: int
+    unknown: bool = False
+
+    def describe(self) -> str:
+        if self.unknown:
+            return "rows of no collected subscription"
+        return f"{len(self.subscriptions)} subscription(s), {self.raw_bytes / 1e6:,.1f} MB raw"
+
+
+def _subscription_of_file(path: Path) -> str | None:
+    value = partition_value(path, "subscription_id")
+    return value.lower() if value else None
+
+
+def plan_lake_chunks(lake: Path, chunk_megabytes: float) -> list[LakeChunk]:
+    """The lake cut into chunks of whole subscriptions, about `chunk_megabytes` of Parquet each,
+    the subscriptions of a moved machine together (`transforms.marts.plan_chunks`)."""
+    weights: dict[str, int] = {}
+    unpartitioned = False
+    for dataset in DATASETS:
+        for path in dataset_files(lake, dataset):
+            subscription = _subscription_of_file(path)
+            if subscription is None:
+                unpartitioned = True
+            else:
+                weights[subscription] = weights.get(subscription, 0) + path.stat().st_size
+    links = linked_subscriptions(scan_dataset(lake, "inventory"))
+    planned = plan_chunks(weights, links, max_weight=int(chunk_megabytes * 1e6))
+    chunks = [LakeChunk(group, sum(weights[member] for member in group)) for group in planned]
+    if unpartitioned or not chunks:
+        chunks.append(LakeChunk((), 0, unknown=True))
+    return chunks
+
+
+def chunk_lake(lake: Path, chunk: LakeChunk, known: frozenset[str]) -> RawLake:
+    """The lazy scans of `chunk`'s part of the lake (see `LakeChunk`); `known` is every
+    subscription some file is partitioned by."""
+    members = frozenset(chunk.subscriptions)
+
+    def scan(dataset: str) -> pl.LazyFrame:
+        files = dataset_files(lake, dataset)
+        own = [path for path in files if _subscription_of_file(path) in members]
+        shared = [path for path in files if _subscription_of_file(path) is None]
+        row_subscription = (
+            cost_row_subscription()
+            if dataset == "costs"
+            else pl.col("subscription_id").str.strip_chars().str.to_lowercase()
+        )
+        if chunk.unknown:
+            of_chunk = row_subscription.is_null() | ~row_subscription.is_in(sorted(known))
+        else:
+            of_chunk = row_subscription.is_in(sorted(members))
+        parts = [scan_files(dataset, own)] if own else []
+        if shared:
+            parts.append(scan_files(dataset, shared).filter(of_chunk))
+        return pl.concat(parts) if parts else scan_files(dataset, [])
+
+    return RawLake(
+        inventory=scan("inventory"),
+        pricings=scan("pricings"),
+        power_events=scan("power_events"),
+        costs=scan("costs"),
+    )
+
+
+def _options(settings: Settings, book: pa.Table) -> MartOptions:
+    choices = pricing_choices(settings.pricing, book)
+    return MartOptions(
+        seat_option=choices.seat_option,
+        currency=choices.currency,
+        partial_hours=settings.pricing.partial_hours,
+        seats_owned=choices.seats_owned,
+    )
+
+
+def _book(book: pa.Table) -> pl.LazyFrame:
+    return pl.from_arrow(book).lazy()  # type: ignore[union-attr]
+
+
+def _arrow(frame: pl.DataFrame) -> pa.Table:
+    # Arrow string views: polars hands its buffers over as they are (the default converts every
+    # string column to large_string, a full copy of the view in memory); DuckDB reads both.
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
+
+
 @task(cache_policy=NO_CACHE)
 def price_book(settings: Settings) -> pa.Table:
     """The effective price book: shipped list prices, refreshed prices, the user's overrides."""
@@ -90,23 +201,43 @@ def price_book(settings: Settings) -> pa.Table:
 
 
 @task(cache_policy=NO_CACHE)
-def compute_views(settings: Settings, book: pa.Table) -> dict[str, pa.Table]:
-    """Every warehouse view from the lake (pure transforms), as Arrow tables."""
-    choices = pricing_choices(settings.pricing, book)
-    options = MartOptions(
-        seat_option=choices.seat_option,
-        currency=choices.currency,
-        partial_hours=settings.pricing.partial_hours,
-        seats_owned=choices.seats_owned,
-    )
-    raw = raw_lake(settings.lake.path)
-    views = build_marts(raw, pl.from_arrow(book).lazy(), options)  # type: ignore[union-attr]
-    # Arrow string views: polars hands its buffers over as they are (the default converts every
-    # string column to large_string, a full copy of the views in memory); DuckDB reads both.
-    newest = pl.CompatLevel.newest()
-    tables = {name: frame.to_arrow(compat_level=newest) for name, frame in views.items()}
-    tables["prices"] = book
-    return tables
+def judge_estate(settings: Settings) -> EstateFacts:
+    """What every chunk is judged by, from the whole lake (`transforms.marts.EstateFacts`)."""
+    return estate_facts(raw_lake(settings.lake.path))
+
+
+@task(cache_policy=NO_CACHE)
+def plan_build(settings: Settings) -> list[LakeChunk]:
+    """The chunks the lake is built in (`plan_lake_chunks`)."""
+    return plan_lake_chunks(settings.lake.path, settings.warehouse.chunk_megabytes)
+
+
+@dataclass(frozen=True)
+class StagedChunk:
+    """What a chunk leaves for the estate step: its row counts and its part of the fleet."""
+
+    rows: dict[str, int]
+    fleet_rows: pl.DataFrame
+    estate_deltas: pl.DataFrame
+
+
+@task(cache_policy=NO_CACHE)
+def stage_chunk(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    chunk: LakeChunk,
+    known: frozenset[str],
+    new: warehouse.StagedWarehouse,
+) -> StagedChunk:
+    """Compute one chunk's rows of every view (pure transforms) and append them to the new
+    warehouse, so memory holds one chunk's views at a time."""
+    raw = chunk_lake(settings.lake.path, chunk, known)
+    computed = chunk_views(raw, _book(book), _options(settings, book), facts)
+    for name in CHUNKED_VIEWS:
+        new.append(name, _arrow(computed.views[name]))
+    rows = {name: frame.height for name, frame in computed.views.items()}
+    return StagedChunk(rows, computed.fleet_rows, computed.estate_deltas)
 
 
 def raw_costs(lake: Path) -> pa.Table | ds.Dataset:
@@ -122,23 +253,39 @@ def raw_costs(lake: Path) -> pa.Table | ds.Dataset:
 
 
 @task(cache_policy=NO_CACHE)
-def publish_warehouse(
-    settings: Settings, tables: dict[str, pa.Table], fingerprint: str
+def stage_estate(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    chunks: list[StagedChunk],
+    fingerprint: str,
+    new: warehouse.StagedWarehouse,
 ) -> BuildSummary:
-    """Write the views and `build_info` into a new warehouse file and swap it in."""
-    window = history_window(raw_lake(settings.lake.path))
-    info = build_info(settings, fingerprint, window)
-    costs = raw_costs(settings.lake.path)
-    published = warehouse.publish(
-        settings.warehouse.path,
-        {**tables, "costs": costs, "build_info": info},  # type: ignore[dict-item]
-        table_comments=table_comments(),
-        column_comments=column_comments(),
+    """The estate-wide rows (fleet comparison, double licensing), the price book, the raw
+    costs and `build_info`, appended to the new warehouse and documented."""
+    estate = estate_views(
+        [chunk.fleet_rows for chunk in chunks],
+        [chunk.estate_deltas for chunk in chunks],
+        _book(book),
+        _options(settings, book),
     )
-    rows = {name: table.num_rows for name, table in tables.items()}
+    new.append("fleet_comparison_monthly", _arrow(estate["fleet_comparison_monthly"]))
+    new.append("findings", _arrow(estate["findings"]))
+    new.append("prices", book)
+    costs = raw_costs(settings.lake.path)
+    new.append("costs", costs)
+    new.append("build_info", build_info(settings, fingerprint, facts.history))
+    new.document(table_comments(), column_comments())
+    rows = {name: 0 for name in CHUNKED_VIEWS}
+    for chunk in chunks:
+        for name, count in chunk.rows.items():
+            rows[name] += count
+    rows["fleet_comparison_monthly"] = estate["fleet_comparison_monthly"].height
+    rows["findings"] += estate["findings"].height
+    rows["prices"] = book.num_rows
     rows["costs"] = costs.num_rows if isinstance(costs, pa.Table) else costs.count_rows()
-    start, end = window or (None, None)
-    return BuildSummary(published, rows, start, end, fingerprint)
+    start, end = facts.history or (None, None)
+    return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint)
 
 
 def build_info(
@@ -176,15 +323,28 @@ def built_fingerprint(warehouse_path: Path) -> str | None:
 
 @flow(name="build", log_prints=False)
 def build(config_file: Path | None = None) -> BuildSummary:
-    """Rebuild the warehouse from the lake and publish it atomically (one build at a time)."""
+    """Rebuild the warehouse from the lake, chunk by chunk, and publish it atomically (one build
+    at a time)."""
     settings = load_settings(config_file)
+    logger = _logger()
     with warehouse.build_lock(settings.warehouse.path):
         for leftover in warehouse.sweep_abandoned_builds(settings.warehouse.path):
-            _logger().info(f"removed {leftover.name}, left by an interrupted build")
+            logger.info(f"removed {leftover.name}, left by an interrupted build")
         fingerprint = lake_fingerprint(settings.lake.path)
         book = price_book(settings)
-        tables = compute_views(settings, book)
-        summary = publish_warehouse(settings, tables, fingerprint)
+        facts = judge_estate(settings)
+        chunks = plan_build(settings)
+        known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
+        with warehouse.staged(settings.warehouse.path) as new:
+            staged: list[StagedChunk] = []
+            for number, chunk in enumerate(chunks, start=1):
+                started = time.perf_counter()
+                staged.append(stage_chunk(settings, book, facts, chunk, known, new))
+                logger.info(
+                    f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
+            summary = stage_estate(settings, book, facts, staged, fingerprint, new)
     for line in summary.lines():
-        _logger().info(line)
+        logger.info(line)
     return summary

@@ -102,6 +102,14 @@ def dataset_files(lake: Path, dataset: str) -> list[Path]:
     return sorted((lake / "raw" / dataset).glob(f"**/{PARTITION_FILE}"))
 
 
+def partition_value(path: Path, key: str) -> str | None:
+    """The value of partition `key` in a partition file's path (None: not partitioned by it)."""
+    prefix = f"{key}="
+    return next(
+        (part.removeprefix(prefix) for part in path.parent.parts if part.startswith(prefix)), None
+    )
+
+
 def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
     """A lazy scan of every partition of `dataset`, typed by its declared schema.
 
@@ -109,8 +117,12 @@ def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
     the same whichever way it was partitioned. A dataset with no partitions yet is an empty frame
     with the right columns, so transforms need no special case.
     """
+    return scan_files(dataset, dataset_files(lake, dataset))
+
+
+def scan_files(dataset: str, files: list[Path]) -> pl.LazyFrame:
+    """A lazy scan of some partition files of `dataset`, typed by its declared schema."""
     schema = pl.DataFrame(DATASETS[dataset].empty_table()).schema
-    files = dataset_files(lake, dataset)
     if not files:
         return pl.LazyFrame(schema=schema)
     return pl.scan_parquet(files, schema=schema, hive_partitioning=False)

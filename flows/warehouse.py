@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from flows.locks import held_exclusively
 
@@ -44,33 +45,55 @@ def build_lock(warehouse: Path, wait_seconds: float | None = None) -> AbstractCo
     )
 
 
-def publish(
-    warehouse: Path,
-    tables: Mapping[str, pa.Table],
-    table_comments: Mapping[str, str] | None = None,
-    column_comments: Mapping[str, Mapping[str, str]] | None = None,
-    schemas: Mapping[str, Mapping[str, pa.Table]] | None = None,
-) -> Path:
-    """Write `tables` (and `schemas`: schema name -> its tables) into a new database, then swap.
+class StagedWarehouse:
+    """A new warehouse being written beside the published one (see `staged`).
 
-    Table and column comments become DuckDB comments, so `duckdb_columns()` documents every
-    column for analysts. Returns the published path.
+    Tables are appended to piece by piece (a build writes each chunk's rows as it goes, so no
+    view is ever held whole in memory); the first piece of a table creates it.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._tables: set[str] = set()
+
+    def append(self, name: str, table: pa.Table | ds.Dataset) -> None:
+        """Add `table`'s rows to table `name` (created by its first piece)."""
+        qualified = f'"{name}"'
+        _append_table(self._con, qualified, table, create=qualified not in self._tables)
+        self._tables.add(qualified)
+
+    def document(
+        self,
+        table_comments: Mapping[str, str],
+        column_comments: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """DuckDB comments on the tables written, so `duckdb_columns()` documents every column."""
+        for name, comment in table_comments.items():
+            if f'"{name}"' in self._tables:
+                self._con.execute(f"COMMENT ON TABLE \"{name}\" IS '{_quote(comment)}'")
+        for name, columns in column_comments.items():
+            if f'"{name}"' not in self._tables:
+                continue
+            for column, text in columns.items():
+                self._con.execute(f'COMMENT ON COLUMN "{name}"."{column}" IS \'{_quote(text)}\'')
+
+
+@contextmanager
+def staged(warehouse: Path) -> Iterator[StagedWarehouse]:
+    """A `StagedWarehouse` written beside `warehouse`, swapped in when the block ends cleanly.
+
+    The new database is checkpointed, closed and synced before `os.replace` moves it over the
+    old name; on any error it is deleted and the published warehouse is untouched. Hold
+    `build_lock` around it: one build at a time.
     """
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     staging = warehouse.with_name(f".{warehouse.name}.{uuid.uuid4().hex}.building")
     try:
         with duckdb.connect(str(staging)) as con:
-            for schema_name, schema_tables in (schemas or {}).items():
-                con.execute(f'CREATE SCHEMA "{schema_name}"')
-                for name, table in schema_tables.items():
-                    _create_table(con, f'"{schema_name}"."{name}"', table)
-            for name, table in tables.items():
-                _create_table(con, f'"{name}"', table)
-                comment = (table_comments or {}).get(name)
-                if comment:
-                    con.execute(f"COMMENT ON TABLE \"{name}\" IS '{_quote(comment)}'")
-                for column, text in (column_comments or {}).get(name, {}).items():
-                    con.execute(f'COMMENT ON COLUMN "{name}"."{column}" IS \'{_quote(text)}\'')
+            # Rows go in as they come; keeping their order would cost memory and buys nothing:
+            # a SQL table has no order (queries say ORDER BY).
+            con.execute("SET preserve_insertion_order = false")
+            yield StagedWarehouse(con)
             con.execute("CHECKPOINT")
         with staging.open("rb") as handle:
             os.fsync(handle.fileno())
@@ -78,6 +101,19 @@ def publish(
     finally:
         staging.unlink(missing_ok=True)
         staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
+
+
+def publish(
+    warehouse: Path,
+    tables: Mapping[str, pa.Table | ds.Dataset],
+    table_comments: Mapping[str, str] | None = None,
+    column_comments: Mapping[str, Mapping[str, str]] | None = None,
+) -> Path:
+    """Write `tables` whole into a new warehouse and swap it in (`staged`); returns its path."""
+    with staged(warehouse) as new:
+        for name, table in tables.items():
+            new.append(name, table)
+        new.document(table_comments or {}, column_comments or {})
     return warehouse
 
 
@@ -93,10 +129,15 @@ def sweep_abandoned_builds(warehouse: Path) -> list[Path]:
     return abandoned
 
 
-def _create_table(con: duckdb.DuckDBPyConnection, qualified_name: str, table: pa.Table) -> None:
+def _append_table(
+    con: duckdb.DuckDBPyConnection, qualified_name: str, table: pa.Table | ds.Dataset, create: bool
+) -> None:
     con.register("_incoming", table)
     try:
-        con.execute(f"CREATE TABLE {qualified_name} AS SELECT * FROM _incoming")
+        if create:
+            con.execute(f"CREATE TABLE {qualified_name} AS SELECT * FROM _incoming")
+        else:
+            con.execute(f"INSERT INTO {qualified_name} SELECT * FROM _incoming")
     finally:
         con.unregister("_incoming")
 

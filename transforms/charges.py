@@ -58,21 +58,33 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
     return pl.coalesce(by_meter, pl.when(is_defender_description).then(by_description))
 
 
+def cost_row_subscription() -> pl.Expr:
+    """The lower-case subscription GUID a raw cost row was billed under: its `subscription_id`,
+    else the one in its `sub_account_id` (null for rows of neither, e.g. a billing-account fee).
+    """
+    return pl.coalesce(
+        pl.col("subscription_id").str.strip_chars().str.to_lowercase(),
+        subscription_of(pl.col("sub_account_id").str.strip_chars().str.to_lowercase()),
+    )
+
+
+def is_billed_defender_row(cost_types: tuple[str, ...] = BILLED_COST_TYPES) -> pl.Expr:
+    """True for a raw cost row that `defender_charges_daily` turns into charges."""
+    return (
+        pl.col("cost_type").str.to_lowercase().is_in([kind.lower() for kind in cost_types])
+        & defender_plan_expr(pl.col("sku_meter"), pl.col("charge_description")).is_not_null()
+    )
+
+
 def _defender_rows(costs: pl.LazyFrame, cost_types: tuple[str, ...]) -> pl.LazyFrame:
     """Defender for Servers cost rows, one per input row, with their pool if they have one."""
     rows = (
-        costs.filter(
-            pl.col("cost_type").str.to_lowercase().is_in([kind.lower() for kind in cost_types])
-        )
+        costs.filter(is_billed_defender_row(cost_types))
         .with_columns(plan=defender_plan_expr(pl.col("sku_meter"), pl.col("charge_description")))
-        .filter(pl.col("plan").is_not_null())
         .select(
             usage_date=pl.col("charge_period_start").dt.date(),
             resource_id=resource_id().alias("resource_id"),
-            cost_subscription_id=pl.coalesce(
-                pl.col("subscription_id").str.strip_chars().str.to_lowercase(),
-                subscription_of(pl.col("sub_account_id").str.strip_chars().str.to_lowercase()),
-            ),
+            cost_subscription_id=cost_row_subscription(),
             plan="plan",
             billed_hours=pl.col("consumed_quantity").fill_null(0.0),
             billed_cost="billed_cost",

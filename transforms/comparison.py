@@ -25,13 +25,14 @@ Definitions (DESIGN.md "The warehouse contract"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view
+from transforms.contract import conform_view, order_free_sum
 from transforms.machines import machine_kind_of, machine_name_of, run_index
 from transforms.power import clock_hour_spans
 
@@ -230,7 +231,7 @@ def _priced_days(
 
 def _sum_or_null(column: str) -> pl.Expr:
     """Sum that is null when any part is null: a missing rate must not look like a cheap month."""
-    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(pl.col(column).sum())
+    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(order_free_sum(column))
 
 
 def _months_of(
@@ -244,25 +245,50 @@ def _months_of(
     ).unique()
 
 
-def _pricing(
+def seat_prices_monthly(
+    price_book: pl.LazyFrame, months: pl.LazyFrame, *, seat_option: str, currency: str
+) -> pl.LazyFrame:
+    """Per month of `months` (column `month`, first days): `seat_price` of one `seat_option`
+    seat in `currency` (null where the book has none) and `days_in_month`."""
+    months = months.unique()
+    calendar = price_calendar(price_book, months, currency.upper())
+    return _monthly_prices(calendar, months, seat_option)[0]
+
+
+@dataclass(frozen=True)
+class PricedUsage:
+    """What both comparison views price from; the build computes it once and shares it.
+
+    `days`: machine days with their month's plan, hourly `option`, `rate` and `hourly_cost`;
+    `plans`: each machine's plan per month (`machine_plans_monthly`); `seat_prices` per month;
+    `full_month`: per hourly option and month, the cost of a whole month billable.
+    """
+
+    days: pl.LazyFrame
+    plans: pl.LazyFrame
+    seat_prices: pl.LazyFrame
+    full_month: pl.LazyFrame
+
+
+def priced_usage(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
+    *,
     seat_option: str,
     currency: str,
-) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
-    """Priced machine days, seat prices per month, and full-month cost per option and month.
-
-    Each input is read by its own small branch and the machine days only once, so no large
-    intermediate is computed twice.
-    """
+) -> PricedUsage:
+    """Price the machine days of the three views. Raises MissingPriceError when the book has no
+    price for `seat_option` or no hourly rate in `currency`."""
+    currency = currency.upper()
+    _require_prices(price_book, seat_option, currency)
     months = _months_of(machine_hours_daily, defender_charges_daily)
     calendar = price_calendar(price_book, months, currency)
     seat_prices, full_month = _monthly_prices(calendar, months, seat_option)
     plans = machine_plans_monthly(machines, machine_hours_daily, defender_charges_daily)
     machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
-    return _priced_days(machine_days, plans, calendar), seat_prices, full_month
+    return PricedUsage(_priced_days(machine_days, plans, calendar), plans, seat_prices, full_month)
 
 
 def licensing_comparison_monthly(
@@ -280,15 +306,26 @@ def licensing_comparison_monthly(
     price book (schemas.PRICE_BOOK). Raises MissingPriceError when the book has no price for
     `seat_option` or no hourly rate in `currency`.
     """
-    currency = currency.upper()
-    _require_prices(price_book, seat_option, currency)
-    priced, seat_prices, full_month = _pricing(
-        machines, machine_hours_daily, defender_charges_daily, price_book, seat_option, currency
+    usage = priced_usage(
+        machines,
+        machine_hours_daily,
+        defender_charges_daily,
+        price_book,
+        seat_option=seat_option,
+        currency=currency,
     )
+    return licensing_comparison_from(machines, usage, seat_option=seat_option, currency=currency)
+
+
+def licensing_comparison_from(
+    machines: pl.LazyFrame, usage: PricedUsage, *, seat_option: str, currency: str
+) -> pl.LazyFrame:
+    """`licensing_comparison_monthly` from the `machines` view and its `priced_usage`."""
+    currency = currency.upper()
     names = machines.select("resource_id", "subscription_id", "machine_name", "machine_kind")
     last_day = pl.col("usage_date") == pl.col("usage_date").max()
     per_machine = (
-        priced.group_by("machine_key", "month")
+        usage.days.group_by("machine_key", "month")
         .agg(
             pl.col("plan").first(),
             pl.col("option").first(),
@@ -300,8 +337,8 @@ def licensing_comparison_monthly(
             fallback_subscription_id=pl.col("subscription_id").filter(last_day).max(),
         )
         .join(names, on="resource_id", how="left")
-        .join(seat_prices, on="month", how="left")
-        .join(full_month, on=["option", "month"], how="left")
+        .join(usage.seat_prices, on="month", how="left")
+        .join(usage.full_month, on=["option", "month"], how="left")
     )
     hours_in_month = pl.col("days_in_month") * _HOURS_PER_DAY
     covered = pl.col("plan").is_not_null()
@@ -361,16 +398,25 @@ def split_by_month(spans: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _peak_concurrency(spans: pl.LazyFrame, scope: tuple[str, ...]) -> pl.LazyFrame:
-    """Most spans open at once per scope and month: +1 at each start, -1 at each end, running
-    sum in time order (an end and a start at the same instant net out first)."""
+def _concurrency_deltas(spans: pl.LazyFrame, scope: tuple[str, ...]) -> pl.LazyFrame:
+    """+1 at each span's start, -1 at its end, netted per scope, month and instant."""
     keys = (*scope, "month")
-    deltas = pl.concat(
-        [
-            spans.select(*keys, at="start_at", delta=pl.lit(1, dtype=pl.Int64)),
-            spans.select(*keys, at="end_at", delta=pl.lit(-1, dtype=pl.Int64)),
-        ]
+    return (
+        pl.concat(
+            [
+                spans.select(*keys, at="start_at", delta=pl.lit(1, dtype=pl.Int64)),
+                spans.select(*keys, at="end_at", delta=pl.lit(-1, dtype=pl.Int64)),
+            ]
+        )
+        .group_by(*keys, "at")
+        .agg(pl.col("delta").sum())
     )
+
+
+def _peaks(deltas: pl.LazyFrame, scope: tuple[str, ...]) -> pl.LazyFrame:
+    """Most spans open at once per scope and month: the running sum of the deltas in time order
+    (an end and a start at the same instant net out first, as `_concurrency_deltas` nets them)."""
+    keys = (*scope, "month")
     return (
         deltas.group_by(*keys, "at")
         .agg(pl.col("delta").sum())
@@ -380,6 +426,140 @@ def _peak_concurrency(spans: pl.LazyFrame, scope: tuple[str, ...]) -> pl.LazyFra
         .group_by(keys)
         .agg(peak_concurrent_machines=pl.col("level").max())
     )
+
+
+@dataclass(frozen=True)
+class FleetPart:
+    """The fleet comparison of a set of whole subscriptions, before it meets the others.
+
+    `rows`: per subscription and month the finished figures without seat costs, plus the
+    part's share of the estate (subscription_id null: machines, hours and costs, which add up
+    across parts; its peak is not). `estate_deltas`: the +1/-1 concurrency deltas of the part's
+    covered machines per month and instant, which add up across parts into the estate's peak.
+    """
+
+    rows: pl.LazyFrame
+    estate_deltas: pl.LazyFrame
+
+
+def fleet_part(
+    machines: pl.LazyFrame,
+    power_intervals: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    usage: PricedUsage,
+    *,
+    currency: str,
+) -> FleetPart:
+    """The `FleetPart` of the machines and charges given (all of the estate, or whole
+    subscriptions of it, with every id of a moved machine)."""
+    currency = currency.upper()
+    keys = ("scope", "month")
+    usage_rows = (
+        usage.days.filter(pl.col("plan").is_not_null())
+        .with_columns(scope=_in_scopes())
+        .explode("scope")
+        .group_by(keys)
+        .agg(
+            machines_distinct=pl.col("machine_key")
+            .filter(pl.col("billable_hours") > 0)
+            .n_unique()
+            .cast(pl.Int64),
+            billable_hours=order_free_sum("billable_hours"),
+            hourly_cost=_sum_or_null("hourly_cost"),
+        )
+    )
+    billed = (
+        defender_charges_daily.filter(pl.col("currency") == currency)
+        .with_columns(_month("usage_date"), scope=_in_scopes())
+        .explode("scope")
+        .group_by(keys)
+        .agg(billed_cost=order_free_sum("billed_cost"))
+    )
+    # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
+    spans = (
+        power_intervals.filter(pl.col("billable"))
+        .join(machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id")
+        .with_columns(scope=_in_scopes())
+        .explode("scope")
+    )
+    covered_months = usage.plans.filter(pl.col("plan").is_not_null())
+    covered_spans = split_by_month(clock_hour_spans(spans, ("scope", "machine_key"))).join(
+        covered_months, on=["machine_key", "month"], how="semi"
+    )
+    deltas = _concurrency_deltas(covered_spans, ("scope",))
+    rows = (
+        usage_rows.join(billed, on=keys, how="full", coalesce=True, nulls_equal=True)
+        .join(_peaks(deltas, ("scope",)), on=keys, how="left", nulls_equal=True)
+        .select(
+            "month",
+            subscription_id="scope",
+            machines_distinct=pl.col("machines_distinct").fill_null(0),
+            peak_concurrent_machines=pl.col("peak_concurrent_machines").fill_null(0),
+            billable_hours=pl.col("billable_hours").fill_null(0.0),
+            hourly_cost=pl.when(pl.col("billable_hours").is_null())
+            .then(0.0)
+            .otherwise("hourly_cost"),
+            billed_cost=pl.col("billed_cost").fill_null(0.0),
+        )
+    )
+    estate_deltas = deltas.filter(pl.col("scope").is_null()).drop("scope")
+    return FleetPart(rows, estate_deltas)
+
+
+def finish_fleet(
+    parts: pl.LazyFrame,
+    estate_deltas: pl.LazyFrame,
+    seat_prices: pl.LazyFrame,
+    *,
+    seat_option: str,
+    currency: str,
+) -> pl.LazyFrame:
+    """The `fleet_comparison_monthly` view from the rows and estate deltas of every `FleetPart`
+    (concatenated in a fixed order) and the seat prices per month.
+
+    Subscription rows are final in their part. The estate adds the parts' shares, and its peak
+    is the running sum of every part's deltas, so machines billable in the same hour in two
+    parts count twice, as they do in one.
+    """
+    estate = (
+        parts.filter(pl.col("subscription_id").is_null())
+        .group_by("month")
+        .agg(
+            pl.col("machines_distinct").sum(),
+            order_free_sum("billable_hours"),
+            _sum_or_null("hourly_cost").alias("hourly_cost"),
+            order_free_sum("billed_cost"),
+        )
+        .join(_peaks(estate_deltas, ()), on="month", how="left")
+        .select(
+            "month",
+            subscription_id=pl.lit(None, dtype=pl.String),
+            machines_distinct="machines_distinct",
+            peak_concurrent_machines=pl.col("peak_concurrent_machines").fill_null(0),
+            billable_hours="billable_hours",
+            hourly_cost="hourly_cost",
+            billed_cost="billed_cost",
+        )
+    )
+    view = (
+        pl.concat([parts.filter(pl.col("subscription_id").is_not_null()), estate])
+        .join(seat_prices, on="month", how="left")
+        .select(
+            "month",
+            "subscription_id",
+            "machines_distinct",
+            "peak_concurrent_machines",
+            "billable_hours",
+            "hourly_cost",
+            "billed_cost",
+            seat_option=pl.lit(seat_option),
+            seat_cost_distinct=pl.col("machines_distinct") * pl.col("seat_price"),
+            seat_cost_peak=pl.col("peak_concurrent_machines") * pl.col("seat_price"),
+            currency=pl.lit(currency.upper()),
+        )
+        .sort("month", "subscription_id", nulls_last=True)
+    )
+    return conform_view(view, "fleet_comparison_monthly")
 
 
 def fleet_comparison_monthly(
@@ -398,77 +578,22 @@ def fleet_comparison_monthly(
     every Defender charge in scope and `currency`, unattributed included. A machine moved
     between subscriptions in a month counts in both subscriptions and once in the estate.
     """
-    currency = currency.upper()
-    _require_prices(price_book, seat_option, currency)
-    priced, seat_prices, _ = _pricing(
-        machines, machine_hours_daily, defender_charges_daily, price_book, seat_option, currency
+    usage = priced_usage(
+        machines,
+        machine_hours_daily,
+        defender_charges_daily,
+        price_book,
+        seat_option=seat_option,
+        currency=currency,
     )
-    covered_months = machine_plans_monthly(
-        machines, machine_hours_daily, defender_charges_daily
-    ).filter(pl.col("plan").is_not_null())
-    keys = ("scope", "month")
-
-    usage = (
-        priced.filter(pl.col("plan").is_not_null())
-        .with_columns(scope=_in_scopes())
-        .explode("scope")
-        .group_by(keys)
-        .agg(
-            machines_distinct=pl.col("machine_key")
-            .filter(pl.col("billable_hours") > 0)
-            .n_unique()
-            .cast(pl.Int64),
-            billable_hours=pl.col("billable_hours").sum(),
-            hourly_cost=_sum_or_null("hourly_cost"),
-        )
+    part = fleet_part(machines, power_intervals, defender_charges_daily, usage, currency=currency)
+    return finish_fleet(
+        part.rows,
+        part.estate_deltas,
+        usage.seat_prices,
+        seat_option=seat_option,
+        currency=currency,
     )
-    billed = (
-        defender_charges_daily.filter(pl.col("currency") == currency)
-        .with_columns(_month("usage_date"), scope=_in_scopes())
-        .explode("scope")
-        .group_by(keys)
-        .agg(billed_cost=pl.col("billed_cost").sum())
-    )
-    # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
-    spans = (
-        power_intervals.filter(pl.col("billable"))
-        .join(machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id")
-        .with_columns(scope=_in_scopes())
-        .explode("scope")
-    )
-    covered_spans = split_by_month(clock_hour_spans(spans, ("scope", "machine_key"))).join(
-        covered_months, on=["machine_key", "month"], how="semi"
-    )
-    peaks = _peak_concurrency(covered_spans, ("scope",))
-    view = (
-        usage.join(billed, on=keys, how="full", coalesce=True, nulls_equal=True)
-        .join(peaks, on=keys, how="left", nulls_equal=True)
-        .join(seat_prices, on="month", how="left")
-        .with_columns(
-            machines_distinct=pl.col("machines_distinct").fill_null(0),
-            peak_concurrent_machines=pl.col("peak_concurrent_machines").fill_null(0),
-            billable_hours=pl.col("billable_hours").fill_null(0.0),
-            hourly_cost=pl.when(pl.col("billable_hours").is_null())
-            .then(0.0)
-            .otherwise("hourly_cost"),
-            billed_cost=pl.col("billed_cost").fill_null(0.0),
-        )
-        .select(
-            "month",
-            subscription_id="scope",
-            machines_distinct="machines_distinct",
-            peak_concurrent_machines="peak_concurrent_machines",
-            billable_hours="billable_hours",
-            hourly_cost="hourly_cost",
-            billed_cost="billed_cost",
-            seat_option=pl.lit(seat_option),
-            seat_cost_distinct=pl.col("machines_distinct") * pl.col("seat_price"),
-            seat_cost_peak=pl.col("peak_concurrent_machines") * pl.col("seat_price"),
-            currency=pl.lit(currency),
-        )
-        .sort("month", "subscription_id", nulls_last=True)
-    )
-    return conform_view(view, "fleet_comparison_monthly")
 
 
 def _in_scopes() -> pl.Expr:

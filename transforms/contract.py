@@ -235,6 +235,21 @@ class ContractError(ValueError):
     """A transform produced a frame that does not match its view's declared columns."""
 
 
+# Sums that must not depend on row order are added as decimals with this many places: exactly,
+# so in any order. Each value is rounded to 1e-12 first, far below a cent or a second.
+ORDER_FREE_SUM_PLACES: Final = 12
+
+
+def order_free_sum(column: str) -> pl.Expr:
+    """The sum of `column`, the same to the last bit whatever order the rows arrive in.
+
+    Polars adds a large group in parallel pieces, in no fixed order, so a float sum can differ
+    in its last bits between two builds of the same lake (and sorting first does not help: the
+    optimiser drops a sort before a sum). Decimal addition is exact, hence order-free.
+    """
+    return pl.col(column).cast(pl.Decimal(38, ORDER_FREE_SUM_PLACES)).sum().cast(pl.Float64)
+
+
 def view_schema(view: str) -> pl.Schema:
     """The polars schema of `view`, in contract column order."""
     return pl.Schema({name: dtype for name, (dtype, _) in VIEWS[view]["columns"].items()})

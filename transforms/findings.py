@@ -23,6 +23,7 @@ Differences below `tolerance_hours` a day are rounding in the billed quantity, n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Final
 
 import polars as pl
@@ -106,6 +107,7 @@ def _billable_not_billed(
     calendar: pl.LazyFrame,
     tolerance: float,
     currency: str,
+    billed_through: date | None,
 ) -> pl.LazyFrame:
     charged_days = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
@@ -114,10 +116,14 @@ def _billable_not_billed(
     )
     plans = licensing.filter(pl.col("plan").is_not_null()).select("machine_key", "month", "plan")
     rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
-    billed_through = defender_charges_daily.select(billed_through=pl.col("usage_date").max())
+    last_billed_day = (
+        defender_charges_daily.select(billed_through=pl.col("usage_date").max())
+        if billed_through is None
+        else pl.LazyFrame({"billed_through": [billed_through]}, schema={"billed_through": pl.Date})
+    )
     days = (
         machine_hours_daily.filter(pl.col("billable_hours") > tolerance)
-        .join(billed_through, how="cross")
+        .join(last_billed_day, how="cross")
         .filter(pl.col("usage_date") <= pl.col("billed_through"))
         .join(charged_days, on=["usage_date", "resource_id"], how="anti")
         .join(machines.select("resource_id", "machine_key"), on="resource_id", how="left")
@@ -251,6 +257,80 @@ def _require_seat_options(
         )
 
 
+def _calendar(price_book: pl.LazyFrame, months: pl.LazyFrame, currency: str) -> pl.LazyFrame:
+    return price_calendar(price_book, months.unique(), currency)
+
+
+def machine_findings(
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    licensing_comparison_monthly: pl.LazyFrame,
+    price_book: pl.LazyFrame,
+    *,
+    currency: str,
+    billed_through: date | None = None,
+    tolerance_hours: float = DEFAULT_TOLERANCE_HOURS,
+) -> pl.LazyFrame:
+    """Every finding about a machine (all kinds but the estate-wide `double_licensed`).
+
+    `billed_through` is the last day with any Defender charge in the cost data (default: the
+    last in `defender_charges_daily`); the build computes it over the whole lake, since it works
+    on chunks of subscriptions.
+    """
+    currency = currency.upper()
+    months = pl.concat(
+        [
+            machine_hours_daily.select(_month("usage_date")),
+            licensing_comparison_monthly.select("month"),
+        ]
+    )
+    calendar = _calendar(price_book, months, currency)
+    parts = [
+        _billed_while_not_billable(machine_hours_daily, defender_charges_daily, tolerance_hours),
+        _billable_not_billed(
+            machines,
+            machine_hours_daily,
+            defender_charges_daily,
+            licensing_comparison_monthly,
+            calendar,
+            tolerance_hours,
+            currency,
+            billed_through,
+        ),
+        _licensing_findings(machines, licensing_comparison_monthly),
+    ]
+    return combine_findings(parts)
+
+
+def double_licensed_findings(
+    fleet_comparison_monthly: pl.LazyFrame,
+    price_book: pl.LazyFrame,
+    *,
+    currency: str,
+    seats_owned: Mapping[str, int] | None = None,
+) -> pl.LazyFrame:
+    """The `double_licensed` findings, from the estate rows of `fleet_comparison_monthly`.
+
+    Raises MissingPriceError when a seat option with seats owned has no price in `currency`.
+    """
+    currency = currency.upper()
+    seats_owned = dict(seats_owned or {})
+    _require_seat_options(price_book, seats_owned, currency)
+    calendar = _calendar(price_book, fleet_comparison_monthly.select("month"), currency)
+    return combine_findings(
+        [_double_licensed(fleet_comparison_monthly, calendar, seats_owned, currency)]
+    )
+
+
+def combine_findings(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """Findings of several parts as one view, in the view's order."""
+    view = pl.concat(parts, how="vertical_relaxed").sort(
+        "month", "finding", "subscription_id", "resource_id", nulls_last=True
+    )
+    return conform_view(view, "findings")
+
+
 def findings(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
@@ -269,31 +349,16 @@ def findings(
     ([pricing.seats_owned]). Raises MissingPriceError when a seat option with seats owned has no
     price in `currency`.
     """
-    currency = currency.upper()
-    seats_owned = dict(seats_owned or {})
-    _require_seat_options(price_book, seats_owned, currency)
-    months = pl.concat(
-        [
-            machine_hours_daily.select(_month("usage_date")),
-            licensing_comparison_monthly.select("month"),
-        ]
-    ).unique()
-    calendar = price_calendar(price_book, months, currency)
-    parts = [
-        _billed_while_not_billable(machine_hours_daily, defender_charges_daily, tolerance_hours),
-        _billable_not_billed(
-            machines,
-            machine_hours_daily,
-            defender_charges_daily,
-            licensing_comparison_monthly,
-            calendar,
-            tolerance_hours,
-            currency,
-        ),
-        _licensing_findings(machines, licensing_comparison_monthly),
-        _double_licensed(fleet_comparison_monthly, calendar, seats_owned, currency),
-    ]
-    view = pl.concat(parts, how="vertical_relaxed").sort(
-        "month", "finding", "subscription_id", "resource_id", nulls_last=True
+    double = double_licensed_findings(
+        fleet_comparison_monthly, price_book, currency=currency, seats_owned=seats_owned
     )
-    return conform_view(view, "findings")
+    machine = machine_findings(
+        machines,
+        machine_hours_daily,
+        defender_charges_daily,
+        licensing_comparison_monthly,
+        price_book,
+        currency=currency,
+        tolerance_hours=tolerance_hours,
+    )
+    return combine_findings([machine, double])

@@ -208,8 +208,23 @@ def power_snapshots(inventory: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _latest_inventory(inventory: pl.LazyFrame) -> pl.LazyFrame:
-    """Each resource id's latest inventory row, with when it was first and last seen."""
+def latest_snapshot_date(inventory: pl.LazyFrame) -> pl.LazyFrame:
+    """One row, `latest_snapshot_date`: the day of the estate's latest inventory snapshot.
+
+    A machine is still there if that snapshot listed it. The build works on chunks of
+    subscriptions, so it computes this once over the whole lake and hands it to every chunk: a
+    subscription missing from the last collection must not set its own, older "latest".
+    """
+    return inventory.select(latest_snapshot_date=pl.col("snapshot_at").max().dt.date())
+
+
+def _latest_inventory(
+    inventory: pl.LazyFrame, latest_date: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """Each resource id's latest inventory row, with when it was first and last seen.
+
+    `latest_date` (one row, `latest_snapshot_date`) defaults to this inventory's own latest day.
+    """
     rows = inventory.with_columns(
         resource_id(),
         pl.col("subscription_id").str.to_lowercase(),
@@ -218,7 +233,8 @@ def _latest_inventory(inventory: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("vm_id").str.to_lowercase(),
         power_state(),
     )
-    latest_date = rows.select(latest_snapshot_date=pl.col("snapshot_at").max().dt.date())
+    if latest_date is None:
+        latest_date = latest_snapshot_date(inventory)
     return (
         rows.group_by("resource_id")
         .agg(
@@ -267,15 +283,19 @@ _SEEN_IN_EVENTS: Final = frozenset(
 )
 
 
-def machine_identities(inventory: pl.LazyFrame, power_events: pl.LazyFrame) -> pl.LazyFrame:
+def machine_identities(
+    inventory: pl.LazyFrame,
+    power_events: pl.LazyFrame,
+    latest_date: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
     """One row per machine resource id, from inventory snapshots and Activity Log events.
 
     Columns: the identity (`_IDENTITY_COLUMNS`; machines seen only in events get theirs from the
     id), `machine_key`, `first_event_at` / `last_event_at`, the move bounds `moved_in_at` (this id
     took over from an older id of the same vmId) and `moved_at` (a newer id took over), and
-    `other_resource_ids`.
+    `other_resource_ids`. `latest_date`: see `latest_snapshot_date` (default: this inventory's).
     """
-    inventoried = _latest_inventory(inventory).select(_IDENTITY_COLUMNS)
+    inventoried = _latest_inventory(inventory, latest_date).select(_IDENTITY_COLUMNS)
     event_bounds = (
         power_events.group_by("resource_id")
         .agg(
@@ -394,6 +414,13 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
     return subscription_settings, resource_settings
 
 
+def classified_operations(power_events: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
+    """The power operations (`operations`) of the machines in `identities`, creations marked."""
+    return classify_creations(
+        operations(power_events), identities.select("resource_id", "created_at")
+    )
+
+
 def machines(
     inventory: pl.LazyFrame, power_events: pl.LazyFrame, pricings: pl.LazyFrame
 ) -> pl.LazyFrame:
@@ -404,9 +431,14 @@ def machines(
     `defender_plan` the plan in force now from the pricings snapshot.
     """
     identities = machine_identities(inventory, power_events)
-    ops = classify_creations(
-        operations(power_events), identities.select("resource_id", "created_at")
-    )
+    return machines_from(identities, classified_operations(power_events, identities), pricings)
+
+
+def machines_from(
+    identities: pl.LazyFrame, ops: pl.LazyFrame, pricings: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The `machines` view from `machine_identities` and `classified_operations`, computed once
+    by the build and shared with `power.power_intervals_from`."""
     lifecycle = (
         ops.filter(pl.col("outcome") == "succeeded")
         .group_by("resource_id")

@@ -3,30 +3,67 @@
 raw (lake datasets) -> staging (machines, power intervals, billable hours) -> marts (charges,
 comparisons, findings), as in dbt's raw -> staging -> marts. Each view is materialised once and
 fed to the views that depend on it, so a view used five times is computed once.
+
+A large estate is built in chunks of whole subscriptions, so memory holds one chunk's views at a
+time (benchmarks/analysis.md). Every figure is the same as in one piece, because:
+
+- what a chunk must judge by is computed over the whole lake first (`EstateFacts`): the
+  history window, the day of the latest inventory snapshot (a subscription missing from the last
+  collection must not set its own "latest"), the last day with any Defender charge;
+- the subscriptions of a machine moved between them are in one chunk (`linked_subscriptions`);
+- cost rows are chunked by the subscription they were billed under, and rows of no known
+  subscription make a chunk of their own (the caller's `RawLake` per chunk holds them);
+- the estate's fleet row adds up the chunks' shares, and its peak is the running sum of every
+  chunk's concurrency deltas (`comparison.finish_fleet`); `double_licensed` is judged on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 
 import polars as pl
 
-from transforms.charges import defender_charges_daily
-from transforms.comparison import fleet_comparison_monthly, licensing_comparison_monthly
-from transforms.findings import findings
-from transforms.machines import machines
-from transforms.power import machine_hours_daily, power_intervals
+from transforms.charges import defender_charges_daily, is_billed_defender_row
+from transforms.comparison import (
+    PricedUsage,
+    finish_fleet,
+    fleet_part,
+    licensing_comparison_from,
+    priced_usage,
+    seat_prices_monthly,
+)
+from transforms.findings import combine_findings, double_licensed_findings, machine_findings
+from transforms.machines import (
+    classified_operations,
+    latest_snapshot_date,
+    machine_identities,
+    machines_from,
+    power_snapshots,
+)
+from transforms.power import machine_hours_daily, power_intervals_from
 
-# Polars' streaming engine runs a plan in morsels; in a per-view profile of the 10k benchmark
-# estate it ran these views in ~60% of the time (benchmarks/analysis.md). It is used only where
-# the result cannot depend on the order rows are
-# combined in: the machines (first/last sightings) and the power views, which add integer
-# microseconds. Views that sum floating-point money or hours keep the in-memory engine, whose
-# order is fixed, so a build gives the same figures to the last bit every time.
+# Polars' streaming engine (polars' default) runs a plan in morsels; in a per-view profile of
+# the 10k benchmark estate it ran the machine and power views in ~60% of the in-memory time
+# (benchmarks/analysis.md). Their results cannot depend on the order rows are combined in: first
+# and last sightings, integer microseconds. Views that add floating-point money or hours are
+# collected with the in-memory engine, whose small groups are added in a fixed order; large
+# groups are added with `contract.order_free_sum`. A rebuild gives the same figures to the bit.
 ORDER_FREE_ENGINE: Final = "streaming"
+ORDERED_ENGINE: Final = "in-memory"
+
+# The views a chunk adds rows to, in the order they are computed (the warehouse's tables).
+CHUNKED_VIEWS: Final = (
+    "machines",
+    "power_intervals",
+    "machine_hours_daily",
+    "defender_charges_daily",
+    "licensing_comparison_monthly",
+    "findings",
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -49,6 +86,37 @@ class RawLake:
     costs: pl.LazyFrame
 
 
+@dataclass(frozen=True)
+class EstateFacts:
+    """What every chunk is judged by, computed once over the whole lake.
+
+    `history`: the power history the lake holds (`history_window`; None for an empty lake);
+    `latest_snapshot_date`: the day of the latest inventory snapshot; `billed_through`: the last
+    day with a Defender charge in the history (None: no charge).
+    """
+
+    history: tuple[datetime, datetime] | None
+    latest_snapshot_date: date | None
+    billed_through: date | None
+
+    @property
+    def window_start(self) -> datetime:
+        return self.history[0] if self.history else _EPOCH
+
+    @property
+    def window_end(self) -> datetime:
+        return self.history[1] if self.history else _EPOCH
+
+
+@dataclass(frozen=True)
+class ChunkViews:
+    """One chunk's rows of the `CHUNKED_VIEWS`, and its part of the fleet comparison."""
+
+    views: dict[str, pl.DataFrame]
+    fleet_rows: pl.DataFrame
+    estate_deltas: pl.DataFrame
+
+
 def history_window(raw: RawLake) -> tuple[datetime, datetime] | None:
     """[start, end) of what the lake knows about power states, or None for an empty lake.
 
@@ -68,63 +136,194 @@ def history_window(raw: RawLake) -> tuple[datetime, datetime] | None:
     return month_start, last.astimezone(UTC)
 
 
+def estate_facts(raw: RawLake) -> EstateFacts:
+    """The `EstateFacts` of the whole lake (a few column scans, no view)."""
+    history = history_window(raw)
+    start, end = history or (_EPOCH, _EPOCH)
+    latest = latest_snapshot_date(raw.inventory).collect(engine=ORDER_FREE_ENGINE).item()
+    billed_through = (
+        _costs_in_window(raw.costs, start, end)
+        .filter(is_billed_defender_row())
+        .select(pl.col("charge_period_start").max().dt.date())
+        .collect(engine=ORDER_FREE_ENGINE)
+        .item()
+    )
+    return EstateFacts(history, latest, billed_through)
+
+
+def _costs_in_window(costs: pl.LazyFrame, start: datetime, end: datetime) -> pl.LazyFrame:
+    """Cost rows inside the power-history window. Outside it nothing is known of the machines'
+    hours, so every charge would look billed-while-not-billable; those rows stay in `costs`."""
+    return costs.filter(pl.col("charge_period_start").is_between(start, end, closed="left"))
+
+
+def linked_subscriptions(inventory: pl.LazyFrame) -> list[frozenset[str]]:
+    """Sets of subscriptions that share a machine (a vmId listed in each: a moved VM).
+
+    The machine's ids are linked into one machine only if they are built together.
+    """
+    shared = (
+        inventory.select(
+            vm_id=pl.col("vm_id").str.to_lowercase(),
+            subscription_id=pl.col("subscription_id").str.to_lowercase(),
+        )
+        .filter(pl.col("vm_id").is_not_null())
+        .unique()
+        .group_by("vm_id")
+        .agg(pl.col("subscription_id").sort())
+        .filter(pl.col("subscription_id").list.len() > 1)
+        .select("subscription_id")
+        .unique()
+        .collect(engine=ORDER_FREE_ENGINE)
+    )
+    return sorted(
+        (frozenset(group) for group in shared["subscription_id"].to_list()),
+        key=lambda group: sorted(group),
+    )
+
+
+def plan_chunks(
+    subscription_weights: Mapping[str, int],
+    links: Iterable[frozenset[str]],
+    max_weight: int,
+) -> list[tuple[str, ...]]:
+    """Pack subscriptions into chunks of at most `max_weight` (a linked set is never split, and
+    one heavier than `max_weight` is a chunk of its own). Deterministic: sorted ids, in order."""
+    parent = {subscription: subscription for subscription in subscription_weights}
+
+    def root(subscription: str) -> str:
+        while parent[subscription] != subscription:
+            parent[subscription] = parent[parent[subscription]]
+            subscription = parent[subscription]
+        return subscription
+
+    for group in links:
+        members = sorted(member for member in group if member in parent)
+        for member in members[1:]:
+            parent[root(member)] = root(members[0])
+    components: dict[str, list[str]] = {}
+    for subscription in sorted(subscription_weights):
+        components.setdefault(root(subscription), []).append(subscription)
+    chunks: list[tuple[str, ...]] = []
+    current: list[str] = []
+    weight = 0
+    for component in sorted(components.values()):
+        component_weight = sum(subscription_weights[member] for member in component)
+        if current and weight + component_weight > max_weight:
+            chunks.append(tuple(current))
+            current, weight = [], 0
+        current.extend(component)
+        weight += component_weight
+    if current:
+        chunks.append(tuple(current))
+    return chunks
+
+
+def chunk_views(
+    raw: RawLake, price_book: pl.LazyFrame, options: MartOptions, facts: EstateFacts
+) -> ChunkViews:
+    """Every view's rows for the machines and charges of `raw` (the whole lake, or a chunk of
+    whole subscriptions), judged by the estate's `facts`."""
+    latest = pl.LazyFrame(
+        {"latest_snapshot_date": [facts.latest_snapshot_date]},
+        schema={"latest_snapshot_date": pl.Date},
+    )
+    identities = machine_identities(raw.inventory, raw.power_events, latest).collect(
+        engine=ORDER_FREE_ENGINE
+    )
+    ops = classified_operations(raw.power_events, identities.lazy()).collect(
+        engine=ORDER_FREE_ENGINE
+    )
+    views: dict[str, pl.DataFrame] = {}
+    views["machines"] = machines_from(identities.lazy(), ops.lazy(), raw.pricings).collect(
+        engine=ORDER_FREE_ENGINE
+    )
+    views["power_intervals"] = power_intervals_from(
+        identities.lazy(),
+        ops.lazy(),
+        power_snapshots(raw.inventory),
+        window_start=facts.window_start,
+        window_end=facts.window_end,
+    ).collect(engine=ORDER_FREE_ENGINE)
+    del identities, ops
+    machines = views["machines"].lazy()
+    views["machine_hours_daily"] = machine_hours_daily(
+        views["power_intervals"].lazy(), machines, partial_hours=options.partial_hours
+    ).collect(engine=ORDER_FREE_ENGINE)
+    hours = views["machine_hours_daily"].lazy()
+    costs = _costs_in_window(raw.costs, facts.window_start, facts.window_end)
+    views["defender_charges_daily"] = defender_charges_daily(costs, hours).collect(
+        engine=ORDERED_ENGINE
+    )
+    charges = views["defender_charges_daily"].lazy()
+    pricing = {"seat_option": options.seat_option, "currency": options.currency}
+    usage = _materialised(priced_usage(machines, hours, charges, price_book, **pricing))
+    views["licensing_comparison_monthly"] = licensing_comparison_from(
+        machines, usage, **pricing
+    ).collect(engine=ORDERED_ENGINE)
+    part = fleet_part(
+        machines, views["power_intervals"].lazy(), charges, usage, currency=options.currency
+    )
+    fleet_rows, estate_deltas = pl.collect_all(
+        [part.rows, part.estate_deltas], engine=ORDERED_ENGINE
+    )
+    views["findings"] = machine_findings(
+        machines,
+        hours,
+        charges,
+        views["licensing_comparison_monthly"].lazy(),
+        price_book,
+        currency=options.currency,
+        billed_through=facts.billed_through,
+    ).collect(engine=ORDERED_ENGINE)
+    return ChunkViews(views, fleet_rows, estate_deltas)
+
+
+def _materialised(usage: PricedUsage) -> PricedUsage:
+    """`usage` with its two large frames computed once: both comparison views read them."""
+    days, plans, seat_prices, full_month = pl.collect_all(
+        [usage.days, usage.plans, usage.seat_prices, usage.full_month], engine=ORDERED_ENGINE
+    )
+    return PricedUsage(days.lazy(), plans.lazy(), seat_prices.lazy(), full_month.lazy())
+
+
+def estate_views(
+    fleet_rows: Sequence[pl.DataFrame],
+    estate_deltas: Sequence[pl.DataFrame],
+    price_book: pl.LazyFrame,
+    options: MartOptions,
+) -> dict[str, pl.DataFrame]:
+    """`fleet_comparison_monthly` from every chunk's part (in chunk order), and the estate-wide
+    `double_licensed` findings judged on it."""
+    seat_prices = seat_prices_monthly(
+        price_book,
+        pl.concat([rows.lazy().select("month") for rows in fleet_rows]),
+        seat_option=options.seat_option,
+        currency=options.currency,
+    )
+    fleet = finish_fleet(
+        pl.concat([rows.lazy() for rows in fleet_rows]),
+        pl.concat([deltas.lazy() for deltas in estate_deltas]),
+        seat_prices,
+        seat_option=options.seat_option,
+        currency=options.currency,
+    ).collect(engine=ORDERED_ENGINE)
+    double_licensed = double_licensed_findings(
+        fleet.lazy(), price_book, currency=options.currency, seats_owned=options.seats_owned
+    ).collect(engine=ORDERED_ENGINE)
+    return {"fleet_comparison_monthly": fleet, "findings": double_licensed}
+
+
 def build_marts(
     raw: RawLake, price_book: pl.LazyFrame, options: MartOptions
 ) -> dict[str, pl.DataFrame]:
-    """Every warehouse view from the raw lake and the effective price book.
-
-    Cost rows outside the power-history window are left out of the machine views (nothing is
-    known of the machines' hours then, so every charge would look billed-while-not-billable);
-    they stay in `costs`.
-    """
-    window = history_window(raw)
-    if window is None:
-        start = end = datetime(1970, 1, 1, tzinfo=UTC)
-    else:
-        start, end = window
-    views: dict[str, pl.DataFrame] = {}
-    views["machines"] = machines(raw.inventory, raw.power_events, raw.pricings).collect(
-        engine=ORDER_FREE_ENGINE
-    )
-    views["power_intervals"] = power_intervals(
-        raw.inventory, raw.power_events, window_start=start, window_end=end
-    ).collect(engine=ORDER_FREE_ENGINE)
-    views["machine_hours_daily"] = machine_hours_daily(
-        views["power_intervals"].lazy(),
-        views["machines"].lazy(),
-        partial_hours=options.partial_hours,
-    ).collect(engine=ORDER_FREE_ENGINE)
-    costs_in_window = raw.costs.filter(
-        pl.col("charge_period_start").is_between(start, end, closed="left")
-    )
-    views["defender_charges_daily"] = defender_charges_daily(
-        costs_in_window, views["machine_hours_daily"].lazy()
-    ).collect()
-    views["licensing_comparison_monthly"] = licensing_comparison_monthly(
-        views["machines"].lazy(),
-        views["machine_hours_daily"].lazy(),
-        views["defender_charges_daily"].lazy(),
-        price_book,
-        seat_option=options.seat_option,
-        currency=options.currency,
-    ).collect()
-    views["fleet_comparison_monthly"] = fleet_comparison_monthly(
-        views["machines"].lazy(),
-        views["machine_hours_daily"].lazy(),
-        views["power_intervals"].lazy(),
-        views["defender_charges_daily"].lazy(),
-        price_book,
-        seat_option=options.seat_option,
-        currency=options.currency,
-    ).collect()
-    views["findings"] = findings(
-        views["machines"].lazy(),
-        views["machine_hours_daily"].lazy(),
-        views["defender_charges_daily"].lazy(),
-        views["licensing_comparison_monthly"].lazy(),
-        views["fleet_comparison_monthly"].lazy(),
-        price_book,
-        currency=options.currency,
-        seats_owned=options.seats_owned,
-    ).collect()
-    return views
+    """Every warehouse view of `raw` built in one chunk: the build of a lake small enough to
+    hold at once, wired exactly as the chunked build is."""
+    chunk = chunk_views(raw, price_book, options, estate_facts(raw))
+    estate = estate_views([chunk.fleet_rows], [chunk.estate_deltas], price_book, options)
+    findings = combine_findings([chunk.views["findings"].lazy(), estate["findings"].lazy()])
+    return {
+        **chunk.views,
+        "fleet_comparison_monthly": estate["fleet_comparison_monthly"],
+        "findings": findings.collect(engine=ORDERED_ENGINE),
+    }

@@ -36,9 +36,8 @@ import polars as pl
 from transforms import billing
 from transforms.contract import UTC_TIMESTAMP, conform_view
 from transforms.machines import (
-    classify_creations,
+    classified_operations,
     machine_identities,
-    operations,
     power_snapshots,
     run_index,
 )
@@ -102,14 +101,20 @@ def _window(
     """One row: the window's bounds. The end defaults to the present: the latest inventory
     snapshot, or the latest event if one was logged after it."""
     if window_end is not None:
-        bounds = pl.LazyFrame({"window_end": [None]}).select(window_end=_utc(window_end))
-    else:
-        latest_snapshot = inventory.select(latest=pl.col("snapshot_at").max())
-        latest_event = power_events.select(latest=pl.col("event_at").max())
-        bounds = pl.concat([latest_snapshot, latest_event]).select(
-            window_end=pl.col("latest").max()
-        )
-    return bounds.with_columns(window_start=_utc(window_start))
+        return _fixed_window(window_start, window_end)
+    latest_snapshot = inventory.select(latest=pl.col("snapshot_at").max())
+    latest_event = power_events.select(latest=pl.col("event_at").max())
+    return (
+        pl.concat([latest_snapshot, latest_event])
+        .select(window_end=pl.col("latest").max())
+        .with_columns(window_start=_utc(window_start))
+    )
+
+
+def _fixed_window(window_start: datetime, window_end: datetime) -> pl.LazyFrame:
+    return pl.LazyFrame({"window_start": [None]}).select(
+        window_start=_utc(window_start), window_end=_utc(window_end)
+    )
 
 
 def _machine_bounds(identities: pl.LazyFrame, window: pl.LazyFrame) -> pl.LazyFrame:
@@ -261,18 +266,10 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _timeline(
-    inventory: pl.LazyFrame,
-    power_events: pl.LazyFrame,
-    window_start: datetime,
-    window_end: datetime | None,
+    identities: pl.LazyFrame, ops: pl.LazyFrame, snapshots: pl.LazyFrame, window: pl.LazyFrame
 ) -> pl.LazyFrame:
     """Merged power intervals with `machine_kind` and `billable`, clipped to the window."""
-    identities = machine_identities(inventory, power_events)
-    bounds = _machine_bounds(identities, _window(inventory, power_events, window_start, window_end))
-    ops = classify_creations(
-        operations(power_events), identities.select("resource_id", "created_at")
-    )
-    evidence = _evidence(ops, power_snapshots(inventory), bounds)
+    evidence = _evidence(ops, snapshots, _machine_bounds(identities, window))
     segments = (
         _evidence_segments(evidence)
         .with_columns(
@@ -324,7 +321,33 @@ def power_intervals(
     the present (default: the latest inventory snapshot or event). Consecutive intervals of one
     state are merged.
     """
-    timeline = _timeline(inventory, power_events, window_start, window_end)
+    identities = machine_identities(inventory, power_events)
+    window = _window(inventory, power_events, window_start, window_end)
+    return _conformed_intervals(
+        _timeline(
+            identities,
+            classified_operations(power_events, identities),
+            power_snapshots(inventory),
+            window,
+        )
+    )
+
+
+def power_intervals_from(
+    identities: pl.LazyFrame,
+    ops: pl.LazyFrame,
+    snapshots: pl.LazyFrame,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+) -> pl.LazyFrame:
+    """`power_intervals` from `machine_identities`, `classified_operations` and
+    `power_snapshots`, which the build computes once and shares with `machines.machines_from`."""
+    window = _fixed_window(window_start, window_end)
+    return _conformed_intervals(_timeline(identities, ops, snapshots, window))
+
+
+def _conformed_intervals(timeline: pl.LazyFrame) -> pl.LazyFrame:
     return conform_view(
         timeline.select("resource_id", "state", "start_at", "end_at", "billable"),
         "power_intervals",

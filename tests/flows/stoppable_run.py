@@ -2,7 +2,7 @@
 
 The interruption and concurrency tests start it as `python stoppable_run.py '<json spec>'`. The
 instrumentation lives here only: it wraps what the product calls (`os.replace`,
-`pyarrow.parquet.write_table`, the warehouse's table creation) so that the n-th call at a point
+`pyarrow.parquet.write_table`, the warehouse's table writes) so that the n-th call at a point
 either SIGKILLs this process (no `finally`, no cleanup: like the OOM killer or a power cut) or
 prints that it got there and waits for a line on stdin (a run held in place, for a second run to
 meet). Counting is by call, not by time, so a kill point is the same on every machine.
@@ -12,7 +12,8 @@ Spec: `{"flow": "collect" | "refresh" | "build", "arguments": {...}, "point": <p
 - `torn_partition_write`: the n-th lake partition write stops half-way through its staging file.
 - `partition_replace`: just before the n-th lake partition replaces the old one.
 - `after_partition_replace`: just after the n-th lake partition replaced the old one.
-- `warehouse_table`: just after the n-th table was created in the warehouse being built.
+- `warehouse_table`: just after the n-th table write (a table, or a chunk's rows of one)
+  in the warehouse being built.
 - `warehouse_swap`: just before the new warehouse replaces the published one.
 
 Before stopping it prints `STOPPED <point> #<n>: <file>` on stdout; a run that ends prints
@@ -78,7 +79,7 @@ class StopAt:
 def instrument(stop: StopAt) -> None:
     real_replace = os.replace
     real_write_table = pq.write_table
-    real_create_table = flows.warehouse._create_table
+    real_append_table = flows.warehouse._append_table
 
     def replace(source: Any, target: Any, **options: Any) -> None:
         if Path(target).name == PARTITION_FILE:
@@ -104,13 +105,13 @@ def instrument(stop: StopAt) -> None:
         if not stop.reached("torn_partition_write", str(where), then=torn_write):
             real_write_table(table, where, *args, **options)
 
-    def create_table(con: Any, qualified_name: str, table: pa.Table) -> None:
-        real_create_table(con, qualified_name, table)
+    def append_table(con: Any, qualified_name: str, table: Any, create: bool) -> None:
+        real_append_table(con, qualified_name, table, create)
         stop.reached("warehouse_table", qualified_name)
 
     os.replace = replace
     pq.write_table = write_table
-    flows.warehouse._create_table = create_table
+    flows.warehouse._append_table = append_table
 
 
 def run(flow: str, arguments: dict[str, Any]) -> None:
