@@ -17,14 +17,15 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
@@ -33,7 +34,7 @@ from flows import warehouse
 from flows.config import Settings, load_settings
 from flows.lake import dataset_files, partition_value, scan_dataset, scan_files
 from pricing.book import load_price_book, pricing_choices
-from transforms.charges import cost_row_subscription
+from transforms.charges import charge_subscription
 from transforms.dictionary import column_comments, table_comments
 from transforms.marts import (
     CHUNKED_VIEWS,
@@ -81,7 +82,7 @@ def lake_fingerprint(lake: Path) -> str:
     files' contents is not needed.
     """
     digest = hashlib.sha256()
-    for dataset in DATASETS:
+    for dataset in BUILT_FROM:
         for path in dataset_files(lake, dataset):
             status = path.stat()
             digest.update(
@@ -90,13 +91,13 @@ def lake_fingerprint(lake: Path) -> str:
     return digest.hexdigest()
 
 
+# The lake datasets the views are built from (the others, such as retail prices, feed the
+# price book).
+BUILT_FROM: Final = tuple(field.name for field in fields(RawLake))
+
+
 def raw_lake(lake: Path) -> RawLake:
-    return RawLake(
-        inventory=scan_dataset(lake, "inventory"),
-        pricings=scan_dataset(lake, "pricings"),
-        power_events=scan_dataset(lake, "power_events"),
-        costs=scan_dataset(lake, "costs"),
-    )
+    return RawLake(**{dataset: scan_dataset(lake, dataset) for dataset in BUILT_FROM})
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def plan_lake_chunks(lake: Path, chunk_megabytes: float) -> list[LakeChunk]:
     the subscriptions of a moved machine together (`transforms.marts.plan_chunks`)."""
     weights: dict[str, int] = {}
     unpartitioned = False
-    for dataset in DATASETS:
+    for dataset in BUILT_FROM:
         for path in dataset_files(lake, dataset):
             subscription = _subscription_of_file(path)
             if subscription is None:
@@ -153,7 +154,7 @@ def chunk_lake(lake: Path, chunk: LakeChunk, known: frozenset[str]) -> RawLake:
         own = [path for path in files if _subscription_of_file(path) in members]
         shared = [path for path in files if _subscription_of_file(path) is None]
         row_subscription = (
-            cost_row_subscription()
+            charge_subscription()
             if dataset == "costs"
             else pl.col("subscription_id").str.strip_chars().str.to_lowercase()
         )
@@ -166,12 +167,7 @@ def chunk_lake(lake: Path, chunk: LakeChunk, known: frozenset[str]) -> RawLake:
             parts.append(scan_files(dataset, shared).filter(of_chunk))
         return pl.concat(parts) if parts else scan_files(dataset, [])
 
-    return RawLake(
-        inventory=scan("inventory"),
-        pricings=scan("pricings"),
-        power_events=scan("power_events"),
-        costs=scan("costs"),
-    )
+    return RawLake(**{dataset: scan(dataset) for dataset in BUILT_FROM})
 
 
 def _options(settings: Settings, book: pa.Table) -> MartOptions:
@@ -240,18 +236,6 @@ def stage_chunk(
     return StagedChunk(rows, computed.fleet_rows, computed.estate_deltas)
 
 
-def raw_costs(lake: Path) -> pa.Table | ds.Dataset:
-    """The lake's cost rows for the warehouse's `costs` table, as a dataset DuckDB streams.
-
-    Cost rows are the largest raw dataset (a row per machine, meter and day): copying them
-    through polars into one Arrow table held them in memory twice for nothing.
-    """
-    files = dataset_files(lake, "costs")
-    if not files:
-        return DATASETS["costs"].empty_table()
-    return ds.dataset([str(path) for path in files], schema=DATASETS["costs"], format="parquet")
-
-
 @task(cache_policy=NO_CACHE)
 def stage_estate(
     settings: Settings,
@@ -272,8 +256,8 @@ def stage_estate(
     new.append("fleet_comparison_monthly", _arrow(estate["fleet_comparison_monthly"]))
     new.append("findings", _arrow(estate["findings"]))
     new.append("prices", book)
-    costs = raw_costs(settings.lake.path)
-    new.append("costs", costs)
+    cost_files = dataset_files(settings.lake.path, "costs")
+    new.append_parquet("costs", cost_files, DATASETS["costs"])
     new.append("build_info", build_info(settings, fingerprint, facts.history))
     new.document(table_comments(), column_comments())
     rows = {name: 0 for name in CHUNKED_VIEWS}
@@ -283,7 +267,7 @@ def stage_estate(
     rows["fleet_comparison_monthly"] = estate["fleet_comparison_monthly"].height
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
-    rows["costs"] = costs.num_rows if isinstance(costs, pa.Table) else costs.count_rows()
+    rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in cost_files)
     start, end = facts.history or (None, None)
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint)
 

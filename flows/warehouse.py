@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ import pyarrow.dataset as ds
 
 from flows.locks import held_exclusively
 
+# DuckDB's memory while writing a new warehouse (its default is 80% of the machine's).
+STAGING_MEMORY_LIMIT = "512MB"
 # How long a second build waits for the first before it stops and says so.
 BUILD_LOCK_WAIT_SECONDS = 30.0
 
@@ -62,6 +64,31 @@ class StagedWarehouse:
         _append_table(self._con, qualified, table, create=qualified not in self._tables)
         self._tables.add(qualified)
 
+    def append_parquet(self, name: str, files: Sequence[Path], schema: pa.Schema) -> None:
+        """Add the rows of Parquet `files` to table `name`, typed by `schema`, read by DuckDB.
+
+        DuckDB's own reader streams the files in parallel; through an Arrow dataset the same
+        copy took twice the time and five times the memory (benchmarks/analysis.md). Columns
+        are matched by name and cast to `schema`'s types, so the table's types are declared,
+        not whatever the files say.
+        """
+        if not files:
+            self.append(name, schema.empty_table())
+            return
+        declared = self._con.from_arrow(schema.empty_table())
+        columns = ", ".join(
+            f'CAST("{column}" AS {kind}) AS "{column}"'
+            for column, kind in zip(declared.columns, declared.types, strict=True)
+        )
+        source = "read_parquet($files, union_by_name = true)"
+        qualified = f'"{name}"'
+        if qualified in self._tables:
+            sql = f"INSERT INTO {qualified} SELECT {columns} FROM {source}"
+        else:
+            sql = f"CREATE TABLE {qualified} AS SELECT {columns} FROM {source}"
+        self._con.execute(sql, {"files": [str(path) for path in files]})
+        self._tables.add(qualified)
+
     def document(
         self,
         table_comments: Mapping[str, str],
@@ -93,6 +120,9 @@ def staged(warehouse: Path) -> Iterator[StagedWarehouse]:
             # Rows go in as they come; keeping their order would cost memory and buys nothing:
             # a SQL table has no order (queries say ORDER BY).
             con.execute("SET preserve_insertion_order = false")
+            # DuckDB's buffer pool defaults to 80% of the machine; the build's own frames need
+            # the memory more. Written pages are flushed to the file rather than kept.
+            con.execute(f"SET memory_limit = '{STAGING_MEMORY_LIMIT}'")
             yield StagedWarehouse(con)
             con.execute("CHECKPOINT")
         with staging.open("rb") as handle:

@@ -68,6 +68,13 @@ def cost_row_subscription() -> pl.Expr:
     )
 
 
+def charge_subscription() -> pl.Expr:
+    """The lower-case subscription GUID a raw cost row's charge belongs to: the one in its
+    resource id, else the one it was billed under (`cost_row_subscription`). The build chunks
+    cost rows by it, so a charge is always built with the machines it may belong to."""
+    return pl.coalesce(subscription_of(resource_id()), cost_row_subscription())
+
+
 def is_billed_defender_row(cost_types: tuple[str, ...] = BILLED_COST_TYPES) -> pl.Expr:
     """True for a raw cost row that `defender_charges_daily` turns into charges."""
     return (

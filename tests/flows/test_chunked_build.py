@@ -419,15 +419,9 @@ def test_a_rebuild_with_the_same_chunks_is_identical_to_the_bit(builds):
         assert_frame_equal(in_canonical_order(left), in_canonical_order(right), check_exact=True)
 
 
-# --- a known bug ----------------------------------------------------------------------------
+# --- export rows naming their machine only by resource id -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/build.py chunk_lake routes shared cost rows by cost_row_subscription() "
-    "(subscription_id, else sub_account_id) only: a row that names its machine only by resource "
-    "id goes to the unknown chunk, where the machine is not known",
-)
 def test_an_export_row_naming_its_machine_only_by_resource_id_is_charged_to_that_machine(
     prefect_harness, tmp_path, monkeypatch
 ):
