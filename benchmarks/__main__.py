@@ -13,10 +13,12 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -62,7 +64,7 @@ def _resident_gb(pid: int) -> float:
     return kilobytes / 1024 / 1024
 
 
-def run_child(command: list[str]) -> Measured:
+def run_child(command: list[str], env: dict[str, str] | None = None) -> Measured:
     """Run `command`; its wall time and its peak RSS (largest of it and its waited children).
 
     The child runs in a session of its own; if its resident memory passes MEMORY_LIMIT_GB the
@@ -76,6 +78,7 @@ def run_child(command: list[str]) -> Measured:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT.parent,
+        env=env,
         start_new_session=True,
     ) as child:
 
@@ -139,20 +142,62 @@ def scan_floor(folder: Path) -> Measured:
     return run_child([PYTHON, "-c", SCAN, *files])
 
 
-COMPUTE_ONLY = """
+# The build flow's steps called as plain functions (`.fn`): the same work without Prefect.
+WITHOUT_PREFECT = """
 import sys, time
 from pathlib import Path
-from flows.build import compute_views, lake_fingerprint, price_book, publish_warehouse
+from flows import warehouse
+from flows.build import (
+    LakeFiles, judge_estate, lake_fingerprint, plan_build, price_book, stage_chunk, stage_estate
+)
 from flows.config import load_settings
 settings = load_settings(Path(sys.argv[1]))
-marks = [time.perf_counter()]
+began = time.perf_counter()
 book = price_book.fn(settings)
-tables = compute_views.fn(settings, book)
-marks.append(time.perf_counter())
-publish_warehouse.fn(settings, tables, lake_fingerprint(settings.lake.path))
-marks.append(time.perf_counter())
-print(f"compute {marks[1] - marks[0]:.1f} publish {marks[2] - marks[1]:.1f}")
+facts = judge_estate.fn(settings)
+chunks = plan_build.fn(settings)
+files = LakeFiles.of(settings.lake.path)
+known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
+with warehouse.staged(settings.warehouse.path) as new:
+    staged = [stage_chunk.fn(settings, book, facts, files, chunk, known, new) for chunk in chunks]
+    stage_estate.fn(settings, book, facts, staged, lake_fingerprint(settings.lake.path), new)
+print(f"{time.perf_counter() - began:.1f} s in {len(chunks)} chunks")
 """
+
+
+class PrefectServer:
+    """A Prefect server of the benchmark's own, as a scheduled deployment runs against one
+    (`mdecost serve`). Without it each `mdecost build` starts a temporary server first, a fixed
+    cost measured separately (`ad hoc` below)."""
+
+    def __enter__(self) -> str:
+        self.home = WORK / "prefect-home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        self.process = subprocess.Popen(
+            [str(Path(PYTHON).with_name("prefect")), "server", "start", "--port", str(port)],
+            env={**os.environ, "PREFECT_HOME": str(self.home)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self.url
+            except OSError:
+                time.sleep(1)
+        self.__exit__()
+        raise RuntimeError("the benchmark's Prefect server did not start within 120 s")
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
 
 
 def machine_description() -> list[str]:
@@ -223,33 +268,12 @@ def main() -> None:
     months = int(os.environ.get("BENCH_MONTHS", "12"))
     WORK.mkdir(exist_ok=True)
     saved = json.loads(SAVED.read_text()) if SAVED.exists() else {}
-    for machines in sizes:
-        folder, generated = lake_for(machines, months)
-        raw_bytes = sum(p.stat().st_size for p in (folder / "lake" / "raw").glob("**/*.parquet"))
-        print(f"{machines} machines: lake ready ({raw_bytes / 1e6:.0f} MB)", flush=True)
-        build = run_child([MDECOST, "build", "--config", str(folder / "mdecost.toml")])
-        print(f"  mdecost build {describe(build)}", flush=True)
-        compute = None
-        if not build.stopped_over_limit:
-            compute = run_child([PYTHON, "-c", COMPUTE_ONLY, str(folder / "mdecost.toml")])
-            print(f"  without Prefect: {compute.output.strip().splitlines()[-1]}", flush=True)
-        scan = scan_floor(folder)
-        print(f"  DuckDB scan {scan.seconds:.1f} s", flush=True)
-        rows_line = next(
-            (line.split("rows: ", 1)[1] for line in build.output.splitlines() if "rows: " in line),
-            "",
-        )
-        saved[str(machines)] = {
-            "measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            "months": months,
-            "generated": _kept(generated),
-            "raw_mb": raw_bytes / 1e6,
-            "build": _kept(build),
-            "compute": _kept(compute),
-            "scan": _kept(scan),
-            "rows": rows_line,
-        }
-        SAVED.write_text(json.dumps(saved, indent=1))
+    ad_hoc_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    with PrefectServer() as api_url:
+        served = {**ad_hoc_env, "PREFECT_API_URL": api_url}
+        for machines in sizes:
+            saved[str(machines)] = measure_build(machines, months, served, ad_hoc_env)
+            SAVED.write_text(json.dumps(saved, indent=1))
     if os.environ.get("BENCH_COLLECT", "1") != "0":
         measured = run_child([PYTHON, "-c", COLLECT])
         line = next(x for x in measured.output.splitlines() if x.startswith("RESULT "))
@@ -258,6 +282,43 @@ def main() -> None:
         SAVED.write_text(json.dumps(saved, indent=1))
     RESULTS.write_text(render(saved))
     print(f"wrote {RESULTS}")
+
+
+def measure_build(
+    machines: int, months: int, served: dict[str, str], ad_hoc_env: dict[str, str]
+) -> dict:
+    """Build the lake of this size: with the Prefect server running, without Prefect, and (at
+    1,000 machines) ad hoc, where Prefect starts a temporary server; then the scan floor."""
+    folder, generated = lake_for(machines, months)
+    config = str(folder / "mdecost.toml")
+    raw_bytes = sum(p.stat().st_size for p in (folder / "lake" / "raw").glob("**/*.parquet"))
+    print(f"{machines} machines: lake ready ({raw_bytes / 1e6:.0f} MB)", flush=True)
+    build = run_child([MDECOST, "build", "--config", config], env=served)
+    print(f"  mdecost build {describe(build)}", flush=True)
+    compute = ad_hoc = None
+    if not build.stopped_over_limit:
+        compute = run_child([PYTHON, "-c", WITHOUT_PREFECT, config], env=served)
+        print(f"  without Prefect: {compute.output.strip().splitlines()[-1]}", flush=True)
+    if machines == 1000:
+        ad_hoc = run_child([MDECOST, "build", "--config", config], env=ad_hoc_env)
+        print(f"  ad hoc (temporary Prefect server): {describe(ad_hoc)}", flush=True)
+    scan = scan_floor(folder)
+    print(f"  DuckDB scan {scan.seconds:.1f} s", flush=True)
+    rows_line = next(
+        (line.split("rows: ", 1)[1] for line in build.output.splitlines() if "rows: " in line),
+        "",
+    )
+    return {
+        "measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "months": months,
+        "generated": _kept(generated),
+        "raw_mb": raw_bytes / 1e6,
+        "build": _kept(build),
+        "compute": _kept(compute),
+        "ad_hoc": _kept(ad_hoc),
+        "scan": _kept(scan),
+        "rows": rows_line,
+    }
 
 
 def _kept(measured: Measured | None) -> dict | None:
@@ -277,14 +338,17 @@ def render(saved: dict) -> str:
     builds = {
         int(key): {
             **value,
-            **{k: _measured(value[k]) for k in ("generated", "build", "compute", "scan")},
+            **{
+                k: _measured(value.get(k))
+                for k in ("generated", "build", "compute", "ad_hoc", "scan")
+            },
         }
         for key, value in sorted(saved.items(), key=lambda item: item[0].zfill(12))
         if key.isdigit()
     }
     months = next((b["months"] for b in builds.values()), 12)
     collect_result = (
-        (_measured(saved["collect"]["run"]), saved["collect"]) if "collect" in saved else None
+        (Measured(**saved["collect"]["run"]), saved["collect"]) if "collect" in saved else None
     )
     lines = [
         "# Benchmarks",
@@ -298,12 +362,14 @@ def render(saved: dict) -> str:
         f"## Build: `mdecost build`, N machines x {months} months",
         "",
         "Estates from `mdecost simulator generate --seed 7 --now 2026-11-01T00:00:00Z`. Each",
-        "step in a child process of its own; peak = the child's maximum resident set. The scan",
-        "floor is DuckDB reading every raw Parquet file whole (`count(*), sum(hash(COLUMNS(*)))`",
-        "per dataset). `without Prefect` runs the build's three task functions directly.",
+        "step in a child process of its own; peak = the child's maximum resident set. `mdecost",
+        "build` runs against a Prefect server started by the benchmark, as a scheduled",
+        "deployment does (`mdecost serve`); `without Prefect` calls the flow's task functions",
+        "directly. The scan floor is DuckDB reading every raw Parquet file whole",
+        "(`count(*), sum(hash(COLUMNS(*)))` per dataset). Default `[warehouse] chunk_megabytes`.",
         "",
         "| machines | raw Parquet | build wall | build peak RSS "
-        "| compute / publish without Prefect | scan floor | build / scan | measured |",
+        "| without Prefect | scan floor | build / scan | measured |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]  # fmt: skip
     for machines, b in builds.items():
@@ -313,13 +379,19 @@ def render(saved: dict) -> str:
                 f"| {b['scan'].seconds:.1f} s | - | {b['measured_at']} |"
             )
             continue
-        compute = b["compute"].output.split()
         lines.append(
             f"| {machines:,} | {b['raw_mb']:.0f} MB | {b['build'].seconds:.1f} s "
-            f"| {b['build'].peak_gb:.2f} GB | {compute[1]} s / {compute[3]} s "
-            f"(peak {b['compute'].peak_gb:.2f} GB) | {b['scan'].seconds:.1f} s "
+            f"| {b['build'].peak_gb:.2f} GB | {b['compute'].seconds:.1f} s, "
+            f"{b['compute'].output.strip()} (peak {b['compute'].peak_gb:.2f} GB) "
+            f"| {b['scan'].seconds:.1f} s "
             f"| {b['build'].seconds / b['scan'].seconds:.1f}x | {b['measured_at']} |"
         )
+    for machines, b in builds.items():
+        if (ad_hoc := b["ad_hoc"]) is not None:
+            lines.append(
+                f"- {machines:,} ad hoc, no Prefect server running (Prefect starts a temporary "
+                f"one): {ad_hoc.seconds:.1f} s, peak {ad_hoc.peak_gb:.2f} GB"
+            )
     lines += ["", "Rows per view:", ""]
     lines += [f"- {machines:,}: {b['rows']}" for machines, b in builds.items() if b["rows"]]
     generated = [(m, b["generated"]) for m, b in builds.items() if b["generated"]]

@@ -89,8 +89,8 @@ class LakeSettings(_Section):
 class WarehouseSettings(_Section):
     path: Path = Path("data/warehouse.duckdb")
     # The build reads and computes this much raw Parquet at a time (whole subscriptions): peak
-    # memory follows it, not the estate's size (~1.5 GB per 64 MB, benchmarks/results.md).
-    chunk_megabytes: float = Field(default=64.0, gt=0)
+    # memory follows it, not the estate's size (~1.7 GB at 32 MB, benchmarks/results.md).
+    chunk_megabytes: float = Field(default=32.0, gt=0)
 
 
 class ReportSettings(_Section):

@@ -83,7 +83,9 @@ def is_billed_defender_row(cost_types: tuple[str, ...] = BILLED_COST_TYPES) -> p
     )
 
 
-def _defender_rows(costs: pl.LazyFrame, cost_types: tuple[str, ...]) -> pl.LazyFrame:
+def defender_rows(
+    costs: pl.LazyFrame, cost_types: tuple[str, ...] = BILLED_COST_TYPES
+) -> pl.LazyFrame:
     """Defender for Servers cost rows, one per input row, with their pool if they have one."""
     rows = (
         costs.filter(is_billed_defender_row(cost_types))
@@ -199,7 +201,12 @@ def defender_charges_daily(
     `cost_source` per period, as the costs normaliser provides); only rows of `cost_types`
     (`BILLED_COST_TYPES` by default) are used, so an amortized copy of a charge never counts twice.
     """
-    rows = _defender_rows(costs, cost_types)
+    return defender_charges_from(defender_rows(costs, cost_types), machine_hours_daily)
+
+
+def defender_charges_from(rows: pl.LazyFrame, machine_hours_daily: pl.LazyFrame) -> pl.LazyFrame:
+    """`defender_charges_daily` from `defender_rows`; the build materialises those first, as
+    three branches of the plan read them."""
     is_pooled = pl.col("pool_kind").is_not_null()
     not_pooled = rows.filter(~is_pooled).select(
         "usage_date",
@@ -213,11 +220,6 @@ def defender_charges_daily(
         .then(pl.lit("resource"))
         .otherwise(pl.lit("unattributed")),
     )
-    charged = (
-        rows.filter(~is_pooled & pl.col("resource_id").is_not_null())
-        .select("usage_date", member_id="resource_id", plan="plan")
-        .unique()
-    )
     # One pooled charge per pool, day, plan and currency: split once, whatever the row count.
     pooled = (
         rows.filter(is_pooled)
@@ -225,7 +227,21 @@ def defender_charges_daily(
         .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
         .with_row_index("charge_row")
     )
-    parts = pl.concat([not_pooled, _split(pooled, _pool_members(machine_hours_daily), charged)])
+    # A pool's members live in its subscription: only those days of those subscriptions are
+    # looked at (every machine-day when charges are pooled, none when they are not).
+    pooled_days = pooled.select("usage_date", "subscription_id").unique()
+    members = _pool_members(
+        machine_hours_daily.with_columns(pl.col("subscription_id").str.to_lowercase()).join(
+            pooled_days, on=["usage_date", "subscription_id"], how="semi"
+        )
+    )
+    charged = (
+        rows.filter(~is_pooled & pl.col("resource_id").is_not_null())
+        .join(pooled_days, on=["usage_date", "subscription_id"], how="semi")
+        .select("usage_date", member_id="resource_id", plan="plan")
+        .unique()
+    )
+    parts = pl.concat([not_pooled, _split(pooled, members, charged)])
     view = (
         parts.group_by(
             "usage_date", "subscription_id", "resource_id", "plan", "currency", "attribution"
