@@ -336,8 +336,9 @@ def estate_views(
 def build_marts(
     raw: RawLake, price_book: pl.LazyFrame, options: MartOptions
 ) -> dict[str, pl.DataFrame]:
-    """Every warehouse view of `raw` built in one chunk: the build of a lake small enough to
-    hold at once, wired exactly as the chunked build is."""
+    """Every warehouse view of `raw` in one piece, wired as the chunked build is: for a lake
+    small enough to hold at once (a notebook, a test), and the reference the chunked build is
+    tested against."""
     chunk = chunk_views(raw, price_book, options, estate_facts(raw))
     estate = estate_views([chunk.fleet_rows], [chunk.estate_deltas], price_book, options)
     findings = combine_findings([chunk.views["findings"].lazy(), estate["findings"].lazy()])
