@@ -160,14 +160,16 @@ from flows.build import (
 from flows.config import load_settings
 settings = load_settings(Path(sys.argv[1]))
 began = time.perf_counter()
-book = price_book.fn(settings)
-facts = judge_estate.fn(settings)
-chunks = plan_build.fn(settings)
 files = LakeFiles.of(settings.lake.path)
+book = price_book.fn(settings)
+facts = judge_estate.fn(files)
+chunks = plan_build.fn(settings, files)
 known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
 with warehouse.staged(settings.warehouse.path) as new:
     staged = [stage_chunk.fn(settings, book, facts, files, chunk, known, new) for chunk in chunks]
-    stage_estate.fn(settings, book, facts, staged, lake_fingerprint(settings.lake.path), new)
+    stage_estate.fn(
+        settings, book, facts, files, staged, lake_fingerprint(settings.lake.path), new
+    )
 print(f"{time.perf_counter() - began:.1f} s in {len(chunks)} chunk(s)")
 """
 

@@ -32,7 +32,7 @@ from prefect.exceptions import MissingContextError
 
 from flows import warehouse
 from flows.config import Settings, load_settings
-from flows.lake import dataset_files, partition_value, scan_dataset, scan_files
+from flows.lake import dataset_files, partition_value, scan_files
 from pricing.book import load_price_book, pricing_choices
 from transforms.charges import charge_subscription
 from transforms.dictionary import column_comments, table_comments
@@ -96,10 +96,6 @@ def lake_fingerprint(lake: Path) -> str:
 BUILT_FROM: Final = tuple(field.name for field in fields(RawLake))
 
 
-def raw_lake(lake: Path) -> RawLake:
-    return RawLake(**{dataset: scan_dataset(lake, dataset) for dataset in BUILT_FROM})
-
-
 @dataclass(frozen=True)
 class LakeChunk:
     """The part of the lake one build step reads.
@@ -145,6 +141,15 @@ class LakeFiles:
                     by_subscription[dataset].setdefault(subscription, []).append(path)
         return cls(by_subscription, shared)
 
+    def whole(self) -> RawLake:
+        """Lazy scans of the whole lake."""
+        return RawLake(**{name: scan_files(name, self.every(name)) for name in BUILT_FROM})
+
+    def every(self, dataset: str) -> list[Path]:
+        """Every file of `dataset`, in the lake's order."""
+        owned = [path for paths in self.by_subscription[dataset].values() for path in paths]
+        return sorted(owned + self.shared[dataset])
+
     def subscription_bytes(self) -> dict[str, int]:
         weights: dict[str, int] = {}
         for files in self.by_subscription.values():
@@ -154,12 +159,11 @@ class LakeFiles:
         return weights
 
 
-def plan_lake_chunks(lake: Path, chunk_megabytes: float) -> list[LakeChunk]:
+def plan_lake_chunks(files: LakeFiles, chunk_megabytes: float) -> list[LakeChunk]:
     """The lake cut into chunks of whole subscriptions, about `chunk_megabytes` of Parquet each,
     the subscriptions of a moved machine together (`transforms.marts.plan_chunks`)."""
-    files = LakeFiles.of(lake)
     weights = files.subscription_bytes()
-    links = linked_subscriptions(scan_dataset(lake, "inventory"))
+    links = linked_subscriptions(scan_files("inventory", files.every("inventory")))
     planned = plan_chunks(weights, links, max_weight=int(chunk_megabytes * 1e6))
     chunks = [LakeChunk(group, sum(weights[member] for member in group)) for group in planned]
     if any(files.shared.values()) or not chunks:
@@ -222,27 +226,26 @@ def price_book(settings: Settings) -> pa.Table:
 
 
 @task(cache_policy=NO_CACHE)
-def judge_estate(settings: Settings) -> EstateFacts:
+def judge_estate(files: LakeFiles) -> EstateFacts:
     """What every chunk is judged by, from the whole lake (`transforms.marts.EstateFacts`).
 
     Cost partitions hold one month of `charge_period_start` each (the collectors and the export
     importer both partition so), so they are handed over month by month, newest first.
     """
-    lake = settings.lake.path
+    whole = files.whole()
     by_month: dict[str | None, list[Path]] = {}
-    for path in dataset_files(lake, "costs"):
+    for path in files.every("costs"):
         by_month.setdefault(partition_value(path, "month"), []).append(path)
     if None in by_month:  # not partitioned by month: no order to rely on, read them all
-        return estate_facts(raw_lake(lake))
+        return estate_facts(whole)
     months = sorted((month for month in by_month if month is not None), reverse=True)
-    newest_first = [scan_files("costs", by_month[month]) for month in months]
-    return estate_facts(raw_lake(lake), newest_first)
+    return estate_facts(whole, [scan_files("costs", by_month[month]) for month in months])
 
 
 @task(cache_policy=NO_CACHE)
-def plan_build(settings: Settings) -> list[LakeChunk]:
+def plan_build(settings: Settings, files: LakeFiles) -> list[LakeChunk]:
     """The chunks the lake is built in (`plan_lake_chunks`)."""
-    return plan_lake_chunks(settings.lake.path, settings.warehouse.chunk_megabytes)
+    return plan_lake_chunks(files, settings.warehouse.chunk_megabytes)
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,7 @@ def stage_estate(
     settings: Settings,
     book: pa.Table,
     facts: EstateFacts,
+    files: LakeFiles,
     chunks: list[StagedChunk],
     fingerprint: str,
     new: warehouse.StagedWarehouse,
@@ -294,7 +298,7 @@ def stage_estate(
     new.append("fleet_comparison_monthly", _arrow(estate["fleet_comparison_monthly"]))
     new.append("findings", _arrow(estate["findings"]))
     new.append("prices", book)
-    cost_files = dataset_files(settings.lake.path, "costs")
+    cost_files = files.every("costs")
     new.append_parquet("costs", cost_files, DATASETS["costs"])
     new.append("build_info", build_info(settings, fingerprint, facts.history))
     new.document(table_comments(), column_comments())
@@ -353,10 +357,10 @@ def build(config_file: Path | None = None) -> BuildSummary:
         for leftover in warehouse.sweep_abandoned_builds(settings.warehouse.path):
             logger.info(f"removed {leftover.name}, left by an interrupted build")
         fingerprint = lake_fingerprint(settings.lake.path)
-        book = price_book(settings)
-        facts = judge_estate(settings)
-        chunks = plan_build(settings)
         files = LakeFiles.of(settings.lake.path)
+        book = price_book(settings)
+        facts = judge_estate(files)
+        chunks = plan_build(settings, files)
         known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
         with warehouse.staged(settings.warehouse.path) as new:
             staged: list[StagedChunk] = []
@@ -367,7 +371,7 @@ def build(config_file: Path | None = None) -> BuildSummary:
                     f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
                     f"{time.perf_counter() - started:.1f} s"
                 )
-            summary = stage_estate(settings, book, facts, staged, fingerprint, new)
+            summary = stage_estate(settings, book, facts, files, staged, fingerprint, new)
     for line in summary.lines():
         logger.info(line)
     return summary

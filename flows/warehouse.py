@@ -133,20 +133,6 @@ def staged(warehouse: Path) -> Iterator[StagedWarehouse]:
         staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
 
 
-def publish(
-    warehouse: Path,
-    tables: Mapping[str, pa.Table | ds.Dataset],
-    table_comments: Mapping[str, str] | None = None,
-    column_comments: Mapping[str, Mapping[str, str]] | None = None,
-) -> Path:
-    """Write `tables` whole into a new warehouse and swap it in (`staged`); returns its path."""
-    with staged(warehouse) as new:
-        for name, table in tables.items():
-            new.append(name, table)
-        new.document(table_comments or {}, column_comments or {})
-    return warehouse
-
-
 def sweep_abandoned_builds(warehouse: Path) -> list[Path]:
     """Delete staging files a killed build left beside the warehouse; call under `build_lock`.
 

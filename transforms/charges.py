@@ -70,8 +70,8 @@ def cost_row_subscription() -> pl.Expr:
 
 def charge_subscription() -> pl.Expr:
     """The lower-case subscription GUID a raw cost row's charge belongs to: the one in its
-    resource id, else the one it was billed under (`cost_row_subscription`). The build chunks
-    cost rows by it, so a charge is always built with the machines it may belong to."""
+    resource id, else the one it was billed under (`cost_row_subscription`). Charges carry it,
+    and the build chunks cost rows by it, so a charge is built with the machines it may be on."""
     return pl.coalesce(subscription_of(resource_id()), cost_row_subscription())
 
 
@@ -93,7 +93,7 @@ def defender_rows(
         .select(
             usage_date=pl.col("charge_period_start").dt.date(),
             resource_id=resource_id().alias("resource_id"),
-            cost_subscription_id=cost_row_subscription(),
+            subscription_id=charge_subscription(),
             plan="plan",
             billed_hours=pl.col("consumed_quantity").fill_null(0.0),
             billed_cost="billed_cost",
@@ -112,7 +112,6 @@ def defender_rows(
             pricing_subscription,
             pl.when(pl.col("resource_id").str.contains(_SCALE_SET_ID)).then("resource_id"),
         ),
-        subscription_id=pl.coalesce(subscription_of(pl.col("resource_id")), "cost_subscription_id"),
     )
 
 

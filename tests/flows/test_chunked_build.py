@@ -34,7 +34,7 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.build import LakeChunk, build, plan_lake_chunks, raw_lake
+from flows.build import LakeChunk, LakeFiles, build, plan_lake_chunks
 from flows.config import load_settings
 from flows.exports import scope_partition_value
 from flows.lake import scan_dataset, write_partition
@@ -204,7 +204,7 @@ def builds(prefect_harness, tmp_path_factory) -> Builds:
     # The pure build in one piece (no chunk at all, the unknown rows included), same choices.
     options = MartOptions(seat_option="mde_for_servers", currency="USD", partial_hours="fractional")
     book = pl.from_arrow(load_price_book(settings)).lazy()
-    one_piece = build_marts(raw_lake(lake), book, options)
+    one_piece = build_marts(LakeFiles.of(lake).whole(), book, options)
     paths = {name: path for name, (path, _) in warehouses.items()}
     return Builds(lake, one_piece=one_piece, **paths)
 
@@ -258,13 +258,13 @@ def test_the_lake_is_cut_into_the_moved_machines_pair_then_c_then_the_unknown_ro
     # its own. SUB_A and SUB_B share the mover's vmId; SUB_C's upper-case events folder is
     # SUB_C's; the export partition has no subscription: the unknown chunk reads its rows of
     # SUB_D and of no subscription. SUB_D has no file of its own, so it is in no chunk.
-    assert plan_lake_chunks(lake, float(ONE_SUBSCRIPTION_PER_CHUNK)) == [
+    assert plan_lake_chunks(LakeFiles.of(lake), float(ONE_SUBSCRIPTION_PER_CHUNK)) == [
         LakeChunk((SUB_A, SUB_B), partition_bytes(lake, SUB_A, SUB_B)),
         LakeChunk((SUB_C,), partition_bytes(lake, SUB_C)),
         LakeChunk((), 0, unknown=True),
     ]
     # The default 64 MB holds the whole (tiny) lake in one chunk, plus the unknown rows.
-    assert plan_lake_chunks(lake, 64.0) == [
+    assert plan_lake_chunks(LakeFiles.of(lake), 64.0) == [
         LakeChunk((SUB_A, SUB_B, SUB_C), partition_bytes(lake, SUB_A, SUB_B, SUB_C)),
         LakeChunk((), 0, unknown=True),
     ]

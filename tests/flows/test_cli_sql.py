@@ -6,14 +6,19 @@ import pyarrow as pa
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.warehouse import publish
+from flows.warehouse import staged
 
 runner = CliRunner()
 
 
+def publish(warehouse, table):
+    with staged(warehouse) as new:
+        new.append("t", table)
+
+
 def test_sql_prints_csv_json_and_binds_parameters(tmp_path, monkeypatch):
     warehouse = tmp_path / "warehouse.duckdb"
-    publish(warehouse, {"t": pa.table({"n": [1, 2, 3]})})
+    publish(warehouse, pa.table({"n": [1, 2, 3]}))
     monkeypatch.setenv("MDECOST_WAREHOUSE__PATH", str(warehouse))
     monkeypatch.chdir(tmp_path)
 
@@ -46,7 +51,7 @@ def test_sql_refuses_writes_and_names_a_missing_warehouse(tmp_path, monkeypatch)
     assert missing.exit_code == 1
     assert "run `mdecost build`" in missing.output
 
-    publish(warehouse, {"t": pa.table({"n": [1]})})
+    publish(warehouse, pa.table({"n": [1]}))
     refused = runner.invoke(app, ["sql", "DROP TABLE t"])
     assert refused.exit_code == 1
     assert "read-only" in refused.output

@@ -11,14 +11,22 @@ from flows.warehouse import (
     WarehouseMissingError,
     build_lock,
     connect_read_only,
-    publish,
     query,
+    staged,
     sweep_abandoned_builds,
 )
 
 
 def numbers(*values: int) -> pa.Table:
     return pa.table({"n": pa.array(values, pa.int64())})
+
+
+def publish(warehouse, tables, table_comments=None, column_comments=None):
+    """Write `tables` as a build does: staged beside the warehouse, then swapped in."""
+    with staged(warehouse) as new:
+        for name, table in tables.items():
+            new.append(name, table)
+        new.document(table_comments or {}, column_comments or {})
 
 
 def test_an_open_reader_keeps_the_old_warehouse_and_a_new_connection_sees_the_new(tmp_path):
