@@ -76,13 +76,14 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def lake_fingerprint(lake: Path) -> str:
-    """A digest of every committed partition's path, size and modification time.
+    """A digest of every committed partition's path, size and modification time, of every
+    dataset (refreshed retail prices change the price book, hence the warehouse).
 
     Partitions are replaced by rename, so any rewrite changes the fingerprint; reading the
     files' contents is not needed.
     """
     digest = hashlib.sha256()
-    for dataset in BUILT_FROM:
+    for dataset in DATASETS:
         for path in dataset_files(lake, dataset):
             status = path.stat()
             digest.update(

@@ -12,9 +12,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from flows.build import build
+from flows.build import build, lake_fingerprint
 from flows.collect import collect
+from flows.lake import write_partition
 from transforms.dictionary import column_comments, markdown
+from transforms.schemas import DATASETS
 
 WINDOW_START = datetime(2026, 10, 1, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -119,3 +121,18 @@ def test_build_info_records_the_settings_and_the_lake_it_was_built_from(built):
     assert info["history_start"][0] == WINDOW_START
     assert info["history_end"][0] == datetime(2026, 11, 15, 12, tzinfo=UTC)
     assert info["partial_hours"][0] == "fractional"
+
+
+def test_the_lake_fingerprint_changes_when_prices_are_refreshed(tmp_path):
+    # A prices refresh writes only `retail_prices`; the price book, hence every priced figure,
+    # follows it, so a scheduled report must see the lake as changed and rebuild.
+    lake = tmp_path / "lake"
+    before = lake_fingerprint(lake)
+    write_partition(
+        lake,
+        "retail_prices",
+        {"snapshot_date": "2026-11-15", "currency": "USD"},
+        DATASETS["retail_prices"].empty_table(),
+        origin="test",
+    )
+    assert lake_fingerprint(lake) != before
