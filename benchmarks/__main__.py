@@ -289,6 +289,12 @@ def main() -> None:
         saved["collect"] = {"run": _kept(measured), **json.loads(line.removeprefix("RESULT "))}
         print(f"collect: {saved['collect']}", flush=True)
         SAVED.write_text(json.dumps(saved, indent=1))
+    # The machine as this run found it: a later re-render of results.md must not restate it.
+    saved["run"] = {
+        "finished_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": machine_description(),
+    }
+    SAVED.write_text(json.dumps(saved, indent=1))
     RESULTS.write_text(render(saved))
     print(f"wrote {RESULTS}")
 
@@ -356,17 +362,21 @@ def render(saved: dict) -> str:
         if key.isdigit()
     }
     months = next((b["months"] for b in builds.values()), 12)
+    run = saved.get("run") or {
+        "finished_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": machine_description(),
+    }
     collect_result = (
         (Measured(**saved["collect"]["run"]), saved["collect"]) if "collect" in saved else None
     )
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench`.",
+        f"Measured {run['finished_at']} by `make bench`.",
         "",
         "## Machine",
         "",
-        *machine_description(),
+        *run["machine"],
         "",
         f"## Build: `mdecost build`, N machines x {months} months",
         "",
