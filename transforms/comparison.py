@@ -71,13 +71,17 @@ def _month(date_column: str) -> pl.Expr:
 
 
 def price_calendar(price_book: pl.LazyFrame, months: pl.LazyFrame, currency: str) -> pl.LazyFrame:
-    """The rate of every option in `currency` on every day of `months` (column `month`).
+    """The rate of every option in `currency` on every day of `months` (column `month`; a month
+    listed twice counts once).
 
     Output: option, kind, usage_date, month, rate. A day no book entry covers has no row.
     """
-    days = months.select(
-        "month", usage_date=pl.date_ranges(pl.col("month"), pl.col("month").dt.month_end())
-    ).explode("usage_date")
+    days = (
+        months.select("month")
+        .unique()
+        .select("month", usage_date=pl.date_ranges(pl.col("month"), pl.col("month").dt.month_end()))
+        .explode("usage_date")
+    )
     book = price_book.filter(pl.col("currency") == currency).select(
         "option", "kind", "rate", "effective_from", "effective_to"
     )
@@ -250,7 +254,7 @@ def seat_prices_monthly(
 ) -> pl.LazyFrame:
     """Per month of `months` (column `month`, first days): `seat_price` of one `seat_option`
     seat in `currency` (null where the book has none) and `days_in_month`."""
-    months = months.unique()
+    months = months.select("month").unique()
     calendar = price_calendar(price_book, months, currency.upper())
     return _monthly_prices(calendar, months, seat_option)[0]
 

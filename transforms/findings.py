@@ -257,10 +257,6 @@ def _require_seat_options(
         )
 
 
-def _calendar(price_book: pl.LazyFrame, months: pl.LazyFrame, currency: str) -> pl.LazyFrame:
-    return price_calendar(price_book, months.unique(), currency)
-
-
 def machine_findings(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
@@ -285,7 +281,7 @@ def machine_findings(
             licensing_comparison_monthly.select("month"),
         ]
     )
-    calendar = _calendar(price_book, months, currency)
+    calendar = price_calendar(price_book, months, currency)
     parts = [
         _billed_while_not_billable(machine_hours_daily, defender_charges_daily, tolerance_hours),
         _billable_not_billed(
@@ -317,7 +313,7 @@ def double_licensed_findings(
     currency = currency.upper()
     seats_owned = dict(seats_owned or {})
     _require_seat_options(price_book, seats_owned, currency)
-    calendar = _calendar(price_book, fleet_comparison_monthly.select("month"), currency)
+    calendar = price_calendar(price_book, fleet_comparison_monthly.select("month"), currency)
     return combine_findings(
         [_double_licensed(fleet_comparison_monthly, calendar, seats_owned, currency)]
     )
