@@ -121,8 +121,14 @@ def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
 
 
 def scan_files(dataset: str, files: list[Path]) -> pl.LazyFrame:
-    """A lazy scan of some partition files of `dataset`, typed by its declared schema."""
+    """A lazy scan of some partition files of `dataset`, typed by its declared schema.
+
+    A nullable column added to a dataset after a partition was written reads as null there
+    (`missing_columns="insert"`), so a lake collected by an older mdecost keeps building.
+    """
     schema = pl.DataFrame(DATASETS[dataset].empty_table()).schema
     if not files:
         return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+    return pl.scan_parquet(
+        files, schema=schema, hive_partitioning=False, missing_columns="insert"
+    )

@@ -51,10 +51,24 @@ _OPERATION_VERBS: Final = {
     "write": "write",
     "delete": "delete",
 }
-_COMPUTE_RESOURCE_TYPES: Final = (
-    "microsoft.compute/virtualmachines",
+# Operations on a whole scale set, logged on the set's id, act on its instances (Learn:
+# resource-provider-operations#microsoftcompute: virtualMachineScaleSets/start/action "Starts the
+# instances of the Virtual Machine Scale Set", deallocate/action, powerOff/action,
+# restart/action, delete/action "Deletes the instances", delete "Deletes the Virtual Machine
+# Scale Set"). A set's `write` changes its model, not its instances' power, and is not collected.
+_SCALE_SET_OPERATION_VERBS: Final = {
+    "start/action": "start",
+    "deallocate/action": "deallocate",
+    "poweroff/action": "power_off",
+    "restart/action": "restart",
+    "delete/action": "delete",
+    "delete": "delete",
+}
+_MACHINE_RESOURCE_TYPES: Final = (
     "microsoft.compute/virtualmachinescalesets/virtualmachines",
+    "microsoft.compute/virtualmachines",
 )
+SCALE_SET_RESOURCE_TYPE: Final = "microsoft.compute/virtualmachinescalesets"
 # Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId.
 EVENT_STATUSES: Final = ("Started", "Accepted", "Succeeded", "Failed")
 
@@ -62,14 +76,18 @@ EVENT_STATUSES: Final = ("Started", "Accepted", "Succeeded", "Failed")
 def power_operation(operation_name: str) -> str | None:
     """Map an Activity Log operationName to mdecost's verb, or None if it is not a power operation.
 
-    Only compute machine operations count; a scale set's own operations (the set, not an
-    instance) and every other provider return None.
+    Machine operations (a VM, a scale-set instance) and the power operations of a whole scale
+    set (`_SCALE_SET_OPERATION_VERBS`, which act on its instances) count; a scale set's `write`
+    and every other provider return None.
     """
     lowered = operation_name.lower()
-    for resource_type in _COMPUTE_RESOURCE_TYPES:
+    for resource_type in _MACHINE_RESOURCE_TYPES:
         prefix = resource_type + "/"
         if lowered.startswith(prefix):
             return _OPERATION_VERBS.get(lowered[len(prefix) :])
+    prefix = SCALE_SET_RESOURCE_TYPE + "/"
+    if lowered.startswith(prefix):
+        return _SCALE_SET_OPERATION_VERBS.get(lowered[len(prefix) :])
     return None
 
 
@@ -82,11 +100,19 @@ OPERATION_PATHS: Final = {
     "write": "write",
     "delete": "delete",
 }
+SCALE_SET_OPERATION_PATHS: Final = (
+    "start/action",
+    "deallocate/action",
+    "powerOff/action",
+    "restart/action",
+    "delete/action",
+    "delete",
+)
 
 
 def power_operation_names() -> list[str]:
     """Every Activity Log operationName mdecost collects, in Azure's own spelling."""
-    return [
+    machine_operations = [
         f"{base}/{OPERATION_PATHS[verb]}"
         for base in (
             "Microsoft.Compute/virtualMachines",
@@ -94,6 +120,10 @@ def power_operation_names() -> list[str]:
         )
         for verb in POWER_OPERATIONS
     ]
+    scale_set_operations = [
+        f"Microsoft.Compute/virtualMachineScaleSets/{path}" for path in SCALE_SET_OPERATION_PATHS
+    ]
+    return machine_operations + scale_set_operations
 
 
 # Activity Log retention. Source: Learn, azure-monitor/essentials/activity-log ("90 days").
@@ -105,6 +135,16 @@ ACTIVITY_LOG_RETENTION_DAYS: Final = 90
 RETAIL_SERVICE_NAME: Final = "Microsoft Defender for Cloud"
 RETAIL_PRODUCT_NAME: Final = "Microsoft Defender for Servers"
 DEFENDER_METERS: Final = {"standard p1 node": "P1", "standard p2 node": "P2"}
+# Every Defender for Servers meter starts with its plan's standard meter name; what follows
+# " - " names a variant. Seen in cost data: "Standard P2 Node - MDATP Benefit", the Defender for
+# Endpoint for Servers benefit a licence holder obtains by support ticket, from the approval date,
+# not backdated (Defender for Servers FAQ; BILLING-FACTS "Defender for Servers"). A variant's
+# `benefit` is its key here, else the variant's own text, so no variant is mistaken for the
+# standard meter.
+DEFENDER_METER_PATTERN: Final = r"^standard (p[12]) node(?:\s*-\s*(.*\S))?$"
+DEFENDER_METER_VARIANTS: Final = {"mdatp benefit": "mde"}
+MDE_BENEFIT: Final = "mde"
+MDE_BENEFIT_METER_SUFFIX: Final = " - MDATP Benefit"
 DEFENDER_UNIT: Final = "1/Hour"
 PLANS: Final = ("P1", "P2")
 # Pricings API: subPlan of a Standard pricing "when not specified, full plan is applied"
@@ -114,17 +154,36 @@ STANDARD_DEFAULT_SUB_PLAN: Final = "P2"
 # make service names useless for recognition: match the meter, or the FOCUS ChargeDescription.
 DEFENDER_CHARGE_DESCRIPTION_PREFIX: Final = "microsoft defender for servers"
 
+# Free trial: "the first 30 days" of a subscription's first enablement are free; the pricings
+# API reports `freeTrialRemainingTime` (ISO 8601 duration) beside `enablementTime` (Learn: REST
+# defenderforcloud/pricings; Defender for Cloud pricing page). Trial days are covered and cost 0.
+FREE_TRIAL_DAYS: Final = 30
+
 # Plan list prices as reported, USD per server-hour (the Retail Prices API is the truth; the
 # price book in pricing/ carries the effective-dated figures). P1 4.906 / 730 h, P2 14.60 / 730 h.
 LIST_PRICE_USD_PER_HOUR: Final = {"P1": 0.00672, "P2": 0.02}
 
 
+def defender_meter(meter_name: str | None) -> tuple[str | None, str | None]:
+    """(plan, benefit) of a Defender for Servers meter name, (None, None) if it is not one.
+
+    `benefit` is None for the standard meter, `MDE_BENEFIT` for "... - MDATP Benefit", and the
+    variant's lower-cased text for any other variant.
+    """
+    if not meter_name:
+        return None, None
+    match = re.match(DEFENDER_METER_PATTERN, meter_name.strip().lower())
+    if not match:
+        return None, None
+    plan, variant = match.group(1).upper(), match.group(2)
+    return plan, (DEFENDER_METER_VARIANTS.get(variant, variant) if variant else None)
+
+
 def defender_plan(meter_name: str | None, charge_description: str | None = None) -> str | None:
     """The Defender for Servers plan (P1/P2) a cost row is for, or None if it is not one."""
-    if meter_name:
-        plan = DEFENDER_METERS.get(meter_name.strip().lower())
-        if plan:
-            return plan
+    plan, _ = defender_meter(meter_name)
+    if plan:
+        return plan
     if charge_description and charge_description.strip().lower().startswith(
         DEFENDER_CHARGE_DESCRIPTION_PREFIX
     ):
@@ -172,6 +231,22 @@ def is_subscription_pricing_id(resource_id: str | None) -> bool:
     return bool(normalised and SUBSCRIPTION_PRICING_ID.match(normalised))
 
 
+# Why a Defender charge is where it is (`defender_charges_daily.attribution_detail`). A charge
+# lands on a machine only when its id is one: a collected VM or scale-set instance, or an Arc
+# machine (`Microsoft.HybridCompute/machines`, a machine even before Arc inventory exists). Any
+# other id (a connector, a Log Analytics workspace, another `Microsoft.Security` resource) is
+# never a machine: its money stays unattributed, with the reason.
+ATTRIBUTION_DETAILS: Final = {
+    "machine": "resource: charged on the machine's own id",
+    "subscription_pricing": "allocated: a share of the subscription-level charge",
+    "scale_set": "allocated: a share of the scale set's charge",
+    "no_covered_machine": "unattributed: no machine covered by the plan was billable that day",
+    "unknown_machine": "unattributed: a VM or scale-set instance id mdecost never collected",
+    "non_machine_resource": "unattributed: an id that is not a machine",
+    "no_resource_id": "unattributed: the row names no resource",
+}
+
+
 # --- MDE sensor -----------------------------------------------------------------------------
 # Source: Learn, defender-for-cloud/integration-defender-for-endpoint: the extension types are
 # MDE.Windows and MDE.Linux from publisher Microsoft.Azure.AzureDefenderForServers.
@@ -190,3 +265,8 @@ HOURLY_OPTIONS: Final = {"P1": "defender_servers_p1", "P2": "defender_servers_p2
 # machines/vm-usage). Default: fractional hours; "round each started clock hour up" is a setting.
 PARTIAL_HOURS_DEFAULT: Final = "fractional"
 PARTIAL_HOURS_MODES: Final = ("fractional", "round_up_clock_hour")
+# How far a day's billed and observed hours may differ before it is a finding. Fractional
+# hours: Cost Management rounds quantities (0.01 h, 36 s). Whole clock hours: a start or stop
+# logged seconds either side of the hour moves a whole hour, so the rule's own unit is the
+# tolerance.
+FINDINGS_TOLERANCE_HOURS: Final = {"fractional": 0.01, "round_up_clock_hour": 1.0}

@@ -61,6 +61,8 @@ PRICINGS: Final = pa.schema(
         pa.field("inherited", pa.bool_()),
         pa.field("inherited_from", pa.string()),
         pa.field("enablement_time", UTC_TIMESTAMP),
+        # freeTrialRemainingTime at snapshot_at (ISO 8601 duration on the wire); null if absent.
+        pa.field("free_trial_remaining", pa.duration("us")),
         *_PROVENANCE,
     ]
 )

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
+import isodate
 import polars as pl
 import pyarrow as pa
 from azure.core.exceptions import ResourceNotFoundError
@@ -58,7 +59,23 @@ def pricing_record(
         "inherited": flag(properties.get("inherited")),
         "inherited_from": normalise_resource_id(properties.get("inheritedFrom")),
         "enablement_time": properties.get("enablementTime"),
+        "free_trial_remaining": trial_remaining(properties.get("freeTrialRemainingTime")),
     }
+
+
+def trial_remaining(value: Any) -> timedelta | None:
+    """`freeTrialRemainingTime`, an ISO 8601 duration on the wire ("P29DT23H", "PT0S")."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, timedelta):
+        return value
+    try:
+        duration = isodate.parse_duration(str(value))
+    except isodate.ISO8601Error as error:
+        raise ValueError(f"freeTrialRemainingTime {value!r} is not an ISO 8601 duration") from error
+    if not isinstance(duration, timedelta):  # years or months: no fixed length
+        raise ValueError(f"freeTrialRemainingTime {value!r} is not a duration in days or less")
+    return duration
 
 
 def pricings_table(
@@ -80,8 +97,15 @@ def pricings_table(
         "enablement_time",
     ]
     frame = pl.DataFrame(
-        {name: [record[name] for record in records] for name in [*strings, "inherited"]},
-        schema={**{name: pl.String for name in strings}, "inherited": pl.Boolean},
+        {
+            name: [record[name] for record in records]
+            for name in [*strings, "inherited", "free_trial_remaining"]
+        },
+        schema={
+            **{name: pl.String for name in strings},
+            "inherited": pl.Boolean,
+            "free_trial_remaining": pl.Duration("us"),
+        },
     )
     frame = frame.with_columns(
         enablement_time=pl.col("enablement_time").str.to_datetime(

@@ -1,12 +1,12 @@
 """Security pricings wire JSON -> pricings rows (string booleans, inheritance)."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from flows.collect.pricings import flag, pricing_record, pricings_table
+from flows.collect.pricings import flag, pricing_record, pricings_table, trial_remaining
 from transforms.schemas import PRICINGS, conform
 
 SPECS = Path(__file__).parents[2] / "fixtures" / "azure-specs"
@@ -23,6 +23,14 @@ def test_booleans_arrive_as_strings_or_booleans():
     assert [flag("True"), flag("false"), flag(True), flag(None)] == [True, False, True, None]
     with pytest.raises(ValueError, match="expected True or False, got 'maybe'"):
         flag("maybe")
+
+
+def test_trial_remaining_reads_iso_8601_durations():
+    assert trial_remaining("P29DT23H30M") == timedelta(days=29, hours=23, minutes=30)
+    assert trial_remaining("PT0S") == timedelta(0)
+    assert trial_remaining(None) is None
+    with pytest.raises(ValueError, match="'thirty days' is not an ISO 8601 duration"):
+        trial_remaining("thirty days")
 
 
 def test_subscription_and_resource_level_pricings_from_the_spec_examples():
@@ -46,6 +54,7 @@ def test_subscription_and_resource_level_pricings_from_the_spec_examples():
         "inherited": None,
         "inherited_from": None,
         "enablement_time": "2023-03-01T12:42:42.1921106Z",
+        "free_trial_remaining": timedelta(0),  # "PT0S" in the example
     }
     assert machine["level"] == "resource"
     assert machine["resource_id"] == VM.lower()
