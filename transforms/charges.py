@@ -6,12 +6,15 @@ that machine (`resource`). A row on a pooled id is split over the pool's machine
 to their billable hours that day (`allocated`):
 
 - the subscription's `Microsoft.Security/pricings/VirtualMachines` id: the subscription's machines;
-- a scale set's id (how Cost Management reports scale-set usage): the set's instances.
+- a scale set's id (how Cost Management reports scale-set usage): the set's instances;
 
+in both cases only the machines that the charge's plan covered that day per the pricings
+history (`plans.pricing_coverage`): a machine set to Free, or to the other plan, takes no share.
 Machines already charged on their own id that day for the same plan are left out of the pool:
-the pooled row pays for the others. What cannot be split (no billable machine in the pool that
-day, unknown subscription, no resource id) is `unattributed`, with resource_id null, and is never
-dropped. Money is conserved: each split hands its float remainder to the largest share, so the
+the pooled row pays for the others. What is on no machine (a pool with no covered billable
+machine that day, an id that is not a machine, a VM never collected, no resource id) is
+`unattributed`, with resource_id null and the reason in `attribution_detail`: it counts in the
+fleet's billed cost, never as a machine or a finding against one, and is never dropped. Money is conserved: each split hands its float remainder to the largest share, so the
 sum of billed_cost after attribution equals the sum before (to float rounding, far below a cent).
 """
 
@@ -23,9 +26,16 @@ import polars as pl
 
 from transforms import billing
 from transforms.contract import conform_view
-from transforms.machines import resource_id, scale_set_id_of, subscription_of
+from transforms.plans import COVERAGE_SCHEMA
+from transforms.machines import (
+    is_arc_id,
+    is_compute_machine_id,
+    is_scale_set_id,
+    resource_id,
+    scale_set_id_of,
+    subscription_of,
+)
 
-_SCALE_SET_ID: Final = r"/providers/microsoft\.compute/virtualmachinescalesets/[^/]+$"
 # Cost types whose `billed_cost` is what was billed: the Query API / cost-details actual view,
 # and FOCUS exports (which carry billed and effective cost on one row). AmortizedCost is a
 # different view of the same charges and would count them twice.
@@ -35,15 +45,12 @@ BILLED_COST_TYPES: Final = ("ActualCost", "FocusCost")
 def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
     """`billing.defender_plan` for whole columns: P1 / P2 for a Defender for Servers row, else null.
 
-    The meter (trimmed, case-insensitive) is looked up in `billing.DEFENDER_METERS`; failing
-    that, a description starting with `billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX` names the
-    plan as "plan 1" / "plan 2" (any case) or "P1" / "P2".
+    The meter (trimmed, case-insensitive) matches `billing.DEFENDER_METER_PATTERN` (the standard
+    meter or a variant of it, such as the MDATP benefit); failing that, a description starting
+    with `billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX` names the plan as "plan 1" / "plan 2" (any
+    case) or "P1" / "P2".
     """
-    by_meter = (
-        meter.str.strip_chars()
-        .str.to_lowercase()
-        .replace_strict(billing.DEFENDER_METERS, default=None, return_dtype=pl.String)
-    )
+    by_meter = _normalised_meter(meter).str.extract(billing.DEFENDER_METER_PATTERN, 1).str.to_uppercase()
     is_defender_description = (
         description.str.strip_chars()
         .str.to_lowercase()
@@ -56,6 +63,17 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
         ) | description.str.contains(plan, literal=True)
         by_description = pl.when(names_plan).then(pl.lit(plan)).otherwise(by_description)
     return pl.coalesce(by_meter, pl.when(is_defender_description).then(by_description))
+
+
+def defender_benefit_expr(meter: pl.Expr) -> pl.Expr:
+    """`billing.defender_meter`'s benefit for a whole column: `mde` for the MDATP benefit meter,
+    another variant's text, null for the standard meter (or a row that is no Defender meter)."""
+    variant = _normalised_meter(meter).str.extract(billing.DEFENDER_METER_PATTERN, 2)
+    return variant.replace(billing.DEFENDER_METER_VARIANTS)
+
+
+def _normalised_meter(meter: pl.Expr) -> pl.Expr:
+    return meter.str.strip_chars().str.to_lowercase()
 
 
 def cost_row_subscription() -> pl.Expr:
@@ -86,7 +104,8 @@ def is_billed_defender_row(cost_types: tuple[str, ...] = BILLED_COST_TYPES) -> p
 def defender_rows(
     costs: pl.LazyFrame, cost_types: tuple[str, ...] = BILLED_COST_TYPES
 ) -> pl.LazyFrame:
-    """Defender for Servers cost rows, one per input row, with their pool if they have one."""
+    """Defender for Servers cost rows, one per input row, with their pool if they have one and
+    what kind of id they carry (`id_kind`: compute_machine, arc, other; null without an id)."""
     rows = (
         costs.filter(is_billed_defender_row(cost_types))
         .with_columns(plan=defender_plan_expr(pl.col("sku_meter"), pl.col("charge_description")))
@@ -95,6 +114,7 @@ def defender_rows(
             resource_id=resource_id().alias("resource_id"),
             subscription_id=charge_subscription(),
             plan="plan",
+            benefit=defender_benefit_expr(pl.col("sku_meter")),
             billed_hours=pl.col("consumed_quantity").fill_null(0.0),
             billed_cost="billed_cost",
             currency=pl.col("billing_currency").str.strip_chars().str.to_uppercase(),
@@ -103,28 +123,44 @@ def defender_rows(
     pricing_subscription = pl.col("resource_id").str.extract(
         billing.SUBSCRIPTION_PRICING_ID.pattern, 1
     )
+    on_scale_set = is_scale_set_id(pl.col("resource_id"))
     return rows.with_columns(
         pool_kind=pl.when(pricing_subscription.is_not_null())
-        .then(pl.lit("subscription"))
-        .when(pl.col("resource_id").str.contains(_SCALE_SET_ID))
+        .then(pl.lit("subscription_pricing"))
+        .when(on_scale_set)
         .then(pl.lit("scale_set")),
-        pool_key=pl.coalesce(
-            pricing_subscription,
-            pl.when(pl.col("resource_id").str.contains(_SCALE_SET_ID)).then("resource_id"),
-        ),
+        pool_key=pl.coalesce(pricing_subscription, pl.when(on_scale_set).then("resource_id")),
+        id_kind=pl.when(is_compute_machine_id(pl.col("resource_id")))
+        .then(pl.lit("compute_machine"))
+        .when(is_arc_id(pl.col("resource_id")))
+        .then(pl.lit("arc"))
+        .when(pl.col("resource_id").is_not_null())
+        .then(pl.lit("other")),
     )
 
 
-def _pool_members(machine_hours_daily: pl.LazyFrame) -> pl.LazyFrame:
-    """Machines with billable hours per day, listed under each pool they belong to."""
-    billable = machine_hours_daily.filter(pl.col("billable_hours") > 0).select(
-        "usage_date",
-        member_id=resource_id(),
-        member_subscription_id=pl.col("subscription_id").str.to_lowercase(),
-        hours="billable_hours",
+def _pool_members(machine_hours_daily: pl.LazyFrame, coverage: pl.LazyFrame) -> pl.LazyFrame:
+    """Machines with billable hours per day, listed under each pool they belong to, with the
+    plan the pricings say covered them (`plans.pricing_coverage`) and whether anything is known
+    of their pricings at all."""
+    billable = (
+        machine_hours_daily.filter(pl.col("billable_hours") > 0)
+        .join(
+            coverage.select("usage_date", "resource_id", "pricing_plan", "pricing_source"),
+            on=["usage_date", "resource_id"],
+            how="left",
+        )
+        .select(
+            "usage_date",
+            "pricing_plan",
+            "pricing_source",
+            member_id=resource_id(),
+            member_subscription_id=pl.col("subscription_id").str.to_lowercase(),
+            hours="billable_hours",
+        )
     )
     by_subscription = billable.with_columns(
-        pool_kind=pl.lit("subscription"), pool_key=pl.col("member_subscription_id")
+        pool_kind=pl.lit("subscription_pricing"), pool_key=pl.col("member_subscription_id")
     )
     by_scale_set = billable.with_columns(
         pool_kind=pl.lit("scale_set"), pool_key=scale_set_id_of(pl.col("member_id"))
@@ -136,11 +172,18 @@ def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -
     """Split each pooled charge over its members by billable hours (`allocated`), or keep it
     whole (`unattributed`) when it has none.
 
-    Members charged on their own id that day for the same plan are not members. The largest
-    share takes the float remainder, so each charge's parts add up to the charge.
+    A member is a machine of the pool billable that day and covered by the charge's plan that
+    day (a machine set to Free, or to the other plan, takes no share); one whose subscription
+    has no pricings snapshot at all may be covered, so it takes a share. Members charged on
+    their own id that day for the same plan are not members: the pooled row pays for the
+    others. The largest share takes the float remainder, so each charge's parts add up to it.
     """
     per_row = pl.col("charge_row")
-    eligible = pl.col("member_id").is_not_null() & pl.col("charged_on_own_id").is_null()
+    eligible = (
+        pl.col("member_id").is_not_null()
+        & pl.col("charged_on_own_id").is_null()
+        & (pl.col("pricing_source").is_null() | (pl.col("pricing_plan") == pl.col("plan")))
+    )
     candidates = (
         pooled.join(members, on=["usage_date", "pool_kind", "pool_key"], how="left")
         .join(
@@ -175,6 +218,7 @@ def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -
         .otherwise("subscription_id"),
         resource_id=pl.when(allocated).then("member_id"),
         plan="plan",
+        benefit="benefit",
         billed_hours=pl.when(allocated)
         .then(
             pl.col("part_hours") + pl.when("takes_remainder").then(remainder_hours).otherwise(0.0)
@@ -185,45 +229,97 @@ def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -
         .otherwise("billed_cost"),
         currency="currency",
         attribution=pl.when(allocated).then(pl.lit("allocated")).otherwise(pl.lit("unattributed")),
+        attribution_detail=pl.when(allocated)
+        .then("pool_kind")
+        .otherwise(pl.lit("no_covered_machine")),
+        charged_resource_id="charged_resource_id",
     )
 
 
 def defender_charges_daily(
     costs: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
+    coverage: pl.LazyFrame | None = None,
     *,
     cost_types: tuple[str, ...] = BILLED_COST_TYPES,
 ) -> pl.LazyFrame:
-    """The `defender_charges_daily` view from raw cost rows and `machine_hours_daily`.
+    """The `defender_charges_daily` view from raw cost rows, `machine_hours_daily` and the
+    pricings' daily coverage (`plans.pricing_coverage`; None: no pricings known, so every
+    billable machine of a pool may take a share).
 
     `costs` has the raw lake schema (schemas.COSTS) and must hold each charge once (one
     `cost_source` per period, as the costs normaliser provides); only rows of `cost_types`
     (`BILLED_COST_TYPES` by default) are used, so an amortized copy of a charge never counts twice.
     """
-    return defender_charges_from(defender_rows(costs, cost_types), machine_hours_daily)
+    if coverage is None:
+        coverage = pl.LazyFrame(schema=COVERAGE_SCHEMA)
+    return defender_charges_from(defender_rows(costs, cost_types), machine_hours_daily, coverage)
 
 
-def defender_charges_from(rows: pl.LazyFrame, machine_hours_daily: pl.LazyFrame) -> pl.LazyFrame:
+def _not_pooled(rows: pl.LazyFrame, machine_ids: pl.LazyFrame) -> pl.LazyFrame:
+    """Charges on one id: a machine's (`resource`), else unattributed with the reason.
+
+    A machine is a VM or scale-set instance with a power timeline (`machine_ids`), or any Arc
+    machine id (a machine even before Arc inventory exists). A VM id never collected is an
+    `unknown_machine`; any other id (connector, workspace, ...) a `non_machine_resource`.
+    """
+    detail = (
+        pl.when(pl.col("id_kind").is_null())
+        .then(pl.lit("no_resource_id"))
+        .when((pl.col("id_kind") == "arc") | pl.col("known_machine"))
+        .then(pl.lit("machine"))
+        .when(pl.col("id_kind") == "compute_machine")
+        .then(pl.lit("unknown_machine"))
+        .otherwise(pl.lit("non_machine_resource"))
+    )
+    on_machine = pl.col("attribution_detail") == "machine"
+    return (
+        rows.join(
+            machine_ids.with_columns(known_machine=pl.lit(True)), on="resource_id", how="left"
+        )
+        .with_columns(
+            known_machine=pl.col("known_machine").fill_null(False),
+            charged_resource_id="resource_id",
+        )
+        .with_columns(attribution_detail=detail)
+        .select(
+            "usage_date",
+            "subscription_id",
+            resource_id=pl.when(on_machine).then("resource_id"),
+            plan="plan",
+            benefit="benefit",
+            billed_hours="billed_hours",
+            billed_cost="billed_cost",
+            currency="currency",
+            attribution=pl.when(on_machine)
+            .then(pl.lit("resource"))
+            .otherwise(pl.lit("unattributed")),
+            attribution_detail="attribution_detail",
+            charged_resource_id="charged_resource_id",
+        )
+    )
+
+
+def defender_charges_from(
+    rows: pl.LazyFrame, machine_hours_daily: pl.LazyFrame, coverage: pl.LazyFrame
+) -> pl.LazyFrame:
     """`defender_charges_daily` from `defender_rows`; the build materialises those first, as
     three branches of the plan read them."""
     is_pooled = pl.col("pool_kind").is_not_null()
-    not_pooled = rows.filter(~is_pooled).select(
-        "usage_date",
-        "subscription_id",
-        "resource_id",
-        "plan",
-        "billed_hours",
-        "billed_cost",
-        "currency",
-        attribution=pl.when(pl.col("resource_id").is_not_null())
-        .then(pl.lit("resource"))
-        .otherwise(pl.lit("unattributed")),
-    )
-    # One pooled charge per pool, day, plan and currency: split once, whatever the row count.
+    machine_ids = machine_hours_daily.select("resource_id").unique()
+    not_pooled = _not_pooled(rows.filter(~is_pooled), machine_ids)
+    # One pooled charge per pool, day, plan, meter variant and currency: split once, whatever
+    # the row count.
     pooled = (
         rows.filter(is_pooled)
-        .group_by("usage_date", "pool_kind", "pool_key", "subscription_id", "plan", "currency")
-        .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
+        .group_by(
+            "usage_date", "pool_kind", "pool_key", "subscription_id", "plan", "benefit", "currency"
+        )
+        .agg(
+            pl.col("billed_hours").sum(),
+            pl.col("billed_cost").sum(),
+            charged_resource_id=pl.col("resource_id").min(),
+        )
         .with_row_index("charge_row")
     )
     # A pool's members live in its subscription: only those days of those subscriptions are
@@ -232,7 +328,8 @@ def defender_charges_from(rows: pl.LazyFrame, machine_hours_daily: pl.LazyFrame)
     members = _pool_members(
         machine_hours_daily.with_columns(pl.col("subscription_id").str.to_lowercase()).join(
             pooled_days, on=["usage_date", "subscription_id"], how="semi"
-        )
+        ),
+        coverage,
     )
     charged = (
         rows.filter(~is_pooled & pl.col("resource_id").is_not_null())
@@ -241,23 +338,43 @@ def defender_charges_from(rows: pl.LazyFrame, machine_hours_daily: pl.LazyFrame)
         .unique()
     )
     parts = pl.concat([not_pooled, _split(pooled, members, charged)])
+    keys = (
+        "usage_date",
+        "subscription_id",
+        "resource_id",
+        "plan",
+        "benefit",
+        "currency",
+        "attribution",
+        "attribution_detail",
+        "charged_resource_id",
+    )
     view = (
-        parts.group_by(
-            "usage_date", "subscription_id", "resource_id", "plan", "currency", "attribution"
-        )
+        parts.group_by(keys)
         .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
         .select(
             "usage_date",
             "subscription_id",
             "resource_id",
             "plan",
+            "benefit",
             "billed_hours",
             "billed_cost",
             "currency",
             "attribution",
+            "attribution_detail",
+            "charged_resource_id",
         )
         .sort(
-            "usage_date", "subscription_id", "resource_id", "plan", "attribution", nulls_last=True
+            "usage_date",
+            "subscription_id",
+            "resource_id",
+            "plan",
+            "attribution",
+            "attribution_detail",
+            "charged_resource_id",
+            "benefit",
+            nulls_last=True,
         )
     )
     return conform_view(view, "defender_charges_daily")

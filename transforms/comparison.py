@@ -4,23 +4,24 @@ Definitions (DESIGN.md "The warehouse contract"):
 
 - A machine is its `machine_key` (a VM moved to another resource group or subscription is one
   machine; its row shows the id it had last that month).
-- Its plan in a month is the plan with the most billed hours that month (resource and allocated
-  charges; a tie goes to P2), else the plan the pricings snapshot gives its id. A machine with
-  no plan is not covered: it is listed with plan, hourly_cost, per_hour_savings,
-  break_even_utilization and cheaper null (there is no hourly price to compare), and it counts
-  in no fleet figure (the `defender_off` finding reports it).
-- `hourly_cost` prices each day's billable hours at the plan's rate in force that day, so a month
-  spanning a price change is priced with each rate for its own days. A day with billable hours
-  and no rate in the book makes the month's hourly_cost null rather than silently low.
+- Its plan is a fact of each day (`plans.machine_plans_daily`). The month's row shows the plan
+  on most of its billable days (then most covered days; a tie goes to P2) with `plan_days_p1` /
+  `plan_days_p2` beside it. A machine covered on no day of the month is listed with plan,
+  hourly_cost, per_hour_savings, break_even_utilization and cheaper null (there is no hourly
+  price to compare), and counts in no fleet figure (the `defender_off` finding reports it).
+- `hourly_cost` prices each covered day's billable hours at that day's plan and the rate in
+  force that day (trial days at 0; uncovered days not at all), so a plan change or a price change
+  within a month is priced day by day. A covered day with billable hours and no rate in the
+  book makes the month's hourly_cost null rather than silently low.
 - `seat_cost` is one seat of `seat_option` for the month, at the rate in force on the month's
   first day (a seat is bought for a whole month, as `pricing.book.seat_price_for_month` does).
 - `break_even_utilization` = seat_cost / (hourly rate x hours_in_month), the hourly rate summed
   day by day (rate x 24 for each day of the month).
 - Money from charges (`billed_cost`) counts only charges in `currency`.
-- Fleet seats: `machines_distinct` counts covered machines with billable time in the month;
-  `peak_concurrent_machines` the most covered machines billable in the same clock hour (a
-  machine billable for any part of an hour needs its seat that hour), computed by a sweep over
-  +1 / -1 at each machine's clock-hour spans.
+- Fleet seats: `machines_distinct` counts machines with billable time on covered days in the
+  month; `peak_concurrent_machines` the most machines billable in the same clock hour of a
+  covered day (a machine billable for any part of an hour needs its seat that hour), computed
+  by a sweep over +1 / -1 at each machine's clock-hour spans.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import polars as pl
 from transforms import billing
 from transforms.contract import conform_view, order_free_sum
 from transforms.machines import machine_kind_of, machine_name_of, run_index
-from transforms.power import clock_hour_spans
+from transforms.power import clock_hour_spans, split_by_day
 
 _HOURS_PER_DAY: Final = 24
 
@@ -132,12 +133,14 @@ def _machine_days(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     currency: str,
 ) -> pl.LazyFrame:
     """One row per machine id and day with billable hours or charges attributed to it.
 
     Columns: usage_date, month, resource_id, subscription_id, machine_key, billable_hours,
-    billed_hours and billed_cost (charges in `currency`; 0 when none).
+    billed_hours and billed_cost (charges in `currency`; 0 when none), and that day's `plan`
+    and `trial` (`plans.machine_plans_daily`).
     """
     charged = (
         defender_charges_daily.filter(
@@ -151,10 +154,12 @@ def _machine_days(
         )
     )
     keys = machines.select("resource_id", "machine_key")
+    plans = machine_plans_daily.select("usage_date", "resource_id", "plan", "trial")
     return (
         machine_hours_daily.select("usage_date", "resource_id", "subscription_id", "billable_hours")
         .join(charged, on=["usage_date", "resource_id"], how="full", coalesce=True)
         .join(keys, on="resource_id", how="left")
+        .join(plans, on=["usage_date", "resource_id"], how="left")
         .select(
             "usage_date",
             _month("usage_date"),
@@ -164,69 +169,67 @@ def _machine_days(
             billable_hours=pl.col("billable_hours").fill_null(0.0),
             billed_hours=pl.col("billed_hours").fill_null(0.0),
             billed_cost=pl.col("billed_cost").fill_null(0.0),
+            plan="plan",
+            trial=pl.col("trial").fill_null(False),
         )
     )
 
 
-def machine_plans_monthly(
-    machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
-    defender_charges_daily: pl.LazyFrame,
-) -> pl.LazyFrame:
-    """Each machine's plan per month: machine_key, month, plan (null = not covered).
-
-    The plan with the most billed hours that month (resource and allocated charges, any
-    currency; a tie goes to P2), else the pricings snapshot's plan for the id the machine had on
-    its last day of the month.
-    """
-    keys = machines.select("resource_id", "machine_key", "defender_plan")
-    by_charges = (
-        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .join(keys, on="resource_id", how="left")
-        .select(
-            _month("usage_date"),
-            "plan",
-            "billed_hours",
-            machine_key=pl.coalesce("machine_key", "resource_id"),
-        )
-        .group_by("machine_key", "month", "plan")
-        .agg(pl.col("billed_hours").sum())
+def machine_plans_monthly(machine_days: pl.LazyFrame) -> pl.LazyFrame:
+    """Each machine's plans per month from its days (`_machine_days`): machine_key, month,
+    plan (shown: the plan on most billable days, then most covered days, a tie to P2; null =
+    covered on no day), plan_days_p1, plan_days_p2, trial_days (days, not machine-id days: a
+    moved machine's two ids on one day count once)."""
+    covered = machine_days.filter(pl.col("plan").is_not_null())
+    per_plan = covered.group_by("machine_key", "month", "plan").agg(
+        days=pl.col("usage_date").n_unique(),
+        billable_days=pl.col("usage_date").filter(pl.col("billable_hours") > 0).n_unique(),
+    )
+    shown = per_plan.group_by("machine_key", "month").agg(
+        shown_plan=pl.col("plan")
+        .sort_by("billable_days", "days", "plan", descending=[True, True, True])
+        .first(),
+        plan_days_p1=pl.col("days").filter(pl.col("plan") == "P1").sum().cast(pl.Int64),
+        plan_days_p2=pl.col("days").filter(pl.col("plan") == "P2").sum().cast(pl.Int64),
+    )
+    trial_days = (
+        covered.filter(pl.col("trial"))
         .group_by("machine_key", "month")
-        .agg(
-            charged_plan=pl.col("plan")
-            .sort_by("billed_hours", "plan", descending=[True, True])
-            .first()
-        )
-    )
-    last_day = pl.col("usage_date") == pl.col("usage_date").max()
-    by_snapshot = (
-        machine_hours_daily.select("usage_date", "resource_id", _month("usage_date"))
-        .join(keys, on="resource_id", how="inner")
-        .group_by("machine_key", "month")
-        .agg(snapshot_plan=pl.col("defender_plan").filter(last_day).sort().last())
-    )
-    return by_snapshot.join(
-        by_charges, on=["machine_key", "month"], how="full", coalesce=True
-    ).select("machine_key", "month", plan=pl.coalesce("charged_plan", "snapshot_plan"))
-
-
-def _priced_days(
-    machine_days: pl.LazyFrame, plans: pl.LazyFrame, calendar: pl.LazyFrame
-) -> pl.LazyFrame:
-    """Machine days with their month's plan and `hourly_cost` (null where no rate is known)."""
-    hourly_rates = calendar.filter(pl.col("kind") == "hourly").select(
-        "usage_date", option="option", rate="rate"
+        .agg(trial_days=pl.col("usage_date").n_unique().cast(pl.Int64))
     )
     return (
-        machine_days.join(plans, on=["machine_key", "month"], how="left")
-        .with_columns(
-            option=pl.col("plan").replace_strict(
-                billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String
-            )
+        machine_days.select("machine_key", "month")
+        .unique()
+        .join(shown, on=["machine_key", "month"], how="left")
+        .join(trial_days, on=["machine_key", "month"], how="left")
+        .select(
+            "machine_key",
+            "month",
+            plan="shown_plan",
+            plan_days_p1=pl.col("plan_days_p1").fill_null(0),
+            plan_days_p2=pl.col("plan_days_p2").fill_null(0),
+            trial_days=pl.col("trial_days").fill_null(0),
         )
-        .join(hourly_rates, on=["option", "usage_date"], how="left")
+    )
+
+
+def _hourly_option(plan: pl.Expr) -> pl.Expr:
+    return plan.replace_strict(billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String)
+
+
+def _priced_days(machine_days: pl.LazyFrame, calendar: pl.LazyFrame) -> pl.LazyFrame:
+    """Machine days with `hourly_cost`: billable hours at that day's plan and rate; 0 on an
+    uncovered or trial day, null where a covered day has no rate in the book."""
+    hourly_rates = calendar.filter(pl.col("kind") == "hourly").select(
+        "usage_date", day_option="option", rate="rate"
+    )
+    return (
+        machine_days.with_columns(day_option=_hourly_option(pl.col("plan")))
+        .join(hourly_rates, on=["day_option", "usage_date"], how="left")
         .with_columns(
-            hourly_cost=pl.when(pl.col("billable_hours") == 0)
+            hourly_cost=pl.when(
+                pl.col("plan").is_null() | pl.col("trial") | (pl.col("billable_hours") == 0)
+            )
             .then(pl.lit(0.0))
             .otherwise(pl.col("billable_hours") * pl.col("rate"))
         )
@@ -263,8 +266,8 @@ def seat_prices_monthly(
 class PricedUsage:
     """What both comparison views price from; the build computes it once and shares it.
 
-    `days`: machine days with their month's plan, hourly `option`, `rate` and `hourly_cost`;
-    `plans`: each machine's plan per month (`machine_plans_monthly`); `seat_prices` per month;
+    `days`: machine days with that day's plan, `trial`, `rate` and `hourly_cost`;
+    `plans`: each machine's plans per month (`machine_plans_monthly`); `seat_prices` per month;
     `full_month`: per hourly option and month, the cost of a whole month billable.
     """
 
@@ -278,6 +281,7 @@ def priced_usage(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -290,15 +294,22 @@ def priced_usage(
     months = _months_of(machine_hours_daily, defender_charges_daily)
     calendar = price_calendar(price_book, months, currency)
     seat_prices, full_month = _monthly_prices(calendar, months, seat_option)
-    plans = machine_plans_monthly(machines, machine_hours_daily, defender_charges_daily)
-    machine_days = _machine_days(machines, machine_hours_daily, defender_charges_daily, currency)
-    return PricedUsage(_priced_days(machine_days, plans, calendar), plans, seat_prices, full_month)
+    machine_days = _machine_days(
+        machines, machine_hours_daily, defender_charges_daily, machine_plans_daily, currency
+    )
+    return PricedUsage(
+        _priced_days(machine_days, calendar),
+        machine_plans_monthly(machine_days),
+        seat_prices,
+        full_month,
+    )
 
 
 def licensing_comparison_monthly(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -306,14 +317,16 @@ def licensing_comparison_monthly(
 ) -> pl.LazyFrame:
     """The `licensing_comparison_monthly` view: per machine and month, per hour versus per seat.
 
-    Inputs are the `machines`, `machine_hours_daily` and `defender_charges_daily` views and the
-    price book (schemas.PRICE_BOOK). Raises MissingPriceError when the book has no price for
-    `seat_option` or no hourly rate in `currency`.
+    Inputs are the `machines`, `machine_hours_daily`, `defender_charges_daily` and
+    `machine_plans_daily` views and the price book (schemas.PRICE_BOOK). Raises
+    MissingPriceError when the book has no price for `seat_option` or no hourly rate in
+    `currency`.
     """
     usage = priced_usage(
         machines,
         machine_hours_daily,
         defender_charges_daily,
+        machine_plans_daily,
         price_book,
         seat_option=seat_option,
         currency=currency,
@@ -331,8 +344,6 @@ def licensing_comparison_from(
     per_machine = (
         usage.days.group_by("machine_key", "month")
         .agg(
-            pl.col("plan").first(),
-            pl.col("option").first(),
             pl.col("billable_hours").sum(),
             pl.col("billed_hours").sum(),
             pl.col("billed_cost").sum(),
@@ -341,6 +352,8 @@ def licensing_comparison_from(
             fallback_subscription_id=pl.col("subscription_id").filter(last_day).max(),
         )
         .join(names, on="resource_id", how="left")
+        .join(usage.plans, on=["machine_key", "month"], how="left")
+        .with_columns(option=_hourly_option(pl.col("plan")))
         .join(usage.seat_prices, on="month", how="left")
         .join(usage.full_month, on=["option", "month"], how="left")
     )
@@ -354,6 +367,9 @@ def licensing_comparison_from(
         machine_name=pl.coalesce("machine_name", machine_name_of(pl.col("resource_id"))),
         machine_kind=pl.coalesce("machine_kind", machine_kind_of(pl.col("resource_id"))),
         plan="plan",
+        plan_days_p1="plan_days_p1",
+        plan_days_p2="plan_days_p2",
+        trial_days="trial_days",
         billable_hours="billable_hours",
         hours_in_month=hours_in_month,
         utilization=pl.col("billable_hours") / hours_in_month,
@@ -376,6 +392,16 @@ def licensing_comparison_from(
         currency=pl.lit(currency),
     ).sort("month", "subscription_id", "resource_id")
     return conform_view(view, "licensing_comparison_monthly")
+
+
+def _clip_to_days(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Split [start_at, end_at) spans at UTC midnights, each piece clipped to its `usage_date`
+    (an end and the next day's start at one midnight net out in the concurrency sweep)."""
+    day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return split_by_day(spans).with_columns(
+        start_at=pl.max_horizontal("start_at", day_start),
+        end_at=pl.min_horizontal("end_at", day_start + timedelta(days=1)),
+    )
 
 
 def split_by_month(spans: pl.LazyFrame) -> pl.LazyFrame:
@@ -472,12 +498,31 @@ def fleet_part(
             hourly_cost=_sum_or_null("hourly_cost"),
         )
     )
+    unattributed = pl.col("attribution") == "unattributed"
     billed = (
         defender_charges_daily.filter(pl.col("currency") == currency)
         .with_columns(_month("usage_date"), scope=_in_scopes())
         .explode("scope")
         .group_by(keys)
-        .agg(billed_cost=order_free_sum("billed_cost"))
+        .agg(
+            billed_cost=order_free_sum("billed_cost"),
+            unattributed_cost=pl.col("billed_cost").filter(unattributed).sum(),
+        )
+    )
+    keyed = machines.select("resource_id", "machine_key")
+    with_benefit = (
+        defender_charges_daily.filter(
+            pl.col("resource_id").is_not_null() & (pl.col("benefit") == billing.MDE_BENEFIT)
+        )
+        .join(keyed, on="resource_id", how="left")
+        .with_columns(
+            _month("usage_date"),
+            pl.coalesce("machine_key", "resource_id").alias("machine_key"),
+            scope=_in_scopes(),
+        )
+        .explode("scope")
+        .group_by(keys)
+        .agg(machines_with_mde_benefit=pl.col("machine_key").n_unique().cast(pl.Int64))
     )
     # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
     spans = (
@@ -486,13 +531,18 @@ def fleet_part(
         .with_columns(scope=_in_scopes())
         .explode("scope")
     )
-    covered_months = usage.plans.filter(pl.col("plan").is_not_null())
-    covered_spans = split_by_month(clock_hour_spans(spans, ("scope", "machine_key"))).join(
-        covered_months, on=["machine_key", "month"], how="semi"
+    covered_days = (
+        usage.days.filter(pl.col("plan").is_not_null()).select("machine_key", "usage_date").unique()
+    )
+    covered_spans = (
+        _clip_to_days(clock_hour_spans(spans, ("scope", "machine_key")))
+        .join(covered_days, on=["machine_key", "usage_date"], how="semi")
+        .with_columns(_month("usage_date"))
     )
     deltas = _concurrency_deltas(covered_spans, ("scope",))
     rows = (
         usage_rows.join(billed, on=keys, how="full", coalesce=True, nulls_equal=True)
+        .join(with_benefit, on=keys, how="left", nulls_equal=True)
         .join(_peaks(deltas, ("scope",)), on=keys, how="left", nulls_equal=True)
         .select(
             "month",
@@ -504,6 +554,8 @@ def fleet_part(
             .then(0.0)
             .otherwise("hourly_cost"),
             billed_cost=pl.col("billed_cost").fill_null(0.0),
+            unattributed_cost=pl.col("unattributed_cost").fill_null(0.0),
+            machines_with_mde_benefit=pl.col("machines_with_mde_benefit").fill_null(0),
         )
     )
     estate_deltas = deltas.filter(pl.col("scope").is_null()).drop("scope")
@@ -533,6 +585,8 @@ def finish_fleet(
             order_free_sum("billable_hours"),
             _sum_or_null("hourly_cost").alias("hourly_cost"),
             order_free_sum("billed_cost"),
+            order_free_sum("unattributed_cost"),
+            pl.col("machines_with_mde_benefit").sum(),
         )
         .join(_peaks(estate_deltas, ()), on="month", how="left")
         .select(
@@ -543,6 +597,8 @@ def finish_fleet(
             billable_hours="billable_hours",
             hourly_cost="hourly_cost",
             billed_cost="billed_cost",
+            unattributed_cost="unattributed_cost",
+            machines_with_mde_benefit="machines_with_mde_benefit",
         )
     )
     view = (
@@ -556,6 +612,8 @@ def finish_fleet(
             "billable_hours",
             "hourly_cost",
             "billed_cost",
+            "unattributed_cost",
+            "machines_with_mde_benefit",
             seat_option=pl.lit(seat_option),
             seat_cost_distinct=pl.col("machines_distinct") * pl.col("seat_price"),
             seat_cost_peak=pl.col("peak_concurrent_machines") * pl.col("seat_price"),
@@ -571,6 +629,7 @@ def fleet_comparison_monthly(
     machine_hours_daily: pl.LazyFrame,
     power_intervals: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -578,14 +637,15 @@ def fleet_comparison_monthly(
 ) -> pl.LazyFrame:
     """The `fleet_comparison_monthly` view: per subscription and month, plus the estate.
 
-    Only covered machines (a plan that month) count in machines, hours and costs; billed_cost is
-    every Defender charge in scope and `currency`, unattributed included. A machine moved
+    Only covered machine-days (a plan that day) count in machines, hours and costs; billed_cost
+    is every Defender charge in scope and `currency`, unattributed included. A machine moved
     between subscriptions in a month counts in both subscriptions and once in the estate.
     """
     usage = priced_usage(
         machines,
         machine_hours_daily,
         defender_charges_daily,
+        machine_plans_daily,
         price_book,
         seat_option=seat_option,
         currency=currency,

@@ -120,6 +120,12 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "subscription_id": (pl.String(), "Subscription charged (null if unknown)."),
             "resource_id": (pl.String(), "Machine the charge is attributed to; null if none."),
             "plan": (pl.String(), "Defender for Servers plan: P1 or P2."),
+            "benefit": (
+                pl.String(),
+                "Meter variant: mde for 'Standard P1/P2 Node - MDATP Benefit' (the Defender for "
+                "Endpoint for Servers benefit, already discounted), any other variant's text, "
+                "null for the standard meter.",
+            ),
             "billed_hours": (
                 pl.Float64(),
                 "Billed quantity in hours (consumed quantity, or its share when allocated).",
@@ -129,8 +135,48 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "attribution": (
                 pl.String(),
                 "resource: charged on the machine's id; allocated: a share of a subscription-"
-                "level (or scale-set-level) charge, in proportion to billable hours that day; "
-                "unattributed: could not be split (no billable machine that day).",
+                "level (or scale-set-level) charge, in proportion to billable hours that day, "
+                "among the machines that plan covered that day; unattributed: on no machine "
+                "(see attribution_detail), counted in the fleet's billed cost only.",
+            ),
+            "attribution_detail": (
+                pl.String(),
+                "Why: machine, subscription_pricing, scale_set, no_covered_machine (a pooled "
+                "charge with no billable machine covered by its plan that day), unknown_machine "
+                "(a VM or scale-set instance id never collected), non_machine_resource (a "
+                "connector, a workspace, another resource), no_resource_id.",
+            ),
+            "charged_resource_id": (
+                pl.String(),
+                "Lower-cased id the cost rows carried (the machine, the pool, or the "
+                "unattributed resource); null if none.",
+            ),
+        },
+    },
+    "machine_plans_daily": {
+        "grain": "machine x UTC day (the days of machine_hours_daily, plus days a machine with no "
+        "power timeline was charged)",
+        "columns": {
+            "usage_date": (pl.Date(), "UTC day."),
+            "resource_id": (pl.String(), "Lower-cased machine resource id."),
+            "subscription_id": (pl.String(), "Subscription of the machine."),
+            "plan": (
+                pl.String(),
+                "Defender for Servers plan covering the machine that day (P1, P2); null = not "
+                "covered (off, Free, or before the plan's enablementTime day).",
+            ),
+            "plan_source": (
+                pl.String(),
+                "Evidence, strongest first: billed (the meter billed to the machine that day), "
+                "pricings_history (the pricings snapshot in force that day: resource, then "
+                "scale set, then subscription setting), earliest_snapshot (a day before the "
+                "first snapshot: that snapshot, assumed in force back to its enablementTime); "
+                "null = no evidence.",
+            ),
+            "trial": (
+                pl.Boolean(),
+                "A covered day of the subscription's free trial (30 days from first enablement, "
+                "end read from freeTrialRemainingTime): priced at 0, never billable_not_billed.",
             ),
         },
     },
@@ -148,9 +194,13 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "machine_kind": (pl.String(), "vm, vmss_instance or arc."),
             "plan": (
                 pl.String(),
-                "Plan that month: the plan with most billed hours, else the pricings snapshot; "
-                "null = not covered by Defender for Servers.",
+                "Plan shown for the month: the plan of machine_plans_daily on most of its "
+                "billable days (then most covered days; a tie goes to P2); null = not covered "
+                "on any day of the month.",
             ),
+            "plan_days_p1": (pl.Int64(), "Days of the month covered by P1."),
+            "plan_days_p2": (pl.Int64(), "Days of the month covered by P2."),
+            "trial_days": (pl.Int64(), "Covered days inside the free trial (priced at 0)."),
             "billable_hours": (pl.Float64(), "Billable hours in the month (sum of daily)."),
             "hours_in_month": (pl.Int64(), "Days in the month x 24."),
             "utilization": (pl.Float64(), "billable_hours / hours_in_month."),
@@ -161,13 +211,15 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "billed_cost": (pl.Float64(), "Defender cost billed to the machine, in `currency`."),
             "hourly_cost": (
                 pl.Float64(),
-                "Billable hours priced at the plan's rate in force each day; null if no plan "
-                "(or the price book has no rate for some day).",
+                "Each covered day's billable hours priced at that day's plan and rate (trial "
+                "days at 0, uncovered days not at all); null if no plan (or the price book has "
+                "no rate for some covered day).",
             ),
             "seat_option": (pl.String(), "Seat licensing option compared against."),
             "seat_cost": (
                 pl.Float64(),
-                "One seat's price for the month (a day-weighted mean if the price changed).",
+                "One seat for the month, at the rate in force on the month's first day (a seat "
+                "is bought for the whole month).",
             ),
             "per_hour_savings": (
                 pl.Float64(),
@@ -175,8 +227,8 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             ),
             "break_even_utilization": (
                 pl.Float64(),
-                "seat_cost / (hourly rate x hours_in_month): the utilization above which a seat "
-                "is cheaper.",
+                "seat_cost / (the shown plan's hourly rate x hours_in_month, the rate summed "
+                "day by day): the utilization above which a seat is cheaper.",
             ),
             "cheaper": (pl.String(), "per_hour or per_seat (ties: per_hour); null if no plan."),
             "currency": (pl.String(), "Currency of every money column."),
@@ -191,7 +243,7 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "subscription_id": (pl.String(), "Subscription; null for the estate row."),
             "machines_distinct": (
                 pl.Int64(),
-                "Covered machines with billable time in the month (one seat each).",
+                "Machines with billable time on days a plan covered them (one seat each).",
             ),
             "peak_concurrent_machines": (
                 pl.Int64(),
@@ -202,6 +254,15 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "billed_cost": (
                 pl.Float64(),
                 "Every Defender for Servers charge in scope, unattributed included, in currency.",
+            ),
+            "unattributed_cost": (
+                pl.Float64(),
+                "The part of billed_cost on no machine (defender_charges_daily attribution "
+                "unattributed).",
+            ),
+            "machines_with_mde_benefit": (
+                pl.Int64(),
+                "Covered machines billed on an MDE benefit meter in the month.",
             ),
             "seat_option": (pl.String(), "Seat licensing option compared against."),
             "seat_cost_distinct": (pl.Float64(), "machines_distinct x seat price."),

@@ -2,22 +2,28 @@
 
 One row per machine id and month per kind (per month for the estate-wide `double_licensed`):
 
-- `billed_while_not_billable`: Defender hours attributed to the machine on days it was billable
-  for fewer hours (or none). amount = the excess's share of that day's billed cost.
-- `billable_not_billed`: a covered machine (a plan that month) billable on a day with no Defender
-  charge at all. amount = those hours at the plan's rate in force each day (what the bill would
-  have said; money that may still be invoiced, or coverage that is not really on). Days after
-  the last day with any Defender charge in the cost data are not judged: Cost Management reports
-  a day only after it is over (and later still for some agreements).
+- `billed_while_not_billable`: Defender hours attributed to a machine mdecost has a power
+  timeline for, on days it was billable for fewer hours (or none). amount = the excess's share
+  of that day's billed cost. Charges on no machine (`unattributed`) are never judged here.
+- `billable_not_billed`: a machine billable on a day its plan covered it (outside the free
+  trial) with no Defender charge at all. amount = those hours at that day's plan and rate (what
+  the bill would have said; money that may still be invoiced, or coverage that is not really
+  on). Days after the subscription's own last billed day are not judged: Cost Management
+  reports a day only after it is over, later for pay-as-you-go (up to 72 h) than for EA / MCA
+  (8-24 h); a subscription with no charge in the window is judged up to the estate's last
+  billed day. The cut-off is in the finding's detail.
 - `no_mde_sensor`: a covered machine with billable time but no MDE.Windows / MDE.Linux
   extension: the MDE licence included in Defender for Servers is paid and not used.
   amount = the machine's hourly_cost that month.
 - `double_licensed`: MDE seats owned (`seats_owned`, per seat option) while Defender for Servers,
-  which includes the MDE for Servers licence, covers machines. amount = min(seats owned, covered
-  machines) x that option's seat price for the month.
+  which includes the MDE for Servers licence, covers machines billed at the full rate (machines
+  on the MDATP benefit meter already have the MDE part discounted). amount = min(seats owned,
+  covered machines without the benefit) x that option's seat price for the month.
 - `defender_off`: a machine with billable time and no plan that month. amount null.
 
-Differences below `tolerance_hours` a day are rounding in the billed quantity, not findings.
+Differences below `tolerance_hours` a day are rounding, not findings
+(`billing.FINDINGS_TOLERANCE_HOURS`: 0.01 h for fractional hours, a whole hour when hours are
+rounded up to clock hours).
 """
 
 from __future__ import annotations
@@ -28,13 +34,11 @@ from typing import Final
 
 import polars as pl
 
-from transforms.billing import HOURLY_OPTIONS
+from transforms.billing import FINDINGS_TOLERANCE_HOURS, HOURLY_OPTIONS, PARTIAL_HOURS_DEFAULT
 from transforms.comparison import MissingPriceError, price_calendar
 from transforms.contract import conform_view, empty_view
 
-# Cost Management rounds quantities; a day's billed and observed hours closer than this (36 s)
-# agree.
-DEFAULT_TOLERANCE_HOURS: Final = 0.01
+DEFAULT_TOLERANCE_HOURS: Final = FINDINGS_TOLERANCE_HOURS[PARTIAL_HOURS_DEFAULT]
 
 
 def _month(date_column: str) -> pl.Expr:
@@ -46,10 +50,16 @@ def _hours(column: str) -> pl.Expr:
 
 
 def _billed_while_not_billable(
-    machine_hours_daily: pl.LazyFrame, defender_charges_daily: pl.LazyFrame, tolerance: float
+    machines: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    defender_charges_daily: pl.LazyFrame,
+    tolerance: float,
 ) -> pl.LazyFrame:
+    # Only machines with a power timeline can be judged: an Arc machine charged before its
+    # inventory exists has no known hours, not zero hours.
     billed = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
+        .join(machines.select("resource_id"), on="resource_id", how="semi")
         .group_by("usage_date", "resource_id", "currency")
         .agg(
             pl.col("subscription_id").first(),
@@ -100,10 +110,9 @@ def _billed_while_not_billable(
 
 
 def _billable_not_billed(
-    machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    licensing: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     calendar: pl.LazyFrame,
     tolerance: float,
     currency: str,
@@ -114,25 +123,35 @@ def _billable_not_billed(
         .select("usage_date", "resource_id")
         .unique()
     )
-    plans = licensing.filter(pl.col("plan").is_not_null()).select("machine_key", "month", "plan")
+    covered = machine_plans_daily.filter(pl.col("plan").is_not_null() & ~pl.col("trial")).select(
+        "usage_date", "resource_id", "plan"
+    )
     rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
-    last_billed_day = (
-        defender_charges_daily.select(billed_through=pl.col("usage_date").max())
+    estate_cut_off = (
+        defender_charges_daily.select(estate_billed_through=pl.col("usage_date").max())
         if billed_through is None
-        else pl.LazyFrame({"billed_through": [billed_through]}, schema={"billed_through": pl.Date})
+        else pl.LazyFrame(
+            {"estate_billed_through": [billed_through]}, schema={"estate_billed_through": pl.Date}
+        )
+    )
+    own_cut_off = defender_charges_daily.group_by("subscription_id").agg(
+        own_billed_through=pl.col("usage_date").max()
     )
     days = (
         machine_hours_daily.filter(pl.col("billable_hours") > tolerance)
-        .join(last_billed_day, how="cross")
+        .join(covered, on=["usage_date", "resource_id"], how="inner")
+        .join(own_cut_off, on="subscription_id", how="left")
+        .join(estate_cut_off, how="cross")
+        .with_columns(
+            billed_through=pl.coalesce("own_billed_through", "estate_billed_through")
+        )
         .filter(pl.col("usage_date") <= pl.col("billed_through"))
         .join(charged_days, on=["usage_date", "resource_id"], how="anti")
-        .join(machines.select("resource_id", "machine_key"), on="resource_id", how="left")
-        .with_columns(_month("usage_date"), machine_key=pl.coalesce("machine_key", "resource_id"))
-        .join(plans, on=["machine_key", "month"], how="inner")
         .with_columns(
+            _month("usage_date"),
             option=pl.col("plan").replace_strict(
                 HOURLY_OPTIONS, default=None, return_dtype=pl.String
-            )
+            ),
         )
         .join(rates, on=["option", "usage_date"], how="left")
     )
@@ -140,9 +159,10 @@ def _billable_not_billed(
         days.group_by("resource_id", "month")
         .agg(
             pl.col("subscription_id").first(),
-            pl.col("plan").first(),
+            plans=pl.col("plan").unique().sort().str.join("/"),
             days=pl.len(),
             hours=pl.col("billable_hours").sum(),
+            billed_through=pl.col("billed_through").max(),
             amount=pl.when(pl.col("rate").is_null().any())
             .then(None)
             .otherwise((pl.col("billable_hours") * pl.col("rate")).sum()),
@@ -153,10 +173,12 @@ def _billable_not_billed(
             "month",
             finding=pl.lit("billable_not_billed"),
             detail=pl.format(
-                "{} h billable on {} day(s) with no Defender for Servers {} charge",
+                "{} h billable on {} day(s) with no Defender for Servers {} charge "
+                "(cost data judged through {})",
                 _hours("hours"),
                 "days",
-                "plan",
+                "plans",
+                pl.col("billed_through").cast(pl.String),
             ),
             amount="amount",
             currency=pl.lit(currency),
@@ -203,9 +225,17 @@ def _double_licensed(
     seats_owned: Mapping[str, int],
     currency: str,
 ) -> pl.LazyFrame:
-    covered = fleet.filter(
-        pl.col("subscription_id").is_null() & (pl.col("machines_distinct") > 0)
-    ).select("month", "machines_distinct")
+    covered = (
+        fleet.filter(pl.col("subscription_id").is_null())
+        .select(
+            "month",
+            "machines_distinct",
+            full_rate_machines=pl.max_horizontal(
+                pl.col("machines_distinct") - pl.col("machines_with_mde_benefit"), pl.lit(0)
+            ),
+        )
+        .filter(pl.col("full_rate_machines") > 0)
+    )
     frames = []
     for option, seats in sorted(seats_owned.items()):
         if seats <= 0:
@@ -215,7 +245,7 @@ def _double_licensed(
             & (pl.col("kind") == "seat")
             & (pl.col("usage_date") == pl.col("month"))
         ).select("month", seat_price="rate")
-        overlap = pl.min_horizontal(pl.lit(seats, dtype=pl.Int64), "machines_distinct")
+        overlap = pl.min_horizontal(pl.lit(seats, dtype=pl.Int64), "full_rate_machines")
         frames.append(
             covered.join(seat_prices, on="month", how="left").select(
                 resource_id=pl.lit(None, dtype=pl.String),
@@ -223,11 +253,11 @@ def _double_licensed(
                 month="month",
                 finding=pl.lit("double_licensed"),
                 detail=pl.format(
-                    "{} {} seat(s) owned while {} machine(s) have Defender for Servers, which "
-                    "includes the MDE licence: {} seat(s) paid twice",
+                    "{} {} seat(s) owned while {} machine(s) have Defender for Servers at the "
+                    "full rate, which includes the MDE licence: {} seat(s) paid twice",
                     pl.lit(seats),
                     pl.lit(option),
-                    "machines_distinct",
+                    "full_rate_machines",
                     overlap,
                 ),
                 amount=overlap * pl.col("seat_price"),
@@ -261,6 +291,7 @@ def machine_findings(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     licensing_comparison_monthly: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
@@ -270,9 +301,10 @@ def machine_findings(
 ) -> pl.LazyFrame:
     """Every finding about a machine (all kinds but the estate-wide `double_licensed`).
 
-    `billed_through` is the last day with any Defender charge in the cost data (default: the
-    last in `defender_charges_daily`); the build computes it over the whole lake, since it works
-    on chunks of subscriptions.
+    `billed_through` is the estate's last day with any Defender charge in the cost data
+    (default: the last in `defender_charges_daily`), the cut-off of subscriptions without a
+    charge of their own; the build computes it over the whole lake, since it works on chunks of
+    subscriptions. Every other subscription is judged through its own last billed day.
     """
     currency = currency.upper()
     months = pl.concat(
@@ -283,12 +315,13 @@ def machine_findings(
     )
     calendar = price_calendar(price_book, months, currency)
     parts = [
-        _billed_while_not_billable(machine_hours_daily, defender_charges_daily, tolerance_hours),
+        _billed_while_not_billable(
+            machines, machine_hours_daily, defender_charges_daily, tolerance_hours
+        ),
         _billable_not_billed(
-            machines,
             machine_hours_daily,
             defender_charges_daily,
-            licensing_comparison_monthly,
+            machine_plans_daily,
             calendar,
             tolerance_hours,
             currency,
@@ -331,6 +364,7 @@ def findings(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
     licensing_comparison_monthly: pl.LazyFrame,
     fleet_comparison_monthly: pl.LazyFrame,
     price_book: pl.LazyFrame,
@@ -352,6 +386,7 @@ def findings(
         machines,
         machine_hours_daily,
         defender_charges_daily,
+        machine_plans_daily,
         licensing_comparison_monthly,
         price_book,
         currency=currency,

@@ -34,6 +34,8 @@ _VMSS_INSTANCE_ID: Final = (
     r"/providers/microsoft\.compute/virtualmachinescalesets/([^/]+)/virtualmachines/([^/]+)$"
 )
 _ARC_ID: Final = r"/providers/microsoft\.hybridcompute/machines/([^/]+)$"
+_SCALE_SET_ID: Final = r"/providers/microsoft\.compute/virtualmachinescalesets/[^/]+$"
+_VM_ID: Final = r"/providers/microsoft\.compute/virtualmachines/[^/]+$"
 
 
 def resource_id(column: str = "resource_id") -> pl.Expr:
@@ -59,6 +61,21 @@ def machine_kind_of(resource_id_expr: pl.Expr) -> pl.Expr:
         .then(pl.lit("arc"))
         .otherwise(pl.lit("vm"))
     )
+
+
+def is_scale_set_id(resource_id_expr: pl.Expr) -> pl.Expr:
+    """True for a (lower-cased) scale set id: the set itself, not one of its instances."""
+    return resource_id_expr.str.contains(_SCALE_SET_ID)
+
+
+def is_arc_id(resource_id_expr: pl.Expr) -> pl.Expr:
+    """True for a (lower-cased) Azure Arc machine id (`Microsoft.HybridCompute/machines`)."""
+    return resource_id_expr.str.contains(_ARC_ID)
+
+
+def is_compute_machine_id(resource_id_expr: pl.Expr) -> pl.Expr:
+    """True for a (lower-cased) VM or scale-set instance id."""
+    return resource_id_expr.str.contains(_VM_ID) | resource_id_expr.str.contains(_VMSS_INSTANCE_ID)
 
 
 def scale_set_id_of(resource_id_expr: pl.Expr) -> pl.Expr:
@@ -309,6 +326,9 @@ def machine_identities(
             pl.col("event_subscription_id").str.to_lowercase(),
             pl.col("event_resource_group").str.to_lowercase(),
         )
+        # A scale set's own operations act on its instances (`classified_operations`); the
+        # set is not a machine.
+        .filter(~is_scale_set_id(pl.col("resource_id")))
         # Ids spelled in several ways in the events are one machine.
         .group_by("resource_id")
         .agg(
@@ -380,6 +400,21 @@ def _with_moves(identities: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def pricing_setting() -> pl.Expr:
+    """A pricings row's setting: `off` for pricing tier Free, else its sub-plan (P1 / P2);
+    Standard without a sub-plan is `billing.STANDARD_DEFAULT_SUB_PLAN`."""
+    return (
+        pl.when(pl.col("pricing_tier").str.strip_chars().str.to_lowercase() == "free")
+        .then(pl.lit("off"))
+        .otherwise(
+            pl.coalesce(
+                pl.col("sub_plan").str.strip_chars().str.to_uppercase(),
+                pl.lit(billing.STANDARD_DEFAULT_SUB_PLAN),
+            )
+        )
+    )
+
+
 def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """The latest Defender for Servers setting per subscription and per resource override.
 
@@ -391,14 +426,7 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
         pl.col("subscription_id").str.to_lowercase(),
         resource_id(),
         level=pl.col("level").str.strip_chars().str.to_lowercase(),
-        setting=pl.when(pl.col("pricing_tier").str.strip_chars().str.to_lowercase() == "free")
-        .then(pl.lit("off"))
-        .otherwise(
-            pl.coalesce(
-                pl.col("sub_plan").str.strip_chars().str.to_uppercase(),
-                pl.lit(billing.STANDARD_DEFAULT_SUB_PLAN),
-            )
-        ),
+        setting=pricing_setting(),
     )
     is_resource_level = (pl.col("level") != "subscription") & pl.col("resource_id").is_not_null()
     subscription_settings = (
@@ -414,11 +442,53 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
     return subscription_settings, resource_settings
 
 
-def classified_operations(power_events: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
-    """The power operations (`operations`) of the machines in `identities`, creations marked."""
-    return classify_creations(
-        operations(power_events), identities.select("resource_id", "created_at")
+def instance_operations(
+    scale_set_operations: pl.LazyFrame, identities: pl.LazyFrame
+) -> pl.LazyFrame:
+    """A whole scale set's operations as operations of each instance it acted on.
+
+    Azure logs `virtualMachineScaleSets/deallocate/action` (start, powerOff, restart, delete) on
+    the set's id only, and it changes the power state of the set's instances
+    (`billing.power_operation`). Each instance that existed when the operation started takes it
+    (same correlation id, timing and outcome): one known (created, inventoried or in an event of
+    its own) no later than the start, and not gone (absent from the latest snapshot and last seen
+    before it). An instance created later never sees it, so its creation stays its first
+    operation. The Activity Log does not reliably say which instances a request listed, so an
+    operation is taken to act on every instance of the set (documented in the data dictionary).
+    """
+    known_from = pl.min_horizontal("created_at", "first_seen_at", "first_event_at")
+    last_sighting = pl.max_horizontal("last_seen_at", "last_event_at")
+    instances = identities.select(
+        "resource_id",
+        scale_set_id=scale_set_id_of(pl.col("resource_id")),
+        known_from=known_from,
+        gone_after=pl.when(~pl.col("in_latest_snapshot")).then(last_sighting),
+    ).filter(pl.col("scale_set_id").is_not_null())
+    return (
+        scale_set_operations.rename({"resource_id": "scale_set_id"})
+        .join(instances, on="scale_set_id", how="inner")
+        .filter(
+            (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at")))
+            & (pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at")))
+        )
+        .drop("scale_set_id", "known_from", "gone_after")
     )
+
+
+def classified_operations(power_events: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
+    """The power operations (`operations`) of the machines in `identities`, a scale set's own
+    operations handed to its instances (`instance_operations`), creations marked."""
+    ops = operations(power_events)
+    on_scale_set = is_scale_set_id(pl.col("resource_id"))
+    machine_ops = pl.concat(
+        [
+            ops.filter(~on_scale_set),
+            instance_operations(ops.filter(on_scale_set), identities).select(
+                ops.collect_schema().names()
+            ),
+        ]
+    )
+    return classify_creations(machine_ops, identities.select("resource_id", "created_at"))
 
 
 def machines(

@@ -26,6 +26,7 @@ from typing import Final
 
 import polars as pl
 
+from transforms.billing import FINDINGS_TOLERANCE_HOURS
 from transforms.charges import defender_charges_from, defender_rows, is_billed_defender_row
 from transforms.comparison import (
     PricedUsage,
@@ -43,6 +44,7 @@ from transforms.machines import (
     machines_from,
     power_snapshots,
 )
+from transforms.plans import machine_plans_daily, pricing_coverage
 from transforms.power import machine_hours_daily, power_intervals_from
 
 # Polars' streaming engine (polars' default) runs a plan in morsels; in a per-view profile of
@@ -60,6 +62,7 @@ CHUNKED_VIEWS: Final = (
     "power_intervals",
     "machine_hours_daily",
     "defender_charges_daily",
+    "machine_plans_daily",
     "licensing_comparison_monthly",
     "findings",
 )
@@ -268,15 +271,21 @@ def chunk_views(
         views["power_intervals"].lazy(), machines, partial_hours=options.partial_hours
     ).collect(engine=ORDER_FREE_ENGINE)
     hours = views["machine_hours_daily"].lazy()
+    coverage = pricing_coverage(hours, raw.pricings).collect(engine=ORDER_FREE_ENGINE).lazy()
     costs = _costs_in_window(raw.costs, facts.window_start, facts.window_end)
     charged_rows = defender_rows(costs).collect(engine=ORDERED_ENGINE).lazy()
-    views["defender_charges_daily"] = defender_charges_from(charged_rows, hours).collect(
-        engine=ORDERED_ENGINE
-    )
+    views["defender_charges_daily"] = defender_charges_from(
+        charged_rows, hours, coverage
+    ).collect(engine=ORDERED_ENGINE)
     del charged_rows
     charges = views["defender_charges_daily"].lazy()
+    views["machine_plans_daily"] = machine_plans_daily(coverage, charges).collect(
+        engine=ORDERED_ENGINE
+    )
+    del coverage
+    plans = views["machine_plans_daily"].lazy()
     pricing = {"seat_option": options.seat_option, "currency": options.currency}
-    usage = _materialised(priced_usage(machines, hours, charges, price_book, **pricing))
+    usage = _materialised(priced_usage(machines, hours, charges, plans, price_book, **pricing))
     views["licensing_comparison_monthly"] = licensing_comparison_from(
         machines, usage, **pricing
     ).collect(engine=ORDERED_ENGINE)
@@ -290,10 +299,12 @@ def chunk_views(
         machines,
         hours,
         charges,
+        plans,
         views["licensing_comparison_monthly"].lazy(),
         price_book,
         currency=options.currency,
         billed_through=facts.billed_through,
+        tolerance_hours=FINDINGS_TOLERANCE_HOURS[options.partial_hours],
     ).collect(engine=ORDERED_ENGINE)
     return ChunkViews(views, fleet_rows, estate_deltas)
 

@@ -290,7 +290,9 @@ def build_views(
     from transforms.charges import defender_charges_daily
     from transforms.comparison import fleet_comparison_monthly, licensing_comparison_monthly
     from transforms.findings import findings
+    from transforms.billing import FINDINGS_TOLERANCE_HOURS
     from transforms.machines import machines
+    from transforms.plans import machine_plans_daily, pricing_coverage
     from transforms.power import machine_hours_daily, power_intervals
 
     views: dict[str, pl.DataFrame] = {}
@@ -310,16 +312,20 @@ def build_views(
         "machine_hours_daily",
         machine_hours_daily(intervals, machine_view, partial_hours=partial_hours),
     )
-    charges = keep("defender_charges_daily", defender_charges_daily(lake.costs, hours))
+    coverage = pricing_coverage(hours, lake.pricings).collect().lazy()
+    charges = keep("defender_charges_daily", defender_charges_daily(lake.costs, hours, coverage))
+    plans = keep("machine_plans_daily", machine_plans_daily(coverage, charges))
     pricing = {"seat_option": seat_option, "currency": currency}
     licensing = keep(
         "licensing_comparison_monthly",
-        licensing_comparison_monthly(machine_view, hours, charges, lake.price_book, **pricing),
+        licensing_comparison_monthly(
+            machine_view, hours, charges, plans, lake.price_book, **pricing
+        ),
     )
     fleet = keep(
         "fleet_comparison_monthly",
         fleet_comparison_monthly(
-            machine_view, hours, intervals, charges, lake.price_book, **pricing
+            machine_view, hours, intervals, charges, plans, lake.price_book, **pricing
         ),
     )
     keep(
@@ -328,11 +334,13 @@ def build_views(
             machine_view,
             hours,
             charges,
+            plans,
             licensing,
             fleet,
             lake.price_book,
             currency=currency,
             seats_owned=seats_owned,
+            tolerance_hours=FINDINGS_TOLERANCE_HOURS[partial_hours],
         ),
     )
     return views

@@ -73,6 +73,7 @@ class SimulatedLake(RawLake):
                 inherited="inherited",
                 inherited_from=pl.lit(None, dtype=pl.String),
                 enablement_time=pl.lit(None, dtype=TIMESTAMP),
+                free_trial_remaining=pl.lit(None, dtype=pl.Duration("us")),
                 **provenance,
             )
         )

@@ -48,10 +48,13 @@ def test_charge_on_a_machine_id_stays_with_the_machine_whatever_its_case(lake):
             "subscription_id": SUB_A,
             "resource_id": WEB.lower(),
             "plan": "P2",
+            "benefit": None,
             "billed_hours": 24.0,
             "billed_cost": 0.48,
             "currency": "USD",
             "attribution": "resource",
+            "attribution_detail": "machine",
+            "charged_resource_id": WEB.lower(),
         }
     ]
 

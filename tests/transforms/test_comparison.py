@@ -124,28 +124,32 @@ def test_licensing_comparison_per_machine(views):
 
 
 def test_moved_vm_is_one_machine_for_the_month(views):
-    # One row for vmId mover-vm: the id it had last (SUB_B), 240 + 504 = 744 h, at P1 (its
-    # current id's plan; no charges): 7.44.
+    # One row for vmId mover-vm: the id it had last (SUB_B), 240 + 504 = 744 h. Each day is
+    # priced at the plan covering the id it had that day: Jan 1-10 in SUB_A (P2 at 0.02) and
+    # Jan 11-31 in SUB_B (P1 at 0.01): 240 x 0.02 + 504 x 0.01 = 4.80 + 5.04 = 9.84. Shown plan:
+    # P1, on 21 of its 31 billable days.
     row = views["licensing_comparison_monthly"].filter(machine_key="mover-vm").row(0, named=True)
     assert row["resource_id"] == MOVER_NEW.lower()
     assert row["subscription_id"] == SUB_B
     assert row["machine_name"] == "mover"
     assert row["plan"] == "P1"
+    assert (row["plan_days_p1"], row["plan_days_p2"], row["trial_days"]) == (21, 10, 0)
     assert row["billable_hours"] == 744.0
-    assert row["hourly_cost"] == pytest.approx(7.44)
+    assert row["hourly_cost"] == pytest.approx(9.84)
 
 
 def test_fleet_comparison_per_subscription_and_estate(views):
     # SUB_A: a1, a2, a3 and the mover's old id are covered and billable: 4 distinct; most at
     # once Jan 1-2 (a1, a3, mover) = 3. Hours 744 + a2 + 48 + 240; cost 18.72 + a2 x 0.03 +
-    # 0.96 + 240 x 0.01. Billed 0.48 + 1.44 + 0.10 + 0.72 = 2.74.
+    # 0.96 + 240 x 0.02 (the mover's SUB_A days are P2 days). Billed 0.48 + 1.44 + 0.10 + 0.72
+    # = 2.74.
     # SUB_B: b1 and the mover's new id (b2 is off): 2 distinct, 2 at once, 744 + 504 h,
     # 7.44 + 5.04. Estate: 5 machines (the mover once), 4 at once Jan 1-2 (a1, a3, mover, b1).
     a2_cost = A2_HOURS * 0.03
     expected = {
-        SUB_A: (4, 3, 744 + A2_HOURS + 48 + 240, 18.72 + a2_cost + 0.96 + 2.40, 2.74),
+        SUB_A: (4, 3, 744 + A2_HOURS + 48 + 240, 18.72 + a2_cost + 0.96 + 4.80, 2.74),
         SUB_B: (2, 2, 744 + 504.0, 12.48, 0.0),
-        None: (5, 4, 744 + A2_HOURS + 48 + 240 + 1248, 18.72 + a2_cost + 0.96 + 2.40 + 12.48, 2.74),
+        None: (5, 4, 744 + A2_HOURS + 48 + 240 + 1248, 18.72 + a2_cost + 0.96 + 4.80 + 12.48, 2.74),
     }
     fleet = views["fleet_comparison_monthly"]
     assert fleet["subscription_id"].to_list() == [SUB_A, SUB_B, None]
@@ -173,12 +177,13 @@ def test_findings_of_the_january_estate(views):
         # a3 was billed 5 h (0.10) on Jan 10 while deallocated: all of it is excess.
         ("billed_while_not_billable", A3.lower()): 0.10,
         # Billable days without any charge, at the rate of each day: a1 all but Jan 5, 25 and
-        # 31: 14 x 24 x 0.02 + 14 x 24 x 0.03; a3 Jan 1-2 (48 x 0.02); b1 and the mover at P1.
+        # 31: 14 x 24 x 0.02 + 14 x 24 x 0.03; a3 Jan 1-2 (48 x 0.02); b1 at P1; the mover's
+        # SUB_A days (Jan 1-10) at P2, 240 x 0.02, and its SUB_B days at P1, 504 x 0.01.
         ("billable_not_billed", A1.lower()): 14 * 24 * 0.02 + 14 * 24 * 0.03,
         ("billable_not_billed", A2.lower()): a2_unbilled,
         ("billable_not_billed", A3.lower()): 0.96,
         ("billable_not_billed", B1.lower()): 7.44,
-        ("billable_not_billed", MOVER_OLD.lower()): 2.40,
+        ("billable_not_billed", MOVER_OLD.lower()): 4.80,
         ("billable_not_billed", MOVER_NEW.lower()): 5.04,
         # a3 is covered (P2) and billable 48 h without the sensor: its hourly cost.
         ("no_mde_sensor", A3.lower()): 0.96,
@@ -217,9 +222,10 @@ def test_seat_price_change_mid_month_applies_from_the_next_month(lake):
     assert seat_costs == [(JANUARY, 3.0), (date(2026, 2, 1), 4.0)]
 
 
-def test_plan_with_most_billed_hours_beats_the_pricings_snapshot(lake):
-    # b1's subscription is on P1 but the machine was billed P2 for 30 h and P1 for 10 h in
-    # January: its plan that month is P2. A tie would also go to P2.
+def test_the_billed_meter_beats_the_pricings_snapshot_day_by_day(lake):
+    # b1's subscription is on P1 but the machine was billed P2 on Jan 4 and 5 (and P1 on Jan
+    # 3): those two days are P2 days at 0.02, the other 29 P1 days at 0.01:
+    # 2 x 24 x 0.02 + 29 x 24 x 0.01 = 0.96 + 6.96 = 7.92. Shown plan: P1 (29 billable days).
     lake.pricing(SUB_B, "Standard", "P1")
     lake.machine(B1)
     price_book(lake)
@@ -228,9 +234,16 @@ def test_plan_with_most_billed_hours_beats_the_pricings_snapshot(lake):
     )
     lake.cost(date(2026, 1, 4), B1, hours=24, amount=0.48, subscription=SUB_B)
     lake.cost(date(2026, 1, 5), B1, hours=6, amount=0.12, subscription=SUB_B)
-    row = build_views(lake)["licensing_comparison_monthly"].row(0, named=True)
-    assert row["plan"] == "P2"
-    assert row["hourly_cost"] == pytest.approx(18.72)
+    views = build_views(lake)
+    row = views["licensing_comparison_monthly"].row(0, named=True)
+    assert (row["plan"], row["plan_days_p1"], row["plan_days_p2"]) == ("P1", 29, 2)
+    assert row["hourly_cost"] == pytest.approx(7.92)
+    plans = views["machine_plans_daily"].filter(pl.col("usage_date").dt.day().is_in([3, 4, 6]))
+    assert plans.select("plan", "plan_source").rows() == [
+        ("P1", "billed"),
+        ("P2", "billed"),
+        ("P1", "earliest_snapshot"),  # the only snapshot is of Feb 1, after the day
+    ]
 
 
 def test_charge_of_an_unknown_subscription_counts_in_the_estate_only(lake):

@@ -15,6 +15,7 @@ DESIGN_KEY_COLUMNS = {
     "location, size, os_type, created_at, deleted_at, mde_sensor, defender_plan",
     "power_intervals": "resource_id, state, start_at, end_at, billable",
     "machine_hours_daily": "usage_date, resource_id, subscription_id, billable_hours",
+    "machine_plans_daily": "usage_date, resource_id, plan, plan_source",
     "defender_charges_daily": "usage_date, subscription_id, resource_id, plan, billed_hours, "
     "billed_cost, currency, attribution",
     "licensing_comparison_monthly": "month, subscription_id, resource_id, machine_name, "

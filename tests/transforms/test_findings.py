@@ -74,7 +74,10 @@ def test_billable_day_without_a_charge_is_priced_at_the_plan_rate(lake):
     found = findings_of(lake)
     missing = found[("billable_not_billed", WEB.lower())]
     assert missing["amount"] == pytest.approx(0.48)
-    assert missing["detail"] == "24.0 h billable on 1 day(s) with no Defender for Servers P2 charge"
+    assert missing["detail"] == (
+        "24.0 h billable on 1 day(s) with no Defender for Servers P2 charge "
+        "(cost data judged through 2026-01-31)"
+    )
     assert set(found) == {("billable_not_billed", WEB.lower())}
 
 

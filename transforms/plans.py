@@ -1,0 +1,205 @@
+"""Which Defender for Servers plan covered each machine on each day: `machine_plans_daily`.
+
+A plan is a fact of each day, not of the month (DESIGN.md "The warehouse contract"): a machine
+switched from P1 to P2 on the 16th is priced at P1 for fifteen days and P2 for the rest, and a
+subscription enabled on the 20th covers nothing before it. The evidence, strongest first:
+
+1. `billed`: the Defender meter billed to the machine that day (on its own id, or its share of a
+   subscription- or scale-set-level charge): what Microsoft actually charged for.
+2. `pricings_history`: the `Microsoft.Security/pricings/VirtualMachines` snapshot of the
+   machine's subscription in force that day (the latest one taken on or before the day). In it,
+   the machine's own resource-level setting beats its scale set's, which beats the
+   subscription's; a resource-level row marked `inherited` is no setting of its own.
+3. `earliest_snapshot`: for a day before the first snapshot of the subscription, that first
+   snapshot, assumed in force back to its `enablementTime` (with a single snapshot, this is the
+   latest snapshot too).
+
+A Standard setting covers a day only from the UTC day of its `enablementTime`: days before the
+plan's enablement are not covered (no price, no finding). A machine-day whose subscription has
+no pricings snapshot at all has no evidence but its charges (`plan_source` null when none).
+
+Free trial (billing.FREE_TRIAL_DAYS): a subscription's snapshot reports
+`freeTrialRemainingTime`; the trial ends at the snapshot time plus what remains (the latest such
+end over the snapshots). A covered day any part of which lies before that end is a trial day:
+covered, and priced at 0.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import polars as pl
+
+from transforms import billing
+from transforms.contract import conform_view
+from transforms.machines import pricing_setting, resource_id, scale_set_id_of
+
+def _pricing_rows(pricings: pl.LazyFrame) -> pl.LazyFrame:
+    """Pricings rows normalised: ids lower-cased, `setting` P1 / P2 / off, `own` (a level's
+    setting of its own: subscription rows, and resource rows not marked inherited)."""
+    level = pl.col("level").str.strip_chars().str.to_lowercase()
+    return pricings.select(
+        "snapshot_at",
+        "enablement_time",
+        "free_trial_remaining",
+        resource_id(),
+        subscription_id=pl.col("subscription_id").str.strip_chars().str.to_lowercase(),
+        is_subscription_level=(level == "subscription") | pl.col("resource_id").is_null(),
+        setting=pricing_setting(),
+        inherited=pl.col("inherited").fill_null(False),
+    )
+
+
+def _level_settings(rows: pl.LazyFrame, key: str) -> pl.LazyFrame:
+    """Resource-level settings of their own, keyed by (snapshot_at, `key`)."""
+    return (
+        rows.filter(~pl.col("is_subscription_level") & ~pl.col("inherited"))
+        .group_by("snapshot_at", "resource_id")
+        .agg(pl.col("setting").max(), pl.col("enablement_time").max())
+        .rename(
+            {
+                "resource_id": key,
+                "setting": f"{key}_setting",
+                "enablement_time": f"{key}_enabled_at",
+            }
+        )
+    )
+
+
+COVERAGE_SCHEMA: Final = pl.Schema(
+    {
+        "usage_date": pl.Date(),
+        "resource_id": pl.String(),
+        "subscription_id": pl.String(),
+        "pricing_plan": pl.String(),
+        "pricing_source": pl.String(),
+        "trial": pl.Boolean(),
+    }
+)
+
+
+def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) -> pl.LazyFrame:
+    """Per machine-day of `machine_hours_daily`: the plan the pricings history says covered it.
+
+    Output: usage_date, resource_id, subscription_id, pricing_plan (P1 / P2, null = not
+    covered), pricing_source (`pricings_history`, `earliest_snapshot`, null = no snapshot),
+    trial (a covered day of the subscription's free trial). See the module docstring.
+    """
+    rows = _pricing_rows(pricings)
+    subscription_rows = rows.filter(pl.col("is_subscription_level"))
+    snapshots = subscription_rows.select("subscription_id", "snapshot_at").unique()
+    day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    days = machine_hours_daily.select(
+        "usage_date",
+        "resource_id",
+        pl.col("subscription_id").str.to_lowercase(),
+        day_last_instant=day_start + timedelta(days=1) - timedelta(microseconds=1),
+        day_start=day_start,
+    ).sort("day_last_instant")
+    ordered = snapshots.sort("snapshot_at")
+    chosen = (
+        days.join_asof(
+            ordered.rename({"snapshot_at": "snapshot_before"}),
+            left_on="day_last_instant",
+            right_on="snapshot_before",
+            by="subscription_id",
+            strategy="backward",
+            check_sortedness=False,  # both sides are sorted above; polars cannot check per group
+        )
+        .join_asof(
+            ordered.rename({"snapshot_at": "snapshot_after"}),
+            left_on="day_last_instant",
+            right_on="snapshot_after",
+            by="subscription_id",
+            strategy="forward",
+            check_sortedness=False,
+        )
+        .with_columns(
+            snapshot_at=pl.coalesce("snapshot_before", "snapshot_after"),
+            pricing_source=pl.when(pl.col("snapshot_before").is_not_null())
+            .then(pl.lit("pricings_history"))
+            .when(pl.col("snapshot_after").is_not_null())
+            .then(pl.lit("earliest_snapshot")),
+            scale_set_id=scale_set_id_of(pl.col("resource_id")),
+        )
+    )
+    subscription_settings = subscription_rows.group_by("snapshot_at", "subscription_id").agg(
+        subscription_setting=pl.col("setting").max(),
+        subscription_enabled_at=pl.col("enablement_time").max(),
+    )
+    trial_end = pl.col("snapshot_at") + pl.col("free_trial_remaining")
+    trials = (
+        subscription_rows.filter(pl.col("free_trial_remaining") > timedelta(0))
+        .group_by("subscription_id")
+        .agg(trial_ends_at=trial_end.max())
+    )
+    own = pl.col("resource_id_setting").is_not_null()
+    of_scale_set = pl.col("scale_set_id_setting").is_not_null()
+    setting = pl.coalesce("resource_id_setting", "scale_set_id_setting", "subscription_setting")
+    enabled_at = (
+        pl.when(own)
+        .then("resource_id_enabled_at")
+        .when(of_scale_set)
+        .then("scale_set_id_enabled_at")
+        .otherwise("subscription_enabled_at")
+    )
+    covers_day = setting.is_in(billing.PLANS) & (
+        enabled_at.is_null() | (pl.col("usage_date") >= enabled_at.dt.date())
+    )
+    plan = pl.when(covers_day).then(setting)
+    return (
+        chosen.join(
+            _level_settings(rows, "resource_id"), on=["snapshot_at", "resource_id"], how="left"
+        )
+        .join(
+            _level_settings(rows, "scale_set_id"), on=["snapshot_at", "scale_set_id"], how="left"
+        )
+        .join(subscription_settings, on=["snapshot_at", "subscription_id"], how="left")
+        .join(trials, on="subscription_id", how="left")
+        .select(
+            "usage_date",
+            "resource_id",
+            "subscription_id",
+            pricing_plan=plan,
+            pricing_source="pricing_source",
+            trial=plan.is_not_null()
+            & pl.col("trial_ends_at").is_not_null()
+            & (pl.col("day_start") < pl.col("trial_ends_at")),
+        )
+    )
+
+
+def machine_plans_daily(
+    coverage: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The `machine_plans_daily` view from `pricing_coverage` and `defender_charges_daily`.
+
+    One row per machine and day it existed on (the rows of `coverage`), plus the days a machine
+    was charged without a power timeline (an Arc machine before its inventory). The billed plan
+    wins (the one with most billed hours that day; a tie goes to P2), else the pricings'.
+    """
+    billed = (
+        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
+        .group_by("usage_date", "resource_id", "plan")
+        .agg(pl.col("billed_hours").sum(), charged_subscription_id=pl.col("subscription_id").max())
+        .group_by("usage_date", "resource_id")
+        .agg(
+            billed_plan=pl.col("plan").sort_by("billed_hours", "plan", descending=[True, True]).first(),
+            charged_subscription_id=pl.col("charged_subscription_id").max(),
+        )
+    )
+    view = (
+        coverage.join(billed, on=["usage_date", "resource_id"], how="full", coalesce=True)
+        .select(
+            "usage_date",
+            "resource_id",
+            subscription_id=pl.coalesce("subscription_id", "charged_subscription_id"),
+            plan=pl.coalesce("billed_plan", "pricing_plan"),
+            plan_source=pl.when(pl.col("billed_plan").is_not_null())
+            .then(pl.lit("billed"))
+            .otherwise("pricing_source"),
+            trial=pl.col("trial").fill_null(False)
+            & pl.coalesce("billed_plan", "pricing_plan").is_not_null(),
+        )
+        .sort("usage_date", "resource_id")
+    )
+    return conform_view(view, "machine_plans_daily")
