@@ -164,7 +164,10 @@ def plan_lake_chunks(files: LakeFiles, chunk_megabytes: float) -> list[LakeChunk
     """The lake cut into chunks of whole subscriptions, about `chunk_megabytes` of Parquet each,
     the subscriptions of a moved machine together (`transforms.marts.plan_chunks`)."""
     weights = files.subscription_bytes()
-    links = linked_subscriptions(scan_files("inventory", files.every("inventory")))
+    owned_costs = [path for paths in files.by_subscription["costs"].values() for path in paths]
+    links = linked_subscriptions(
+        scan_files("inventory", files.every("inventory")), scan_files("costs", owned_costs)
+    )
     planned = plan_chunks(weights, links, max_weight=int(chunk_megabytes * 1e6))
     chunks = [LakeChunk(group, sum(weights[member] for member in group)) for group in planned]
     if any(files.shared.values()) or not chunks:

@@ -14,8 +14,9 @@ Machines already charged on their own id that day for the same plan are left out
 the pooled row pays for the others. What is on no machine (a pool with no covered billable
 machine that day, an id that is not a machine, a VM never collected, no resource id) is
 `unattributed`, with resource_id null and the reason in `attribution_detail`: it counts in the
-fleet's billed cost, never as a machine or a finding against one, and is never dropped. Money is conserved: each split hands its float remainder to the largest share, so the
-sum of billed_cost after attribution equals the sum before (to float rounding, far below a cent).
+fleet's billed cost, never as a machine or a finding against one, and is never dropped. Money
+is conserved: each split hands its float remainder to the largest share, so the sum of
+billed_cost after attribution equals the sum before (to float rounding, far below a cent).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import polars as pl
 
 from transforms import billing
 from transforms.contract import conform_view
-from transforms.plans import COVERAGE_SCHEMA
 from transforms.machines import (
     is_arc_id,
     is_compute_machine_id,
@@ -35,6 +35,7 @@ from transforms.machines import (
     scale_set_id_of,
     subscription_of,
 )
+from transforms.plans import COVERAGE_SCHEMA
 
 # Cost types whose `billed_cost` is what was billed: the Query API / cost-details actual view,
 # and FOCUS exports (which carry billed and effective cost on one row). AmortizedCost is a
@@ -50,7 +51,9 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
     with `billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX` names the plan as "plan 1" / "plan 2" (any
     case) or "P1" / "P2".
     """
-    by_meter = _normalised_meter(meter).str.extract(billing.DEFENDER_METER_PATTERN, 1).str.to_uppercase()
+    by_meter = (
+        _normalised_meter(meter).str.extract(billing.DEFENDER_METER_PATTERN, 1).str.to_uppercase()
+    )
     is_defender_description = (
         description.str.strip_chars()
         .str.to_lowercase()

@@ -81,7 +81,9 @@ VIEWS: Final[dict[str, ViewSpec]] = {
         },
     },
     "power_intervals": {
-        "grain": "machine x interval of constant power state, half-open [start_at, end_at)",
+        "grain": "machine x interval of constant power state, half-open [start_at, end_at); "
+        "a whole scale set's operations (start, deallocate, powerOff, restart, delete, logged on "
+        "the set's id) act on every instance that existed when they started",
         "columns": {
             "resource_id": (pl.String(), "Lower-cased machine resource id."),
             "state": (
@@ -278,13 +280,25 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "month": (pl.Date(), "First day of the month."),
             "finding": (
                 pl.String(),
-                "billed_while_not_billable, billable_not_billed, no_mde_sensor, "
-                "double_licensed or defender_off.",
+                "billed_while_not_billable (a machine with a power timeline billed more hours "
+                "than it was billable that day; never a charge on no machine), "
+                "billable_not_billed (billable on a covered, non-trial day with no charge, up "
+                "to its subscription's own last billed day), no_mde_sensor, double_licensed "
+                "(seats owned while machines pay Defender for Servers at the full rate: the "
+                "MDATP benefit meter is already discounted) or defender_off. A day's billed and "
+                "billable hours closer than 0.01 h (fractional hours) or 1 h (whole clock "
+                "hours) agree.",
             ),
-            "detail": (pl.String(), "What was seen, in words and figures."),
+            "detail": (
+                pl.String(),
+                "What was seen, in words and figures (billable_not_billed: the cost-data "
+                "cut-off it was judged through).",
+            ),
             "amount": (
                 pl.Float64(),
-                "Money at stake (see the data dictionary per finding); null for defender_off.",
+                "Money at stake: the excess's share of the billed cost, the unbilled hours at "
+                "each day's plan rate, the month's hourly_cost, or the seats paid twice; null "
+                "for defender_off.",
             ),
             "currency": (pl.String(), "Currency of amount."),
         },

@@ -30,7 +30,7 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "Defender', 'Microsoft Defender for Cloud').",
             "meter_subcategory": "Meter subcategory.",
             "sku_meter": "Meter name (Defender for Servers: 'Standard P1 Node', 'Standard P2 "
-            "Node').",
+            "Node', and variants such as 'Standard P2 Node - MDATP Benefit').",
             "charge_description": "FOCUS ChargeDescription where the source has one.",
             "charge_category": "Usage, Purchase, Tax, Credit or Adjustment (FOCUS).",
             "consumed_quantity": "Quantity consumed, divided by the unit's pricing block size.",

@@ -142,9 +142,7 @@ def _billable_not_billed(
         .join(covered, on=["usage_date", "resource_id"], how="inner")
         .join(own_cut_off, on="subscription_id", how="left")
         .join(estate_cut_off, how="cross")
-        .with_columns(
-            billed_through=pl.coalesce("own_billed_through", "estate_billed_through")
-        )
+        .with_columns(billed_through=pl.coalesce("own_billed_through", "estate_billed_through"))
         .filter(pl.col("usage_date") <= pl.col("billed_through"))
         .join(charged_days, on=["usage_date", "resource_id"], how="anti")
         .with_columns(

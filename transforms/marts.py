@@ -10,7 +10,8 @@ time (benchmarks/analysis.md). Every figure is the same as in one piece, because
 - what a chunk must judge by is computed over the whole lake first (`EstateFacts`): the
   history window, the day of the latest inventory snapshot (a subscription missing from the last
   collection must not set its own "latest"), the last day with any Defender charge;
-- the subscriptions of a machine moved between them are in one chunk (`linked_subscriptions`);
+- the subscriptions of a machine moved between them, or of a Defender charge billed under one
+  subscription on a resource of another, are in one chunk (`linked_subscriptions`);
 - cost rows are chunked by the subscription they were billed under, and rows of no known
   subscription make a chunk of their own (the caller's `RawLake` per chunk holds them);
 - the estate's fleet row adds up the chunks' shares, and its peak is the running sum of every
@@ -27,7 +28,12 @@ from typing import Final
 import polars as pl
 
 from transforms.billing import FINDINGS_TOLERANCE_HOURS
-from transforms.charges import defender_charges_from, defender_rows, is_billed_defender_row
+from transforms.charges import (
+    cost_row_subscription,
+    defender_charges_from,
+    defender_rows,
+    is_billed_defender_row,
+)
 from transforms.comparison import (
     PricedUsage,
     finish_fleet,
@@ -43,6 +49,8 @@ from transforms.machines import (
     machine_identities,
     machines_from,
     power_snapshots,
+    resource_id,
+    subscription_of,
 )
 from transforms.plans import machine_plans_daily, pricing_coverage
 from transforms.power import machine_hours_daily, power_intervals_from
@@ -177,19 +185,42 @@ def _costs_in_window(costs: pl.LazyFrame, start: datetime, end: datetime) -> pl.
     return costs.filter(pl.col("charge_period_start").is_between(start, end, closed="left"))
 
 
-def linked_subscriptions(inventory: pl.LazyFrame) -> list[frozenset[str]]:
-    """Sets of subscriptions that share a machine (a vmId listed in each: a moved VM).
-
-    The machine's ids are linked into one machine only if they are built together.
+def linked_subscriptions(
+    inventory: pl.LazyFrame, costs: pl.LazyFrame | None = None
+) -> list[frozenset[str]]:
+    """Sets of subscriptions that must be built together: those that share a machine (a vmId
+    listed in each: a moved VM), and those a Defender charge links (billed under one
+    subscription, `cost_row_subscription`, on a resource of another: a moved VM's move-day
+    charge, a billing-account export row). Built apart, the charge would meet no machine in its
+    billing subscription's chunk and the machine none of its charges in its own.
     """
-    shared = (
+    by_vm = (
         inventory.select(
-            vm_id=pl.col("vm_id").str.to_lowercase(),
+            key=pl.col("vm_id").str.to_lowercase(),
             subscription_id=pl.col("subscription_id").str.to_lowercase(),
         )
-        .filter(pl.col("vm_id").is_not_null())
+        .filter(pl.col("key").is_not_null())
         .unique()
-        .group_by("vm_id")
+    )
+    pairs = [by_vm]
+    if costs is not None:
+        billed_under = cost_row_subscription()
+        charged_on = subscription_of(resource_id())
+        crossing = (
+            costs.filter(is_billed_defender_row())
+            .select(billed_under=billed_under, charged_on=charged_on)
+            .filter(pl.col("billed_under") != pl.col("charged_on"))
+            .unique()
+            .with_columns(key=pl.concat_str("billed_under", "charged_on", separator="|"))
+        )
+        pairs += [
+            crossing.select("key", subscription_id="billed_under"),
+            crossing.select("key", subscription_id="charged_on"),
+        ]
+    shared = (
+        pl.concat(pairs)
+        .unique()
+        .group_by("key")
         .agg(pl.col("subscription_id").sort())
         .filter(pl.col("subscription_id").list.len() > 1)
         .select("subscription_id")
@@ -274,9 +305,9 @@ def chunk_views(
     coverage = pricing_coverage(hours, raw.pricings).collect(engine=ORDER_FREE_ENGINE).lazy()
     costs = _costs_in_window(raw.costs, facts.window_start, facts.window_end)
     charged_rows = defender_rows(costs).collect(engine=ORDERED_ENGINE).lazy()
-    views["defender_charges_daily"] = defender_charges_from(
-        charged_rows, hours, coverage
-    ).collect(engine=ORDERED_ENGINE)
+    views["defender_charges_daily"] = defender_charges_from(charged_rows, hours, coverage).collect(
+        engine=ORDERED_ENGINE
+    )
     del charged_rows
     charges = views["defender_charges_daily"].lazy()
     views["machine_plans_daily"] = machine_plans_daily(coverage, charges).collect(

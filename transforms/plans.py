@@ -27,11 +27,14 @@ covered, and priced at 0.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Final
+
 import polars as pl
 
 from transforms import billing
 from transforms.contract import conform_view
 from transforms.machines import pricing_setting, resource_id, scale_set_id_of
+
 
 def _pricing_rows(pricings: pl.LazyFrame) -> pl.LazyFrame:
     """Pricings rows normalised: ids lower-cased, `setting` P1 / P2 / off, `own` (a level's
@@ -150,9 +153,7 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
         chosen.join(
             _level_settings(rows, "resource_id"), on=["snapshot_at", "resource_id"], how="left"
         )
-        .join(
-            _level_settings(rows, "scale_set_id"), on=["snapshot_at", "scale_set_id"], how="left"
-        )
+        .join(_level_settings(rows, "scale_set_id"), on=["snapshot_at", "scale_set_id"], how="left")
         .join(subscription_settings, on=["snapshot_at", "subscription_id"], how="left")
         .join(trials, on="subscription_id", how="left")
         .select(
@@ -183,7 +184,9 @@ def machine_plans_daily(
         .agg(pl.col("billed_hours").sum(), charged_subscription_id=pl.col("subscription_id").max())
         .group_by("usage_date", "resource_id")
         .agg(
-            billed_plan=pl.col("plan").sort_by("billed_hours", "plan", descending=[True, True]).first(),
+            billed_plan=pl.col("plan")
+            .sort_by("billed_hours", "plan", descending=[True, True])
+            .first(),
             charged_subscription_id=pl.col("charged_subscription_id").max(),
         )
     )

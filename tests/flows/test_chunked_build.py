@@ -458,3 +458,67 @@ def test_an_export_row_naming_its_machine_only_by_resource_id_is_charged_to_that
     assert c1.select("machine_key", "billed_cost").rows() == [
         ("c1", pytest.approx(1.92, rel=1e-12))
     ]
+
+
+# --- a charge billed under one subscription on a resource of another ------------------------
+
+
+def test_a_charge_billed_under_another_subscription_builds_the_same_in_chunks(
+    prefect_harness, tmp_path, monkeypatch
+):
+    # SUB_C's own query partition holds a Defender row for a1 (a SUB_A machine), Jan 1, 24 h,
+    # 0.48: a1 was running all day (it is deallocated only on Jan 5). Built in chunks of one
+    # subscription, SUB_C's chunk would meet that charge without a1 (a second "a1" row with
+    # 0 billable hours, billed 0.48 while not billable) and SUB_A's chunk a1 without it. The
+    # charge links SUB_A and SUB_C into one chunk, so every table equals the whole build.
+    lake = tmp_path / "lake"
+    write_lake(lake)
+    crossing = RawLake()
+    crossing.cost(date(2026, 1, 1), A1, hours=24, amount=0.48, subscription=SUB_C)
+    write_partition(
+        lake,
+        "costs",
+        {
+            "source": "query",
+            "month": "2026-01",
+            "subscription_id": SUB_C,
+            "cost_type": "ActualCost",
+        },
+        pa.Table.from_pylist(
+            [
+                *(row for row in collected_estate().cost_rows if row["subscription_id"] == SUB_C),
+                *crossing.cost_rows,
+            ],
+            schema=DATASETS["costs"],
+        ),
+        origin="test lake",
+    )
+    assert plan_lake_chunks(LakeFiles.of(lake), float(ONE_SUBSCRIPTION_PER_CHUNK)) == [
+        LakeChunk((SUB_A, SUB_B, SUB_C), partition_bytes(lake, SUB_A, SUB_B, SUB_C)),
+        LakeChunk((), 0, unknown=True),
+    ]
+    config = tmp_path / "mdecost.toml"
+    config.write_text(f"[pricing.seat_prices]\nmde_for_servers = {SEAT_PRICE}\n")
+    monkeypatch.setenv("MDECOST_LAKE__PATH", str(lake))
+    built = {}
+    for name, chunk_megabytes in (("chunked", ONE_SUBSCRIPTION_PER_CHUNK), ("whole", "64")):
+        built[name] = tmp_path / f"{name}.duckdb"
+        monkeypatch.setenv("MDECOST_WAREHOUSE__PATH", str(built[name]))
+        monkeypatch.setenv("MDECOST_WAREHOUSE__CHUNK_MEGABYTES", chunk_megabytes)
+        build(config_file=config)
+    options = MartOptions(seat_option="mde_for_servers", currency="USD", partial_hours="fractional")
+    book = pl.from_arrow(load_price_book(load_settings(config))).lazy()
+    one_piece = build_marts(LakeFiles.of(lake).whole(), book, options)
+    chunked, whole = tables(built["chunked"]), tables(built["whole"])
+    for name, view in one_piece.items():
+        assert_same_rows(chunked[name], whole[name], name)
+        assert_same_rows(chunked[name], view, name)
+    # a1 is one machine with one row for January, its Jan 1 charge on it; no finding says it
+    # was billed while not billable. Its charges: Jan 1 (SUB_C's row), 2, 3 (query) and 4
+    # (export): 4 x 0.48 = 1.92 for its 96 billable hours.
+    a1 = chunked["licensing_comparison_monthly"].filter(pl.col("machine_key") == "a1")
+    assert a1.select("billable_hours", "billed_cost").rows() == [
+        (96.0, pytest.approx(1.92, rel=1e-12))
+    ]
+    findings = chunked["findings"]
+    assert findings.filter(pl.col("finding") == "billed_while_not_billable").is_empty()

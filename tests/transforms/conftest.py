@@ -112,9 +112,10 @@ class RawLake:
         ended_at: datetime | None,
         *,
         outcome: str = "Succeeded",
+        operation_name: str | None = None,
     ) -> None:
         """One Activity Log operation: Started, Accepted, then `outcome` at `ended_at` (None:
-        still in progress)."""
+        still in progress). `operation_name` defaults to the VM operation of that verb."""
         parts = resource_id.split("/")
         correlation = f"corr-{next(self._ids)}"
         steps = [("Started", started_at), ("Accepted", started_at + timedelta(seconds=1))]
@@ -129,7 +130,8 @@ class RawLake:
                     "resource_id": resource_id,
                     "subscription_id": parts[2],
                     "resource_group": parts[4],
-                    "operation_name": f"Microsoft.Compute/virtualMachines/{operation}",
+                    "operation_name": operation_name
+                    or f"Microsoft.Compute/virtualMachines/{operation}",
                     "operation": operation,
                     "status": status,
                     **self._provenance(parts[2]),
@@ -183,11 +185,15 @@ class RawLake:
         sub_plan: str | None = None,
         *,
         resource_id: str | None = None,
+        snapshot_at: datetime | None = None,
+        enablement_time: datetime | None = None,
+        trial_remaining: timedelta | None = None,
     ) -> None:
+        """A pricings row of the snapshot taken at `snapshot_at` (default: the latest)."""
         level = "resource" if resource_id else "subscription"
         self.pricing_rows.append(
             {
-                "snapshot_at": self.snapshot_at,
+                "snapshot_at": snapshot_at or self.snapshot_at,
                 "subscription_id": subscription,
                 "pricing_id": f"{resource_id or '/subscriptions/' + subscription}"
                 "/providers/Microsoft.Security/pricings/VirtualMachines",
@@ -197,7 +203,8 @@ class RawLake:
                 "sub_plan": sub_plan,
                 "inherited": False if resource_id else None,
                 "inherited_from": None,
-                "enablement_time": None,
+                "enablement_time": enablement_time,
+                "free_trial_remaining": trial_remaining,
                 **self._provenance(subscription),
             }
         )
@@ -287,10 +294,10 @@ def build_views(
     to the warehouse): chaining the seven lazy plans would make polars re-plan every shared
     upstream step once per use.
     """
+    from transforms.billing import FINDINGS_TOLERANCE_HOURS
     from transforms.charges import defender_charges_daily
     from transforms.comparison import fleet_comparison_monthly, licensing_comparison_monthly
     from transforms.findings import findings
-    from transforms.billing import FINDINGS_TOLERANCE_HOURS
     from transforms.machines import machines
     from transforms.plans import machine_plans_daily, pricing_coverage
     from transforms.power import machine_hours_daily, power_intervals

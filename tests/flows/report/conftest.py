@@ -179,6 +179,24 @@ def _price_rows() -> list[tuple]:
     ]  # fmt: skip
 
 
+# The columns the rows above give, in their order (the others are left null or default).
+LICENSING_COLUMNS = (
+    "month", "subscription_id", "resource_id", "machine_key", "machine_name", "machine_kind",
+    "plan", "billable_hours", "hours_in_month", "utilization", "billed_hours", "billed_cost",
+    "hourly_cost", "seat_option", "seat_cost", "per_hour_savings", "break_even_utilization",
+    "cheaper", "currency",
+)  # fmt: skip
+FLEET_COLUMNS = (
+    "month", "subscription_id", "machines_distinct", "peak_concurrent_machines",
+    "billable_hours", "hourly_cost", "billed_cost", "seat_option", "seat_cost_distinct",
+    "seat_cost_peak", "currency",
+)  # fmt: skip
+CHARGE_COLUMNS = (
+    "usage_date", "subscription_id", "resource_id", "plan", "billed_hours", "billed_cost",
+    "currency", "attribution",
+)  # fmt: skip
+
+
 def build_warehouse(path: Path) -> Path:
     """Write the hand-made warehouse above to `path`."""
     with duckdb.connect(str(path)) as con:
@@ -195,17 +213,16 @@ def build_warehouse(path: Path) -> Path:
                 (ARC, SUB_B, "arc-onprem-01", "arc", False, "P1"),
             ],
         )
-        con.executemany(
-            f"INSERT INTO licensing_comparison_monthly VALUES ({', '.join(['?'] * 19)})",
-            _licensing_rows(),
-        )
-        con.executemany(
-            f"INSERT INTO fleet_comparison_monthly VALUES ({', '.join(['?'] * 11)})",
-            _fleet_rows(),
-        )
-        con.executemany(
-            "INSERT INTO defender_charges_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _charge_rows()
-        )
+        for table, columns, rows in (
+            ("licensing_comparison_monthly", LICENSING_COLUMNS, _licensing_rows()),
+            ("fleet_comparison_monthly", FLEET_COLUMNS, _fleet_rows()),
+            ("defender_charges_daily", CHARGE_COLUMNS, _charge_rows()),
+        ):
+            con.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join(['?'] * len(columns))})",
+                rows,
+            )
         con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)", _finding_rows())
         con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _price_rows())
     return path

@@ -8,9 +8,9 @@ import pytest
 
 MACHINE_HEADER = [
     "month", "subscription_id", "resource_id", "machine_key", "machine_name", "machine_kind",
-    "plan", "billable_hours", "hours_in_month", "utilization", "billed_hours", "billed_cost",
-    "hourly_cost", "seat_option", "seat_cost", "per_hour_savings", "break_even_utilization",
-    "cheaper", "currency",
+    "plan", "plan_days_p1", "plan_days_p2", "trial_days", "billable_hours", "hours_in_month",
+    "utilization", "billed_hours", "billed_cost", "hourly_cost", "seat_option", "seat_cost",
+    "per_hour_savings", "break_even_utilization", "cheaper", "currency",
 ]  # fmt: skip
 
 
@@ -123,7 +123,7 @@ def test_number_formats_frozen_headers_and_filters(workbook):
     assert second["billable_hours"].number_format == "#,##0.00"
     assert second["utilization"].number_format == "0.0%"
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:S7"  # 19 columns, header + 6 machines
+    assert sheet.auto_filter.ref == "A1:V7"  # 22 columns, header + 6 machines
     assert workbook["findings"].freeze_panes == "A2"
     assert workbook["findings"].auto_filter.ref == "A1:G6"
     assert workbook["summary"].freeze_panes == "A3"
@@ -131,4 +131,4 @@ def test_number_formats_frozen_headers_and_filters(workbook):
 
 def test_totals_are_subtotal_formulas_that_follow_the_filter(rendered):
     sheet = openpyxl.load_workbook(rendered.xlsx)["machines"]
-    assert sheet["L8"].value == "=SUBTOTAL(109,L2:L7)"  # billed_cost
+    assert sheet["O8"].value == "=SUBTOTAL(109,O2:O7)"  # billed_cost
