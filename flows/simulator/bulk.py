@@ -495,6 +495,8 @@ def _pricings(
         pricing_tier=pl.lit(tier),
         sub_plan=pl.lit(plan, pl.String),
         enablement_time=pl.lit(enabled if plan else None, pl.Int64).cast(TIMESTAMP),
+        # Enabled long before the window: the free trial is long over.
+        free_trial_remaining=pl.lit(None, pl.Duration("us")),
     )
 
 
