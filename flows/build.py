@@ -38,7 +38,9 @@ from transforms.charges import charge_subscription
 from transforms.dictionary import column_comments, table_comments
 from transforms.marts import (
     CHUNKED_VIEWS,
+    ESTATE_VIEWS,
     EstateFacts,
+    EstateParts,
     MartOptions,
     RawLake,
     chunk_views,
@@ -47,6 +49,7 @@ from transforms.marts import (
     linked_subscriptions,
     plan_chunks,
 )
+from transforms.options import LicensingTerms
 from transforms.schemas import DATASETS
 
 
@@ -205,11 +208,20 @@ def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> Raw
 
 def _options(settings: Settings, book: pa.Table) -> MartOptions:
     choices = pricing_choices(settings.pricing, book)
+    pricing = settings.pricing
     return MartOptions(
         seat_option=choices.seat_option,
         currency=choices.currency,
-        partial_hours=settings.pricing.partial_hours,
+        partial_hours=pricing.partial_hours,
         seats_owned=choices.seats_owned,
+        terms=LicensingTerms(
+            seat_term=pricing.seat_term,
+            monthly_term_uplift_percent=pricing.monthly_term_uplift_percent,
+            seat_reassignment_days=pricing.seat_reassignment_days,
+            mde_component=dict(pricing.mde_component),
+            seat_eligibility=dict(pricing.seat_eligibility),
+            mde_benefit_from=pricing.mde_benefit_from,
+        ),
     )
 
 
@@ -254,11 +266,10 @@ def plan_build(settings: Settings, files: LakeFiles) -> list[LakeChunk]:
 
 @dataclass(frozen=True)
 class StagedChunk:
-    """What a chunk leaves for the estate step: its row counts and its part of the fleet."""
+    """What a chunk leaves for the estate step: its row counts and its estate parts."""
 
     rows: dict[str, int]
-    fleet_rows: pl.DataFrame
-    estate_deltas: pl.DataFrame
+    parts: EstateParts
 
 
 @task(cache_policy=NO_CACHE)
@@ -278,7 +289,7 @@ def stage_chunk(
     for name in CHUNKED_VIEWS:
         new.append(name, _arrow(computed.views[name]))
     rows = {name: frame.height for name, frame in computed.views.items()}
-    return StagedChunk(rows, computed.fleet_rows, computed.estate_deltas)
+    return StagedChunk(rows, computed.parts)
 
 
 @task(cache_policy=NO_CACHE)
@@ -294,13 +305,10 @@ def stage_estate(
     """The estate-wide rows (fleet comparison, double licensing), the price book, the raw
     costs and `build_info`, appended to the new warehouse and documented."""
     estate = estate_views(
-        [chunk.fleet_rows for chunk in chunks],
-        [chunk.estate_deltas for chunk in chunks],
-        _book(book),
-        _options(settings, book),
+        [chunk.parts for chunk in chunks], _book(book), _options(settings, book), facts
     )
-    new.append("fleet_comparison_monthly", _arrow(estate["fleet_comparison_monthly"]))
-    new.append("findings", _arrow(estate["findings"]))
+    for name in ESTATE_VIEWS:
+        new.append(name, _arrow(estate[name]))
     new.append("prices", book)
     cost_files = files.every("costs")
     new.append_parquet("costs", cost_files, DATASETS["costs"])
@@ -311,6 +319,7 @@ def stage_estate(
         for name, count in chunk.rows.items():
             rows[name] += count
     rows["fleet_comparison_monthly"] = estate["fleet_comparison_monthly"].height
+    rows["licensing_options_monthly"] = estate["licensing_options_monthly"].height
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
     rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in cost_files)
@@ -335,6 +344,12 @@ def build_info(
             "seat_prices": [json.dumps(settings.pricing.seat_prices, sort_keys=True)],
             "discounts": [json.dumps(settings.pricing.discounts, sort_keys=True)],
             "seats_owned": [json.dumps(settings.pricing.seats_owned, sort_keys=True)],
+            "seat_term": [settings.pricing.seat_term],
+            "monthly_term_uplift_percent": [settings.pricing.monthly_term_uplift_percent],
+            "seat_reassignment_days": [settings.pricing.seat_reassignment_days],
+            "mde_component": [json.dumps(settings.pricing.mde_component, sort_keys=True)],
+            "seat_eligibility": [json.dumps(settings.pricing.seat_eligibility, sort_keys=True)],
+            "mde_benefit_from": pa.array([settings.pricing.mde_benefit_from], pa.date32()),
         }
     )
 

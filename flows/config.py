@@ -8,9 +8,11 @@ keys, so a typo is an error that names it rather than a setting silently ignored
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -23,7 +25,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from transforms.billing import PARTIAL_HOURS_DEFAULT
+from transforms.billing import (
+    MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT,
+    PARTIAL_HOURS_DEFAULT,
+    SEAT_REASSIGNMENT_DAYS_DEFAULT,
+)
 
 DEFAULT_CONFIG_FILE = Path("mdecost.toml")
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -124,6 +130,27 @@ class PricingSettings(_Section):
     discounts: dict[str, float] = Field(default_factory=dict)
     seats_owned: dict[str, int] = Field(default_factory=dict)
     book: Path | None = None
+    # The licensing answer's assumptions (transforms.billing "Seat licensing terms"); the report
+    # states each with its value.
+    seat_term: Literal["annual", "monthly"] = "annual"
+    monthly_term_uplift_percent: float = Field(
+        default=MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT, ge=0, lt=1000
+    )
+    seat_reassignment_days: int = Field(default=SEAT_REASSIGNMENT_DAYS_DEFAULT, ge=1, le=366)
+    # Price of the MDE part of each plan per server-hour (P1 / P2); default: the P1 rate.
+    mde_component: dict[Literal["P1", "P2"], float] = Field(default_factory=dict)
+    # Whether the customer may buy each seat option (false: shown, marked not eligible).
+    seat_eligibility: dict[str, bool] = Field(default_factory=dict)
+    # Day Microsoft approved the MDE benefit on Defender for Servers (support ticket), if any.
+    mde_benefit_from: date | None = None
+
+    @field_validator("mde_component")
+    @classmethod
+    def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        for plan, rate in rates.items():
+            if not (math.isfinite(rate) and rate >= 0):
+                raise ValueError(f"mde_component for {plan} must be a rate >= 0, got {rate}")
+        return rates
 
     @field_validator("currency")
     @classmethod

@@ -134,6 +134,7 @@ ACTIVITY_LOG_RETENTION_DAYS: Final = 90
 # "Microsoft Defender for Servers", skuName "Standard P1"/"Standard P2", unitOfMeasure "1/Hour".
 RETAIL_SERVICE_NAME: Final = "Microsoft Defender for Cloud"
 RETAIL_PRODUCT_NAME: Final = "Microsoft Defender for Servers"
+# The standard meters' names (all of one length: `charges.defender_plan_expr` relies on it).
 DEFENDER_METERS: Final = {"standard p1 node": "P1", "standard p2 node": "P2"}
 # Every Defender for Servers meter starts with its plan's standard meter name; what follows
 # " - " names a variant. Seen in cost data: "Standard P2 Node - MDATP Benefit", the Defender for
@@ -260,6 +261,54 @@ MDE_EXTENSION_TYPES: Final = frozenset({"MDE.Windows", "MDE.Linux"})
 # support ticket from the approval date, not backdated (Defender for Servers FAQ).
 SEAT_OPTIONS: Final = ("mde_for_servers", "defender_business_servers")
 HOURLY_OPTIONS: Final = {"P1": "defender_servers_p1", "P2": "defender_servers_p2"}
+
+# --- Like for like: what each plan includes beyond the MDE licence ---------------------------
+# Source: Learn, defender-for-cloud/defender-for-servers-overview ("plans overview"): both plans
+# include Defender for Endpoint Plan 2 for servers; Plan 1 adds little beyond it (Defender for
+# Cloud's basics), Plan 2 adds premium vulnerability management, file integrity monitoring,
+# just-in-time VM access, adaptive controls and 500 MB/day of free security-data ingestion
+# (data-ingestion-benefit). Switching a machine to seats alone loses these.
+LOST_WITHOUT_DEFENDER_FOR_SERVERS: Final = {
+    "P1": "Defender for Cloud's server protection beyond the MDE licence (Plan 1's "
+    "recommendations and integration)",
+    "P2": "Plan 2's features beyond MDE: premium vulnerability management, file integrity "
+    "monitoring, just-in-time VM access, adaptive controls and 500 MB/day of free "
+    "Log Analytics ingestion",
+}
+# The MDE part of either plan has no published price. Without a better figure it is the Plan 1
+# rate for both plans (Plan 1 is essentially the MDE licence); `[pricing.mde_component]` sets
+# it per plan (an assumption the report states).
+MDE_COMPONENT_DEFAULT_OPTION: Final = HOURLY_OPTIONS["P1"]
+
+# --- Seat licensing terms -------------------------------------------------------------------
+# A per-device licence may be reassigned to another server no more than once every 90 days
+# (Microsoft Product Terms, as commonly read; a setting). Seats fixed per block of calendar
+# months at least that long (90 days: calendar quarters) are a count a licence allows; the peak
+# of machines billable in one hour is a lower bound no licence can reach.
+SEAT_REASSIGNMENT_DAYS_DEFAULT: Final = 90
+# Monthly-term seats cost more than annual ones (third-party reports: about 20%; a setting).
+MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT: Final = 20.0
+SEAT_TERMS: Final = ("annual", "monthly")
+# Defender for Business servers: at most 60 servers per tenant, and only with Defender for
+# Business or Microsoft 365 Business Premium (Learn: defender-business/get-defender-business-
+# servers). MDE for Servers: sold to holders of enough qualifying licences (reported minimum: 50
+# combined E5 / MDE) and withdrawn from some channels (third-party reports).
+DEFENDER_BUSINESS_SERVERS_MAX: Final = 60
+SEAT_REQUIREMENTS: Final = {
+    "mde_for_servers": "needs enough qualifying licences (reportedly at least 50 E5 / MDE) and "
+    "a channel that still sells it",
+    "defender_business_servers": "needs Defender for Business or Microsoft 365 Business "
+    "Premium; at most 60 servers per tenant",
+}
+# The licensing answers (`licensing_options_monthly.option`) and seat rules.
+LICENSING_OPTIONS: Final = (
+    "billed",
+    "hourly_list",
+    "seats_plus_hourly_remainder",
+    "seats_only",
+    "p1_instead_of_p2",
+)
+SEAT_RULES: Final = ("per_machine", "reassign")
 
 # Partial hours: unconfirmed by Microsoft. VM compute is billed per minute (Learn: virtual-
 # machines/vm-usage). Default: fractional hours; "round each started clock hour up" is a setting.

@@ -51,8 +51,16 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
     with `billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX` names the plan as "plan 1" / "plan 2" (any
     case) or "P1" / "P2".
     """
-    by_meter = (
-        _normalised_meter(meter).str.extract(billing.DEFENDER_METER_PATTERN, 1).str.to_uppercase()
+    # `billing.DEFENDER_METER_PATTERN` without a regex over every cost row: the standard
+    # meter's name, then nothing or " - <variant>".
+    normalised = _normalised_meter(meter)
+    standard = len(next(iter(billing.DEFENDER_METERS)))
+    rest = normalised.str.slice(standard).str.strip_chars_start()
+    has_variant = rest.str.starts_with("-") & (rest.str.slice(1).str.strip_chars() != "")
+    by_meter = pl.when((rest == "") | has_variant).then(
+        normalised.str.slice(0, standard).replace_strict(
+            billing.DEFENDER_METERS, default=None, return_dtype=pl.String
+        )
     )
     is_defender_description = (
         description.str.strip_chars()

@@ -35,7 +35,8 @@ import polars as pl
 from transforms import billing
 from transforms.contract import conform_view, order_free_sum
 from transforms.machines import machine_kind_of, machine_name_of, run_index
-from transforms.power import clock_hour_spans, split_by_day
+from transforms.options import LicensingTerms, component_rates, in_scopes, with_component
+from transforms.power import clock_hour_spans
 
 _HOURS_PER_DAY: Final = 24
 
@@ -97,36 +98,17 @@ def price_calendar(price_book: pl.LazyFrame, months: pl.LazyFrame, currency: str
     )
 
 
-def _monthly_prices(
-    calendar: pl.LazyFrame, months: pl.LazyFrame, seat_option: str
-) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Per month: the seat price, and per hourly option the cost of a whole month billable."""
+def _seat_prices(calendar: pl.LazyFrame, months: pl.LazyFrame, seat_option: str) -> pl.LazyFrame:
+    """Per month: the seat price (the rate in force on its first day) and days_in_month."""
     month_days = months.select(
         "month", days_in_month=pl.col("month").dt.month_end().dt.day().cast(pl.Int64)
-    )
+    ).unique()
     seat = (
         calendar.filter((pl.col("option") == seat_option) & (pl.col("kind") == "seat"))
         .filter(pl.col("usage_date") == pl.col("month"))
         .select("month", seat_price="rate")
     )
-    seat_prices = month_days.join(seat, on="month", how="left")
-    full_month = (
-        calendar.filter(pl.col("kind") == "hourly")
-        .group_by("option", "month")
-        .agg(
-            full_month_cost=(pl.col("rate") * _HOURS_PER_DAY).sum(),
-            days_priced=pl.len(),
-        )
-        .join(month_days, on="month")
-        .select(
-            "option",
-            "month",
-            full_month_cost=pl.when(pl.col("days_priced") == pl.col("days_in_month")).then(
-                "full_month_cost"
-            ),
-        )
-    )
-    return seat_prices, full_month
+    return month_days.join(seat, on="month", how="left")
 
 
 def _machine_days(
@@ -259,22 +241,23 @@ def seat_prices_monthly(
     seat in `currency` (null where the book has none) and `days_in_month`."""
     months = months.select("month").unique()
     calendar = price_calendar(price_book, months, currency.upper())
-    return _monthly_prices(calendar, months, seat_option)[0]
+    return _seat_prices(calendar, months, seat_option)
 
 
 @dataclass(frozen=True)
 class PricedUsage:
     """What both comparison views price from; the build computes it once and shares it.
 
-    `days`: machine days with that day's plan, `trial`, `rate` and `hourly_cost`;
+    `days`: machine days with that day's plan, `trial`, `rate`, `hourly_cost`,
+    `mde_component_cost` and `p1_cost` (`options.with_component`);
     `plans`: each machine's plans per month (`machine_plans_monthly`); `seat_prices` per month;
-    `full_month`: per hourly option and month, the cost of a whole month billable.
+    `full_month_component`: per plan and month, the MDE component of a whole month billable.
     """
 
     days: pl.LazyFrame
     plans: pl.LazyFrame
     seat_prices: pl.LazyFrame
-    full_month: pl.LazyFrame
+    full_month_component: pl.LazyFrame
 
 
 def priced_usage(
@@ -286,22 +269,40 @@ def priced_usage(
     *,
     seat_option: str,
     currency: str,
+    terms: LicensingTerms | None = None,
 ) -> PricedUsage:
-    """Price the machine days of the three views. Raises MissingPriceError when the book has no
+    """Price the machine days of the views. Raises MissingPriceError when the book has no
     price for `seat_option` or no hourly rate in `currency`."""
     currency = currency.upper()
     _require_prices(price_book, seat_option, currency)
     months = _months_of(machine_hours_daily, defender_charges_daily)
     calendar = price_calendar(price_book, months, currency)
-    seat_prices, full_month = _monthly_prices(calendar, months, seat_option)
+    seat_prices = _seat_prices(calendar, months, seat_option)
+    components = component_rates(calendar, terms or LicensingTerms())
+    full_month_component = (
+        components.with_columns(_month("usage_date"))
+        .group_by("plan", "month")
+        .agg(
+            full_month_component=(pl.col("component_rate") * _HOURS_PER_DAY).sum(),
+            days_priced=pl.col("component_rate").count(),
+        )
+        .join(months.select("month").unique(), on="month")
+        .select(
+            "plan",
+            "month",
+            full_month_component=pl.when(
+                pl.col("days_priced") == pl.col("month").dt.month_end().dt.day().cast(pl.UInt32)
+            ).then("full_month_component"),
+        )
+    )
     machine_days = _machine_days(
         machines, machine_hours_daily, defender_charges_daily, machine_plans_daily, currency
     )
     return PricedUsage(
-        _priced_days(machine_days, calendar),
+        with_component(_priced_days(machine_days, calendar), components),
         machine_plans_monthly(machine_days),
         seat_prices,
-        full_month,
+        full_month_component,
     )
 
 
@@ -348,6 +349,7 @@ def licensing_comparison_from(
             pl.col("billed_hours").sum(),
             pl.col("billed_cost").sum(),
             _sum_or_null("hourly_cost").alias("hourly_cost"),
+            _sum_or_null("mde_component_cost").alias("mde_component_cost"),
             resource_id=pl.col("resource_id").filter(last_day).max(),
             fallback_subscription_id=pl.col("subscription_id").filter(last_day).max(),
         )
@@ -355,7 +357,7 @@ def licensing_comparison_from(
         .join(usage.plans, on=["machine_key", "month"], how="left")
         .with_columns(option=_hourly_option(pl.col("plan")))
         .join(usage.seat_prices, on="month", how="left")
-        .join(usage.full_month, on=["option", "month"], how="left")
+        .join(usage.full_month_component, on=["plan", "month"], how="left")
     )
     hours_in_month = pl.col("days_in_month") * _HOURS_PER_DAY
     covered = pl.col("plan").is_not_null()
@@ -376,16 +378,19 @@ def licensing_comparison_from(
         billed_hours="billed_hours",
         billed_cost="billed_cost",
         hourly_cost=pl.when(covered).then("hourly_cost"),
+        mde_component_cost=pl.when(covered).then("mde_component_cost"),
         seat_option=pl.lit(seat_option),
         seat_cost="seat_price",
-        per_hour_savings=pl.when(covered).then(pl.col("seat_price") - pl.col("hourly_cost")),
+        per_hour_savings=pl.when(covered).then(pl.col("seat_price") - pl.col("mde_component_cost")),
         break_even_utilization=pl.when(covered).then(
-            pl.col("seat_price") / pl.col("full_month_cost")
+            pl.col("seat_price") / pl.col("full_month_component")
         ),
         cheaper=pl.when(
-            covered & pl.col("hourly_cost").is_not_null() & pl.col("seat_price").is_not_null()
+            covered
+            & pl.col("mde_component_cost").is_not_null()
+            & pl.col("seat_price").is_not_null()
         ).then(
-            pl.when(pl.col("hourly_cost") <= pl.col("seat_price"))
+            pl.when(pl.col("mde_component_cost") <= pl.col("seat_price"))
             .then(pl.lit("per_hour"))
             .otherwise(pl.lit("per_seat"))
         ),
@@ -394,13 +399,34 @@ def licensing_comparison_from(
     return conform_view(view, "licensing_comparison_monthly")
 
 
-def _clip_to_days(spans: pl.LazyFrame) -> pl.LazyFrame:
-    """Split [start_at, end_at) spans at UTC midnights, each piece clipped to its `usage_date`
-    (an end and the next day's start at one midnight net out in the concurrency sweep)."""
+def _covered_runs(days: pl.LazyFrame) -> pl.LazyFrame:
+    """Each machine's runs of consecutive covered days as [start_at, end_at) instants: few per
+    machine (one for a machine covered all along), so spans meet them cheaply."""
     day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return split_by_day(spans).with_columns(
-        start_at=pl.max_horizontal("start_at", day_start),
-        end_at=pl.min_horizontal("end_at", day_start + timedelta(days=1)),
+    new_run = (pl.col("usage_date") - pl.col("usage_date").shift(1)).dt.total_days() != 1
+    return (
+        days.filter(pl.col("plan").is_not_null())
+        .select("machine_key", "usage_date")
+        .unique()
+        .sort("machine_key", "usage_date")
+        .with_columns(key_run=run_index("machine_key"))
+        .with_columns(run=new_run.fill_null(True).cast(pl.Int64).cum_sum().over("key_run"))
+        .group_by("machine_key", "run")
+        .agg(run_start=day_start.min(), run_end=day_start.max() + timedelta(days=1))
+        .drop("run")
+    )
+
+
+def _within(spans: pl.LazyFrame, runs: pl.LazyFrame) -> pl.LazyFrame:
+    """The parts of [start_at, end_at) spans inside their machine's covered runs."""
+    return (
+        spans.join(runs, on="machine_key", how="inner")
+        .with_columns(
+            start_at=pl.max_horizontal("start_at", "run_start"),
+            end_at=pl.min_horizontal("end_at", "run_end"),
+        )
+        .filter(pl.col("start_at") < pl.col("end_at"))
+        .drop("run_start", "run_end")
     )
 
 
@@ -486,7 +512,7 @@ def fleet_part(
     keys = ("scope", "month")
     usage_rows = (
         usage.days.filter(pl.col("plan").is_not_null())
-        .with_columns(scope=_in_scopes())
+        .with_columns(scope=in_scopes())
         .explode("scope")
         .group_by(keys)
         .agg(
@@ -501,7 +527,7 @@ def fleet_part(
     unattributed = pl.col("attribution") == "unattributed"
     billed = (
         defender_charges_daily.filter(pl.col("currency") == currency)
-        .with_columns(_month("usage_date"), scope=_in_scopes())
+        .with_columns(_month("usage_date"), scope=in_scopes())
         .explode("scope")
         .group_by(keys)
         .agg(
@@ -518,7 +544,7 @@ def fleet_part(
         .with_columns(
             _month("usage_date"),
             pl.coalesce("machine_key", "resource_id").alias("machine_key"),
-            scope=_in_scopes(),
+            scope=in_scopes(),
         )
         .explode("scope")
         .group_by(keys)
@@ -528,16 +554,11 @@ def fleet_part(
     spans = (
         power_intervals.filter(pl.col("billable"))
         .join(machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id")
-        .with_columns(scope=_in_scopes())
+        .with_columns(scope=in_scopes())
         .explode("scope")
     )
-    covered_days = (
-        usage.days.filter(pl.col("plan").is_not_null()).select("machine_key", "usage_date").unique()
-    )
-    covered_spans = (
-        _clip_to_days(clock_hour_spans(spans, ("scope", "machine_key")))
-        .join(covered_days, on=["machine_key", "usage_date"], how="semi")
-        .with_columns(_month("usage_date"))
+    covered_spans = split_by_month(
+        _within(clock_hour_spans(spans, ("scope", "machine_key")), _covered_runs(usage.days))
     )
     deltas = _concurrency_deltas(covered_spans, ("scope",))
     rows = (
@@ -657,15 +678,4 @@ def fleet_comparison_monthly(
         usage.seat_prices,
         seat_option=seat_option,
         currency=currency,
-    )
-
-
-def _in_scopes() -> pl.Expr:
-    """The fleet scopes a row counts in: its subscription and the estate (null). A row of an
-    unknown subscription counts in the estate only."""
-    estate = pl.lit(None, dtype=pl.String)
-    return (
-        pl.when(pl.col("subscription_id").is_not_null())
-        .then(pl.concat_list(pl.col("subscription_id"), estate))
-        .otherwise(pl.concat_list(estate))
     )

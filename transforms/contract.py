@@ -217,22 +217,33 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "days at 0, uncovered days not at all); null if no plan (or the price book has "
                 "no rate for some covered day).",
             ),
+            "mde_component_cost": (
+                pl.Float64(),
+                "The MDE part of hourly_cost: covered, non-trial billable hours x the day's MDE "
+                "component rate ([pricing.mde_component], default the P1 rate); what an MDE "
+                "seat would replace.",
+            ),
             "seat_option": (pl.String(), "Seat licensing option compared against."),
             "seat_cost": (
                 pl.Float64(),
                 "One seat for the month, at the rate in force on the month's first day (a seat "
-                "is bought for the whole month).",
+                "is bought for the whole month), at the configured seat term.",
             ),
             "per_hour_savings": (
                 pl.Float64(),
-                "seat_cost - hourly_cost: positive means per-hour billing is cheaper.",
+                "seat_cost - mde_component_cost: positive means paying the MDE part by the hour "
+                "is cheaper than a seat (like for like: the plan's other features are paid by "
+                "the hour either way).",
             ),
             "break_even_utilization": (
                 pl.Float64(),
-                "seat_cost / (the shown plan's hourly rate x hours_in_month, the rate summed "
-                "day by day): the utilization above which a seat is cheaper.",
+                "seat_cost / (MDE component rate x hours_in_month, the rate summed day by day): "
+                "the utilization above which a seat is cheaper for the MDE part.",
             ),
-            "cheaper": (pl.String(), "per_hour or per_seat (ties: per_hour); null if no plan."),
+            "cheaper": (
+                pl.String(),
+                "per_hour or per_seat for the MDE part (ties: per_hour); null if no plan.",
+            ),
             "currency": (pl.String(), "Currency of every money column."),
         },
     },
@@ -249,7 +260,8 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             ),
             "peak_concurrent_machines": (
                 pl.Int64(),
-                "Most covered machines billable in the same clock hour (seats if reassignable).",
+                "Most covered machines billable in the same clock hour. Not licensable: a lower "
+                "bound (seats are reassignable only every 90 days; see licensing_options_monthly).",
             ),
             "billable_hours": (pl.Float64(), "Billable hours of the covered machines."),
             "hourly_cost": (pl.Float64(), "Their billable hours priced at the rates in force."),
@@ -268,12 +280,75 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             ),
             "seat_option": (pl.String(), "Seat licensing option compared against."),
             "seat_cost_distinct": (pl.Float64(), "machines_distinct x seat price."),
-            "seat_cost_peak": (pl.Float64(), "peak_concurrent_machines x seat price."),
+            "seat_cost_peak": (
+                pl.Float64(),
+                "peak_concurrent_machines x seat price. Not licensable: a lower bound.",
+            ),
+            "currency": (pl.String(), "Currency of every money column."),
+        },
+    },
+    "licensing_options_monthly": {
+        "grain": "month x scope (a subscription, or the estate: subscription_id null) x plan x "
+        "option x seat option x seat rule: every figure a report states, like for like",
+        "columns": {
+            "month": (pl.Date(), "First day of the month."),
+            "subscription_id": (pl.String(), "Subscription; null for the estate."),
+            "plan": (pl.String(), "The Defender for Servers plan of the machines priced: P1, P2."),
+            "option": (
+                pl.String(),
+                "billed (the charges as billed), hourly_list (billable hours x list rate), "
+                "seats_plus_hourly_remainder (keep Defender for Servers, bring MDE seats: seats "
+                "x seat price + hours x (plan rate - MDE component rate)), seats_only "
+                "(Defender for Servers off, seats alone), p1_instead_of_p2 (P2 hours at the P1 "
+                "rate).",
+            ),
+            "seat_option": (
+                pl.String(),
+                "Seat product of the seat options (mde_for_servers, defender_business_servers); "
+                "null otherwise.",
+            ),
+            "seat_rule": (
+                pl.String(),
+                "per_machine (a seat per covered machine with billable time in the month) or "
+                "reassign_<N>d (seats fixed per block of calendar months at least "
+                "seat_reassignment_days long, 90 days: quarters; licensable); null for hourly "
+                "options.",
+            ),
+            "machines": (
+                pl.Int64(),
+                "Machines with billable time on days this plan covered them in the month.",
+            ),
+            "seats": (pl.Int64(), "Seats the seat rule counts; null for hourly options."),
+            "billable_hours": (pl.Float64(), "Their billable hours on those days."),
+            "cost": (
+                pl.Float64(),
+                "What the option costs for the month, in currency (seats at the configured "
+                "term's price of the month's first day).",
+            ),
+            "billed": (pl.Float64(), "The billed Defender for Servers cost of those machines."),
+            "cost_vs_billed": (
+                pl.Float64(),
+                "cost - billed: negative means the option would have cost less than the bill.",
+            ),
+            "month_complete": (
+                pl.Boolean(),
+                "False for the month in progress and for a month whose cost data has not "
+                "reached its last day (the scope's own last billed day): not for headlines.",
+            ),
+            "eligible": (
+                pl.Boolean(),
+                "False when a rule excludes the option ([pricing.seat_eligibility], the "
+                "60-server cap of Defender for Business servers).",
+            ),
+            "eligibility_note": (
+                pl.String(),
+                "What the option assumes, needs and loses, in words.",
+            ),
             "currency": (pl.String(), "Currency of every money column."),
         },
     },
     "findings": {
-        "grain": "finding: machine x month x kind (estate x month for double_licensed)",
+        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed)",
         "columns": {
             "resource_id": (pl.String(), "Machine concerned; null for estate-wide findings."),
             "subscription_id": (pl.String(), "Its subscription; null for estate-wide findings."),
@@ -283,11 +358,13 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "billed_while_not_billable (a machine with a power timeline billed more hours "
                 "than it was billable that day; never a charge on no machine), "
                 "billable_not_billed (billable on a covered, non-trial day with no charge, up "
-                "to its subscription's own last billed day), no_mde_sensor, double_licensed "
-                "(seats owned while machines pay Defender for Servers at the full rate: the "
-                "MDATP benefit meter is already discounted) or defender_off. A day's billed and "
-                "billable hours closer than 0.01 h (fractional hours) or 1 h (whole clock "
-                "hours) agree.",
+                "to its subscription's own last billed day), no_mde_sensor, "
+                "mde_benefit_unclaimed (MDE seats owned while machines pay the full rate, no "
+                "MDATP benefit meter), mde_benefit_not_applied (full-rate meters after the "
+                "configured benefit approval day), stopped_allocated (billable while stopped "
+                "but allocated: deallocating would not be billed) or defender_off. A day's "
+                "billed and billable hours closer than 0.01 h (fractional hours) or 1 h (whole "
+                "clock hours) agree.",
             ),
             "detail": (
                 pl.String(),
@@ -296,9 +373,9 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             ),
             "amount": (
                 pl.Float64(),
-                "Money at stake: the excess's share of the billed cost, the unbilled hours at "
-                "each day's plan rate, the month's hourly_cost, or the seats paid twice; null "
-                "for defender_off.",
+                "Money at stake: the excess's share of the billed cost, the unbilled or stopped "
+                "hours at each day's plan rate, the month's hourly_cost, or the MDE component "
+                "that the benefit would discount; null for defender_off.",
             ),
             "currency": (pl.String(), "Currency of amount."),
         },

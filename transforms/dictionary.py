@@ -73,6 +73,13 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "seat_prices": "Seat price overrides from the configuration (JSON).",
             "discounts": "Percent discounts from the configuration (JSON).",
             "seats_owned": "Seats already owned per seat option (JSON).",
+            "seat_term": "Seat term priced: annual or monthly.",
+            "monthly_term_uplift_percent": "Uplift of a monthly-term seat over an annual one.",
+            "seat_reassignment_days": "Days before a seat may move to another server.",
+            "mde_component": "MDE component rate per plan from the configuration (JSON; "
+            "empty: the P1 rate).",
+            "seat_eligibility": "Seat options marked eligible or not (JSON; empty: eligible).",
+            "mde_benefit_from": "Day Microsoft approved the MDE benefit (null: none).",
         },
     },
 }

@@ -1,6 +1,7 @@
 """Findings: where the estate pays for nothing, pays twice, or is not protected.
 
-One row per machine id and month per kind (per month for the estate-wide `double_licensed`):
+One row per machine id and month per kind (per month for the estate-wide
+`mde_benefit_unclaimed`):
 
 - `billed_while_not_billable`: Defender hours attributed to a machine mdecost has a power
   timeline for, on days it was billable for fewer hours (or none). amount = the excess's share
@@ -15,10 +16,15 @@ One row per machine id and month per kind (per month for the estate-wide `double
 - `no_mde_sensor`: a covered machine with billable time but no MDE.Windows / MDE.Linux
   extension: the MDE licence included in Defender for Servers is paid and not used.
   amount = the machine's hourly_cost that month.
-- `double_licensed`: MDE seats owned (`seats_owned`, per seat option) while Defender for Servers,
-  which includes the MDE for Servers licence, covers machines billed at the full rate (machines
-  on the MDATP benefit meter already have the MDE part discounted). amount = min(seats owned,
-  covered machines without the benefit) x that option's seat price for the month.
+- `mde_benefit_unclaimed`: MDE seats owned (`seats_owned`, per seat option) while machines pay
+  Defender for Servers at the full rate (no MDATP benefit meter): Microsoft discounts the MDE
+  part for licence holders who ask (support ticket), from approval on. amount = the MDE component
+  cost of the machines with the most of it, as many as seats owned.
+- `mde_benefit_not_applied`: a benefit approval day is configured (`mde_benefit_from`) but
+  full-rate meters continue after it. amount = those billed hours x the day's MDE component rate.
+- `stopped_allocated`: billable hours in the `stopped` state (shut down from the guest OS or
+  powered off, still allocated) on covered, non-trial days. amount = those hours at the day's
+  plan rate: deallocating instead would not have been billed.
 - `defender_off`: a machine with billable time and no plan that month. amount null.
 
 Differences below `tolerance_hours` a day are rounding, not findings
@@ -34,9 +40,16 @@ from typing import Final
 
 import polars as pl
 
-from transforms.billing import FINDINGS_TOLERANCE_HOURS, HOURLY_OPTIONS, PARTIAL_HOURS_DEFAULT
-from transforms.comparison import MissingPriceError, price_calendar
-from transforms.contract import conform_view, empty_view
+from transforms.billing import (
+    FINDINGS_TOLERANCE_HOURS,
+    HOURLY_OPTIONS,
+    MDE_BENEFIT,
+    PARTIAL_HOURS_DEFAULT,
+)
+from transforms.comparison import price_calendar
+from transforms.contract import conform_view, empty_view, order_free_sum
+from transforms.options import LicensingTerms, component_rates
+from transforms.power import split_by_day
 
 DEFAULT_TOLERANCE_HOURS: Final = FINDINGS_TOLERANCE_HOURS[PARTIAL_HOURS_DEFAULT]
 
@@ -217,72 +230,166 @@ def _licensing_findings(machines: pl.LazyFrame, licensing: pl.LazyFrame) -> pl.L
     return pl.concat([no_sensor, off])
 
 
-def _double_licensed(
-    fleet: pl.LazyFrame,
-    calendar: pl.LazyFrame,
-    seats_owned: Mapping[str, int],
-    currency: str,
+def mde_component_leaders(
+    licensing: pl.LazyFrame, defender_charges_daily: pl.LazyFrame, most: int
 ) -> pl.LazyFrame:
-    covered = (
-        fleet.filter(pl.col("subscription_id").is_null())
-        .select(
-            "month",
-            "machines_distinct",
-            full_rate_machines=pl.max_horizontal(
-                pl.col("machines_distinct") - pl.col("machines_with_mde_benefit"), pl.lit(0)
-            ),
+    """Per month, the `most` full-rate machines with the largest MDE component cost (machines
+    with no MDATP benefit charge that month): month, machine_key, mde_component_cost.
+
+    Each chunk keeps its own leaders; the estate's are the leaders of theirs.
+    """
+    with_benefit = (
+        defender_charges_daily.filter(
+            pl.col("resource_id").is_not_null() & (pl.col("benefit") == MDE_BENEFIT)
         )
-        .filter(pl.col("full_rate_machines") > 0)
+        .select(_month("usage_date"), "resource_id")
+        .unique()
     )
+    return (
+        licensing.filter(pl.col("mde_component_cost") > 0)
+        .join(with_benefit, on=["month", "resource_id"], how="anti")
+        .select("month", "machine_key", "mde_component_cost")
+        .sort("mde_component_cost", "machine_key", descending=[True, False])
+        .group_by("month", maintain_order=True)
+        .head(most)
+    )
+
+
+def _benefit_unclaimed(
+    leaders: pl.LazyFrame, seats_owned: Mapping[str, int], currency: str
+) -> pl.LazyFrame:
     frames = []
+    ranked = leaders.sort(
+        "mde_component_cost", "machine_key", descending=[True, False]
+    ).with_columns(rank=pl.int_range(1, pl.len() + 1).over("month"))
     for option, seats in sorted(seats_owned.items()):
         if seats <= 0:
             continue
-        seat_prices = calendar.filter(
-            (pl.col("option") == option)
-            & (pl.col("kind") == "seat")
-            & (pl.col("usage_date") == pl.col("month"))
-        ).select("month", seat_price="rate")
-        overlap = pl.min_horizontal(pl.lit(seats, dtype=pl.Int64), "full_rate_machines")
         frames.append(
-            covered.join(seat_prices, on="month", how="left").select(
+            ranked.filter(pl.col("rank") <= seats)
+            .group_by("month")
+            .agg(machines=pl.len(), amount=order_free_sum("mde_component_cost"))
+            .select(
                 resource_id=pl.lit(None, dtype=pl.String),
                 subscription_id=pl.lit(None, dtype=pl.String),
                 month="month",
-                finding=pl.lit("double_licensed"),
+                finding=pl.lit("mde_benefit_unclaimed"),
                 detail=pl.format(
-                    "{} {} seat(s) owned while {} machine(s) have Defender for Servers at the "
-                    "full rate, which includes the MDE licence: {} seat(s) paid twice",
+                    "{} {} seat(s) owned while machines pay Defender for Servers at the full "
+                    "rate: ask Microsoft (support ticket) to discount the MDE part for up to {} "
+                    "of them, from approval on",
                     pl.lit(seats),
                     pl.lit(option),
-                    "full_rate_machines",
-                    overlap,
+                    "machines",
                 ),
-                amount=overlap * pl.col("seat_price"),
+                amount="amount",
                 currency=pl.lit(currency),
             )
         )
     return pl.concat(frames) if frames else empty_view("findings")
 
 
-def _require_seat_options(
-    price_book: pl.LazyFrame, seats_owned: Mapping[str, int], currency: str
-) -> None:
-    owned = sorted(option for option, seats in seats_owned.items() if seats > 0)
-    if not owned:
-        return
-    held = (
-        price_book.filter((pl.col("kind") == "seat") & (pl.col("currency") == currency))
-        .select("option")
-        .unique()
-        .collect()["option"]
-        .to_list()
-    )
-    if missing := [option for option in owned if option not in held]:
-        raise MissingPriceError(
-            f"seats are owned for {', '.join(missing)} but the price book has no {currency} "
-            f"seat price for it: set [pricing.seat_prices] in {currency}"
+def _benefit_not_applied(
+    defender_charges_daily: pl.LazyFrame,
+    components: pl.LazyFrame,
+    mde_benefit_from: date | None,
+    currency: str,
+) -> pl.LazyFrame:
+    if mde_benefit_from is None:
+        return empty_view("findings")
+    full_rate = (
+        defender_charges_daily.filter(
+            pl.col("resource_id").is_not_null()
+            & pl.col("benefit").is_null()
+            & (pl.col("usage_date") >= mde_benefit_from)
         )
+        .join(
+            components.select("usage_date", "plan", "component_rate"),
+            on=["usage_date", "plan"],
+            how="left",
+        )
+        .with_columns(_month("usage_date"))
+    )
+    return (
+        full_rate.group_by("resource_id", "month")
+        .agg(
+            pl.col("subscription_id").first(),
+            days=pl.col("usage_date").n_unique(),
+            hours=pl.col("billed_hours").sum(),
+            amount=(pl.col("billed_hours") * pl.col("component_rate")).sum(),
+        )
+        .select(
+            "resource_id",
+            "subscription_id",
+            "month",
+            finding=pl.lit("mde_benefit_not_applied"),
+            detail=pl.format(
+                "{} h on {} day(s) billed at the full rate after the MDE benefit was approved ({})",
+                _hours("hours"),
+                "days",
+                pl.lit(mde_benefit_from.isoformat()),
+            ),
+            amount="amount",
+            currency=pl.lit(currency),
+        )
+    )
+
+
+def _stopped_allocated(
+    power_intervals: pl.LazyFrame,
+    machine_plans_daily: pl.LazyFrame,
+    calendar: pl.LazyFrame,
+    currency: str,
+) -> pl.LazyFrame:
+    stopped = (
+        split_by_day(
+            power_intervals.filter(pl.col("state") == "stopped").select(
+                "resource_id", "start_at", "end_at"
+            )
+        )
+        .group_by("resource_id", "usage_date")
+        .agg(hours=pl.col("microseconds").sum() / 3_600_000_000)
+    )
+    rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
+    days = (
+        stopped.join(
+            machine_plans_daily.filter(pl.col("plan").is_not_null() & ~pl.col("trial")),
+            on=["usage_date", "resource_id"],
+            how="inner",
+        )
+        .with_columns(
+            _month("usage_date"),
+            option=pl.col("plan").replace_strict(
+                HOURLY_OPTIONS, default=None, return_dtype=pl.String
+            ),
+        )
+        .join(rates, on=["option", "usage_date"], how="left")
+    )
+    return (
+        days.group_by("resource_id", "month")
+        .agg(
+            pl.col("subscription_id").first(),
+            days=pl.len(),
+            hours=pl.col("hours").sum(),
+            amount=pl.when(pl.col("rate").is_null().any())
+            .then(None)
+            .otherwise((pl.col("hours") * pl.col("rate")).sum()),
+        )
+        .select(
+            "resource_id",
+            "subscription_id",
+            "month",
+            finding=pl.lit("stopped_allocated"),
+            detail=pl.format(
+                "{} h billable while stopped but still allocated on {} day(s): deallocate "
+                "instead of stopping to stop the Defender for Servers meter",
+                _hours("hours"),
+                "days",
+            ),
+            amount="amount",
+            currency=pl.lit(currency),
+        )
+    )
 
 
 def machine_findings(
@@ -290,14 +397,16 @@ def machine_findings(
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
     machine_plans_daily: pl.LazyFrame,
+    power_intervals: pl.LazyFrame,
     licensing_comparison_monthly: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     currency: str,
+    terms: LicensingTerms | None = None,
     billed_through: date | None = None,
     tolerance_hours: float = DEFAULT_TOLERANCE_HOURS,
 ) -> pl.LazyFrame:
-    """Every finding about a machine (all kinds but the estate-wide `double_licensed`).
+    """Every finding about a machine (all kinds but the estate-wide `mde_benefit_unclaimed`).
 
     `billed_through` is the estate's last day with any Defender charge in the cost data
     (default: the last in `defender_charges_daily`), the cut-off of subscriptions without a
@@ -305,6 +414,7 @@ def machine_findings(
     subscriptions. Every other subscription is judged through its own last billed day.
     """
     currency = currency.upper()
+    terms = terms or LicensingTerms()
     months = pl.concat(
         [
             machine_hours_daily.select(_month("usage_date")),
@@ -326,28 +436,29 @@ def machine_findings(
             billed_through,
         ),
         _licensing_findings(machines, licensing_comparison_monthly),
+        _benefit_not_applied(
+            defender_charges_daily,
+            component_rates(calendar, terms),
+            terms.mde_benefit_from,
+            currency,
+        ),
+        _stopped_allocated(power_intervals, machine_plans_daily, calendar, currency),
     ]
     return combine_findings(parts)
 
 
-def double_licensed_findings(
-    fleet_comparison_monthly: pl.LazyFrame,
-    price_book: pl.LazyFrame,
-    *,
-    currency: str,
-    seats_owned: Mapping[str, int] | None = None,
+def benefit_unclaimed_findings(
+    leaders: pl.LazyFrame, *, currency: str, seats_owned: Mapping[str, int] | None = None
 ) -> pl.LazyFrame:
-    """The `double_licensed` findings, from the estate rows of `fleet_comparison_monthly`.
-
-    Raises MissingPriceError when a seat option with seats owned has no price in `currency`.
-    """
-    currency = currency.upper()
-    seats_owned = dict(seats_owned or {})
-    _require_seat_options(price_book, seats_owned, currency)
-    calendar = price_calendar(price_book, fleet_comparison_monthly.select("month"), currency)
+    """The `mde_benefit_unclaimed` findings, from every part's `mde_component_leaders`."""
     return combine_findings(
-        [_double_licensed(fleet_comparison_monthly, calendar, seats_owned, currency)]
+        [_benefit_unclaimed(leaders, dict(seats_owned or {}), currency.upper())]
     )
+
+
+def most_seats_owned(seats_owned: Mapping[str, int] | None) -> int:
+    """How many leaders a part keeps: the largest number of seats owned of any option."""
+    return max([0, *(seats_owned or {}).values()])
 
 
 def combine_findings(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
@@ -363,31 +474,34 @@ def findings(
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
     machine_plans_daily: pl.LazyFrame,
+    power_intervals: pl.LazyFrame,
     licensing_comparison_monthly: pl.LazyFrame,
-    fleet_comparison_monthly: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     currency: str,
     seats_owned: Mapping[str, int] | None = None,
+    terms: LicensingTerms | None = None,
     tolerance_hours: float = DEFAULT_TOLERANCE_HOURS,
 ) -> pl.LazyFrame:
     """The `findings` view, from the other views and the price book (see the module docstring).
 
     `seats_owned` maps a seat option to the number of seats the customer already owns
-    ([pricing.seats_owned]). Raises MissingPriceError when a seat option with seats owned has no
-    price in `currency`.
+    ([pricing.seats_owned]).
     """
-    double = double_licensed_findings(
-        fleet_comparison_monthly, price_book, currency=currency, seats_owned=seats_owned
+    leaders = mde_component_leaders(
+        licensing_comparison_monthly, defender_charges_daily, most_seats_owned(seats_owned)
     )
+    unclaimed = benefit_unclaimed_findings(leaders, currency=currency, seats_owned=seats_owned)
     machine = machine_findings(
         machines,
         machine_hours_daily,
         defender_charges_daily,
         machine_plans_daily,
+        power_intervals,
         licensing_comparison_monthly,
         price_book,
         currency=currency,
+        terms=terms,
         tolerance_hours=tolerance_hours,
     )
-    return combine_findings([machine, double])
+    return combine_findings([machine, unclaimed])

@@ -15,7 +15,9 @@ time (benchmarks/analysis.md). Every figure is the same as in one piece, because
 - cost rows are chunked by the subscription they were billed under, and rows of no known
   subscription make a chunk of their own (the caller's `RawLake` per chunk holds them);
 - the estate's fleet row adds up the chunks' shares, and its peak is the running sum of every
-  chunk's concurrency deltas (`comparison.finish_fleet`); `double_licensed` is judged on it.
+  chunk's concurrency deltas (`comparison.finish_fleet`); the licensing options add the
+  chunks' parts (`options.finish_options`), and `mde_benefit_unclaimed` takes the leaders of
+  every chunk's MDE component leaders.
 """
 
 from __future__ import annotations
@@ -39,10 +41,17 @@ from transforms.comparison import (
     finish_fleet,
     fleet_part,
     licensing_comparison_from,
+    price_calendar,
     priced_usage,
     seat_prices_monthly,
 )
-from transforms.findings import combine_findings, double_licensed_findings, machine_findings
+from transforms.findings import (
+    benefit_unclaimed_findings,
+    combine_findings,
+    machine_findings,
+    mde_component_leaders,
+    most_seats_owned,
+)
 from transforms.machines import (
     classified_operations,
     latest_snapshot_date,
@@ -51,6 +60,13 @@ from transforms.machines import (
     power_snapshots,
     resource_id,
     subscription_of,
+)
+from transforms.options import (
+    LicensingTerms,
+    cut_offs,
+    finish_options,
+    option_parts,
+    term_priced_book,
 )
 from transforms.plans import machine_plans_daily, pricing_coverage
 from transforms.power import machine_hours_daily, power_intervals_from
@@ -74,6 +90,8 @@ CHUNKED_VIEWS: Final = (
     "licensing_comparison_monthly",
     "findings",
 )
+# The views the estate step computes from every chunk's parts.
+ESTATE_VIEWS: Final = ("fleet_comparison_monthly", "licensing_options_monthly", "findings")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -85,6 +103,7 @@ class MartOptions:
     currency: str
     partial_hours: str
     seats_owned: Mapping[str, int] = field(default_factory=dict)
+    terms: LicensingTerms = field(default_factory=LicensingTerms)
 
 
 @dataclass(frozen=True)
@@ -120,12 +139,25 @@ class EstateFacts:
 
 
 @dataclass(frozen=True)
-class ChunkViews:
-    """One chunk's rows of the `CHUNKED_VIEWS`, and its part of the fleet comparison."""
+class EstateParts:
+    """What one chunk hands the estate step: its part of the fleet comparison (`fleet_rows`,
+    `estate_deltas`: see `comparison.FleetPart`), of the licensing options
+    (`options.option_parts`), its MDE component leaders (`findings.mde_component_leaders`) and
+    its scopes' last billed days (`options.cut_offs`)."""
 
-    views: dict[str, pl.DataFrame]
     fleet_rows: pl.DataFrame
     estate_deltas: pl.DataFrame
+    option_parts: pl.DataFrame
+    leaders: pl.DataFrame
+    cut_offs: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class ChunkViews:
+    """One chunk's rows of the `CHUNKED_VIEWS`, and its parts of the estate-wide views."""
+
+    views: dict[str, pl.DataFrame]
+    parts: EstateParts
 
 
 def history_window(raw: RawLake) -> tuple[datetime, datetime] | None:
@@ -275,6 +307,7 @@ def chunk_views(
 ) -> ChunkViews:
     """Every view's rows for the machines and charges of `raw` (the whole lake, or a chunk of
     whole subscriptions), judged by the estate's `facts`."""
+    price_book = term_priced_book(price_book, options.terms)
     latest = pl.LazyFrame(
         {"latest_snapshot_date": [facts.latest_snapshot_date]},
         schema={"latest_snapshot_date": pl.Date},
@@ -316,63 +349,125 @@ def chunk_views(
     del coverage
     plans = views["machine_plans_daily"].lazy()
     pricing = {"seat_option": options.seat_option, "currency": options.currency}
-    usage = _materialised(priced_usage(machines, hours, charges, plans, price_book, **pricing))
+    usage = _materialised(
+        priced_usage(machines, hours, charges, plans, price_book, **pricing, terms=options.terms)
+    )
     views["licensing_comparison_monthly"] = licensing_comparison_from(
         machines, usage, **pricing
     ).collect(engine=ORDERED_ENGINE)
-    part = fleet_part(
-        machines, views["power_intervals"].lazy(), charges, usage, currency=options.currency
-    )
-    fleet_rows, estate_deltas = pl.collect_all(
-        [part.rows, part.estate_deltas], engine=ORDERED_ENGINE
+    licensing = views["licensing_comparison_monthly"].lazy()
+    intervals = views["power_intervals"].lazy()
+    part = fleet_part(machines, intervals, charges, usage, currency=options.currency)
+    history_months = _history_months(facts)
+    fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs = pl.collect_all(
+        [
+            part.rows,
+            part.estate_deltas,
+            option_parts(usage.days, history_months, options.terms),
+            mde_component_leaders(licensing, charges, most_seats_owned(options.seats_owned)),
+            cut_offs(charges),
+        ],
+        engine=ORDERED_ENGINE,
     )
     views["findings"] = machine_findings(
         machines,
         hours,
         charges,
         plans,
-        views["licensing_comparison_monthly"].lazy(),
+        intervals,
+        licensing,
         price_book,
         currency=options.currency,
+        terms=options.terms,
         billed_through=facts.billed_through,
         tolerance_hours=FINDINGS_TOLERANCE_HOURS[options.partial_hours],
     ).collect(engine=ORDERED_ENGINE)
-    return ChunkViews(views, fleet_rows, estate_deltas)
+    parts = EstateParts(fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs)
+    return ChunkViews(views, parts)
+
+
+def _history_months(facts: EstateFacts) -> pl.LazyFrame:
+    """Every month of the lake's power history (none for an empty lake)."""
+    if facts.history is None:
+        return pl.LazyFrame(schema={"month": pl.Date})
+    first, last = (moment.date().replace(day=1) for moment in facts.history)
+    return pl.LazyFrame({"month": pl.date_range(first, last, "1mo", eager=True)})
 
 
 def _materialised(usage: PricedUsage) -> PricedUsage:
-    """`usage` with its two large frames computed once: both comparison views read them."""
-    days, plans, seat_prices, full_month = pl.collect_all(
-        [usage.days, usage.plans, usage.seat_prices, usage.full_month], engine=ORDERED_ENGINE
+    """`usage` with its frames computed once: every comparison view reads them."""
+    frames = pl.collect_all(
+        [
+            usage.days,
+            usage.plans,
+            usage.seat_prices,
+            usage.full_month_component,
+        ],
+        engine=ORDERED_ENGINE,
     )
-    return PricedUsage(days.lazy(), plans.lazy(), seat_prices.lazy(), full_month.lazy())
+    return PricedUsage(*(frame.lazy() for frame in frames))
+
+
+def _seat_option_prices(
+    price_book: pl.LazyFrame, months: pl.LazyFrame, currency: str
+) -> pl.LazyFrame:
+    """Per month and seat option of the book: the seat price of the month's first day."""
+    return (
+        price_calendar(price_book, months, currency.upper())
+        .filter((pl.col("kind") == "seat") & (pl.col("usage_date") == pl.col("month")))
+        .select("month", seat_option="option", seat_price="rate")
+    )
 
 
 def estate_views(
-    fleet_rows: Sequence[pl.DataFrame],
-    estate_deltas: Sequence[pl.DataFrame],
+    parts: Sequence[EstateParts],
     price_book: pl.LazyFrame,
     options: MartOptions,
+    facts: EstateFacts,
 ) -> dict[str, pl.DataFrame]:
-    """`fleet_comparison_monthly` from every chunk's part (in chunk order), and the estate-wide
-    `double_licensed` findings judged on it."""
+    """The estate-wide views from every chunk's parts (in chunk order):
+    `fleet_comparison_monthly`, `licensing_options_monthly` and the `mde_benefit_unclaimed`
+    findings."""
+    price_book = term_priced_book(price_book, options.terms)
+    months = pl.concat([part.fleet_rows.lazy().select("month") for part in parts])
     seat_prices = seat_prices_monthly(
-        price_book,
-        pl.concat([rows.lazy().select("month") for rows in fleet_rows]),
-        seat_option=options.seat_option,
-        currency=options.currency,
+        price_book, months, seat_option=options.seat_option, currency=options.currency
     )
     fleet = finish_fleet(
-        pl.concat([rows.lazy() for rows in fleet_rows]),
-        pl.concat([deltas.lazy() for deltas in estate_deltas]),
+        pl.concat([part.fleet_rows.lazy() for part in parts]),
+        pl.concat([part.estate_deltas.lazy() for part in parts]),
         seat_prices,
         seat_option=options.seat_option,
         currency=options.currency,
     ).collect(engine=ORDERED_ENGINE)
-    double_licensed = double_licensed_findings(
-        fleet.lazy(), price_book, currency=options.currency, seats_owned=options.seats_owned
+    estate_cut_off = pl.LazyFrame(
+        {"scope": [None], "billed_through": [facts.billed_through]},
+        schema={"scope": pl.String, "billed_through": pl.Date},
+    )
+    scope_cut_offs = pl.concat(
+        [
+            *(part.cut_offs.lazy().filter(pl.col("scope").is_not_null()) for part in parts),
+            estate_cut_off,
+        ]
+    )
+    option_months = pl.concat([part.option_parts.lazy().select("month") for part in parts])
+    licensing_options = finish_options(
+        pl.concat([part.option_parts.lazy() for part in parts]),
+        _seat_option_prices(price_book, option_months, options.currency),
+        scope_cut_offs,
+        options.terms,
+        currency=options.currency,
     ).collect(engine=ORDERED_ENGINE)
-    return {"fleet_comparison_monthly": fleet, "findings": double_licensed}
+    unclaimed = benefit_unclaimed_findings(
+        pl.concat([part.leaders.lazy() for part in parts]),
+        currency=options.currency,
+        seats_owned=options.seats_owned,
+    ).collect(engine=ORDERED_ENGINE)
+    return {
+        "fleet_comparison_monthly": fleet,
+        "licensing_options_monthly": licensing_options,
+        "findings": unclaimed,
+    }
 
 
 def build_marts(
@@ -381,11 +476,12 @@ def build_marts(
     """Every warehouse view of `raw` in one piece, wired as the chunked build is: for a lake
     small enough to hold at once (a notebook, a test), and the reference the chunked build is
     tested against."""
-    chunk = chunk_views(raw, price_book, options, estate_facts(raw))
-    estate = estate_views([chunk.fleet_rows], [chunk.estate_deltas], price_book, options)
+    facts = estate_facts(raw)
+    chunk = chunk_views(raw, price_book, options, facts)
+    estate = estate_views([chunk.parts], price_book, options, facts)
     findings = combine_findings([chunk.views["findings"].lazy(), estate["findings"].lazy()])
     return {
         **chunk.views,
-        "fleet_comparison_monthly": estate["fleet_comparison_monthly"],
+        **estate,
         "findings": findings.collect(engine=ORDERED_ENGINE),
     }

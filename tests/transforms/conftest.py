@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from transforms import schemas
+from transforms.options import LicensingTerms
 
 SUB_A = "aaaaaaaa-0000-0000-0000-000000000001"
 SUB_B = "bbbbbbbb-0000-0000-0000-000000000002"
@@ -287,6 +288,7 @@ def build_views(
     currency: str = "USD",
     seats_owned: dict[str, int] | None = None,
     partial_hours: str = "fractional",
+    terms: LicensingTerms | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every warehouse view of `lake`, wired as the warehouse build wires them, collected.
 
@@ -329,7 +331,7 @@ def build_views(
             machine_view, hours, charges, plans, lake.price_book, **pricing
         ),
     )
-    fleet = keep(
+    keep(
         "fleet_comparison_monthly",
         fleet_comparison_monthly(
             machine_view, hours, intervals, charges, plans, lake.price_book, **pricing
@@ -342,11 +344,12 @@ def build_views(
             hours,
             charges,
             plans,
+            intervals,
             licensing,
-            fleet,
             lake.price_book,
             currency=currency,
             seats_owned=seats_owned,
+            terms=terms,
             tolerance_hours=FINDINGS_TOLERANCE_HOURS[partial_hours],
         ),
     )

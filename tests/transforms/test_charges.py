@@ -149,8 +149,23 @@ def test_awkward_split_conserves_money_to_the_last_bit(lake):
     assert sum(frame["billed_hours"].to_list()) == 24.0
 
 
-_METERS = st.sampled_from(
-    ["Standard P1 Node", " standard p2 node", "STANDARD P2 NODE ", "D2s v5", "", None]
+_METERS = st.one_of(
+    st.sampled_from(
+        [
+            "Standard P1 Node",
+            " standard p2 node",
+            "STANDARD P2 NODE ",
+            "Standard P2 Node - MDATP Benefit",
+            "standard p1 node-mdatp benefit",
+            "Standard P2 Nodes",
+            "Standard P2 Node -",
+            "Standard P2 Node - -",
+            "D2s v5",
+            "",
+            None,
+        ]
+    ),
+    st.text(alphabet="standrdp12oe -", max_size=24).map(lambda tail: "Standard P2 Node" + tail),
 )
 _DESCRIPTIONS = st.one_of(
     st.none(),

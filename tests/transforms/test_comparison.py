@@ -84,12 +84,15 @@ def test_licensing_comparison_per_machine(views):
     rows = {
         r["machine_key"]: r for r in views["licensing_comparison_monthly"].iter_rows(named=True)
     }
+    # The MDE component is the P1 rate (0.01 per hour) for both plans by default; the seat
+    # (3.00) competes with it, not with a P2 machine's whole hourly cost: a full month of it
+    # costs 744 x 0.01 = 7.44, so the break-even utilization is 3 / 7.44 for either plan.
     expected = {
-        # id: (plan, billable h, billed h, billed cost, hourly cost, break-even, cheaper)
-        A1: ("P2", 744.0, 72.0, 1.92, 18.72, 3 / 18.72, "per_seat"),
-        A2: ("P2", A2_HOURS, 24.0, 0.72, A2_HOURS * 0.03, 3 / 18.72, "per_seat"),
-        A3: ("P2", 48.0, 5.0, 0.10, 0.96, 3 / 18.72, "per_hour"),
-        B1: ("P1", 744.0, 0.0, 0.0, 7.44, 3 / 7.44, "per_seat"),
+        # id: (plan, billable h, billed h, billed cost, hourly cost, MDE component, cheaper)
+        A1: ("P2", 744.0, 72.0, 1.92, 18.72, 7.44, "per_seat"),
+        A2: ("P2", A2_HOURS, 24.0, 0.72, A2_HOURS * 0.03, A2_HOURS * 0.01, "per_hour"),
+        A3: ("P2", 48.0, 5.0, 0.10, 0.96, 0.48, "per_hour"),
+        B1: ("P1", 744.0, 0.0, 0.0, 7.44, 7.44, "per_seat"),
         B2: (None, 744.0, 0.0, 0.0, None, None, None),
     }
     assert len(rows) == 6
@@ -99,7 +102,7 @@ def test_licensing_comparison_per_machine(views):
         billed_h,
         billed,
         hourly,
-        break_even,
+        component,
         cheaper,
     ) in expected.items():
         row = rows[resource_id.rsplit("/", 1)[1]]
@@ -112,13 +115,14 @@ def test_licensing_comparison_per_machine(views):
         assert row["billed_hours"] == pytest.approx(billed_h)
         assert row["billed_cost"] == pytest.approx(billed)
         assert row["hourly_cost"] == (None if hourly is None else pytest.approx(hourly))
+        assert row["mde_component_cost"] == (
+            None if component is None else pytest.approx(component)
+        )
         assert row["seat_option"] == "mde_for_servers"
         assert row["seat_cost"] == 3.0
-        savings = None if hourly is None else pytest.approx(3.0 - hourly)
+        savings = None if component is None else pytest.approx(3.0 - component)
         assert row["per_hour_savings"] == savings
-        assert row["break_even_utilization"] == (
-            None if break_even is None else pytest.approx(break_even)
-        )
+        assert row["break_even_utilization"] == (None if plan is None else pytest.approx(3 / 7.44))
         assert row["cheaper"] == cheaper
         assert row["currency"] == "USD"
 
@@ -189,8 +193,10 @@ def test_findings_of_the_january_estate(views):
         ("no_mde_sensor", A3.lower()): 0.96,
         # b2 is billable and off.
         ("defender_off", B2.lower()): None,
-        # 3 MDE seats owned while 5 machines are covered: 3 seats x 3.00 paid twice.
-        ("double_licensed", None): 9.0,
+        # 3 MDE seats owned, no machine on the MDATP benefit meter: the benefit would discount
+        # the MDE component (P1 rate, 0.01) of the 3 machines with the most of it: a1, b1 and
+        # the mover, 744 h each: 3 x 7.44 = 22.32.
+        ("mde_benefit_unclaimed", None): 22.32,
     }
     assert set(found) == set(expected)
     for key, amount in expected.items():

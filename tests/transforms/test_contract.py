@@ -25,6 +25,8 @@ DESIGN_KEY_COLUMNS = {
     "fleet_comparison_monthly": "month, subscription_id, machines_distinct, "
     "peak_concurrent_machines, billable_hours, hourly_cost, billed_cost, seat_cost_distinct, "
     "seat_cost_peak, currency",
+    "licensing_options_monthly": "month, subscription_id, plan, option, seat_rule, seats, cost, "
+    "cost_vs_billed, month_complete, eligible, eligibility_note, currency",
     "findings": "resource_id, month, finding, detail, amount, currency",
 }
 

@@ -1,6 +1,7 @@
 """Findings on tiny estates whose amounts are worked out by hand.
 
-Prices: P2 0.02 per hour, MDE for Servers seat 3.00, Defender for Business servers seat 2.00.
+Prices: P1 0.01 and P2 0.02 per hour (the MDE component is the P1 rate), MDE for Servers seat
+3.00, Defender for Business servers seat 2.00.
 """
 
 from datetime import date
@@ -8,7 +9,7 @@ from datetime import date
 import pytest
 
 from tests.transforms.conftest import SUB_A, RawLake, at, build_views, vm_id
-from transforms.comparison import MissingPriceError
+from transforms.options import LicensingTerms
 
 JANUARY = date(2026, 1, 1)
 WEB = vm_id(SUB_A, "rg", "web")
@@ -17,6 +18,7 @@ BATCH = vm_id(SUB_A, "rg", "batch")
 
 def priced(lake: RawLake) -> RawLake:
     lake.pricing(SUB_A, "Standard", "P2")
+    lake.price("defender_servers_p1", 0.01, date(2025, 1, 1))
     lake.price("defender_servers_p2", 0.02, date(2025, 1, 1))
     lake.price("mde_for_servers", 3.0, date(2025, 1, 1))
     lake.price("defender_business_servers", 2.0, date(2025, 1, 1))
@@ -81,36 +83,84 @@ def test_billable_day_without_a_charge_is_priced_at_the_plan_rate(lake):
     assert set(found) == {("billable_not_billed", WEB.lower())}
 
 
+def two_machines(lake: RawLake) -> None:
+    """web runs and is billed all month (744 h); batch is deallocated Jan 21 00:00-00:06 and
+    billed Jan 1-20 (480 h). MDE component at the P1 rate, 0.01: web 7.44, batch 4.80."""
+    priced(lake).machine(WEB)
+    lake.machine(BATCH, power_state="deallocated")
+    lake.operation(BATCH, "deallocate", at(21), at(21, 0, 6))
+    fully_billed(lake, WEB, range(1, 32))
+    fully_billed(lake, BATCH, range(1, 21))
+
+
 @pytest.mark.parametrize(
     ("seats_owned", "expected"),
     [
-        # 1 MDE seat, 2 covered machines: 1 seat paid twice, 3.00.
-        ({"mde_for_servers": 1}, {"mde_for_servers": 3.0}),
-        # 5 seats, only 2 covered: 2 overlap; plus 1 Business seat at 2.00.
+        # 1 MDE seat: claim the benefit for the machine with the most MDE component, web: 7.44.
+        ({"mde_for_servers": 1}, {"mde_for_servers": 7.44}),
+        # 5 MDE seats cover both machines: 7.44 + 4.80; 1 Business seat covers web alone.
         (
             {"mde_for_servers": 5, "defender_business_servers": 1},
-            {"mde_for_servers": 6.0, "defender_business_servers": 2.0},
+            {"mde_for_servers": 12.24, "defender_business_servers": 7.44},
         ),
         # No seats owned: no finding.
         ({"mde_for_servers": 0}, {}),
     ],
 )
-def test_double_licensed_counts_the_overlapping_seats(lake, seats_owned, expected):
-    priced(lake).machine(WEB)
-    lake.machine(BATCH)
-    fully_billed(lake, WEB, range(1, 32))
-    fully_billed(lake, BATCH, range(1, 32))
+def test_mde_benefit_unclaimed_counts_the_largest_mde_components(lake, seats_owned, expected):
+    two_machines(lake)
     views = build_views(lake, seats_owned=seats_owned)
-    rows = views["findings"].filter(finding="double_licensed")
+    rows = views["findings"].filter(finding="mde_benefit_unclaimed")
     amounts = {
         next(option for option in seats_owned if option in row["detail"]): row["amount"]
         for row in rows.iter_rows(named=True)
     }
-    assert amounts == expected
+    assert amounts == {option: pytest.approx(amount) for option, amount in expected.items()}
     assert rows["resource_id"].null_count() == rows.height
 
 
-def test_seats_owned_for_an_option_without_a_price_are_refused(lake):
+def test_a_machine_already_on_the_benefit_meter_is_not_unclaimed(lake):
+    # web is billed on the MDATP benefit meter: only batch's 4.80 is left to claim.
     priced(lake).machine(WEB)
-    with pytest.raises(MissingPriceError, match="seats are owned for per_user_e5"):
-        build_views(lake, seats_owned={"per_user_e5": 10})
+    lake.machine(BATCH, power_state="deallocated")
+    lake.operation(BATCH, "deallocate", at(21), at(21, 0, 6))
+    for day in range(1, 32):
+        lake.cost(
+            date(2026, 1, day),
+            WEB,
+            hours=24,
+            amount=0.3187,
+            meter="Standard P2 Node - MDATP Benefit",
+        )
+    fully_billed(lake, BATCH, range(1, 21))
+    rows = build_views(lake, seats_owned={"mde_for_servers": 5})["findings"]
+    unclaimed = rows.filter(finding="mde_benefit_unclaimed")
+    assert unclaimed["amount"].to_list() == [pytest.approx(4.80)]
+
+
+def test_full_rate_meters_after_the_benefit_approval_are_found(lake):
+    # The benefit was approved on Jan 20, but both machines are billed at the full rate after
+    # it: web Jan 20-31 (12 x 24 h), batch Jan 20 (24 h), at the MDE component 0.01 per hour:
+    # 2.88 and 0.24.
+    two_machines(lake)
+    terms = LicensingTerms(mde_benefit_from=date(2026, 1, 20))
+    found = findings_of(lake, terms=terms)
+    assert found[("mde_benefit_not_applied", WEB.lower())]["amount"] == pytest.approx(2.88)
+    assert found[("mde_benefit_not_applied", BATCH.lower())]["amount"] == pytest.approx(0.24)
+    assert found[("mde_benefit_not_applied", WEB.lower())]["detail"] == (
+        "288.0 h on 12 day(s) billed at the full rate after the MDE benefit was approved "
+        "(2026-01-20)"
+    )
+
+
+def test_hours_stopped_but_allocated_are_found_at_the_plan_rate(lake):
+    # web is powered off Jan 5 10:00-10:02 (stopped from the guest, still allocated) and
+    # started Jan 7 10:00-10:03: stopped 10:02 Jan 5 to 10:00 Jan 7, 47 h 58 min, billable,
+    # at P2 0.02: 47.9667 x 0.02 = 0.959333 that deallocating would have saved.
+    priced(lake).machine(WEB)
+    lake.operation(WEB, "power_off", at(5, 10), at(5, 10, 2))
+    lake.operation(WEB, "start", at(7, 10), at(7, 10, 3))
+    fully_billed(lake, WEB, range(1, 32))
+    stopped = findings_of(lake)[("stopped_allocated", WEB.lower())]
+    assert stopped["amount"] == pytest.approx((47 + 58 / 60) * 0.02)
+    assert stopped["detail"].startswith("47.97 h billable while stopped but still allocated on 3")

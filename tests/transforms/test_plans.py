@@ -160,8 +160,8 @@ def test_trial_days_are_covered_priced_at_zero_and_never_unbilled():
 def test_the_mdatp_benefit_meter_is_a_defender_charge_with_its_benefit():
     # Z is billed all month on "Standard P2 Node - MDATP Benefit" at 0.01328 per hour (the P2
     # rate less the MDE part): 31 x 24 x 0.01328 = 9.88032. W is billed at the full P2 rate:
-    # 31 x 0.48 = 14.88. Z is neither unbilled nor double-licensed: with 5 seats owned, only W
-    # pays for MDE twice: min(5, 2 covered - 1 with the benefit) x 3.00 = 3.00.
+    # 31 x 0.48 = 14.88. Z is not unbilled, and its benefit is claimed: with 5 seats owned, only
+    # W's MDE component is left to claim, 744 h x 0.01 (the P1 rate) = 7.44.
     lake = priced(RawLake())
     lake.pricing(SUB_A, "Standard", "P2")
     lake.machine(Z)
@@ -177,8 +177,8 @@ def test_the_mdatp_benefit_meter_is_a_defender_charge_with_its_benefit():
     estate = views["fleet_comparison_monthly"].filter(pl.col("subscription_id").is_null())
     assert estate.select("machines_distinct", "machines_with_mde_benefit").row(0) == (2, 1)
     found = findings_of(views)
-    assert set(found) == {("double_licensed", None)}
-    assert found[("double_licensed", None)]["amount"] == pytest.approx(3.0)
+    assert set(found) == {("mde_benefit_unclaimed", None)}
+    assert found[("mde_benefit_unclaimed", None)]["amount"] == pytest.approx(7.44)
 
 
 # --- 4. charges that are not on a machine --------------------------------------------------------

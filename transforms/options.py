@@ -1,0 +1,387 @@
+"""The licensing answer, like for like: `licensing_options_monthly`.
+
+What a customer can actually decide, per month, scope (a subscription, or the estate) and plan,
+each option priced for the machines that plan covered (`plans.machine_plans_daily`):
+
+- `billed`: the Defender for Servers charges on those machines, as billed;
+- `hourly_list`: their billable hours at the plan's list rate of each day (trial days at 0);
+- `seats_plus_hourly_remainder`: keep Defender for Servers and bring MDE seats: seats x the seat
+  price + billable hours x (plan rate - MDE component rate). The like-for-like "per hour versus
+  per seat" for the MDE licence: what the plan adds beyond MDE is still paid by the hour, and
+  the MDE part is paid by seat (Microsoft discounts it for seat holders, from approval on);
+- `seats_only`: endpoint protection by seats alone, Defender for Servers off: seats x the seat
+  price; `eligibility_note` names what is lost (billing.LOST_WITHOUT_DEFENDER_FOR_SERVERS);
+- `p1_instead_of_p2` (P2 rows): the same hours at the P1 rate; the note names what is lost.
+
+Seat counts a licence allows (`seat_rule`): `per_machine`, one seat per covered machine with
+billable time in the month; `reassign_<N>d`, seats fixed per block of calendar months at least
+`seat_reassignment_days` long (90 days: calendar quarters): the covered machines billable at any
+time in the block, the same count in every month of it. A plan that reassigns seats only at
+block starts respects the reassignment rule, so that count is licensable, an upper bound of what
+a careful licence manager needs; the peak of machines billable in one clock hour
+(`fleet_comparison_monthly.peak_concurrent_machines`) is a lower bound no licence reaches. A
+machine that changed plan within a month needs its seat in each plan's answer.
+
+A month is `month_complete` once the scope's cost data reaches its last day (the subscription's
+own last billed day, else the estate's), and for the estate once every subscription's is: the
+month in progress never is. The estate rows add the chunks' parts (a machine is in one chunk),
+and eligibility (the 60-server cap of Defender for Business servers) is judged on the estate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Final
+
+import polars as pl
+
+from transforms import billing
+from transforms.contract import conform_view, order_free_sum
+
+_HOURS_PER_DAY: Final = 24
+_KEYS: Final = ("month", "scope", "plan")
+
+
+@dataclass(frozen=True)
+class LicensingTerms:
+    """The settings the licensing answer rests on ([pricing]; each stated in the report)."""
+
+    seat_term: str = "annual"
+    monthly_term_uplift_percent: float = billing.MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT
+    seat_reassignment_days: int = billing.SEAT_REASSIGNMENT_DAYS_DEFAULT
+    mde_component: Mapping[str, float] = field(default_factory=dict)
+    seat_eligibility: Mapping[str, bool] = field(default_factory=dict)
+    mde_benefit_from: date | None = None
+
+    @property
+    def seat_price_factor(self) -> float:
+        """The seat price's multiplier: 1 for annual seats, 1 + the uplift for monthly ones."""
+        if self.seat_term == "monthly":
+            return 1 + self.monthly_term_uplift_percent / 100
+        return 1.0
+
+    @property
+    def reassignment_months(self) -> int:
+        """Calendar months per seat block: the fewest whole months covering the reassignment
+        period (90 days: 3, a calendar quarter)."""
+        return min(12, max(1, math.ceil(self.seat_reassignment_days / 30)))
+
+    @property
+    def reassign_rule(self) -> str:
+        return f"reassign_{self.seat_reassignment_days}d"
+
+
+def term_priced_book(price_book: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
+    """The price book with seat rates at the configured term (monthly seats cost more)."""
+    return price_book.with_columns(
+        rate=pl.when(pl.col("kind") == "seat")
+        .then(pl.col("rate") * terms.seat_price_factor)
+        .otherwise("rate")
+    )
+
+
+def component_rates(calendar: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
+    """Per day and plan, the MDE component's rate per server-hour: `[pricing.mde_component]`
+    where set, else the day's P1 rate (billing.MDE_COMPONENT_DEFAULT_OPTION).
+
+    Output: usage_date, plan, component_rate, p1_rate.
+    """
+    p1 = calendar.filter(
+        (pl.col("kind") == "hourly") & (pl.col("option") == billing.MDE_COMPONENT_DEFAULT_OPTION)
+    ).select("usage_date", p1_rate="rate")
+    plans = pl.LazyFrame({"plan": list(billing.PLANS)})
+    configured = pl.col("plan").replace_strict(
+        dict(terms.mde_component), default=None, return_dtype=pl.Float64
+    )
+    return p1.join(plans, how="cross").with_columns(
+        component_rate=pl.coalesce(configured, pl.col("p1_rate"))
+    )
+
+
+def with_component(days: pl.LazyFrame, components: pl.LazyFrame) -> pl.LazyFrame:
+    """Priced machine days (`comparison.PricedUsage.days`) with `mde_component_cost` (billable
+    hours x the day's component rate, 0 on trial or uncovered days) and `p1_cost` (the same
+    hours at the P1 rate)."""
+    paid = pl.col("plan").is_not_null() & ~pl.col("trial")
+    return days.join(components, on=["usage_date", "plan"], how="left").with_columns(
+        mde_component_cost=pl.when(paid)
+        .then(pl.col("billable_hours") * pl.col("component_rate"))
+        .otherwise(0.0),
+        p1_cost=pl.when(paid).then(pl.col("billable_hours") * pl.col("p1_rate")).otherwise(0.0),
+    )
+
+
+def in_scopes() -> pl.Expr:
+    """The scopes a row counts in: its subscription and the estate (null). A row of an unknown
+    subscription counts in the estate only."""
+    estate = pl.lit(None, dtype=pl.String)
+    return (
+        pl.when(pl.col("subscription_id").is_not_null())
+        .then(pl.concat_list(pl.col("subscription_id"), estate))
+        .otherwise(pl.concat_list(estate))
+    )
+
+
+def _block(month: pl.Expr, months_per_block: int) -> pl.Expr:
+    """The index of `month`'s seat block (blocks of whole calendar months from January)."""
+    return (month.dt.year().cast(pl.Int64) * 12 + month.dt.month().cast(pl.Int64) - 1) // (
+        months_per_block
+    )
+
+
+def option_parts(
+    days: pl.LazyFrame,
+    history_months: pl.LazyFrame,
+    terms: LicensingTerms,
+) -> pl.LazyFrame:
+    """One chunk's additive part of `licensing_options_monthly`, per month, scope and plan.
+
+    `days`: `with_component` machine days; `history_months`: every month of the lake's history
+    (column `month`), so a seat block's count reaches each of its months even where this chunk
+    had no activity. Output: month, scope (null: the estate), plan, machines, block_machines,
+    billable_hours, hourly_list, mde_component_cost, p1_cost, billed.
+    """
+    months_per_block = terms.reassignment_months
+    covered = (
+        days.filter(pl.col("plan").is_not_null()).with_columns(scope=in_scopes()).explode("scope")
+    )
+    billable = pl.col("billable_hours") > 0
+    monthly = covered.group_by(_KEYS).agg(
+        machines=pl.col("machine_key").filter(billable).n_unique().cast(pl.Int64),
+        billable_hours=order_free_sum("billable_hours"),
+        hourly_list=pl.when(pl.col("hourly_cost").is_null().any())
+        .then(None)
+        .otherwise(order_free_sum("hourly_cost")),
+        mde_component_cost=pl.when(pl.col("mde_component_cost").is_null().any())
+        .then(None)
+        .otherwise(order_free_sum("mde_component_cost")),
+        p1_cost=order_free_sum("p1_cost"),
+        billed=order_free_sum("billed_cost"),
+    )
+    blocks = (
+        covered.filter(billable)
+        .with_columns(block=_block(pl.col("month"), months_per_block))
+        .group_by("block", "scope", "plan")
+        .agg(block_machines=pl.col("machine_key").n_unique().cast(pl.Int64))
+        .join(
+            history_months.select(
+                "month", block=_block(pl.col("month"), months_per_block)
+            ).unique(),
+            on="block",
+        )
+        .drop("block")
+    )
+    return (
+        monthly.join(blocks, on=list(_KEYS), how="full", coalesce=True, nulls_equal=True)
+        .with_columns(
+            pl.col("machines").fill_null(0),
+            pl.col("block_machines").fill_null(0),
+            *(
+                pl.col(name).fill_null(0.0)
+                for name in ("billable_hours", "mde_component_cost", "p1_cost", "billed")
+            ),
+            # A month with no covered hours in this chunk costs nothing by the hour.
+            hourly_list=pl.when(pl.col("billable_hours").is_null())
+            .then(0.0)
+            .otherwise("hourly_list"),
+        )
+        .select(
+            *_KEYS,
+            "machines",
+            "block_machines",
+            "billable_hours",
+            "hourly_list",
+            "mde_component_cost",
+            "p1_cost",
+            "billed",
+        )
+    )
+
+
+def _seat_rows(
+    base: pl.LazyFrame, seat_prices: pl.LazyFrame, terms: LicensingTerms
+) -> pl.LazyFrame:
+    """The two seat options under both seat rules, for every seat option of the book."""
+    rules = pl.LazyFrame(
+        {"seat_rule": ["per_machine", terms.reassign_rule]},
+    )
+    with_seats = (
+        base.join(seat_prices, on="month", how="inner")
+        .join(rules, how="cross")
+        .with_columns(
+            seats=pl.when(pl.col("seat_rule") == "per_machine")
+            .then("machines")
+            .otherwise("block_machines")
+        )
+    )
+    seats_cost = pl.col("seats") * pl.col("seat_price")
+    remainder = pl.col("hourly_list") - pl.col("mde_component_cost")
+    return pl.concat(
+        [
+            with_seats.with_columns(
+                option=pl.lit("seats_plus_hourly_remainder"), cost=seats_cost + remainder
+            ),
+            with_seats.with_columns(option=pl.lit("seats_only"), cost=seats_cost),
+        ]
+    )
+
+
+def _eligibility(rows: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
+    """`eligible` and `eligibility_note` of every row (see the module docstring)."""
+    cap = billing.DEFENDER_BUSINESS_SERVERS_MAX
+    estate_seats = (
+        rows.filter(pl.col("scope").is_null() & (pl.col("option") == "seats_only"))
+        .group_by("month", "seat_option", "seat_rule")
+        .agg(estate_seats=pl.col("seats").sum())
+    )
+    allowed = pl.col("seat_option").replace_strict(
+        dict(terms.seat_eligibility), default=True, return_dtype=pl.Boolean
+    )
+    over_cap = (pl.col("seat_option") == "defender_business_servers") & (
+        pl.col("estate_seats") > cap
+    )
+    requirement = pl.col("seat_option").replace_strict(
+        billing.SEAT_REQUIREMENTS, default="", return_dtype=pl.String
+    )
+    lost = pl.col("plan").replace_strict(
+        billing.LOST_WITHOUT_DEFENDER_FOR_SERVERS, default="", return_dtype=pl.String
+    )
+    seat_note = pl.concat_str(
+        pl.when(pl.col("option") == "seats_only").then(
+            pl.concat_str(pl.lit("switches Defender for Servers off: loses "), lost, pl.lit("; "))
+        ),
+        pl.when(pl.col("option") == "seats_plus_hourly_remainder").then(
+            pl.lit(
+                "assumes Microsoft discounts the MDE part for seat holders (from approval, "
+                "not backdated); "
+            )
+        ),
+        pl.lit("seat "),
+        requirement,
+        pl.when(~allowed).then(pl.lit("; not eligible per [pricing.seat_eligibility]")),
+        pl.when(over_cap).then(
+            pl.format("; {} servers exceed the cap of {}", "estate_seats", pl.lit(cap))
+        ),
+        ignore_nulls=True,
+    )
+    is_seat = pl.col("seat_option").is_not_null()
+    return rows.join(
+        estate_seats, on=["month", "seat_option", "seat_rule"], how="left", nulls_equal=True
+    ).with_columns(
+        eligible=pl.when(is_seat).then(allowed & ~over_cap.fill_null(False)).otherwise(True),
+        eligibility_note=pl.when(is_seat)
+        .then(seat_note)
+        .when(pl.col("option") == "p1_instead_of_p2")
+        .then(pl.concat_str(pl.lit("keeps MDE by the hour; loses "), lost))
+        .when(pl.col("option") == "hourly_list")
+        .then(pl.lit("list rates; the bill may carry discounts or trial days")),
+    )
+
+
+def finish_options(
+    parts: pl.LazyFrame,
+    seat_prices: pl.LazyFrame,
+    cut_offs: pl.LazyFrame,
+    terms: LicensingTerms,
+    *,
+    currency: str,
+) -> pl.LazyFrame:
+    """The `licensing_options_monthly` view from every chunk's `option_parts`.
+
+    `seat_prices`: month, seat_option, seat_price (term-adjusted, the rate of the month's first
+    day); `cut_offs`: scope (null: the estate), billed_through (the scope's last billed day).
+    """
+    base = parts.group_by(_KEYS).agg(
+        pl.col("machines").sum(),
+        pl.col("block_machines").sum(),
+        order_free_sum("billable_hours"),
+        pl.when(pl.col("hourly_list").is_null().any())
+        .then(None)
+        .otherwise(order_free_sum("hourly_list"))
+        .alias("hourly_list"),
+        pl.when(pl.col("mde_component_cost").is_null().any())
+        .then(None)
+        .otherwise(order_free_sum("mde_component_cost"))
+        .alias("mde_component_cost"),
+        order_free_sum("p1_cost"),
+        order_free_sum("billed"),
+    )
+    hourly = pl.concat(
+        [
+            base.with_columns(option=pl.lit("billed"), cost="billed"),
+            base.with_columns(option=pl.lit("hourly_list"), cost="hourly_list"),
+            base.filter(pl.col("plan") == "P2").with_columns(
+                option=pl.lit("p1_instead_of_p2"), cost="p1_cost"
+            ),
+        ]
+    ).with_columns(
+        seat_option=pl.lit(None, dtype=pl.String),
+        seat_rule=pl.lit(None, dtype=pl.String),
+        seats=pl.lit(None, dtype=pl.Int64),
+        seat_price=pl.lit(None, dtype=pl.Float64),
+    )
+    seat = _seat_rows(base, seat_prices, terms)
+    rows = pl.concat([hourly, seat], how="diagonal_relaxed")
+    estate_cut_off = cut_offs.filter(pl.col("scope").is_null()).select(
+        estate_billed_through="billed_through"
+    )
+    month_end = pl.col("month").dt.month_end()
+    reached = (month_end <= pl.coalesce("billed_through", "estate_billed_through")).fill_null(
+        False
+    )
+    # The estate's month is complete once every subscription's is.
+    every_subscription = (
+        pl.col("reached").filter(pl.col("scope").is_not_null()).all().over("month")
+    )
+    view = (
+        _eligibility(rows, terms)
+        .join(cut_offs, on="scope", how="left", nulls_equal=True)
+        .join(estate_cut_off, how="cross")
+        .with_columns(reached=reached)
+        .with_columns(
+            reached=pl.when(pl.col("scope").is_null())
+            .then(pl.col("reached") & every_subscription)
+            .otherwise("reached")
+        )
+        .select(
+            "month",
+            subscription_id="scope",
+            plan="plan",
+            option="option",
+            seat_option="seat_option",
+            seat_rule="seat_rule",
+            machines="machines",
+            seats="seats",
+            billable_hours="billable_hours",
+            cost="cost",
+            billed="billed",
+            cost_vs_billed=pl.col("cost") - pl.col("billed"),
+            month_complete="reached",
+            eligible="eligible",
+            eligibility_note="eligibility_note",
+            currency=pl.lit(currency.upper()),
+        )
+        .sort(
+            "month",
+            "subscription_id",
+            "plan",
+            "option",
+            "seat_option",
+            "seat_rule",
+            nulls_last=True,
+        )
+    )
+    return conform_view(view, "licensing_options_monthly")
+
+
+def cut_offs(defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
+    """Each scope's last billed day in this part: per subscription, and for the estate."""
+    return (
+        defender_charges_daily.with_columns(scope=in_scopes())
+        .explode("scope")
+        .group_by("scope")
+        .agg(billed_through=pl.col("usage_date").max())
+    )
