@@ -129,6 +129,4 @@ def scan_files(dataset: str, files: list[Path]) -> pl.LazyFrame:
     schema = pl.DataFrame(DATASETS[dataset].empty_table()).schema
     if not files:
         return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(
-        files, schema=schema, hive_partitioning=False, missing_columns="insert"
-    )
+    return pl.scan_parquet(files, schema=schema, hive_partitioning=False, missing_columns="insert")
