@@ -470,28 +470,12 @@ class Estate:
         """Defender for Servers settings at `at` (default `now`): one row per subscription, one
         per machine or scale set with a setting of its own (`inherited` False), and one per
         scale-set instance inheriting its set's setting (`inherited_from` the set)."""
-        clock = self.now if at is None else at
-        rows: list[dict[str, object]] = []
-        for s in self.subscription_specs:
-            rows.append(_pricing_row(s.subscription_id, "subscription", None, s, clock))
-        resources: list[MachineSpec | ScaleSetSpec] = [*self.scale_set_specs]
-        resources += [t.machine for t in self.timelines]
-        for resource in resources:
-            pricing = plans.resource_pricing(
-                resource, clock, override_enabled_at=self.override_enabled_at
-            )
-            if pricing.inherited_from == f"/subscriptions/{resource.subscription.subscription_id}":
-                continue
-            rows.append(
-                _pricing_row(
-                    resource.subscription.subscription_id,
-                    "resource",
-                    resource.arm_id.lower(),
-                    pricing,
-                    clock,
-                )
-            )
-        return pl.DataFrame(rows, schema=_PRICING_SCHEMA, orient="row")
+        return plans.pricings_frame(
+            self.subscription_specs,
+            [*self.scale_set_specs, *(t.machine for t in self.timelines)],
+            self.now if at is None else at,
+            override_enabled_at=self.override_enabled_at,
+        )
 
     @cached_property
     def _plans_daily(self) -> pl.DataFrame:
@@ -602,41 +586,3 @@ class Estate:
             .join(states, on="resource_id", how="inner")
             .sort("subscription_id", "resource_id")
         )
-
-
-_PRICING_SCHEMA: dict[str, pl.DataType] = {
-    "subscription_id": pl.String(),
-    "level": pl.String(),
-    "resource_id": pl.String(),
-    "pricing_tier": pl.String(),
-    "sub_plan": pl.String(),
-    "inherited": pl.Boolean(),
-    "inherited_from": pl.String(),
-    "enablement_time": TIMESTAMP,
-    "free_trial_remaining": pl.Duration("us"),
-}
-
-
-def _pricing_row(
-    subscription_id: str,
-    level: str,
-    resource_id: str | None,
-    source: SubscriptionSpec | plans.Pricing,
-    clock: datetime,
-) -> dict[str, object]:
-    pricing = (
-        plans.subscription_pricing(source, clock)
-        if isinstance(source, SubscriptionSpec)
-        else source
-    )
-    return {
-        "subscription_id": subscription_id,
-        "level": level,
-        "resource_id": resource_id,
-        "pricing_tier": pricing.tier,
-        "sub_plan": pricing.sub_plan,
-        "inherited": None if level == "subscription" else pricing.inherited_from is not None,
-        "inherited_from": pricing.inherited_from and pricing.inherited_from.lower(),
-        "enablement_time": pricing.enablement_time,
-        "free_trial_remaining": pricing.trial_remaining,
-    }

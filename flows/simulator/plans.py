@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
-from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
+from flows.simulator.model import TIMESTAMP, MachineSpec, ScaleSetSpec, SubscriptionSpec
 from transforms.billing import FREE_TRIAL_DAYS, MDE_BENEFIT
 
 TRIAL = timedelta(days=FREE_TRIAL_DAYS)
@@ -125,6 +125,57 @@ def resource_pricing(
         parent.enablement_time,
         parent.trial_remaining,
         inherited_from=f"/subscriptions/{subscription.subscription_id}",
+    )
+
+
+PRICING_SCHEMA: dict[str, pl.DataType] = {
+    "subscription_id": pl.String(),
+    "level": pl.String(),
+    "resource_id": pl.String(),
+    "pricing_tier": pl.String(),
+    "sub_plan": pl.String(),
+    "inherited": pl.Boolean(),
+    "inherited_from": pl.String(),
+    "enablement_time": TIMESTAMP,
+    "free_trial_remaining": pl.Duration("us"),
+}
+
+
+def pricings_frame(
+    subscriptions: list[SubscriptionSpec],
+    resources: list[MachineSpec | ScaleSetSpec],
+    at: datetime,
+    *,
+    override_enabled_at: datetime,
+) -> pl.DataFrame:
+    """The settings at `at` as rows: every subscription's, and each resource's that is not
+    simply inherited from its subscription (ids lower-cased, like the `pricings` dataset)."""
+    rows: list[tuple[str, str, str | None, Pricing]] = [
+        (s.subscription_id, "subscription", None, subscription_pricing(s, at))
+        for s in subscriptions
+    ]
+    for resource in resources:
+        subscription_id = resource.subscription.subscription_id
+        pricing = resource_pricing(resource, at, override_enabled_at=override_enabled_at)
+        if pricing.inherited_from != f"/subscriptions/{subscription_id}":
+            rows.append((subscription_id, "resource", resource.arm_id.lower(), pricing))
+    return pl.DataFrame(
+        [
+            (
+                subscription_id,
+                level,
+                resource_id,
+                p.tier,
+                p.sub_plan,
+                None if level == "subscription" else p.inherited_from is not None,
+                p.inherited_from.lower() if p.inherited_from else None,
+                p.enablement_time,
+                p.trial_remaining,
+            )
+            for subscription_id, level, resource_id, p in rows
+        ],
+        schema=PRICING_SCHEMA,
+        orient="row",
     )
 
 
