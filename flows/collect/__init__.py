@@ -8,7 +8,8 @@ into the `costs` dataset.
 Tasks (one per scope x chunk, never per VM; each talks only through parameters, its return value
 and the lake, so any task runner or worker pool can run them):
 - `inventory` (scope): VMs and scale-set VMs -> `inventory/snapshot_date=/subscription_id=`.
-- `pricings` (scope, after inventory: it needs the machine ids) -> `pricings/snapshot_date=/...`.
+- `pricings` (scope, after inventory: it needs the machine and scale-set ids) ->
+  `pricings/snapshot_date=/...`.
 - `power_events` (scope x month): every month from the window's first month to `as_of`'s, whole
   months within the Activity Log retention, merged with what the lake already holds outside
   that span (see `activity_log`) -> `power_events/month=/subscription_id=`.
@@ -102,7 +103,9 @@ class ChunkResult:
     waited_seconds: float = 0.0
     skipped: str | None = None
     failure: str | None = None
-    machine_ids: list[str] = field(default_factory=list)
+    # Inventory: the ids whose resource-level pricings the pricings task reads (scale sets,
+    # then machines).
+    pricing_resource_ids: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         what = f"{self.dataset} {self.scope} {self.chunk}"
@@ -261,7 +264,7 @@ def collect_inventory(
             origin=origin,
         )
         result.rows = table.num_rows
-        result.machine_ids = fetched.machine_ids
+        result.pricing_resource_ids = fetched.pricing_resource_ids
 
     return _read_scope(ChunkResult("inventory", scope, f"snapshot {snapshot_date}"), work)
 
@@ -281,7 +284,8 @@ def collect_pricings(
     ingested_at: datetime,
     machines: ChunkResult,
 ) -> ChunkResult:
-    """Snapshot the scope's Defender for Servers plan and each machine's into `pricings`.
+    """Snapshot the scope's Defender for Servers plan, each scale set's and each machine's into
+    `pricings`.
 
     `machines` is the scope's inventory result: without it the machines' overrides are unknown,
     and a partial snapshot would replace a complete one, so nothing is written.
@@ -298,7 +302,7 @@ def collect_pricings(
     def work(result: ChunkResult) -> None:
         security = AzureClients(settings).security(subscription_id)
         fetched = pricings.fetch_pricings(
-            security, subscription_id, machines.machine_ids, _logger()
+            security, subscription_id, machines.pricing_resource_ids, _logger()
         )
         table = pricings.pricings_table(
             fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope

@@ -246,6 +246,7 @@ class InventoryFetch:
     """What one subscription's Compute listing gave, and how many per-VM calls it needed."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    scale_set_ids: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     extension_calls: int = 0
     instance_view_calls: int = 0
@@ -253,6 +254,12 @@ class InventoryFetch:
     @property
     def machine_ids(self) -> list[str]:
         return [record["resource_id"] for record in self.records]
+
+    @property
+    def pricing_resource_ids(self) -> list[str]:
+        """Every id a resource-level Defender setting may sit on: each scale set (its setting
+        covers its instances unless one has its own) and each machine."""
+        return [*self.scale_set_ids, *self.machine_ids]
 
 
 def fetch_inventory(
@@ -318,6 +325,7 @@ def fetch_inventory(
         except ResourceNotFoundError:
             fetched.gone.append(scale_set["id"])
             continue
+        fetched.scale_set_ids.append(scale_set["id"])
         fetched.records.extend(records)
     if fetched.extension_calls or fetched.instance_view_calls:
         log.info(

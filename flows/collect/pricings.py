@@ -1,11 +1,15 @@
-"""Defender for Servers plan: the subscription's `VirtualMachines` pricing and each machine's.
+"""Defender for Servers plan: the subscription's `VirtualMachines` pricing, each scale set's
+and each machine's.
 
 `Microsoft.Security/pricings/VirtualMachines` at subscription scope gives the plan (pricingTier
-Free/Standard, subPlan P1/P2). Per machine, the same pricing read at the machine's id says
-whether it inherits the subscription's plan or overrides it (`inherited`, `inheritedFrom`;
-booleans may arrive as the strings "True"/"False"). There is no bulk read of resource-level
-pricings, so that is one call per machine, made inside the subscription's one task. A machine
-for which the service answers 404 (no resource-level pricing there) simply has no row.
+Free/Standard, subPlan P1/P2). Per resource, the same pricing read at its id says whether it
+inherits or overrides (`inherited`, `inheritedFrom`; booleans may arrive as the strings
+"True"/"False"). Resource-level settings exist on VMs, scale sets and Arc machines (Learn: REST
+defenderforcloud/pricings, "supported resources are VirtualMachines, VMSS and ARC Machines"),
+so scale sets are read too: a set's own setting covers its instances, which then report it as
+inherited from the set. There is no bulk read of resource-level pricings, so that is one call
+per resource, made inside the subscription's one task. A resource for which the service answers
+404 (no resource-level pricing there) simply has no row.
 """
 
 from __future__ import annotations
@@ -136,7 +140,8 @@ def fetch_pricings(
     resource_ids: Iterable[str],
     log: logging.Logger | logging.LoggerAdapter,
 ) -> PricingsFetch:
-    """The subscription's VirtualMachines pricing and each of `resource_ids`' (SecurityCenter)."""
+    """The subscription's VirtualMachines pricing and each of `resource_ids`' (SecurityCenter):
+    machines and scale sets alike, at level "resource"."""
     fetched = PricingsFetch()
     subscription = security.pricings.get(
         scope_id=f"subscriptions/{subscription_id}", pricing_name=PRICING_NAME
@@ -157,7 +162,7 @@ def fetch_pricings(
         )
     if fetched.without_resource_pricing:
         log.info(
-            "subscription %s: %d machine(s) without a resource-level pricing (404)",
+            "subscription %s: %d resource(s) without a resource-level pricing (404)",
             subscription_id,
             fetched.without_resource_pricing,
         )

@@ -495,8 +495,8 @@ def _pricings(
         pricing_tier=pl.lit(tier),
         sub_plan=pl.lit(plan, pl.String),
         enablement_time=pl.lit(enabled if plan else None, pl.Int64).cast(TIMESTAMP),
-        # Enabled long before the window: the free trial is long over.
-        free_trial_remaining=pl.lit(None, pl.Duration("us")),
+        # Enabled long before the window: the 30-day trial is over, so Azure says "PT0S".
+        free_trial_remaining=pl.lit(timedelta(0), pl.Duration("us")),
     )
 
 

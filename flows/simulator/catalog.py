@@ -70,6 +70,13 @@ DEFENDER_METER_SUBCATEGORY: Final = {
     "Security Center": "Standard",
 }
 DEFENDER_METER_NAME: Final = {"P1": "Standard P1 Node", "P2": "Standard P2 Node"}
+# The "... - MDATP Benefit" meter's rate is not published. Plausible, and mdecost's assumption:
+# Plan 2's list price less the Defender for Endpoint part, taken as Plan 1's price (Plan 1 is
+# essentially the MDE licence): 0.02 - 0.00672 = 0.01328 USD per server-hour. Plan 1 less its
+# MDE part would be about nothing, so only Plan 2 machines are given the benefit.
+MDE_BENEFIT_USD_PER_HOUR: Final = {
+    "P2": round(LIST_PRICE_USD_PER_HOUR["P2"] - LIST_PRICE_USD_PER_HOUR["P1"], 5)
+}
 
 # --- Retail Prices API ----------------------------------------------------------------------
 # USD is the price of record; other currencies are converted at a fixed rate, rounded like the

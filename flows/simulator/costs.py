@@ -1,14 +1,23 @@
 """The estate's cost data, row by row as the Cost Management Query API reports it.
 
-Built from the true billable hours with polars (never a loop per machine-day): Defender for
-Servers rows (per machine or per subscription pricing id), VM compute rows (scale sets on the
-scale set's id), OS disk and storage account rows, the deliberate anomalies, and two versions of
-every day: the incomplete first report and the final, restated one.
+Built from the true billable hours and the plan of each machine-day (`plans`) with polars (never
+a loop per machine-day): Defender for Servers rows (per machine or per subscription pricing id),
+VM compute rows (scale sets on the scale set's id), OS disk and storage account rows, the
+deliberate anomalies, and two versions of every day: the incomplete first report and the final,
+restated one. The billing cases of issue 11:
+- each machine-day is billed on that day's plan; days before an enablement are not billed;
+- free-trial days are billed on the standard meter with their hours at cost 0 (mdecost's choice:
+  Azure's retail list also has zero-priced "Standard P2 Trial Node" meters, which real cost data
+  may use instead);
+- from a machine's benefit approval day, the "... - MDATP Benefit" meter at the reduced rate;
+- Defender for Servers charged on a Log Analytics workspace (`WorkspaceCharge`);
+- a moved machine's move day is billed under the subscription it left, with its new id;
+- a subscription's `cost_lag` delays all its rows.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -19,14 +28,25 @@ from flows.simulator.catalog import (
     BLOB_USD_PER_GB_MONTH,
     DEFENDER_METER_NAME,
     DEFENDER_METER_SUBCATEGORY,
+    MDE_BENEFIT_USD_PER_HOUR,
     OS_DISK_METER,
     OS_DISK_USD_PER_MONTH,
     VM_SIZES,
     VM_UNIT,
     meter_id,
 )
-from flows.simulator.estate import MICROSECONDS_PER_HOUR, TIMESTAMP
-from transforms.billing import DEFENDER_UNIT, LIST_PRICE_USD_PER_HOUR
+from flows.simulator.model import (
+    MICROSECONDS_PER_HOUR,
+    TIMESTAMP,
+    SubscriptionSpec,
+    WorkspaceCharge,
+)
+from transforms.billing import (
+    DEFENDER_UNIT,
+    LIST_PRICE_USD_PER_HOUR,
+    MDE_BENEFIT,
+    MDE_BENEFIT_METER_SUFFIX,
+)
 
 if TYPE_CHECKING:
     from flows.simulator.estate import Estate
@@ -74,6 +94,35 @@ _CONSTANT_COLUMNS = {
 }
 # The columns each kind of row computes itself; the constant ones and `cost` are added after.
 _ROW_COLUMNS = [c for c in COST_COLUMNS if c not in _CONSTANT_COLUMNS and c != "cost"]
+# Every Defender meter the simulator bills: each plan's standard meter and its benefit variant.
+_DEFENDER_METERS = {
+    name + suffix
+    for name in DEFENDER_METER_NAME.values()
+    for suffix in ("", MDE_BENEFIT_METER_SUFFIX)
+}
+
+
+def last_billed_day(subscription: SubscriptionSpec, clock: datetime) -> date:
+    """The last day whose cost rows are reported at `clock`: a day's rows appear
+    `FIRST_REPORTED_AFTER` its start, later by the subscription's `cost_lag`."""
+    return (clock - FIRST_REPORTED_AFTER - subscription.cost_lag).date()
+
+
+def _subscription_billing(estate: Estate) -> pl.LazyFrame:
+    """Per subscription: its reporting delay and the last day billed by `now`."""
+    subscriptions = estate.subscription_specs
+    return pl.LazyFrame(
+        {
+            "subscription_id": [s.subscription_id for s in subscriptions],
+            "cost_lag": [s.cost_lag for s in subscriptions],
+            "last_billed_day": [last_billed_day(s, estate.now) for s in subscriptions],
+        },
+        schema={
+            "subscription_id": pl.String,
+            "cost_lag": pl.Duration("us"),
+            "last_billed_day": pl.Date,
+        },
+    )
 
 
 def cost_spelling(arm_id: str, style: str) -> str:
@@ -104,11 +153,14 @@ def _machine_billing(estate: Estate) -> pl.DataFrame:
             f"/providers/Microsoft.Compute/disks/{m.machine_name}_OsDisk_1"
         )
         compute_arm_id = m.scale_set.arm_id if m.scale_set else m.arm_id
+        source = m.moved_from.subscription if m.moved_from else None
         rows.append(
             {
                 "resource_id": m.arm_id.lower(),
                 "subscription_name": sub.display_name,
-                "plan": m.effective_plan,
+                "moved_in_on": m.created_at.date() if source else None,
+                "moved_from_id": source.subscription_id if source else None,
+                "moved_from_name": source.display_name if source else None,
                 "charge_target": sub.charge_target,
                 "defender_category": sub.meter_category,
                 "machine_cost_id": cost_spelling(m.arm_id, style),
@@ -133,7 +185,9 @@ def _machine_billing(estate: Estate) -> pl.DataFrame:
         schema={
             "resource_id": pl.String,
             "subscription_name": pl.String,
-            "plan": pl.String,
+            "moved_in_on": pl.Date,
+            "moved_from_id": pl.String,
+            "moved_from_name": pl.String,
             "charge_target": pl.String,
             "defender_category": pl.String,
             "machine_cost_id": pl.String,
@@ -154,24 +208,54 @@ def _machine_billing(estate: Estate) -> pl.DataFrame:
 
 def _defender_meter_columns() -> list[pl.Expr]:
     plan = pl.col("plan")
+    standard = plan.replace_strict(DEFENDER_METER_NAME, return_dtype=pl.String)
+    benefit = pl.col("benefit") == MDE_BENEFIT
+    meter = pl.when(benefit).then(standard + MDE_BENEFIT_METER_SUFFIX).otherwise(standard)
+    rate = (
+        pl.when(benefit)
+        .then(plan.replace_strict(MDE_BENEFIT_USD_PER_HOUR, default=None, return_dtype=pl.Float64))
+        .otherwise(plan.replace_strict(LIST_PRICE_USD_PER_HOUR, return_dtype=pl.Float64))
+    )
     return [
         pl.col("defender_category").alias("meter_category"),
         pl.col("defender_category")
         .replace_strict(DEFENDER_METER_SUBCATEGORY, return_dtype=pl.String)
         .alias("meter_subcategory"),
-        plan.replace_strict(DEFENDER_METER_NAME, return_dtype=pl.String).alias("meter"),
-        plan.replace_strict(
-            {p: meter_id(name) for p, name in DEFENDER_METER_NAME.items()}, return_dtype=pl.String
+        meter.alias("meter"),
+        meter.replace_strict(
+            {name: meter_id(name) for name in _DEFENDER_METERS}, return_dtype=pl.String
         ).alias("meter_id"),
         pl.col("defender_category").alias("service_name"),
         pl.lit("Standard").alias("service_tier"),
         pl.lit("Microsoft.Security").alias("consumed_service"),
         pl.lit(DEFENDER_UNIT).alias("unit_of_measure"),
-        (
-            pl.col("quantity")
-            * plan.replace_strict(LIST_PRICE_USD_PER_HOUR, return_dtype=pl.Float64)
-        ).alias("cost_usd"),
+        # Free-trial days: the hours are billed, at no cost.
+        pl.when(pl.col("trial")).then(0.0).otherwise(pl.col("quantity") * rate).alias("cost_usd"),
     ]
+
+
+def workspace_rows(charges: list[WorkspaceCharge]) -> pl.LazyFrame:
+    """Defender for Servers rows on Log Analytics workspaces, ready for the meter columns."""
+    frames = [
+        pl.LazyFrame({"usage_date": list(c.days)}, schema={"usage_date": pl.Date}).with_columns(
+            subscription_id=pl.lit(c.subscription.subscription_id),
+            subscription_name=pl.lit(c.subscription.display_name),
+            quantity=pl.lit(c.hours_per_day),
+            plan=pl.lit(c.plan),
+            trial=pl.lit(False),
+            benefit=pl.lit(None, dtype=pl.String),
+            defender_category=pl.lit(c.subscription.meter_category),
+            tag_pairs=pl.lit([], dtype=pl.List(pl.String)),
+            resource_id=pl.lit(cost_spelling(c.arm_id, c.subscription.cost_id_case)),
+            resource_group=pl.lit(c.resource_group.lower()),
+            resource_type=pl.lit("microsoft.operationalinsights/workspaces"),
+            resource_location=pl.lit(c.subscription.location),
+        )
+        for c in charges
+    ]
+    if not frames:
+        return pl.LazyFrame()
+    return pl.concat(frames).with_columns(_defender_meter_columns())
 
 
 def cost_versions(estate: Estate) -> pl.DataFrame:
@@ -180,10 +264,24 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     Hours are summed as integer microseconds: float addition depends on order, and a parallel
     group-by would otherwise make the same seed give figures differing in the last digit.
     """
-    last_billed_day = estate.now.date() - timedelta(days=1)
-    hours = estate._billable_hours_daily.lazy().filter(pl.col("usage_date") <= last_billed_day)
+    reporting = _subscription_billing(estate)
     machines = _machine_billing(estate).lazy()
-    daily = hours.join(machines, on="resource_id", how="inner")
+    moved_in = pl.col("usage_date") == pl.col("moved_in_on")
+    daily = (
+        estate._plans_daily.lazy()
+        .join(machines, on="resource_id", how="inner")
+        # A machine moved in is billed on its move day under the subscription it left.
+        .with_columns(
+            subscription_id=pl.when(moved_in)
+            .then(pl.col("moved_from_id"))
+            .otherwise(pl.col("subscription_id")),
+            subscription_name=pl.when(moved_in)
+            .then(pl.col("moved_from_name"))
+            .otherwise(pl.col("subscription_name")),
+        )
+        .join(reporting, on="subscription_id", how="inner")
+        .filter(pl.col("usage_date") <= pl.col("last_billed_day"))
+    )
     billed = daily.filter(pl.col("billable_hours") > 0)
     anomalies = estate.anomalies().lazy()
 
@@ -195,41 +293,49 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     )
     extra = (
         anomalies.filter(pl.col("finding") == "billed_while_not_billable")
-        .select(
-            "usage_date",
-            "resource_id",
-            pl.col("billed_hours").alias("quantity"),
-            (pl.col("billed_hours") * MICROSECONDS_PER_HOUR)
-            .round()
-            .cast(pl.Int64)
-            .alias("billable_microseconds"),
+        .select("usage_date", "resource_id", pl.col("billed_hours").alias("quantity"))
+        .join(
+            daily.drop("billable_hours", "billable_microseconds"),
+            on=["usage_date", "resource_id"],
+            how="inner",
         )
-        .join(machines, on="resource_id", how="inner")
-        .with_columns(subscription_id=pl.col("resource_id").str.split("/").list.get(2))
     )
-    per_machine = pl.concat(
-        [
-            defender_hours.filter(pl.col("charge_target") == "machine").join(
-                missing, on=["usage_date", "resource_id"], how="anti"
-            ),
-            extra.select(defender_hours.collect_schema().names()),
-        ]
-    ).select(
+    defender_columns = [
         "usage_date",
         "subscription_id",
         "subscription_name",
         "quantity",
         "plan",
+        "trial",
+        "benefit",
         "defender_category",
         "tag_pairs",
         pl.col("machine_cost_id").alias("resource_id"),
         pl.col("resource_group_cost").alias("resource_group"),
         pl.col("machine_type").alias("resource_type"),
         pl.col("location").alias("resource_location"),
+    ]
+    per_machine = pl.concat(
+        [
+            defender_hours.filter(pl.col("charge_target") == "machine")
+            .join(missing, on=["usage_date", "resource_id"], how="anti")
+            .select(defender_columns),
+            extra.select(defender_columns),
+        ]
     )
+    # Only machines covered by the plan that day are in a subscription-level row's quantity
+    # (a machine whose own setting is Free is not).
     per_subscription = (
         defender_hours.filter(pl.col("charge_target") == "subscription")
-        .group_by("usage_date", "subscription_id", "subscription_name", "plan", "defender_category")
+        .group_by(
+            "usage_date",
+            "subscription_id",
+            "subscription_name",
+            "plan",
+            "trial",
+            "benefit",
+            "defender_category",
+        )
         .agg(quantity=pl.col("billable_microseconds").sum() / MICROSECONDS_PER_HOUR)
         .with_columns(
             resource_id=pl.format(
@@ -245,6 +351,13 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     defender = pl.concat([per_machine, per_subscription], how="diagonal").with_columns(
         _defender_meter_columns()
     )
+    if estate.workspace_charges:
+        workspaces = (
+            workspace_rows(estate.workspace_charges)
+            .join(reporting, on="subscription_id", how="inner")
+            .filter(pl.col("usage_date") <= pl.col("last_billed_day"))
+        )
+        defender = pl.concat([defender, workspaces], how="diagonal")
 
     compute = (
         billed.group_by(
@@ -309,7 +422,7 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
         (month_share * OS_DISK_USD_PER_MONTH).alias("cost_usd"),
     )
 
-    storage = _storage_accounts(estate, last_billed_day)
+    storage = _storage_accounts(estate)
 
     rows = pl.concat(
         [
@@ -326,28 +439,33 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     rows = rows.select(list(COST_COLUMNS)).cast(COST_COLUMNS)  # type: ignore[arg-type]
 
     day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    final = rows.with_columns(
-        visible_from=day_start + FINAL_AFTER, visible_until=pl.lit(None, dtype=TIMESTAMP)
+    reported = day_start + pl.col("cost_lag")
+    lagged = rows.join(reporting.select("subscription_id", "cost_lag"), on="subscription_id")
+    final = lagged.with_columns(
+        visible_from=reported + FINAL_AFTER, visible_until=pl.lit(None, dtype=TIMESTAMP)
     )
-    preliminary = rows.with_columns(
+    preliminary = lagged.with_columns(
         quantity=pl.col("quantity") * PRELIMINARY_SHARE,
         cost=pl.col("cost") * PRELIMINARY_SHARE,
         cost_usd=pl.col("cost_usd") * PRELIMINARY_SHARE,
-        visible_from=day_start + FIRST_REPORTED_AFTER,
-        visible_until=day_start + FINAL_AFTER,
+        visible_from=reported + FIRST_REPORTED_AFTER,
+        visible_until=reported + FINAL_AFTER,
     )
     return (
         pl.concat([final, preliminary])
+        .drop("cost_lag")
         .sort("usage_date", "subscription_id", "resource_id", "meter", "visible_from")
         .collect()
     )
 
 
-def _storage_accounts(estate: Estate, last_billed_day) -> pl.LazyFrame:
+def _storage_accounts(estate: Estate) -> pl.LazyFrame:
     """One log storage account per subscription, billed every day of the window."""
-    days = pl.date_range(estate.window_start.date(), last_billed_day, eager=True)
     frames = []
     for sub in estate.subscription_specs:
+        days = pl.date_range(
+            estate.window_start.date(), last_billed_day(sub, estate.now), eager=True
+        )
         account = f"st{sub.subscription_id[:8]}logs"
         arm_id = (
             f"/subscriptions/{sub.subscription_id}/resourceGroups/rg-{account}"

@@ -1,30 +1,37 @@
 """The simulated estate and its ground truth, as polars frames.
 
-Ground truth is computed directly from each machine's true timeline, never from the Activity Log
-events the server serves: the pipeline rebuilds uptime from those events, and the tests compare
-what it rebuilt with what really happened.
+Ground truth is computed directly from each machine's true timeline and specs, never from what
+the server serves: the pipeline rebuilds uptime from the Activity Log events and plans from the
+pricings and cost rows, and the tests compare what it rebuilt with what really happened.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 
 import polars as pl
 
+from flows.simulator import plans
+from flows.simulator.costs import cost_versions, last_billed_day, workspace_rows
 from flows.simulator.model import (
+    MICROSECONDS_PER_HOUR,
+    TIMESTAMP,
+    VMSS_TYPE,
+    Anomaly,
+    Event,
     MachineSpec,
     MachineTimeline,
     ScaleSetSpec,
     SubscriptionSpec,
+    WorkspaceCharge,
+    operation_events,
+    scale_set_operation_name,
 )
 from transforms.billing import ACTIVITY_LOG_RETENTION_DAYS, VM_BILLABLE_STATES
 
-TIMESTAMP = pl.Datetime("us", "UTC")
-MICROSECONDS_PER_HOUR = 3_600_000_000
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,16 +60,6 @@ _INTERVAL_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-@dataclass(frozen=True)
-class Anomaly:
-    """A deliberate billing error in the cost data, for the pipeline's findings to discover."""
-
-    finding: str  # "billed_while_not_billable" or "billable_not_billed"
-    machine: MachineSpec
-    usage_date: date
-    billed_hours: float  # hours on the Defender row as billed (0 when the row is missing)
-
-
 class EstateBuilder:
     """Assembles an estate: subscriptions, machines and their timelines, deliberate anomalies.
 
@@ -83,6 +80,8 @@ class EstateBuilder:
         self.scale_sets: list[ScaleSetSpec] = []
         self.timelines: list[MachineTimeline] = []
         self.anomalies: list[Anomaly] = []
+        self.workspace_charges: list[WorkspaceCharge] = []
+        self.scale_set_events: list[tuple[ScaleSetSpec, Event]] = []
 
     def add_subscription(self, subscription: SubscriptionSpec) -> SubscriptionSpec:
         self.subscriptions.append(subscription)
@@ -107,6 +106,43 @@ class EstateBuilder:
     def add_anomaly(self, anomaly: Anomaly) -> None:
         self.anomalies.append(anomaly)
 
+    def add_workspace_charge(self, charge: WorkspaceCharge) -> None:
+        self.workspace_charges.append(charge)
+
+    def operate_scale_set(
+        self,
+        scale_set: ScaleSetSpec,
+        operation: str,
+        at: datetime,
+        duration: timedelta,
+        *,
+        caller: str,
+    ) -> list[MachineTimeline]:
+        """Run `operation` on the whole scale set, as `az vmss deallocate` does: every instance
+        existing at `at` changes state, and only the set logs events (on its own id).
+
+        Raises `OperationRefused` if an instance cannot follow (busy, or in a state Azure would
+        refuse); returns the instances that followed.
+        """
+        instances = [
+            t
+            for t in self.timelines
+            if t.machine.scale_set is scale_set and t.state is not None and t.free_at <= at
+        ]
+        for timeline in instances:
+            timeline.follow_scale_set(operation, at, duration)
+        events = operation_events(
+            self.rng,
+            scale_set_operation_name(operation),
+            operation,
+            at,
+            at + duration,
+            succeeded=True,
+            caller=caller,
+        )
+        self.scale_set_events.extend((scale_set, event) for event in events)
+        return instances
+
     def build(self) -> Estate:
         for timeline in self.timelines:
             timeline.close(self.now)
@@ -124,6 +160,8 @@ class Estate:
         self.scale_set_specs = list(builder.scale_sets)
         self.timelines = list(builder.timelines)
         self.anomaly_specs = list(builder.anomalies)
+        self.workspace_charges = list(builder.workspace_charges)
+        self.scale_set_events = list(builder.scale_set_events)
         self.tenant_id = TENANT_ID
         self.machine_by_id = {t.machine.arm_id.lower(): t for t in self.timelines}
         self.subscription_by_id = {s.subscription_id: s for s in self.subscription_specs}
@@ -163,7 +201,7 @@ class Estate:
                     "size": m.size,
                     "location": m.location,
                     "mde_sensor": m.mde_sensor,
-                    "defender_plan": m.effective_plan,
+                    "defender_plan": plans.machine_plan_at(m, self.now),
                     "pricing_override": m.pricing_override,
                     "profile": m.profile,
                     "tags": json.dumps(m.tags, sort_keys=True),
@@ -193,7 +231,10 @@ class Estate:
         return _columns_frame({name: [row[name] for row in rows] for name in schema}, schema)
 
     def machines(self) -> pl.DataFrame:
-        """One row per machine that existed in the window (deleted ones too), ids lower-cased."""
+        """One row per machine that existed in the window (deleted ones too), ids lower-cased.
+
+        `defender_plan` is the plan at `now`; `plans_daily` has the plan of each day.
+        """
         return self._machines.select(
             "resource_id",
             "subscription_id",
@@ -304,18 +345,37 @@ class Estate:
             "client_request_id": pl.String(),
         }
         columns: dict[str, list] = {name: [] for name in schema}
-        for timeline in self.timelines:
-            m = timeline.machine
-            count = len(timeline.events)
+        logs: list[tuple[tuple[str, str, str, str], list[Event]]] = [
+            (
+                (
+                    t.machine.arm_id,
+                    t.machine.subscription.subscription_id,
+                    t.machine.resource_group,
+                    t.machine.resource_type,
+                ),
+                t.events,
+            )
+            for t in self.timelines
+        ]
+        # Operations on a whole scale set are logged once, on the set's own id.
+        logs.extend(
+            (
+                (ss.arm_id, ss.subscription.subscription_id, ss.resource_group, VMSS_TYPE),
+                [event],
+            )
+            for ss, event in self.scale_set_events
+        )
+        for (arm_id, subscription_id, resource_group, resource_type), events in logs:
+            count = len(events)
             for name, value in (
-                ("resource_id", m.arm_id.lower()),
-                ("arm_id", m.arm_id),
-                ("subscription_id", m.subscription.subscription_id),
-                ("resource_group", m.resource_group),
-                ("resource_type", m.resource_type),
+                ("resource_id", arm_id.lower()),
+                ("arm_id", arm_id),
+                ("subscription_id", subscription_id),
+                ("resource_group", resource_group),
+                ("resource_type", resource_type),
             ):
                 columns[name].extend([value] * count)
-            for e in timeline.events:
+            for e in events:
                 columns["event_data_id"].append(e.event_data_id)
                 columns["correlation_id"].append(e.correlation_id)
                 columns["event_at"].append(e.event_at)
@@ -350,8 +410,6 @@ class Estate:
 
     @cached_property
     def _cost_versions(self) -> pl.DataFrame:
-        from flows.simulator.costs import cost_versions
-
         return cost_versions(self)
 
     def cost_rows(self, as_of: datetime | None = None) -> pl.DataFrame:
@@ -359,7 +417,8 @@ class Estate:
 
         Default: the final figures, after every restatement. A day's rows appear once the day is
         over and are first reported incomplete; the final figures replace them two days after
-        the day starts. The day `now` falls in is never billed.
+        the day starts, both later by the subscription's `cost_lag`. The day `now` falls in is
+        never billed, nor a lagging subscription's days after its `last_billed_days`.
         """
         versions = self._cost_versions
         if as_of is None:
@@ -381,7 +440,9 @@ class Estate:
                     "subscription_id": a.machine.subscription.subscription_id,
                     "usage_date": a.usage_date,
                     "finding": a.finding,
-                    "plan": a.machine.effective_plan,
+                    "plan": plans.machine_plan_at(
+                        a.machine, datetime.combine(a.usage_date, time(), tzinfo=UTC)
+                    ),
                     "billed_hours": a.billed_hours,
                 }
                 for a in self.anomaly_specs
@@ -400,43 +461,112 @@ class Estate:
             pl.col("billable_hours").fill_null(0.0)
         )
 
-    def pricings(self) -> pl.DataFrame:
-        """Defender for Servers plans: one row per subscription, one per resource-level override."""
-        rows: list[dict[str, object]] = []
-        for s in self.subscription_specs:
-            rows.append(
-                {
-                    "subscription_id": s.subscription_id,
-                    "level": "subscription",
-                    "resource_id": None,
-                    "pricing_tier": "Standard" if s.defender_plan else "Free",
-                    "sub_plan": s.defender_plan,
-                    "inherited": None,
-                }
+    @property
+    def override_enabled_at(self) -> datetime:
+        """When the resource-level settings that predate the window were made."""
+        return self.window_start - timedelta(days=30)
+
+    def pricings(self, at: datetime | None = None) -> pl.DataFrame:
+        """Defender for Servers settings at `at` (default `now`): one row per subscription, one
+        per machine or scale set with a setting of its own (`inherited` False), and one per
+        scale-set instance inheriting its set's setting (`inherited_from` the set)."""
+        return plans.pricings_frame(
+            self.subscription_specs,
+            [*self.scale_set_specs, *(t.machine for t in self.timelines)],
+            self.now if at is None else at,
+            override_enabled_at=self.override_enabled_at,
+        )
+
+    @cached_property
+    def _plans_daily(self) -> pl.DataFrame:
+        periods = plans.plan_periods(
+            [t.machine for t in self.timelines], self.window_start, self.now
+        )
+        return (
+            self._billable_hours_daily.sort("usage_date")
+            .join_asof(
+                periods.sort("valid_from"),
+                left_on="usage_date",
+                right_on="valid_from",
+                by="resource_id",
+                strategy="backward",
+                # Sorted by day overall, hence within each machine too.
+                check_sortedness=False,
             )
-        for t in self.timelines:
-            m = t.machine
-            if m.pricing_override is None:
-                continue
-            rows.append(
-                {
-                    "subscription_id": m.subscription.subscription_id,
-                    "level": "resource",
-                    "resource_id": m.arm_id.lower(),
-                    "pricing_tier": "Free" if m.pricing_override == "Free" else "Standard",
-                    "sub_plan": None if m.pricing_override == "Free" else m.pricing_override,
-                    "inherited": False,
-                }
+            .select(
+                "usage_date",
+                "resource_id",
+                "subscription_id",
+                "plan",
+                pl.col("trial").fill_null(False),
+                "benefit",
+                "billable_hours",
+                "billable_microseconds",
             )
+            .sort("usage_date", "resource_id")
+        )
+
+    def plans_daily(self) -> pl.DataFrame:
+        """Per machine and UTC day: the plan in force (P1, P2, None when not covered), whether
+        the day is in the subscription's free trial (billed at 0), the benefit on the meter
+        (`mde` from the approval day), and the billable hours (`billable_hours_daily`)."""
+        return self._plans_daily.drop("billable_microseconds")
+
+    def benefit_machines(self) -> pl.DataFrame:
+        """Machines billed on the "... - MDATP Benefit" meter, from the approval day on."""
         return pl.DataFrame(
-            rows,
+            [
+                (t.machine.arm_id.lower(), t.machine.mde_benefit_from.date())
+                for t in self.timelines
+                if t.machine.mde_benefit_from is not None
+            ],
+            schema={"resource_id": pl.String, "approved_on": pl.Date},
+            orient="row",
+        )
+
+    def last_billed_days(self, as_of: datetime | None = None) -> pl.DataFrame:
+        """Per subscription: the last day whose cost rows are reported at `as_of` (default
+        `now`), which a subscription whose cost data lags reaches later."""
+        clock = self.now if as_of is None else as_of
+        return pl.DataFrame(
+            [
+                (s.subscription_id, s.cost_lag.days, last_billed_day(s, clock))
+                for s in self.subscription_specs
+            ],
             schema={
                 "subscription_id": pl.String,
-                "level": pl.String,
-                "resource_id": pl.String,
-                "pricing_tier": pl.String,
-                "sub_plan": pl.String,
-                "inherited": pl.Boolean,
+                "cost_lag_days": pl.Int64,
+                "last_billed_day": pl.Date,
+            },
+            orient="row",
+        )
+
+    def non_machine_charges(self) -> pl.DataFrame:
+        """Defender for Servers charged on resources that are not machines (a Log Analytics
+        workspace), as billed: usage_date, subscription_id, resource_id, plan, quantity, cost."""
+        return workspace_rows(self.workspace_charges).collect()
+
+    def moves(self) -> pl.DataFrame:
+        """Machines moved between subscriptions: the vmId kept, the old and new ids, the move
+        instant, and the subscription the move day is billed under (the old one)."""
+        return pl.DataFrame(
+            [
+                {
+                    "vm_id": t.machine.vm_id,
+                    "from_resource_id": t.machine.moved_from.arm_id.lower(),
+                    "to_resource_id": t.machine.arm_id.lower(),
+                    "moved_at": t.machine.created_at,
+                    "billed_under": t.machine.moved_from.subscription.subscription_id,
+                }
+                for t in self.timelines
+                if t.machine.moved_from is not None
+            ],
+            schema={
+                "vm_id": pl.String,
+                "from_resource_id": pl.String,
+                "to_resource_id": pl.String,
+                "moved_at": TIMESTAMP,
+                "billed_under": pl.String,
             },
             orient="row",
         )

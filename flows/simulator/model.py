@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal, NamedTuple
+
+import polars as pl
+
+TIMESTAMP = pl.Datetime("us", "UTC")
+MICROSECONDS_PER_HOUR = 3_600_000_000
 
 # Transitional and target state of each operation. `restart` and a configuration `write` keep
 # the machine allocated and running throughout: their interval stays `running` (billable).
@@ -51,12 +56,19 @@ _OPERATION_SUFFIX = {
 _LOGS_ACCEPTED = frozenset({"start", "deallocate", "power_off", "restart", "delete"})
 
 VM_TYPE = "Microsoft.Compute/virtualMachines"
+VMSS_TYPE = "Microsoft.Compute/virtualMachineScaleSets"
 VMSS_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
 
 
 @dataclass(frozen=True)
 class SubscriptionSpec:
-    """A subscription, its Defender for Servers plan and how its charges show in cost data."""
+    """A subscription, its Defender for Servers plan and how its charges show in cost data.
+
+    `defender_plan` is in force from `enablement_time` on; before it the subscription is Free.
+    The 30-day free trial starts at the first enablement: `first_enablement_time`, or
+    `enablement_time` when this is the first one. `cost_lag` delays every cost row of the
+    subscription (pay-as-you-go cost data arrives up to 72 hours late, EA/MCA 8-24 hours).
+    """
 
     subscription_id: str
     display_name: str
@@ -69,6 +81,8 @@ class SubscriptionSpec:
     # How Cost Management spells resource ids: all lower-case, or keywords only lower-cased.
     cost_id_case: Literal["lower", "provider_lower"] = "lower"
     enablement_time: datetime | None = None
+    first_enablement_time: datetime | None = None
+    cost_lag: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,9 @@ class ScaleSetSpec:
     created_at: datetime
     unique_id: str
     tags: dict[str, str] = field(default_factory=dict)
+    # A scale-set-level Defender plan ("P1" or "Free") its instances inherit; None: the
+    # subscription's.
+    pricing_override: str | None = None
 
     @property
     def arm_id(self) -> str:
@@ -106,12 +123,20 @@ class MachineSpec:
     mde_sensor: bool
     created_at: datetime
     tags: dict[str, str] = field(default_factory=dict)
-    # Resource-level Defender plan: None inherits the subscription's, "P1" enables Plan 1 on this
-    # machine, "Free" disables Defender for Servers on it.
+    # Resource-level Defender plan: None inherits the subscription's (or its scale set's), "P1"
+    # enables Plan 1 on this machine, "Free" disables Defender for Servers on it. The override
+    # is removed at `override_until` (from then on the machine inherits).
     pricing_override: str | None = None
+    override_until: datetime | None = None
     scale_set: ScaleSetSpec | None = None
     instance_id: str | None = None
     extra_extensions: tuple[str, ...] = ()
+    # Defender for Endpoint benefit approved (support ticket) from this instant: billed on the
+    # "... - MDATP Benefit" meter from then on, never backdated.
+    mde_benefit_from: datetime | None = None
+    # The machine this one was moved from (another subscription, same vmId); this resource id
+    # exists from the move on.
+    moved_from: MachineSpec | None = None
 
     @property
     def kind(self) -> str:
@@ -135,13 +160,34 @@ class MachineSpec:
             f"{self.resource_group}/providers/Microsoft.Compute/virtualMachines/{self.name}"
         )
 
+
+@dataclass(frozen=True)
+class WorkspaceCharge:
+    """Defender for Servers charged on a Log Analytics workspace (not a machine), some days."""
+
+    subscription: SubscriptionSpec
+    resource_group: str
+    name: str
+    plan: str
+    days: tuple[date, ...]
+    hours_per_day: float
+
     @property
-    def effective_plan(self) -> str | None:
-        if self.pricing_override == "Free":
-            return None
-        if self.pricing_override == "P1":
-            return "P1"
-        return self.subscription.defender_plan
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
+            f"{self.resource_group}/providers/Microsoft.OperationalInsights/workspaces/{self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """A deliberate billing error in the cost data, for the pipeline's findings to discover."""
+
+    finding: str  # "billed_while_not_billable" or "billable_not_billed"
+    machine: MachineSpec
+    usage_date: date
+    billed_hours: float  # hours on the Defender row as billed (0 when the row is missing)
 
 
 class Interval(NamedTuple):
@@ -228,6 +274,25 @@ class MachineTimeline:
         self._move_to("stopped", at)
         self._busy_until = at
 
+    def move_out(self, at: datetime) -> None:
+        """Moved to another subscription at `at`: this resource id ends, and the Compute
+        provider logs no power event (the move is a `Microsoft.Resources` operation)."""
+        if self._state is None or at < self._busy_until:
+            raise OperationRefused(f"move refused for {self.machine.arm_id}")
+        self._move_to(None, at)
+        self.deleted_at = at
+        self._busy_until = at
+
+    def follow_scale_set(self, operation: str, at: datetime, duration: timedelta) -> None:
+        """Take part in an operation on the whole scale set: the instance changes state as its
+        own operation would, but the events are the set's (see `scale_set_operation_events`)."""
+        if self._state not in _ALLOWED_FROM[operation] or at < self._busy_until:
+            raise OperationRefused(
+                f"{operation} of the scale set refused for {self.machine.arm_id} "
+                f"in state {self._state}"
+            )
+        self._transition(operation, at, duration, succeeded=True)
+
     def close(self, until: datetime) -> None:
         """End the observed timeline at `until` (the simulation's present)."""
         if self._state is not None and until > self._since:
@@ -244,6 +309,22 @@ class MachineTimeline:
             )
         if operation == "create" and not succeeded:
             raise OperationRefused("a failed create leaves no machine; do not simulate it")
+        self._transition(operation, at, duration, succeeded=succeeded)
+        self.events.extend(
+            operation_events(
+                self._rng,
+                f"{self.machine.resource_type}/{_OPERATION_SUFFIX[operation][0]}",
+                operation,
+                at,
+                at + duration,
+                succeeded=succeeded,
+                caller=caller,
+            )
+        )
+
+    def _transition(
+        self, operation: str, at: datetime, duration: timedelta, *, succeeded: bool
+    ) -> None:
         transitional, target = _TRANSITIONS[operation]
         finished_at = at + duration
         previous = self._state
@@ -256,7 +337,6 @@ class MachineTimeline:
         else:
             self._move_to(final_state, finished_at)
         self._busy_until = finished_at
-        self._log(operation, at, finished_at, succeeded=succeeded, caller=caller)
 
     def _move_to(self, state: str | None, at: datetime) -> None:
         if state == self._state:
@@ -266,39 +346,52 @@ class MachineTimeline:
         self._state = state
         self._since = at
 
-    def _log(
-        self, operation: str, at: datetime, finished_at: datetime, *, succeeded: bool, caller: str
-    ) -> None:
-        rng = self._rng
-        suffix, method = _OPERATION_SUFFIX[operation]
-        operation_name = f"{self.machine.resource_type}/{suffix}"
-        verb = "write" if operation in ("create", "update") else operation
-        correlation_id = _uuid(rng)
-        client_request_id = _uuid(rng)
-        steps: list[tuple[str, datetime, str]] = [("Started", at, "")]
-        if operation in _LOGS_ACCEPTED:
-            accepted_at = at + timedelta(microseconds=rng.randint(300_000, 2_000_000))
-            steps.append(("Accepted", min(accepted_at, finished_at), "Accepted"))
-        if succeeded:
-            steps.append(("Succeeded", finished_at, "Created" if operation == "create" else "OK"))
-        else:
-            steps.append(("Failed", finished_at, "InternalServerError"))
-        for status, event_at, sub_status in steps:
-            self.events.append(
-                Event(
-                    event_data_id=_uuid(rng),
-                    correlation_id=correlation_id,
-                    event_at=event_at,
-                    submission_at=event_at + timedelta(microseconds=rng.randint(4, 90) * 1_000_000),
-                    operation=verb,
-                    operation_name=operation_name,
-                    http_method=method,
-                    status=status,
-                    sub_status=sub_status,
-                    caller=caller,
-                    client_request_id=client_request_id,
-                )
-            )
+
+def operation_events(
+    rng: random.Random,
+    operation_name: str,
+    operation: str,
+    at: datetime,
+    finished_at: datetime,
+    *,
+    succeeded: bool,
+    caller: str,
+) -> list[Event]:
+    """The Activity Log events of one operation: Started, Accepted (long-running operations),
+    then Succeeded or Failed, under one correlationId."""
+    _, method = _OPERATION_SUFFIX[operation]
+    verb = "write" if operation in ("create", "update") else operation
+    correlation_id = _uuid(rng)
+    client_request_id = _uuid(rng)
+    steps: list[tuple[str, datetime, str]] = [("Started", at, "")]
+    if operation in _LOGS_ACCEPTED:
+        accepted_at = at + timedelta(microseconds=rng.randint(300_000, 2_000_000))
+        steps.append(("Accepted", min(accepted_at, finished_at), "Accepted"))
+    if succeeded:
+        steps.append(("Succeeded", finished_at, "Created" if operation == "create" else "OK"))
+    else:
+        steps.append(("Failed", finished_at, "InternalServerError"))
+    return [
+        Event(
+            event_data_id=_uuid(rng),
+            correlation_id=correlation_id,
+            event_at=event_at,
+            submission_at=event_at + timedelta(microseconds=rng.randint(4, 90) * 1_000_000),
+            operation=verb,
+            operation_name=operation_name,
+            http_method=method,
+            status=status,
+            sub_status=sub_status,
+            caller=caller,
+            client_request_id=client_request_id,
+        )
+        for status, event_at, sub_status in steps
+    ]
+
+
+def scale_set_operation_name(operation: str) -> str:
+    """Azure's operationName of `operation` run on a whole scale set (logged on the set)."""
+    return f"{VMSS_TYPE}/{_OPERATION_SUFFIX[operation][0]}"
 
 
 _VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))

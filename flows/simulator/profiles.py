@@ -13,16 +13,22 @@ Profiles (the `profile` column of `Estate.machines()`):
 - `short_lived`: created and deleted within the window (write and delete events).
 - `scale_set`: scale-set instances; two run all window, the others come and go (write, delete).
 
+The billing cases of issue 11 (plan changes, a trial, the MDE benefit, a move, ...) are placed
+by `flows.simulator.cases`.
+
 Everything is drawn from one `random.Random(seed)` in a fixed order, so a seed is an estate.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
+from flows.simulator import cases
 from flows.simulator.catalog import VM_SIZES
-from flows.simulator.estate import Anomaly, Estate, EstateBuilder
+from flows.simulator.estate import Estate, EstateBuilder
 from flows.simulator.model import (
+    Anomaly,
     MachineSpec,
     MachineTimeline,
     OperationRefused,
@@ -30,6 +36,7 @@ from flows.simulator.model import (
     SubscriptionSpec,
     seeded_uuid,
 )
+from flows.simulator.plans import machine_plan_at
 
 # display name, plan, location, where Defender charges land, MeterCategory, id spelling, groups
 _SUBSCRIPTIONS = (
@@ -61,12 +68,21 @@ _SUBSCRIPTIONS = (
         ("RG-Shared-Infra", "rg-shared-tools"),
     ),
     ("Contoso Sandbox", None, "uksouth", "machine", "Azure Defender", "lower", ("RG-Sandbox",)),
+    (
+        "Contoso Analytics",
+        "P2",
+        "northeurope",
+        "machine",
+        "Microsoft Defender for Cloud",
+        "lower",
+        ("rg-analytics",),
+    ),
 )
-PRODUCTION, DEVTEST, SHARED, SANDBOX = range(4)
+PRODUCTION, DEVTEST, SHARED, SANDBOX, ANALYTICS = range(5)
 
 # Share of the machines in each profile, and the subscriptions they are spread over in turn.
 _PROFILES = {
-    "always_on": (0.28, (PRODUCTION, SHARED, PRODUCTION, SANDBOX)),
+    "always_on": (0.28, (PRODUCTION, SHARED, PRODUCTION, SANDBOX, ANALYTICS)),
     "business_hours": (0.20, (DEVTEST, SHARED, SANDBOX, DEVTEST)),
     "scale_set": (0.20, ()),
     "batch": (0.10, (DEVTEST, SHARED)),
@@ -82,7 +98,13 @@ _NAME_PREFIXES = {
     "guest_os_stopped": ("jump", "Legacy-App"),
     "short_lived": ("tmp-build", "poc-ml", "Demo"),
 }
-_ENVIRONMENT = {PRODUCTION: "prod", DEVTEST: "dev", SHARED: "shared", SANDBOX: "sandbox"}
+_ENVIRONMENT = {
+    PRODUCTION: "prod",
+    DEVTEST: "dev",
+    SHARED: "shared",
+    SANDBOX: "sandbox",
+    ANALYTICS: "analytics",
+}
 _TEAMS = ("platform", "payments", "data", "web")
 SCHEDULER = "4c1f5e4a-3d8b-4a52-9a53-6f1e9e7d2a10"  # an automation account's app id
 AUTOSCALE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # the autoscale service principal
@@ -129,9 +151,17 @@ class _Generator:
         self.rng = builder.rng
         self.now = builder.now
         self.start = builder.window_start
+        self.dates = cases.CaseDates.of(self.start, self.now)
         self.subscriptions: list[SubscriptionSpec] = []
         self.resource_groups: list[tuple[str, ...]] = []
-        for name, plan, location, target, category, case, groups in _SUBSCRIPTIONS:
+        billing_case = {
+            SANDBOX: lambda s: cases.enabled_mid_month(s, self.dates),
+            ANALYTICS: lambda s: cases.in_trial(s, self.dates),
+            SHARED: cases.lagging,
+        }
+        for index, (name, plan, location, target, category, case, groups) in enumerate(
+            _SUBSCRIPTIONS
+        ):
             subscription = SubscriptionSpec(
                 subscription_id=seeded_uuid(self.rng),
                 display_name=name,
@@ -142,12 +172,15 @@ class _Generator:
                 cost_id_case=case,  # type: ignore[arg-type]
                 enablement_time=self.start - timedelta(days=400) if plan else None,
             )
+            subscription = billing_case.get(index, lambda s: s)(subscription)
             self.subscriptions.append(builder.add_subscription(subscription))
             self.resource_groups.append(groups)
         self.serial = 0
         self.defender_machines = 0
         self.unprotected_machines = 0
         self.shared_machines = 0
+        self.devtest_machines = 0
+        self.production_always_on = 0
         self.failure_forced = False
 
     # -- machines ------------------------------------------------------------------------------
@@ -161,6 +194,14 @@ class _Generator:
                 subscription_index = spread[index % len(spread)]
                 self._vm(profile, subscription_index)
         self._anomalies()
+        production = self.subscriptions[PRODUCTION]
+        cases.workspace_charge(
+            self.builder, production, self.resource_groups[PRODUCTION][1], self.dates
+        )
+        if self.builder.scale_sets:
+            cases.deallocate_scale_set(
+                self.builder, self.builder.scale_sets[0], self.dates, self.rng, PEOPLE[0]
+            )
 
     def _days(self, seconds_low: float, seconds_high: float) -> timedelta:
         return timedelta(
@@ -180,10 +221,17 @@ class _Generator:
         prefix = rng.choice(_NAME_PREFIXES[profile])
         os_type = "Windows" if rng.random() < 0.4 else "Linux"
         override = None
+        override_until = None
         if subscription_index == SHARED:
             # Resource-level plans on a Plan 2 subscription: Plan 1 here, disabled ("Free") there.
             override = {0: "P1", 4: "Free"}.get(self.shared_machines % 6)
+            if self.shared_machines == 0:
+                override_until = self.dates.plan_change  # case 1: P1 until day 16, then P2
             self.shared_machines += 1
+        elif subscription_index == DEVTEST:
+            # Case 7: Free at resource level under the subscription-level charge.
+            override = "Free" if self.devtest_machines == 0 else None
+            self.devtest_machines += 1
         return MachineSpec(
             subscription=subscription,
             resource_group=groups[self.serial % len(groups)],
@@ -201,6 +249,7 @@ class _Generator:
                 "costCenter": f"CC-{rng.randint(1000, 9999)}",
             },
             pricing_override=override,
+            override_until=override_until,
             extra_extensions=self._extensions(os_type),
         )
 
@@ -236,7 +285,8 @@ class _Generator:
             return
         initial = "running" if profile in ("always_on", "guest_os_stopped") else "deallocated"
         spec = self._new_spec(profile, subscription_index, created_at=self._existing_since())
-        timeline = self.builder.add_machine(spec, initial_state=initial)
+        case = self._production_case(spec) if profile == "always_on" else None
+        timeline = case or self.builder.add_machine(spec, initial_state=initial)
         schedule = {
             "always_on": self._always_on,
             "business_hours": self._business_hours,
@@ -245,6 +295,27 @@ class _Generator:
             "guest_os_stopped": self._guest_os_stopped,
         }[profile]
         schedule(timeline)
+
+    def _production_case(self, spec: MachineSpec) -> MachineTimeline | None:
+        """Cases 4 and 9 on Production's always-on VMs: the first ones get the MDE benefit, the
+        next one is moved to Shared Services (returns the moved machine's timeline)."""
+        if spec.subscription is not self.subscriptions[PRODUCTION]:
+            return None
+        self.production_always_on += 1
+        if self.production_always_on <= cases.BENEFIT_MACHINES:
+            if self.dates.benefit_approval is None:
+                return None
+            spec = replace(spec, mde_benefit_from=self.dates.benefit_approval)
+            return self.builder.add_machine(spec, initial_state="running")
+        if self.production_always_on == cases.BENEFIT_MACHINES + 1 and self.dates.move:
+            return cases.move(
+                self.builder,
+                spec,
+                self.subscriptions[SHARED],
+                self.resource_groups[SHARED][0],
+                self.dates.move,
+            )
+        return None
 
     # -- schedules -----------------------------------------------------------------------------
     def _operate(
@@ -386,6 +457,8 @@ class _Generator:
                     created_at=self.start - timedelta(days=120),
                     unique_id=seeded_uuid(self.rng),
                     tags={"environment": _ENVIRONMENT[subscription_index], "owner": "platform"},
+                    # Case 8: Plan 1 set on the scale set, in a Plan 2 subscription.
+                    pricing_override="P1" if subscription_index == PRODUCTION else None,
                 )
             )
             self._instances(scale_set, subscription_index, instances)
@@ -431,10 +504,14 @@ class _Generator:
         middle = self.start + (self.now - self.start) / 2
         sunday = middle.date() + timedelta(days=(6 - middle.weekday()) % 7)
         weekday = middle.date() + timedelta(days=(2 - middle.weekday()) % 7)
+
+        def covered(m: MachineSpec, day: date) -> bool:
+            return machine_plan_at(m, datetime.combine(day, time(), tzinfo=UTC)) is not None
+
         for timeline in self.builder.timelines:
             m = timeline.machine
             if (
-                m.effective_plan
+                covered(m, sunday)
                 and m.subscription.charge_target == "machine"
                 and m.profile == "business_hours"
             ):
@@ -443,9 +520,10 @@ class _Generator:
         for timeline in self.builder.timelines:
             m = timeline.machine
             if (
-                m.effective_plan
+                covered(m, weekday)
                 and m.subscription.charge_target == "machine"
                 and m.profile == "always_on"
+                and m.created_at < datetime.combine(weekday, time(), tzinfo=UTC)
             ):
                 self.builder.add_anomaly(Anomaly("billable_not_billed", m, weekday, 0.0))
                 break

@@ -31,7 +31,7 @@ import polars as pl
 import trustme
 
 from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
-from flows.simulator import wire
+from flows.simulator import plans, wire
 from flows.simulator.catalog import CURRENCY_RATES, retail_items
 from flows.simulator.estate import Estate
 from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
@@ -563,10 +563,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         subscription = sim.subscription(sub)
         scope = f"/subscriptions/{subscription.subscription_id}"
-        tier = "Standard" if subscription.defender_plan else "Free"
-        machines = wire.pricing_json(
-            scope, tier, subscription.defender_plan, subscription.enablement_time
-        )
+        machines = wire.pricing_json(scope, plans.subscription_pricing(subscription, sim.clock))
         enabled = subscription.enablement_time or sim.estate.window_start - timedelta(days=365)
         every = [machines, *wire.other_pricings_json(subscription.subscription_id, enabled)]
         if name is None:
@@ -585,28 +582,20 @@ class _Handler(BaseHTTPRequestHandler):
         "resource_pricings",
     )
     def resource_pricings(self, resource: str, sub: str, rg: str, name: str | None = None) -> None:
+        """A machine's or a scale set's own setting, else what it inherits (and from where)."""
         sim = self.server.simulator
-        machine, _ = sim.find_machine(resource)
-        subscription = machine.subscription
-        if machine.pricing_override is None:
-            tier = "Standard" if subscription.defender_plan else "Free"
-            pricing = wire.pricing_json(
-                machine.arm_id,
-                tier,
-                subscription.defender_plan,
-                subscription.enablement_time,
-                inherited_from=f"/subscriptions/{subscription.subscription_id}",
-                resource_level=True,
-            )
-        else:
-            tier = "Free" if machine.pricing_override == "Free" else "Standard"
-            pricing = wire.pricing_json(
-                machine.arm_id,
-                tier,
-                None if tier == "Free" else machine.pricing_override,
-                sim.estate.window_start - timedelta(days=30),
-                resource_level=True,
-            )
+        target: MachineSpec | ScaleSetSpec
+        try:
+            target, _ = sim.find_machine(resource)
+        except _NotFound:
+            target, _ = sim.find_scale_set_by_id(resource)
+        pricing = wire.pricing_json(
+            target.arm_id,
+            plans.resource_pricing(
+                target, sim.clock, override_enabled_at=sim.estate.override_enabled_at
+            ),
+            resource_level=True,
+        )
         if name is None:
             self._send(200, {"value": [pricing]})
         elif name.lower() == "virtualmachines":
@@ -614,7 +603,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise _NotFound(
                 "PricingNotFound",
-                f"The pricing '{name}' is not available at resource level for {machine.arm_id}.",
+                f"The pricing '{name}' is not available at resource level for {target.arm_id}.",
             )
 
 
@@ -836,6 +825,18 @@ class SimulatedAzure:
             and ss.created_at <= self._clock
             and (resource_group is None or ss.resource_group.lower() == resource_group.lower())
         ]
+
+    def find_scale_set_by_id(self, arm_id: str) -> tuple[ScaleSetSpec, int]:
+        """The scale set at `arm_id` (existing at the clock), or ARM's ResourceNotFound."""
+        match = re.match(
+            r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/"
+            r"virtualmachinescalesets/([^/]+)$",
+            arm_id.rstrip("/"),
+            re.IGNORECASE,
+        )
+        if match is None:
+            raise _NotFound("ResourceNotFound", f"The Resource '{arm_id}' was not found.")
+        return self.find_scale_set(*match.groups())
 
     def find_scale_set(
         self, subscription_id: str, resource_group: str, name: str

@@ -7,10 +7,11 @@ server's I/O edge: it runs per resource on a page of results, never over the who
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
+from flows.simulator.plans import Pricing
 from transforms.billing import MDE_EXTENSION_PUBLISHER
 
 _DOTNET_EPOCH_TICKS = 621_355_968_000_000_000
@@ -66,6 +67,18 @@ def timestamp(value: datetime) -> str:
 def offset_timestamp(value: datetime) -> str:
     """Compute's timestamp format, e.g. `2019-10-14T21:29:47.477089+00:00`."""
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def duration(value: timedelta) -> str:
+    """An ISO 8601 duration in whole seconds, as Security writes `freeTrialRemainingTime`
+    ("P19DT12H", "PT0S")."""
+    days, rest = divmod(int(value.total_seconds()), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    if not days and not clock:
+        return "PT0S"
+    return "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
 
 
 def ticks(value: datetime) -> int:
@@ -470,25 +483,20 @@ _OTHER_PLANS = (
 
 
 def pricing_json(
-    scope_id: str,
-    tier: str,
-    sub_plan: str | None,
-    enablement_time: datetime | None,
-    *,
-    inherited_from: str | None = None,
-    resource_level: bool = False,
+    scope_id: str, pricing: Pricing, *, resource_level: bool = False
 ) -> dict[str, Any]:
     """`Microsoft.Security/pricings/VirtualMachines` at subscription or resource scope."""
+    tier = pricing.tier
     properties: dict[str, Any] = {"pricingTier": tier}
-    if sub_plan:
-        properties["subPlan"] = sub_plan
-    properties["freeTrialRemainingTime"] = "PT0S"
-    if enablement_time is not None and tier == "Standard":
-        properties["enablementTime"] = timestamp(enablement_time)
+    if pricing.sub_plan:
+        properties["subPlan"] = pricing.sub_plan
+    properties["freeTrialRemainingTime"] = duration(pricing.trial_remaining)
+    if pricing.enablement_time is not None and tier == "Standard":
+        properties["enablementTime"] = timestamp(pricing.enablement_time)
     if resource_level:
-        properties["inherited"] = "True" if inherited_from else "False"
-        if inherited_from:
-            properties["inheritedFrom"] = inherited_from
+        properties["inherited"] = "True" if pricing.inherited_from else "False"
+        if pricing.inherited_from:
+            properties["inheritedFrom"] = pricing.inherited_from
     else:
         properties["enforce"] = "False"
         properties["resourcesCoverageStatus"] = (

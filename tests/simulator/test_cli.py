@@ -37,7 +37,7 @@ def test_serve_writes_a_working_config_and_stops_on_ctrl_c(tmp_path, monkeypatch
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = [process.stdout.readline() for _ in range(5)]
-        assert lines[0].startswith("Simulated Azure: 6 machines in 4 subscriptions, 2026-10-15")
+        assert lines[0].startswith("Simulated Azure: 6 machines in 5 subscriptions, 2026-10-15")
         endpoint = lines[1].split()[1]
         assert endpoint.startswith("https://127.0.0.1:")
         assert (state_dir / "ca.pem").exists()
@@ -47,7 +47,7 @@ def test_serve_writes_a_working_config_and_stops_on_ctrl_c(tmp_path, monkeypatch
         assert settings.pricing.retail_prices_endpoint == f"{endpoint}/api/retail/prices"
         assert settings.lake.path == state_dir / "lake"
         subscriptions = list(AzureClients(settings).subscriptions().subscriptions.list())
-        assert len(subscriptions) == 4
+        assert len(subscriptions) == 5
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)

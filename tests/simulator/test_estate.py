@@ -186,7 +186,9 @@ def test_generation_is_deterministic_and_sized_by_parameters(generated):
     assert again.cost_rows().equals(generated.cost_rows())
     other = Estate.generate(seed=12, machines=60, months=4, now=now)
     assert not other.machines()["vm_id"].equals(generated.machines()["vm_id"])
-    assert generated.machines().height == 60
+    # 60 machines; one was moved between subscriptions, so it has two resource ids.
+    assert generated.machines().height == 61
+    assert generated.moves().height == 1
     assert Estate.generate(seed=11, machines=5, months=1, now=now).machines().height == 5
     assert generated.window_start == datetime(2026, 7, 15, tzinfo=UTC)
     assert window_start_for(datetime(2026, 5, 31, 8, tzinfo=UTC), 3) == datetime(
@@ -208,9 +210,10 @@ def test_generated_estate_has_every_kind_of_machine(generated):
     }
     assert set(machines["defender_plan"].to_list()) == {"P1", "P2", None}
     assert machines.filter(pl.col("defender_plan").is_not_null() & ~pl.col("mde_sensor")).height
-    assert machines.filter(pl.col("deleted_at").is_not_null())[
-        "profile"
-    ].unique().sort().to_list() == [
+    moved_out = generated.moves()["from_resource_id"]
+    assert machines.filter(
+        pl.col("deleted_at").is_not_null() & ~pl.col("resource_id").is_in(moved_out.implode())
+    )["profile"].unique().sort().to_list() == [
         "scale_set",
         "short_lived",
     ]
@@ -230,16 +233,38 @@ def test_generated_estate_has_every_kind_of_machine(generated):
 
 
 def test_every_transition_is_bracketed_by_its_events(generated):
-    """The events a pipeline sees bound the transitional intervals of the true timeline."""
+    """The events a pipeline sees bound the transitional intervals of the true timeline; an
+    operation on a whole scale set (logged on the set) bounds those of each of its instances."""
     events = generated.activity_events()
+    instances = generated.machines().filter(pl.col("machine_kind") == "vmss_instance")
+    set_of_instance = instances.select(
+        "resource_id",
+        pl.col("resource_id").str.replace(r"/virtualmachines/[^/]+$", "").alias("set_id"),
+    )
     started = events.filter(pl.col("status") == "Started").select(
         "correlation_id", "resource_id", pl.col("event_at").alias("start_at")
+    )
+    started = pl.concat(
+        [
+            started,
+            started.join(set_of_instance, left_on="resource_id", right_on="set_id").select(
+                "correlation_id", pl.col("resource_id_right").alias("resource_id"), "start_at"
+            ),
+        ]
     )
     finished = events.filter(pl.col("status").is_in(["Succeeded", "Failed"])).select(
         "correlation_id", pl.col("event_at").alias("end_at")
     )
     operations = started.join(finished, on="correlation_id", how="inner")
     assert operations.height == started.height
+    assert (
+        operations.filter(
+            pl.col("resource_id").str.ends_with(
+                "/virtualmachinescalesets/" + generated.scale_set_specs[0].name.lower()
+            )
+        ).height
+        == 2
+    )  # deallocate, start
     transitional = generated.state_intervals().filter(
         pl.col("state").is_in(["starting", "deallocating", "stopping", "creating", "deleting"])
     )

@@ -65,8 +65,8 @@ def test_subscriptions_are_listed_in_pages_like_arm(clients, simulator):
     before = Counter(simulator.requests)
     listed = list(clients.subscriptions().subscriptions.list())
     assert sorted(s.subscription_id for s in listed) == sorted(simulator.estate.subscriptions)
-    # Four subscriptions, one per page, the last page without a nextLink.
-    assert (Counter(simulator.requests) - before)["subscriptions_list"] == 4
+    # Five subscriptions, one per page, the last page without a nextLink.
+    assert (Counter(simulator.requests) - before)["subscriptions_list"] == 5
 
 
 def test_vm_list_is_paged_to_the_end_and_equals_the_living_machines(clients, simulator):
@@ -263,33 +263,49 @@ def test_cost_query_pages_add_up_to_the_estate(clients, simulator):
 
 
 def test_defender_hours_billed_match_the_true_billable_hours(clients, simulator):
-    """Independently of the cost rows: Defender quantities = billable hours of covered machines,
-    on final (restated) days, except the deliberate anomalies."""
+    """Independently of the cost rows: Defender quantities = billable hours of the machines
+    covered each day (`plans_daily`), on final (restated) days of each subscription (later for
+    the lagging one), plus the workspace charge, except the deliberate anomalies; a moved
+    machine's move day counts under the subscription it left."""
     estate = simulator.estate
     first = estate.window_start.date()
-    last = simulator.clock.date() - timedelta(days=2)  # final figures only
-    body = cost_body(first, last, "Meter")
-    body["dataset"]["filter"] = {
-        "dimensions": {
-            "name": "Meter",
-            "operator": "In",
-            "values": ["standard p1 node", "Standard P2 Node"],
-        }
-    }
-    machines = estate.machines().filter(pl.col("defender_plan").is_not_null())
-    hours = estate.billable_hours_daily().filter(
-        (pl.col("usage_date") >= first) & (pl.col("usage_date") <= last)
+    body_meters = ["standard p1 node", "Standard P2 Node", "Standard P2 Node - MDATP Benefit"]
+    moves = estate.moves().select(
+        pl.col("to_resource_id").alias("resource_id"),
+        pl.col("moved_at").dt.date().alias("moved_on"),
+        "billed_under",
+    )
+    covered = (
+        estate.plans_daily()
+        .filter(pl.col("plan").is_not_null())
+        .join(moves, on="resource_id", how="left")
+        .with_columns(
+            billed_under=pl.when(pl.col("usage_date") == pl.col("moved_on"))
+            .then(pl.col("billed_under"))
+            .otherwise(pl.col("subscription_id"))
+        )
     )
     anomalies = estate.anomalies()
+    workspaces = estate.non_machine_charges()
+    lags = dict(estate.last_billed_days().select("subscription_id", "cost_lag_days").rows())
     for subscription in estate.subscriptions:
+        # Final figures only: a day is restated 2 days after it starts, later by the lag.
+        last = simulator.clock.date() - timedelta(days=2 + lags[subscription])
+        body = cost_body(first, last, "Meter")
+        body["dataset"]["filter"] = {
+            "dimensions": {"name": "Meter", "operator": "In", "values": body_meters}
+        }
         _, rows = query_all_pages(clients, subscription, body)
         billed = sum(r[1] for r in rows)
-        covered = hours.join(
-            machines.filter(pl.col("subscription_id") == subscription), on="resource_id"
-        )["billable_hours"].sum()
-        mine = anomalies.filter(pl.col("subscription_id") == subscription)
-        adjustment = (mine["billed_hours"] - mine["billable_hours"]).sum()
-        assert billed == pytest.approx(covered + adjustment)
+        in_range = (pl.col("usage_date") >= first) & (pl.col("usage_date") <= last)
+        mine = pl.col("subscription_id") == subscription
+        hours = covered.filter(in_range & (pl.col("billed_under") == subscription))[
+            "billable_hours"
+        ].sum()
+        workspace = workspaces.filter(in_range & mine)["quantity"].sum()
+        wrong = anomalies.filter(mine)
+        adjustment = (wrong["billed_hours"] - wrong["billable_hours"]).sum()
+        assert billed == pytest.approx(hours + workspace + adjustment)
 
 
 def test_cost_query_dimension_filter_and_none_granularity(clients, simulator):
@@ -417,34 +433,43 @@ def test_unknown_routes_and_resources_answer_like_arm(clients, simulator):
 
 
 def test_defender_pricings_at_subscription_and_resource_level(clients, simulator):
+    """Every subscription's pricing and every living machine's and scale set's, as the ground
+    truth (`Estate.pricings`) has them at the clock."""
     estate = simulator.estate
-    for spec in estate.subscription_specs:
-        pricing = clients.security(spec.subscription_id).pricings.get(
-            f"subscriptions/{spec.subscription_id}", "VirtualMachines"
+    truth = estate.pricings(simulator.clock)
+    for row in truth.filter(pl.col("level") == "subscription").iter_rows(named=True):
+        subscription = row["subscription_id"]
+        pricing = clients.security(subscription).pricings.get(
+            f"subscriptions/{subscription}", "VirtualMachines"
         )
-        assert pricing.pricing_tier == ("Standard" if spec.defender_plan else "Free")
-        assert pricing.sub_plan == spec.defender_plan
-    machines = estate.machines().join(
-        estate.alive_at(simulator.clock).select("resource_id"), on="resource_id"
-    )
-    overrides = estate.pricings().filter(pl.col("level") == "resource")
-    for row in overrides.join(machines, on="resource_id").iter_rows(named=True):
-        arm_id = estate.machine_by_id[row["resource_id"]].machine.arm_id
-        pricing = clients.security(row["subscription_id"]).pricings.get(arm_id, "VirtualMachines")
-        assert pricing.inherited == "False"
         assert (pricing.pricing_tier, pricing.sub_plan) == (row["pricing_tier"], row["sub_plan"])
-    inherited = machines.join(overrides, on="resource_id", how="anti").row(0, named=True)
-    arm_id = estate.machine_by_id[inherited["resource_id"]].machine.arm_id
-    pricing = clients.security(inherited["subscription_id"]).pricings.get(arm_id, "VirtualMachines")
-    assert pricing.inherited == "True"
-    assert pricing.inherited_from == f"/subscriptions/{inherited['subscription_id']}"
+        assert pricing.enablement_time == row["enablement_time"]
+    alive = estate.alive_at(simulator.clock).select("resource_id")
+    scale_sets = pl.DataFrame({"resource_id": [s.arm_id.lower() for s in estate.scale_set_specs]})
+    resources = pl.concat([alive, scale_sets]).join(
+        truth.filter(pl.col("level") == "resource"), on="resource_id", how="left"
+    )
+    arm_ids = {t.machine.arm_id.lower(): t.machine.arm_id for t in estate.timelines}
+    arm_ids |= {s.arm_id.lower(): s.arm_id for s in estate.scale_set_specs}
+    for row in resources.iter_rows(named=True):
+        subscription = row["resource_id"].split("/")[2]
+        pricing = clients.security(subscription).pricings.get(
+            arm_ids[row["resource_id"]], "VirtualMachines"
+        )
+        if row["pricing_tier"] is None:  # no setting of its own: inherits the subscription's
+            assert pricing.inherited == "True"
+            assert pricing.inherited_from == f"/subscriptions/{subscription}"
+            continue
+        assert pricing.inherited == ("True" if row["inherited"] else "False")
+        assert (pricing.inherited_from or "").lower() == (row["inherited_from"] or "")
+        assert (pricing.pricing_tier, pricing.sub_plan) == (row["pricing_tier"], row["sub_plan"])
 
 
 def test_time_travel_shows_machines_that_were_deleted_since(clients, simulator):
     estate = simulator.estate
     deleted = (
         estate.machines()
-        .filter((pl.col("deleted_at").is_not_null()) & (pl.col("machine_kind") == "vm"))
+        .filter(pl.col("deleted_at").is_not_null() & (pl.col("profile") == "short_lived"))
         .row(0, named=True)
     )
     instant = deleted["created_at"] + (deleted["deleted_at"] - deleted["created_at"]) / 2

@@ -239,3 +239,31 @@ def test_pricings_have_the_example_shapes(simulator):
     example = example_body("security/GetResourcePricingByNameVirtualMachines_example.json")
     assert mismatches(example, resource) == []
     assert resource["properties"]["inherited"] == "True"
+
+
+def test_trial_and_scale_set_pricings_keep_the_example_shapes(simulator):
+    """A subscription in its trial ("P19DT12H" rather than "PT0S" is still a string), a scale
+    set's own setting, and an instance inheriting from its set."""
+    estate = simulator.estate
+    trial = next(s for s in estate.subscription_specs if s.display_name == "Contoso Analytics")
+    single = get(
+        simulator,
+        f"/subscriptions/{trial.subscription_id}/providers/Microsoft.Security/pricings/"
+        "VirtualMachines?api-version=2024-01-01",
+    )
+    example = example_body("security/GetPricingByNameVirtualMachines_example.json")
+    assert mismatches(example, single) == []
+    assert single["properties"]["freeTrialRemainingTime"] != "PT0S"
+    scale_set = estate.scale_set_specs[0]
+    instance = next(t.machine for t in estate.timelines if t.machine.scale_set is scale_set)
+    resource_example = example_body("security/GetResourcePricingByNameVirtualMachines_example.json")
+    for arm_id, inherited in ((scale_set.arm_id, "False"), (instance.arm_id, "True")):
+        resource = get(
+            simulator,
+            f"{arm_id}/providers/Microsoft.Security/pricings/VirtualMachines?api-version=2024-01-01",
+        )
+        assert resource["properties"]["inherited"] == inherited
+        if (
+            inherited == "True"
+        ):  # the example is an inherited pricing; an own one has no inheritedFrom
+            assert mismatches(resource_example, resource) == []

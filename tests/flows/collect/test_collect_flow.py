@@ -102,11 +102,16 @@ def test_inventory_holds_every_machine_alive_now_scale_set_instances_too(simulat
 
 
 def test_pricings_hold_every_plan_and_override(simulator, full_run):
+    """Every subscription's plan, every machine's and scale set's own setting; the others say
+    whom they inherit from (the subscription, or for the instances of a set with its own
+    setting, the set)."""
     estate, as_of = simulator.estate, full_run.summary.as_of
     alive = estate.alive_at(as_of)["resource_id"]
+    scale_sets = [s.arm_id.lower() for s in estate.scale_set_specs]
     columns = ["subscription_id", "level", "resource_id", "pricing_tier", "sub_plan"]
-    truth = estate.pricings().filter(
-        (pl.col("level") == "subscription") | pl.col("resource_id").is_in(alive.implode())
+    truth = estate.pricings(as_of).filter(
+        (pl.col("level") == "subscription")
+        | (~pl.col("inherited") & pl.col("resource_id").is_in([*alive.to_list(), *scale_sets]))
     )
     lake = scan_dataset(full_run.lake, "pricings").collect()
     own = lake.filter((pl.col("level") == "subscription") | ~pl.col("inherited"))
@@ -115,10 +120,15 @@ def test_pricings_hold_every_plan_and_override(simulator, full_run):
         .sort(columns, nulls_last=True)
         .equals(truth.select(columns).sort(columns, nulls_last=True))
     )
-    # Every machine was asked; those without an override say whom they inherit from.
-    assert lake.filter(pl.col("level") == "resource").height == alive.len()
+    # Every machine and scale set was asked.
+    assert lake.filter(pl.col("level") == "resource").height == alive.len() + len(scale_sets)
     inherited = lake.filter(pl.col("inherited"))
-    assert (inherited["inherited_from"] == "/subscriptions/" + inherited["subscription_id"]).all()
+    from_set = inherited["resource_id"].str.replace(r"/virtualmachines/[^/]+$", "")
+    assert (
+        (inherited["inherited_from"] == "/subscriptions/" + inherited["subscription_id"])
+        | (inherited["inherited_from"] == from_set)
+    ).all()
+    assert (inherited["inherited_from"] == from_set).any()
 
 
 def test_power_events_hold_every_event_since_the_retention_floor_deleted_machines_too(
@@ -138,10 +148,25 @@ def test_power_events_hold_every_event_since_the_retention_floor_deleted_machine
         .equals(truth.select(columns).sort("event_data_id"))
     )
     assert set(lake["status"]) == {"Started", "Accepted", "Succeeded", "Failed"}
-    deleted = estate.machines().filter(pl.col("deleted_at").is_between(since, as_of))
+    # Deleted machines log their deletion; a machine moved to another subscription logs none.
+    moved_out = estate.moves()["from_resource_id"].implode()
+    deleted = estate.machines().filter(
+        pl.col("deleted_at").is_between(since, as_of) & ~pl.col("resource_id").is_in(moved_out)
+    )
     assert deleted.height > 0
     deletions = lake.filter((pl.col("operation") == "delete") & (pl.col("status") == "Succeeded"))
     assert set(deleted["resource_id"]) <= set(deletions["resource_id"])
+    # The scale set deallocated and started as a whole: its events are kept on the set's id.
+    scale_set = estate.scale_set_specs[0].arm_id.lower()
+    on_set = lake.filter(pl.col("resource_id") == scale_set)
+    assert on_set.select("operation", "status").rows() == [
+        ("deallocate", "Started"),
+        ("deallocate", "Accepted"),
+        ("deallocate", "Succeeded"),
+        ("start", "Started"),
+        ("start", "Accepted"),
+        ("start", "Succeeded"),
+    ]
 
 
 def test_costs_hold_every_row_of_every_month_of_the_window(simulator, full_run):

@@ -1,0 +1,193 @@
+"""The billing cases of issue 11, placed in a generated estate so the demo and the tests meet them.
+
+Dates are relative to the estate's `now`, inside the last complete calendar month (the demo's
+report month) except the trial, which starts 10 days before `now`. A case whose date falls outside
+the observed window is left out (a one-month window may not reach back to day 16). Every plan
+change is at 00:00 UTC (see `plans`). The cases:
+1. plan change: a Shared Services machine's resource-level P1 is removed on day 16 (P2 after);
+2. enablement: Sandbox, Free since an old trial, enables Plan 1 on day 20 (no trial left);
+3. free trial: Analytics enables Plan 2 for the first time 10 days before `now`;
+4. MDE benefit: 3 Production VMs billed on "Standard P2 Node - MDATP Benefit" from day 18;
+5. a Log Analytics workspace billed for Defender for Servers (Plan 2) on days 23-27;
+6. Shared Services' cost data arrives 3 days late;
+7. a Dev/Test machine (charged at subscription level) set to Free at resource level;
+8. Production's scale set set to Plan 1 at scale-set level (on a Plan 2 subscription);
+9. a Production VM moved to Shared Services at 00:00 on day 22 (its move day is billed under
+   Production with its new id);
+10. the same scale set deallocated as a whole on the evening of day 24 (or the next free day)
+    and started the next morning, logged only on the set.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+
+from flows.simulator.estate import EstateBuilder
+from flows.simulator.model import (
+    MachineSpec,
+    MachineTimeline,
+    ScaleSetSpec,
+    SubscriptionSpec,
+    WorkspaceCharge,
+)
+
+PLAN_CHANGE_DAY = 16
+BENEFIT_APPROVAL_DAY = 18
+ENABLEMENT_DAY = 20
+MOVE_DAY = 22
+WORKSPACE_DAYS = range(23, 28)
+SCALE_SET_DEALLOCATE_DAYS = range(24, 29)
+TRIAL_STARTED_DAYS_AGO = 10
+COST_LAG = timedelta(days=3)
+BENEFIT_MACHINES = 3
+WORKSPACE_HOURS_PER_DAY = 48.0  # two servers reporting to the workspace around the clock
+
+
+def last_complete_month(now: datetime) -> date:
+    """The first day of the calendar month before `now`'s."""
+    return (now.date().replace(day=1) - timedelta(days=1)).replace(day=1)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CaseDates:
+    """When each case happens in an estate observed over `[window_start, now)`."""
+
+    plan_change: datetime | None
+    benefit_approval: datetime | None
+    enablement: datetime | None
+    move: datetime | None
+    workspace_days: tuple[date, ...]
+    scale_set_days: tuple[date, ...]
+    trial_start: datetime | None
+
+    @classmethod
+    def of(cls, window_start: datetime, now: datetime) -> CaseDates:
+        month = last_complete_month(now)
+
+        def observed(day: date) -> bool:
+            # The day before is observed too, so a change is visible as one.
+            return window_start < _midnight(day) and _midnight(day) + timedelta(days=1) < now
+
+        def instant(day_of_month: int) -> datetime | None:
+            day = month.replace(day=day_of_month)
+            return _midnight(day) if observed(day) else None
+
+        def days(days_of_month: range) -> tuple[date, ...]:
+            return tuple(
+                month.replace(day=d) for d in days_of_month if observed(month.replace(day=d))
+            )
+
+        trial_day = now.date() - timedelta(days=TRIAL_STARTED_DAYS_AGO)
+        return cls(
+            plan_change=instant(PLAN_CHANGE_DAY),
+            benefit_approval=instant(BENEFIT_APPROVAL_DAY),
+            enablement=instant(ENABLEMENT_DAY),
+            move=instant(MOVE_DAY),
+            workspace_days=days(WORKSPACE_DAYS),
+            scale_set_days=days(SCALE_SET_DEALLOCATE_DAYS),
+            trial_start=_midnight(trial_day) if observed(trial_day) else None,
+        )
+
+
+def enabled_mid_month(subscription: SubscriptionSpec, dates: CaseDates) -> SubscriptionSpec:
+    """Case 2: Free in the window until Plan 1 is enabled on `dates.enablement`; its trial was
+    used years ago, so the enablement is billed from its first day."""
+    if dates.enablement is None:
+        return subscription
+    return replace(
+        subscription,
+        defender_plan="P1",
+        enablement_time=dates.enablement,
+        first_enablement_time=dates.enablement - timedelta(days=900),
+    )
+
+
+def in_trial(subscription: SubscriptionSpec, dates: CaseDates) -> SubscriptionSpec:
+    """Case 3: the subscription's first enablement starts its 30-day free trial."""
+    if dates.trial_start is None:
+        return replace(subscription, defender_plan=None, enablement_time=None)
+    return replace(subscription, enablement_time=dates.trial_start)
+
+
+def lagging(subscription: SubscriptionSpec) -> SubscriptionSpec:
+    """Case 6: pay-as-you-go cost data up to 72 hours late."""
+    return replace(subscription, cost_lag=COST_LAG)
+
+
+def move(
+    builder: EstateBuilder,
+    machine: MachineSpec,
+    to: SubscriptionSpec,
+    resource_group: str,
+    at: datetime,
+) -> MachineTimeline:
+    """Case 9: `machine` runs in its subscription until `at`, then (same vmId, new id) in `to`.
+
+    A move logs no Compute power event; the returned timeline (the new id, running) is the one
+    the caller schedules from `at` on.
+    """
+    before = builder.add_machine(machine, initial_state="running")
+    before.move_out(at)
+    moved = replace(
+        machine,
+        subscription=to,
+        resource_group=resource_group,
+        location=to.location,
+        created_at=at,
+        pricing_override=None,
+        override_until=None,
+        mde_benefit_from=None,
+        moved_from=machine,
+    )
+    return builder.add_machine(moved, initial_state="running")
+
+
+def workspace_charge(
+    builder: EstateBuilder, subscription: SubscriptionSpec, resource_group: str, dates: CaseDates
+) -> None:
+    """Case 5: Plan 2 billed on a Log Analytics workspace (servers reporting to it)."""
+    if dates.workspace_days:
+        builder.add_workspace_charge(
+            WorkspaceCharge(
+                subscription=subscription,
+                resource_group=resource_group,
+                name=f"log-{subscription.subscription_id[:8]}-security",
+                plan="P2",
+                days=dates.workspace_days,
+                hours_per_day=WORKSPACE_HOURS_PER_DAY,
+            )
+        )
+
+
+def deallocate_scale_set(
+    builder: EstateBuilder,
+    scale_set: ScaleSetSpec,
+    dates: CaseDates,
+    rng: random.Random,
+    caller: str,
+) -> None:
+    """Case 10: deallocate the whole set at about 20:00 and start it at about 07:00 the next
+    day, on the first candidate day no instance is being created or deleted around."""
+    instances = [t for t in builder.timelines if t.machine.scale_set is scale_set]
+    for day in dates.scale_set_days:
+        evening = _midnight(day) + timedelta(hours=20, seconds=rng.randint(0, 1800))
+        morning = _midnight(day + timedelta(days=1)) + timedelta(
+            hours=7, seconds=rng.randint(0, 1800)
+        )
+        busy = any(
+            t.free_at > evening and t.machine.created_at <= morning + timedelta(hours=1)
+            for t in instances
+        )
+        if busy:
+            continue
+        deallocating = timedelta(seconds=rng.randint(90, 240))
+        starting = timedelta(seconds=rng.randint(45, 150))
+        builder.operate_scale_set(scale_set, "deallocate", evening, deallocating, caller=caller)
+        builder.operate_scale_set(scale_set, "start", morning, starting, caller=caller)
+        return
