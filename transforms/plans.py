@@ -130,8 +130,12 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
         subscription_enabled_at=pl.col("enablement_time").max(),
     )
     trial_end = pl.col("snapshot_at") + pl.col("free_trial_remaining")
+    # A Free subscription reports the whole trial still ahead of it: only an enabled plan's
+    # remaining trial is a trial.
     trials = (
-        subscription_rows.filter(pl.col("free_trial_remaining") > timedelta(0))
+        subscription_rows.filter(
+            (pl.col("free_trial_remaining") > timedelta(0)) & (pl.col("setting") != "off")
+        )
         .group_by("subscription_id")
         .agg(trial_ends_at=trial_end.max())
     )
