@@ -21,6 +21,7 @@ from rich.table import Table
 from flows.collect import collect
 from flows.pipeline import RefreshSummary, first_of_month, refresh
 from flows.report.data import ReportData
+from flows.report.summary import summary_lines
 from flows.simulator import simulated_azure
 
 DEFAULT_STATE_DIR = Path("data/demo")
@@ -104,23 +105,8 @@ def summary_table(result: DemoResult) -> Table:
     table.add_column("value", justify="right", overflow="fold")
     data = result.report_data
     if data is not None:
-        headline = data.headline
-        money = headline.currency
-        table.add_row(
-            "machines (distinct / peak concurrent)",
-            f"{headline.machines_distinct} / {headline.peak_concurrent_machines}",
-        )
-        table.add_row("billable hours", f"{headline.billable_hours:,.1f}")
-        table.add_row("billed by Cost Management", f"{headline.billed_cost:,.2f} {money}")
-        table.add_row("per-hour cost of billable hours", f"{headline.hourly_cost:,.2f} {money}")
-        table.add_row("per-seat, one per machine", f"{headline.seat_cost_distinct:,.2f} {money}")
-        table.add_row("per-seat, peak concurrent", f"{headline.seat_cost_peak:,.2f} {money}")
-        table.add_row(
-            "per-hour saves vs seats per machine", f"{headline.difference_distinct:,.2f} {money}"
-        )
-        table.add_row("per-hour saves vs peak seats", f"{headline.difference_peak:,.2f} {money}")
-        for kind in data.finding_kinds:
-            table.add_row(f"finding: {kind.finding}", f"{kind.count} ({kind.amount:,.2f} {money})")
+        for measure, value in summary_lines(data):
+            table.add_row(measure, value)
     build = result.refresh.build
     table.add_row("warehouse", str(build.warehouse))
     if result.refresh.report is not None:

@@ -33,6 +33,7 @@ from flows.collect import CollectIncomplete, CollectSummary, collect
 from flows.config import Settings, load_settings
 from flows.report import ReportPaths, render_report
 from flows.report.data import ReportData, load_report_data
+from flows.report.summary import summary_lines
 from transforms.billing import ACTIVITY_LOG_RETENTION_DAYS
 
 DAILY_REFRESH_CRON = "0 3 * * *"
@@ -107,8 +108,7 @@ def publish_artifacts(warehouse_path: Path, month: date) -> ReportData | None:
     except LookupError as error:
         _logger().warning(f"no artifacts for {month:%Y-%m}: {error}")
         return None
-    headline = data.headline
-    money = headline.currency
+    money = data.headline.currency
     create_markdown_artifact(
         key=f"mdecost-summary-{month:%Y-%m}",
         description=f"Defender for Servers, per hour vs per seat, {month:%B %Y}",
@@ -118,22 +118,13 @@ def publish_artifacts(warehouse_path: Path, month: date) -> ReportData | None:
                 "",
                 "| measure | value |",
                 "| --- | --- |",
-                f"| machines (distinct / peak concurrent) | {headline.machines_distinct} / "
-                f"{headline.peak_concurrent_machines} |",
-                f"| billable hours | {headline.billable_hours:,.1f} |",
-                f"| billed by Cost Management | {headline.billed_cost:,.2f} {money} |",
-                f"| per-hour cost of billable hours | {headline.hourly_cost:,.2f} {money} |",
-                f"| per-seat, one seat per machine | {headline.seat_cost_distinct:,.2f} {money} |",
-                f"| per-seat, peak concurrent seats | {headline.seat_cost_peak:,.2f} {money} |",
-                f"| saved by per-hour vs seats per machine | "
-                f"{headline.difference_distinct:,.2f} {money} |",
-                f"| findings | {headline.findings_count} |",
+                *(f"| {measure} | {value} |" for measure, value in summary_lines(data)),
             ]
         ),
     )
     create_table_artifact(
         key=f"mdecost-top-savings-{month:%Y-%m}",
-        description="Machines where per-hour billing saves most against one seat",
+        description="Machines where the MDE part costs least by the hour against one seat",
         table=[
             {
                 "machine": saving.machine_name,

@@ -329,13 +329,9 @@ def finish_options(
         estate_billed_through="billed_through"
     )
     month_end = pl.col("month").dt.month_end()
-    reached = (month_end <= pl.coalesce("billed_through", "estate_billed_through")).fill_null(
-        False
-    )
+    reached = (month_end <= pl.coalesce("billed_through", "estate_billed_through")).fill_null(False)
     # The estate's month is complete once every subscription's is.
-    every_subscription = (
-        pl.col("reached").filter(pl.col("scope").is_not_null()).all().over("month")
-    )
+    every_subscription = pl.col("reached").filter(pl.col("scope").is_not_null()).all().over("month")
     view = (
         _eligibility(rows, terms)
         .join(cut_offs, on="scope", how="left", nulls_equal=True)

@@ -20,6 +20,8 @@ from transforms.contract import VIEWS
 # The machine x month columns of `licensing_comparison_monthly`, in the warehouse contract's
 # order: the CSV and the workbook's `machines` sheet carry exactly these.
 MACHINE_COLUMNS: tuple[str, ...] = tuple(VIEWS["licensing_comparison_monthly"]["columns"])
+# The `licensing_options_monthly` columns: the CSV beside the report and a workbook sheet.
+OPTION_COLUMNS: tuple[str, ...] = tuple(VIEWS["licensing_options_monthly"]["columns"])
 # The `findings` columns less `month` (one month per report), plus the machine's name.
 FINDING_COLUMNS: tuple[str, ...] = (
     "resource_id",
@@ -136,6 +138,47 @@ class BreakEven:
 
 
 @dataclass(frozen=True)
+class PlanAnswer:
+    """The licensing answer for one plan and one scope (the estate, or a subscription), from
+    `licensing_options_monthly`: what was billed against the options a customer can buy."""
+
+    subscription_id: str | None
+    plan: str
+    machines: int
+    billed: float
+    hourly_list: float
+    seats: int  # seats fixed per reassignment block (the licensable count)
+    seats_per_machine: int
+    like_for_like: float  # keep Defender for Servers, bring MDE seats (reassignment rule)
+    like_for_like_per_machine: float
+    seats_only: float  # Defender for Servers off, seats alone
+    p1_instead: float | None  # P2 only: the same hours at the P1 rate
+    eligible: bool
+    eligibility_note: str
+    seats_only_note: str
+    p1_note: str | None
+    month_complete: bool
+
+    @property
+    def difference(self) -> float:
+        """like_for_like - billed: negative, seats would have cost less than the bill."""
+        return self.like_for_like - self.billed
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """The settings the licensing answer rests on, as `build_info` recorded them."""
+
+    seat_option: str
+    seat_rule: str
+    seat_term: str
+    monthly_term_uplift_percent: float
+    seat_reassignment_days: int
+    mde_component: str  # JSON as recorded: per-plan rates, or {} for the P1 rate
+    seat_eligibility: str  # JSON as recorded
+
+
+@dataclass(frozen=True)
 class ReportData:
     month: date
     headline: Headline
@@ -153,6 +196,15 @@ class ReportData:
     prices: pa.Table  # the warehouse `prices` rows in force during the month
     seat_options: list[str]
     machines_cheaper: dict[str, int]  # `cheaper` value -> machines, e.g. {"per_hour": 40}
+    plan_answers: list[PlanAnswer]  # the estate's, P1 then P2
+    subscription_answers: list[PlanAnswer]  # per subscription and plan, largest billed first
+    options: pa.Table  # the month's rows of licensing_options_monthly, every scope
+    assumptions: Assumptions
+
+    @property
+    def month_complete(self) -> bool:
+        """Whether the month's cost data is complete: headlines are for complete months only."""
+        return all(answer.month_complete for answer in self.plan_answers)
 
 
 def month_bounds(month: date) -> tuple[date, date]:
@@ -187,6 +239,8 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
     subscriptions, estate = _fleet(con, start, warehouse)
     charges = _charges(con, start, end)
     findings = _findings(con, start)
+    assumptions = _assumptions(con)
+    answers = _plan_answers(con, start, assumptions)
     return ReportData(
         month=start,
         headline=Headline(
@@ -230,6 +284,17 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
                 [start],
             ).fetchall()
         ),
+        plan_answers=[answer for answer in answers if answer.subscription_id is None],
+        subscription_answers=sorted(
+            (answer for answer in answers if answer.subscription_id is not None),
+            key=lambda answer: (-answer.billed, answer.subscription_id or "", answer.plan),
+        ),
+        options=con.sql(
+            f"SELECT {', '.join(OPTION_COLUMNS)} FROM licensing_options_monthly WHERE month = ? "
+            "ORDER BY subscription_id NULLS FIRST, plan, option, seat_option, seat_rule",
+            params=[start],
+        ).to_arrow_table(),
+        assumptions=assumptions,
     )
 
 
@@ -469,6 +534,81 @@ def _prices(con: duckdb.DuckDBPyConnection, start: date, end: date, currency: st
         """,
         params=[end, start, currency],
     ).to_arrow_table()
+
+
+def _assumptions(con: duckdb.DuckDBPyConnection) -> Assumptions:
+    row = _aggregate(
+        con,
+        "SELECT seat_option, seat_term, monthly_term_uplift_percent, seat_reassignment_days, "
+        "mde_component, seat_eligibility FROM build_info",
+        [],
+    )
+    return Assumptions(
+        seat_option=row[0],
+        seat_rule=f"reassign_{int(row[3])}d",
+        seat_term=row[1],
+        monthly_term_uplift_percent=float(row[2]),
+        seat_reassignment_days=int(row[3]),
+        mde_component=row[4],
+        seat_eligibility=row[5],
+    )
+
+
+def _plan_answers(
+    con: duckdb.DuckDBPyConnection, start: date, assumptions: Assumptions
+) -> list[PlanAnswer]:
+    """Every scope's and plan's answer, read from `licensing_options_monthly` (the configured
+    seat option; the licensable seat rule first, one seat per machine beside it)."""
+    rows = con.execute(
+        """
+        SELECT subscription_id, plan,
+               any_value(machines),
+               CAST(any_value(billed) AS DOUBLE),
+               CAST(any_value(cost) FILTER (option = 'hourly_list') AS DOUBLE),
+               any_value(seats) FILTER (option = 'seats_only' AND seat_rule = $rule),
+               any_value(seats) FILTER (option = 'seats_only' AND seat_rule = 'per_machine'),
+               CAST(any_value(cost) FILTER (option = 'seats_plus_hourly_remainder'
+                                            AND seat_rule = $rule) AS DOUBLE),
+               CAST(any_value(cost) FILTER (option = 'seats_plus_hourly_remainder'
+                                            AND seat_rule = 'per_machine') AS DOUBLE),
+               CAST(any_value(cost) FILTER (option = 'seats_only' AND seat_rule = $rule)
+                    AS DOUBLE),
+               CAST(any_value(cost) FILTER (option = 'p1_instead_of_p2') AS DOUBLE),
+               bool_and(eligible) FILTER (option = 'seats_plus_hourly_remainder'
+                                          AND seat_rule = $rule),
+               any_value(eligibility_note) FILTER (option = 'seats_plus_hourly_remainder'
+                                                   AND seat_rule = $rule),
+               any_value(eligibility_note) FILTER (option = 'seats_only' AND seat_rule = $rule),
+               any_value(eligibility_note) FILTER (option = 'p1_instead_of_p2'),
+               bool_and(month_complete)
+        FROM licensing_options_monthly
+        WHERE month = $month AND (seat_option IS NULL OR seat_option = $seat_option)
+        GROUP BY subscription_id, plan
+        ORDER BY subscription_id NULLS FIRST, plan
+        """,
+        {"month": start, "rule": assumptions.seat_rule, "seat_option": assumptions.seat_option},
+    ).fetchall()
+    return [
+        PlanAnswer(
+            subscription_id=row[0],
+            plan=row[1],
+            machines=int(row[2] or 0),
+            billed=_number(row[3]),
+            hourly_list=_number(row[4]),
+            seats=int(row[5] or 0),
+            seats_per_machine=int(row[6] or 0),
+            like_for_like=_number(row[7]),
+            like_for_like_per_machine=_number(row[8]),
+            seats_only=_number(row[9]),
+            p1_instead=None if row[10] is None else float(row[10]),
+            eligible=bool(row[11]),
+            eligibility_note=row[12] or "",
+            seats_only_note=row[13] or "",
+            p1_note=row[14],
+            month_complete=bool(row[15]),
+        )
+        for row in rows
+    ]
 
 
 def _aggregate(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> tuple:

@@ -18,7 +18,9 @@ from flows.report.data import MachineSaving, ReportData
 from transforms.billing import (
     ARC_BILLABLE_STATES,
     ARC_STATES,
+    LOST_WITHOUT_DEFENDER_FOR_SERVERS,
     PARTIAL_HOURS_MODES,
+    SEAT_REQUIREMENTS,
     VM_BILLABLE_STATES,
     VM_POWER_STATES,
 )
@@ -28,8 +30,10 @@ FINDING_MEANINGS: Mapping[str, str] = {
     "billed_while_not_billable": "Billed for hours when the machine was not in a billable state",
     "billable_not_billed": "Billable hours observed that Microsoft did not bill (yet)",
     "no_mde_sensor": "Paying for Defender for Servers on a machine without the MDE sensor",
-    "double_licensed": "Also covered by a per-seat licence: paying twice for Defender for "
-    "Endpoint (a support ticket can discount it from approval, not backdated)",
+    "mde_benefit_unclaimed": "MDE seats owned while Defender for Servers bills the MDE part in "
+    "full: a support ticket can discount it, from approval, not backdated",
+    "mde_benefit_not_applied": "Full-rate meters after the MDE benefit was approved",
+    "stopped_allocated": "Billable while stopped but still allocated: deallocate instead",
     "defender_off": "Machine not covered by Defender for Servers (no amount: nothing billed)",
 }
 # The page lists this many findings, largest first, and charts this many subscriptions,
@@ -61,30 +65,33 @@ def build_charts(data: ReportData) -> ChartSet:
     def axis(value: float) -> str:
         return formatting.money_compact(value, currency)
 
+    block = block_name(data.assumptions.seat_reassignment_days)
     series = [
         ("Billed (Cost Management)", charts.BLUE),
-        ("Per-hour (observed hours)", charts.SKY),
-        ("Per-seat, one per machine", charts.ORANGE),
-        ("Per-seat, peak concurrent", charts.VERMILLION),
+        ("Hourly at list rates", charts.SKY),
+        (f"Keep the plan, MDE seats per {block}", charts.ORANGE),
+        ("Keep the plan, an MDE seat per machine", charts.VERMILLION),
     ]
     subscription_groups = [
         charts.BarGroup(
-            label=row.subscription_id or "",
-            sublabel=f"{row.machines_distinct} machines, peak {row.peak_concurrent_machines}",
+            label=f"{row.subscription_id} · {row.plan}",
+            sublabel=f"{row.machines} machines, {row.seats} seats per {block}",
             bars=[
-                charts.Bar(value, name, f"{row.subscription_id} · {name}: {money(value)}")
+                charts.Bar(
+                    value, name, f"{row.subscription_id} {row.plan} · {name}: {money(value)}"
+                )
                 for (name, _), value in zip(
                     series,
-                    (row.billed_cost, row.hourly_cost, row.seat_cost_distinct, row.seat_cost_peak),
+                    (row.billed, row.hourly_list, row.like_for_like, row.like_for_like_per_machine),
                     strict=True,
                 )
             ],
         )
-        for row in data.subscriptions[:SUBSCRIPTIONS_CHARTED]
+        for row in data.subscription_answers[:SUBSCRIPTIONS_CHARTED]
     ]
     cost_by_subscription = charts.horizontal_bar_chart(
         "cost-by-subscription",
-        "Per-hour versus per-seat cost by subscription",
+        "Billed versus keeping the plan with MDE seats, by subscription and plan",
         subscription_groups,
         series,
         money,
@@ -106,7 +113,9 @@ def build_charts(data: ReportData) -> ChartSet:
     )
 
     def saving_bar(machine: MachineSaving) -> charts.BarGroup:
-        verdict = "per-hour cheaper" if machine.per_hour_savings > 0 else "per-seat cheaper"
+        verdict = (
+            "MDE part cheaper by the hour" if machine.per_hour_savings > 0 else "a seat cheaper"
+        )
         return charts.BarGroup(
             label=machine.machine_name,
             sublabel=f"{machine.plan} · {formatting.percent(machine.utilization)} billable",
@@ -121,7 +130,7 @@ def build_charts(data: ReportData) -> ChartSet:
 
     machine_savings = charts.horizontal_bar_chart(
         "machine-savings",
-        "Machines where per-hour saves most, and where a seat would have been cheaper",
+        "Machines where the MDE part costs least by the hour, and where a seat would cost less",
         [saving_bar(machine) for machine in (*data.top_savings, *data.top_overpayments)],
         [("saving", charts.GREEN), ("overpayment", charts.VERMILLION)],
         money,
@@ -149,6 +158,18 @@ def build_charts(data: ReportData) -> ChartSet:
         machine_savings=Markup(machine_savings),
         findings_by_kind=Markup(findings_by_kind),
     )
+
+
+PLAN_NAMES: Mapping[str, str] = {"P1": "Plan 1", "P2": "Plan 2"}
+SEAT_NAMES: Mapping[str, str] = {
+    "mde_for_servers": "MDE for Servers",
+    "defender_business_servers": "Defender for Business servers",
+}
+
+
+def block_name(reassignment_days: int) -> str:
+    """What a block of seats is called: a quarter for 90 days, else its days."""
+    return "quarter" if reassignment_days == 90 else f"{reassignment_days}-day period"
 
 
 def _environment() -> Environment:
@@ -201,5 +222,10 @@ def render_html(
             partial_hours_meaning=PARTIAL_HOURS_MEANINGS[partial_hours],
             other_partial_hours=[m for m in PARTIAL_HOURS_MODES if m != partial_hours],
             overrides=overrides,
+            plan_names=PLAN_NAMES,
+            seat_name=SEAT_NAMES.get(data.assumptions.seat_option, data.assumptions.seat_option),
+            seat_requirement=SEAT_REQUIREMENTS.get(data.assumptions.seat_option),
+            block_name=block_name(data.assumptions.seat_reassignment_days),
+            p2_lost=LOST_WITHOUT_DEFENDER_FOR_SERVERS["P2"],
         )
     )

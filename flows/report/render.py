@@ -23,6 +23,8 @@ from flows.warehouse import connect_read_only
 
 FORMATS = frozenset({"html", "csv", "xlsx"})
 FILE_NAMES = {"html": "report.html", "csv": "comparison.csv", "xlsx": "comparison.xlsx"}
+# The licensing options of the month, a CSV of their own beside comparison.csv.
+OPTIONS_CSV = "licensing_options.csv"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ReportPaths:
     html: Path | None
     csv: Path | None
     xlsx: Path | None
+    options_csv: Path | None  # licensing_options.csv, written with the csv format
     data: ReportData  # what the files say, for summaries and Prefect artifacts
 
 
@@ -64,9 +67,10 @@ def render_report(
 ) -> ReportPaths:
     """Render the report for the month containing `month` from `warehouse_path`.
 
-    Writes `report.html`, `comparison.csv` and `comparison.xlsx` (those in `formats`) into
-    `<out_dir>/YYYY-MM/`. `pricing` supplies what the methodology states about settings the
-    warehouse does not record (partial hours, configured overrides); default: the defaults.
+    Writes `report.html`, `comparison.csv` (with `licensing_options.csv`) and `comparison.xlsx`
+    (those in `formats`) into `<out_dir>/YYYY-MM/`. `pricing` supplies what the methodology
+    states about settings the warehouse does not record (partial hours, configured overrides);
+    default: the defaults.
     Raises WarehouseMissingError when there is no warehouse, ReportDataError when the month
     has no data, ValueError for an unknown format.
     """
@@ -96,12 +100,18 @@ def render_report(
         name: _write_atomically(directory / FILE_NAMES[name], writers[name])
         for name in sorted(chosen)
     }
+    options_csv = None
+    if "csv" in chosen:
+        options_csv = _write_atomically(
+            directory / OPTIONS_CSV, lambda path: write_comparison_csv(data.options, path)
+        )
     return ReportPaths(
         month=data.month,
         directory=directory,
         html=written.get("html"),
         csv=written.get("csv"),
         xlsx=written.get("xlsx"),
+        options_csv=options_csv,
         data=data,
     )
 

@@ -19,10 +19,17 @@ from xlsxwriter.format import Format
 from xlsxwriter.utility import xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
-from flows.report.data import FINDING_COLUMNS, MACHINE_COLUMNS, ReportData
+from flows.report.data import (
+    FINDING_COLUMNS,
+    MACHINE_COLUMNS,
+    OPTION_COLUMNS,
+    Assumptions,
+    PlanAnswer,
+    ReportData,
+)
 from flows.report.formatting import xlsx_money_format
 
-SHEETS = ("summary", "machines", "findings")
+SHEETS = ("summary", "machines", "findings", "options")
 TOTAL_LABEL = "Total"
 
 _MONEY = frozenset(
@@ -76,7 +83,9 @@ class _Formats:
 
 
 def write_workbook(data: ReportData, path: Path) -> None:
-    """Write the three sheets of `data` to `path` (an .xlsx file; replaced if present)."""
+    """Write the four sheets of `data` to `path` (an .xlsx file; replaced if present): the
+    summary, the machines, the findings and the licensing options (`licensing_options_monthly`
+    of the month, every scope)."""
     with xlsxwriter.Workbook(str(path)) as book:
         money = xlsx_money_format(data.headline.currency)
         formats = _Formats(
@@ -114,6 +123,7 @@ def write_workbook(data: ReportData, path: Path) -> None:
             {"amount": data.findings_total},
             formats,
         )
+        _table_sheet(book.add_worksheet("options"), data.options, OPTION_COLUMNS, {}, formats)
 
 
 def _table_sheet(
@@ -149,14 +159,52 @@ def _table_sheet(
     sheet.autofilter(0, 0, max(rows, 1), len(columns) - 1)
 
 
+def _plan_measures(
+    answer: PlanAnswer, assumptions: Assumptions, formats: _Formats
+) -> list[tuple[str, Any, Format | None, str]]:
+    """The summary's lines for one plan: billed against keeping the plan with MDE seats."""
+    rule = assumptions.seat_rule
+    lines: list[tuple[str, Any, Format | None, str]] = [
+        (
+            f"{answer.plan}: billed",
+            answer.billed,
+            formats.money,
+            f"{answer.machines} machines",
+        ),
+        (
+            f"{answer.plan}: keep the plan, MDE part by {assumptions.seat_option} seats ({rule})",
+            answer.like_for_like,
+            formats.money,
+            f"{answer.seats} seats; {answer.eligibility_note}",
+        ),
+        (
+            f"{answer.plan}: difference (keep + seats - billed)",
+            answer.difference,
+            formats.money,
+            "negative: seats would have cost less",
+        ),
+        (
+            f"{answer.plan}: seats alone, Defender for Servers off",
+            answer.seats_only,
+            formats.money,
+            answer.seats_only_note,
+        ),
+    ]
+    if answer.p1_instead is not None:
+        lines.append(
+            (
+                "P2: the same hours on Plan 1",
+                answer.p1_instead,
+                formats.money,
+                answer.p1_note or "",
+            )
+        )
+    return lines
+
+
 def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> None:
     """Headline measures first, then the subscriptions of `fleet_comparison_monthly`."""
     headline = data.headline
-
-    def cheaper(difference: float) -> str:
-        if round(difference, 2) > 0:
-            return "per-hour"
-        return "per-seat" if round(difference, 2) < 0 else "same"
 
     measures: list[tuple[str, Any, Format | None, str]] = [
         (
@@ -183,38 +231,23 @@ def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> Non
             formats.money,
             "billable hours x the plan's hourly rate in force",
         ),
-        (
-            "Per-seat, one seat per distinct machine",
-            headline.seat_cost_distinct,
-            formats.money,
-            f"{headline.machines_distinct} seats",
+        *(
+            measure
+            for answer in data.plan_answers
+            for measure in _plan_measures(answer, data.assumptions, formats)
         ),
-        (
-            "Per-seat, seats = peak concurrent billable machines",
-            headline.seat_cost_peak,
-            formats.money,
-            f"{headline.peak_concurrent_machines} seats, reassigned between machines",
-        ),
-        (
-            "Difference: per-seat (one per machine) - billed",
-            headline.difference_distinct,
-            formats.money,
-            "positive: paying per hour cost less",
-        ),
-        (
-            "Difference: per-seat (peak concurrent) - billed",
-            headline.difference_peak,
-            formats.money,
-            "positive: paying per hour cost less",
-        ),
-        ("Cheaper against one seat per machine", cheaper(headline.difference_distinct), None, ""),
-        ("Cheaper against peak concurrent seats", cheaper(headline.difference_peak), None, ""),
         ("Machines (distinct)", headline.machines_distinct, formats.integer, ""),
         (
             "Peak concurrent billable machines",
             headline.peak_concurrent_machines,
             formats.integer,
-            "most machines billable in the same hour",
+            "most machines billable in the same hour: a lower bound, not a licence count",
+        ),
+        (
+            "Month complete",
+            "yes" if data.month_complete else "no: month to date",
+            None,
+            "headlines use complete months only",
         ),
         ("Billable hours observed", headline.billable_hours, formats.hours, ""),
         ("Hours billed (Cost Management)", headline.billed_hours, formats.hours, ""),

@@ -77,6 +77,7 @@ REPORTED_VIEWS = (
     "licensing_comparison_monthly",
     "fleet_comparison_monthly",
     "defender_charges_daily",
+    "licensing_options_monthly",
     "findings",
 )
 
@@ -134,6 +135,57 @@ def _fleet_rows() -> list[tuple]:
     ]
 
 
+# The October licensing answer per scope and plan (the MDE component is the P1 rate 0.00672):
+# (scope, plan, machines, billable h, billed, hourly at list). Seats are one per machine, the
+# same per quarter (no machine left or arrived earlier in Q4).
+#   estate P2: app, batch, old, scale: 4 machines, 744 + 100 + 3 + 250.5 = 1097.5 h, billed
+#     14.88 + 2.00 + 0.10 + 5.00 = 21.98, hourly 14.88 + 2.00 + 0.06 + 5.01 = 21.95, MDE part
+#     1097.5 x 0.00672 = 7.3752; keep P2 with 4 seats: 4 x 5 + 21.95 - 7.3752 = 34.5748
+#     (12.5948 more than billed); seats alone 20.00; on P1: 7.3752.
+#   estate P1: arc: 372 h, billed = hourly = MDE part = 2.49984; keep P1 with 1 seat: 5.00.
+#   SUB_A P2: app, batch, old: 847 h, billed 16.98, hourly 16.94, MDE part 5.69184; keep P2 with
+#     3 seats: 15 + 16.94 - 5.69184 = 26.24816.
+#   SUB_B P2: scale: 250.5 h, billed 5.00, hourly 5.01, MDE part 1.68336: 5 + 3.32664 = 8.32664.
+#   SUB_B P1: arc: as the estate's P1.
+PLAN_SCOPES = (
+    (None, "P2", 4, 1097.5, 21.98, 21.95),
+    (None, "P1", 1, 372.0, 2.49984, 2.49984),
+    (SUB_A, "P2", 3, 847.0, 16.98, 16.94),
+    (SUB_B, "P2", 1, 250.5, 5.00, 5.01),
+    (SUB_B, "P1", 1, 372.0, 2.49984, 2.49984),
+)
+LIKE_FOR_LIKE = {(None, "P2"): 34.5748, (None, "P1"): 5.00, (SUB_A, "P2"): 26.24816}
+OPTION_COLUMNS = (
+    "month", "subscription_id", "plan", "option", "seat_option", "seat_rule", "machines",
+    "seats", "billable_hours", "cost", "billed", "cost_vs_billed", "month_complete",
+    "eligible", "eligibility_note", "currency",
+)  # fmt: skip
+
+
+def _option_row(scope, plan, machines, hours, billed, option, cost, seat=(None, None, None)):
+    seat_option, rule, seats = seat
+    return (
+        OCTOBER, scope, plan, option, seat_option, rule, machines, seats, hours, cost, billed,
+        cost - billed, True, True, f"note on {option}", "USD",
+    )  # fmt: skip
+
+
+def _option_rows() -> list[tuple]:
+    rows = []
+    for scope, plan, machines, hours, billed, hourly in PLAN_SCOPES:
+        component = hours * 0.00672
+        key = (scope, plan, machines, hours, billed)
+        rows += [_option_row(*key, "billed", billed), _option_row(*key, "hourly_list", hourly)]
+        if plan == "P2":
+            rows.append(_option_row(*key, "p1_instead_of_p2", component))
+        for rule in ("per_machine", "reassign_90d"):
+            seat = ("mde_for_servers", rule, machines)
+            remainder = machines * 5 + hourly - component
+            rows.append(_option_row(*key, "seats_plus_hourly_remainder", remainder, seat))
+            rows.append(_option_row(*key, "seats_only", machines * 5.0, seat))
+    return rows
+
+
 def _charge_rows() -> list[tuple]:
     day = date(2026, 10, 20)
     return [
@@ -156,7 +208,8 @@ def _finding_rows() -> list[tuple]:
         (SCALE, SUB_B, OCTOBER, "billable_not_billed", HOSTILE_DETAIL, 0.01, "USD"),
         (ARC, SUB_B, OCTOBER, "no_mde_sensor", "no MDE.Windows or MDE.Linux extension",
          2.49984, "USD"),
-        (None, None, OCTOBER, "double_licensed", "1 MDE for Servers seat owned", 5.00, "USD"),
+        (None, None, OCTOBER, "mde_benefit_unclaimed", "1 MDE for Servers seat owned", 5.00,
+         "USD"),
         (NODEFENDER, SUB_A, OCTOBER, "defender_off", "Defender for Servers is off", None, None),
         (APP, SUB_A, SEPTEMBER, "no_mde_sensor", "no extension", 0.48, "USD"),
     ]  # fmt: skip
@@ -224,6 +277,16 @@ def build_warehouse(path: Path) -> Path:
                 rows,
             )
         con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)", _finding_rows())
+        con.executemany(
+            f"INSERT INTO licensing_options_monthly ({', '.join(OPTION_COLUMNS)}) "
+            f"VALUES ({', '.join(['?'] * len(OPTION_COLUMNS))})",
+            _option_rows(),
+        )
+        con.execute(
+            "CREATE TABLE build_info AS SELECT 'mde_for_servers' AS seat_option, "
+            "'annual' AS seat_term, 20.0 AS monthly_term_uplift_percent, "
+            "90 AS seat_reassignment_days, '{}' AS mde_component, '{}' AS seat_eligibility"
+        )
         con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _price_rows())
     return path
 

@@ -41,6 +41,30 @@ def test_headline(october, expected):
     assert headline.currency == "USD"
 
 
+def test_the_answer_is_per_plan_like_for_like(october):
+    # See the conftest's PLAN_SCOPES: each plan's billed cost against keeping the plan with
+    # MDE seats fixed per quarter for its MDE part; the P2 -> P1 what-if beside it.
+    p1, p2 = october.plan_answers
+    assert (p1.plan, p1.machines, p1.seats) == ("P1", 1, 1)
+    assert (p1.billed, p1.like_for_like) == (pytest.approx(2.49984), pytest.approx(5.0))
+    assert p1.p1_instead is None
+    assert (p2.plan, p2.machines, p2.seats, p2.seats_per_machine) == ("P2", 4, 4, 4)
+    assert p2.billed == pytest.approx(21.98)
+    assert p2.like_for_like == pytest.approx(34.5748)
+    assert p2.difference == pytest.approx(12.5948)
+    assert p2.seats_only == pytest.approx(20.0)
+    assert p2.p1_instead == pytest.approx(1097.5 * 0.00672)
+    assert october.month_complete
+    assert [(a.subscription_id, a.plan) for a in october.subscription_answers] == [
+        ("aaaaaaaa-0000-4000-8000-000000000001", "P2"),  # billed 16.98
+        ("bbbbbbbb-0000-4000-8000-000000000002", "P2"),  # 5.00
+        ("bbbbbbbb-0000-4000-8000-000000000002", "P1"),  # 2.49984
+    ]
+    assert october.subscription_answers[0].like_for_like == pytest.approx(26.24816)
+    assert october.options.num_rows == 5 * 6 + 3  # 6 rows a scope and plan, P2's P1 what-if
+    assert october.assumptions.seat_rule == "reassign_90d"
+
+
 def test_utilization_buckets_and_break_even(october, expected):
     # 3/744, 100/744, 250.5/744, 372/744 = 50% exactly, and two machines at 744/744 = 100%.
     assert [(b.lower_percent, b.upper_percent) for b in october.utilization][:2] == [
@@ -66,7 +90,7 @@ def test_savings_and_overpayments_are_ranked(october):
 
 def test_findings_by_kind_count_findings_without_amount(october, expected):
     assert [(k.finding, k.count, k.amount) for k in october.finding_kinds] == [
-        ("double_licensed", 1, 5.0),
+        ("mde_benefit_unclaimed", 1, 5.0),
         ("no_mde_sensor", 1, pytest.approx(2.49984)),
         ("billed_while_not_billable", 1, pytest.approx(0.04)),
         ("billable_not_billed", 1, pytest.approx(0.01)),

@@ -38,7 +38,9 @@ def test_each_chart_carries_one_value_per_datum(page):
     charts = dict(re.findall(r'<svg data-chart="([^"]+)"(.*?)</svg>', page, re.DOTALL))
     counts = {name: len(re.findall(r"<rect data-value=", body)) for name, body in charts.items()}
     assert counts == {
-        "cost-by-subscription": 8,  # 2 subscriptions x (billed, per-hour, 2 seat counts)
+        # 3 subscription x plan pairs x (billed, hourly at list, plan + seats per quarter,
+        # plan + a seat per machine)
+        "cost-by-subscription": 12,
         "utilization-histogram": 10,  # ten buckets, empty ones included
         "machine-savings": 5,  # 3 savings + 2 overpayments; the uncovered machine has none
         "findings-by-kind": 5,

@@ -310,16 +310,20 @@ def test_every_chart_is_drawn_with_its_data(browser_view):
 def test_chart_values_are_the_warehouse_figures(browser_view):
     charts = browser_view["charts"]
     by_subscription = {
-        (datum["label"][:8], datum["series"]): datum["value"]
+        (datum["label"][:8], datum["label"][-2:], datum["series"]): datum["value"]
         for datum in charts["cost-by-subscription"]["data"]
     }
-    # Subscription B: billed 5.00 + 2.49984 + 1.50 unattributed; hourly 5.01 + 2.49984;
-    # two machines, peak two, at 5.00 a seat.
-    assert by_subscription[("bbbbbbbb", "Billed (Cost Management)")] == pytest.approx(8.99984)
-    assert by_subscription[("bbbbbbbb", "Per-hour (observed hours)")] == pytest.approx(7.50984)
-    assert by_subscription[("bbbbbbbb", "Per-seat, one per machine")] == pytest.approx(10.0)
-    assert by_subscription[("aaaaaaaa", "Per-seat, peak concurrent")] == pytest.approx(15.0)
-    assert len(by_subscription) == 8
+    # The conftest's PLAN_SCOPES, per subscription and plan: SUB_B's P2 (scale-1_0) billed 5.00
+    # and P1 (the Arc machine) 2.49984; SUB_A's P2 hourly at list 16.94, and kept with 3 MDE
+    # seats for its MDE part 26.24816; SUB_B's P2 with one seat: 8.32664.
+    assert by_subscription[("bbbbbbbb", "P2", "Billed (Cost Management)")] == pytest.approx(5.0)
+    assert by_subscription[("bbbbbbbb", "P1", "Billed (Cost Management)")] == pytest.approx(2.49984)
+    assert by_subscription[("aaaaaaaa", "P2", "Hourly at list rates")] == pytest.approx(16.94)
+    keep_quarter = "Keep the plan, MDE seats per quarter"
+    assert by_subscription[("aaaaaaaa", "P2", keep_quarter)] == pytest.approx(26.24816)
+    keep_machine = "Keep the plan, an MDE seat per machine"
+    assert by_subscription[("bbbbbbbb", "P2", keep_machine)] == pytest.approx(8.32664)
+    assert len(by_subscription) == 12
     # Utilization: 3/744 -> 0-10%, 100/744 -> 10-20%, 250.5/744 -> 30-40%, 372/744 -> 50-60%,
     # two machines at 744/744 -> 90-100%.
     assert [d["value"] for d in charts["utilization-histogram"]["data"]] == [
@@ -332,7 +336,7 @@ def test_chart_values_are_the_warehouse_figures(browser_view):
     )  # fmt: skip
     kinds = {d["label"]: d["value"] for d in charts["findings-by-kind"]["data"]}
     assert kinds == pytest.approx(
-        {"double_licensed": 5.0, "no_mde_sensor": 2.49984, "billed_while_not_billable": 0.04,
+        {"mde_benefit_unclaimed": 5.0, "no_mde_sensor": 2.49984, "billed_while_not_billable": 0.04,
          "billable_not_billed": 0.01, "defender_off": 0.0}
     )  # fmt: skip
 
@@ -340,7 +344,13 @@ def test_chart_values_are_the_warehouse_figures(browser_view):
 def test_headline_and_escaped_text_read_as_written(browser_view):
     text = browser_view["text"]
     assert "$25.98" in text  # billed, all charges: 25.97984
-    assert "$24.45" in text  # per-hour: 24.44984
+    # Per plan, like for like: P2 billed 21.98; kept with 4 MDE seats per quarter 34.5748,
+    # 12.5948 more; on Plan 1 the same hours 1097.5 x 0.00672 = 7.3752, losing P2's features.
+    assert "Microsoft billed $21.98 for 4 machines" in text
+    assert "would have cost $34.57: $12.59 more than the bill" in text
+    assert "The same hours on Plan 1 would have cost $7.38" in text
+    assert "premium vulnerability management" in text
+    assert "Month to date" not in text  # October's cost data is complete
     assert "<script>throw new Error('unescaped text')</script>" in text
 
 

@@ -6,11 +6,14 @@ import duckdb
 import openpyxl
 import pytest
 
+from transforms.contract import VIEWS
+
 MACHINE_HEADER = [
     "month", "subscription_id", "resource_id", "machine_key", "machine_name", "machine_kind",
     "plan", "plan_days_p1", "plan_days_p2", "trial_days", "billable_hours", "hours_in_month",
-    "utilization", "billed_hours", "billed_cost", "hourly_cost", "seat_option", "seat_cost",
-    "per_hour_savings", "break_even_utilization", "cheaper", "currency",
+    "utilization", "billed_hours", "billed_cost", "hourly_cost", "mde_component_cost",
+    "seat_option", "seat_cost", "per_hour_savings", "break_even_utilization", "cheaper",
+    "currency",
 ]  # fmt: skip
 
 
@@ -33,7 +36,23 @@ def table(sheet) -> tuple[list[str], list[dict], dict]:
 
 
 def test_sheets_in_order(workbook):
-    assert workbook.sheetnames == ["summary", "machines", "findings"]
+    assert workbook.sheetnames == ["summary", "machines", "findings", "options"]
+
+
+def test_the_options_sheet_holds_the_months_licensing_options(workbook):
+    rows = list(workbook["options"].iter_rows(values_only=True))
+    assert list(rows[0]) == list(VIEWS["licensing_options_monthly"]["columns"])
+    body = [dict(zip(rows[0], row, strict=True)) for row in rows[1:-1]]
+    assert len(body) == 33  # 5 scope x plan pairs x 6 options, and 3 P1-instead-of-P2 rows
+    estate_p2 = [
+        row
+        for row in body
+        if row["subscription_id"] is None
+        and row["plan"] == "P2"
+        and row["option"] == "seats_plus_hourly_remainder"
+        and row["seat_rule"] == "reassign_90d"
+    ]
+    assert [cents(row["cost"]) for row in estate_p2] == [3457]  # 34.5748
 
 
 def test_machine_totals_match_the_warehouse_to_the_cent(workbook, warehouse, expected):
@@ -69,9 +88,9 @@ def test_findings_total_matches_the_warehouse(workbook, expected):
     ]  # fmt: skip
     assert len(body) == 5
     assert cents(totals["amount"]) == cents(expected.findings_total)
-    # Largest amount first; the estate-wide double licence has no machine.
+    # Largest amount first; the estate-wide unclaimed MDE benefit has no machine.
     assert (body[0]["finding"], body[0]["resource_id"], body[0]["amount"]) == (
-        "double_licensed",
+        "mde_benefit_unclaimed",
         None,
         5.0,
     )
@@ -89,12 +108,16 @@ def test_summary_headline_figures(workbook, expected):
     assert cents(measures["of which allocated from subscription-level charges"]) == 500
     assert cents(measures["of which not attributed to a machine"]) == 150
     assert cents(measures["Per-hour price of observed billable hours"]) == 2445  # 24.44984
-    assert measures["Per-seat, one seat per distinct machine"] == 25.0
-    assert measures["Per-seat, seats = peak concurrent billable machines"] == 20.0
-    # 25.00 - 25.97984 and 20.00 - 25.97984: seats would have been cheaper both ways.
-    assert cents(measures["Difference: per-seat (one per machine) - billed"]) == -98
-    assert cents(measures["Difference: per-seat (peak concurrent) - billed"]) == -598
-    assert measures["Cheaper against one seat per machine"] == "per-seat"
+    # Per plan, like for like (the conftest's PLAN_SCOPES): P2 billed 21.98 against keeping P2
+    # with 4 MDE seats per quarter, 34.5748 (12.5948 more); P1 2.49984 against 5.00.
+    assert cents(measures["P2: billed"]) == 2198
+    keep = "keep the plan, MDE part by mde_for_servers seats (reassign_90d)"
+    assert cents(measures[f"P2: {keep}"]) == 3457
+    assert cents(measures["P2: difference (keep + seats - billed)"]) == 1259
+    assert cents(measures["P2: the same hours on Plan 1"]) == 738  # 1097.5 x 0.00672
+    assert cents(measures["P1: billed"]) == 250
+    assert measures[f"P1: {keep}"] == 5.0
+    assert measures["Month complete"] == "yes"
     assert measures["Machines (distinct)"] == 5
     assert measures["Peak concurrent billable machines"] == 4
     assert measures["Hours billed (Cost Management)"] == 1546.0
@@ -123,7 +146,7 @@ def test_number_formats_frozen_headers_and_filters(workbook):
     assert second["billable_hours"].number_format == "#,##0.00"
     assert second["utilization"].number_format == "0.0%"
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:V7"  # 22 columns, header + 6 machines
+    assert sheet.auto_filter.ref == "A1:W7"  # 23 columns, header + 6 machines
     assert workbook["findings"].freeze_panes == "A2"
     assert workbook["findings"].auto_filter.ref == "A1:G6"
     assert workbook["summary"].freeze_panes == "A3"
