@@ -69,23 +69,28 @@ def _billed_while_not_billable(
     tolerance: float,
 ) -> pl.LazyFrame:
     # Only machines with a power timeline can be judged: an Arc machine charged before its
-    # inventory exists has no known hours, not zero hours.
+    # inventory exists has no known hours, not zero hours. A day is judged per machine, all its
+    # ids together: a move between two snapshots is known only to the day of the snapshot, so
+    # the charges may still name the old id on days mdecost counts on the new one.
+    keys = machines.select("resource_id", "machine_key")
     billed = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .join(machines.select("resource_id"), on="resource_id", how="semi")
-        .group_by("usage_date", "resource_id", "currency")
+        .join(keys, on="resource_id", how="inner")
+        .group_by("usage_date", "machine_key", "currency")
         .agg(
-            pl.col("subscription_id").first(),
+            pl.col("resource_id").sort_by("billed_hours").last(),
+            pl.col("subscription_id").sort_by("billed_hours").last(),
             pl.col("billed_hours").sum(),
             pl.col("billed_cost").sum(),
         )
     )
+    hours = (
+        machine_hours_daily.join(keys, on="resource_id", how="inner")
+        .group_by("usage_date", "machine_key")
+        .agg(pl.col("billable_hours").sum())
+    )
     days = (
-        billed.join(
-            machine_hours_daily.select("usage_date", "resource_id", "billable_hours"),
-            on=["usage_date", "resource_id"],
-            how="left",
-        )
+        billed.join(hours, on=["usage_date", "machine_key"], how="left")
         .with_columns(
             billable_hours=pl.col("billable_hours").fill_null(0.0),
             excess_hours=pl.col("billed_hours") - pl.col("billable_hours").fill_null(0.0),
@@ -123,6 +128,7 @@ def _billed_while_not_billable(
 
 
 def _billable_not_billed(
+    machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
     machine_plans_daily: pl.LazyFrame,
@@ -131,9 +137,12 @@ def _billable_not_billed(
     currency: str,
     billed_through: date | None,
 ) -> pl.LazyFrame:
+    # A machine is billed that day if any of its ids is (see `_billed_while_not_billable`).
+    keys = machines.select("resource_id", "machine_key")
     charged_days = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .select("usage_date", "resource_id")
+        .join(keys, on="resource_id", how="left")
+        .select("usage_date", machine_key=pl.coalesce("machine_key", "resource_id"))
         .unique()
     )
     covered = machine_plans_daily.filter(pl.col("plan").is_not_null() & ~pl.col("trial")).select(
@@ -157,7 +166,9 @@ def _billable_not_billed(
         .join(estate_cut_off, how="cross")
         .with_columns(billed_through=pl.coalesce("own_billed_through", "estate_billed_through"))
         .filter(pl.col("usage_date") <= pl.col("billed_through"))
-        .join(charged_days, on=["usage_date", "resource_id"], how="anti")
+        .join(keys, on="resource_id", how="left")
+        .with_columns(machine_key=pl.coalesce("machine_key", "resource_id"))
+        .join(charged_days, on=["usage_date", "machine_key"], how="anti")
         .with_columns(
             _month("usage_date"),
             option=pl.col("plan").replace_strict(
@@ -427,6 +438,7 @@ def machine_findings(
             machines, machine_hours_daily, defender_charges_daily, tolerance_hours
         ),
         _billable_not_billed(
+            machines,
             machine_hours_daily,
             defender_charges_daily,
             machine_plans_daily,

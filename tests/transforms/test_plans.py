@@ -341,3 +341,24 @@ def test_a_scale_set_deallocated_as_a_whole_stops_billing_its_instances():
         two.lower(): pytest.approx(408.0),
     }
     assert SCALE_SET.lower() not in views["machines"]["resource_id"].to_list()
+
+
+def test_a_move_seen_only_between_snapshots_is_judged_per_machine_not_per_id():
+    # mover (one vmId) was listed in SUB_A on Jan 11 and is in SUB_B on Feb 1: mdecost counts
+    # its hours on the old id until Jan 11 and on the new id after. It really moved on Jan 21,
+    # so Cost Management charged the old id Jan 1-20 and the new id Jan 21-31, 24 h (0.48) a
+    # day. Judged per id, Jan 11-20 would be billed-while-not-billable on the old id and
+    # billable-not-billed on the new one; judged per machine every day is billed as billable.
+    old, new = vm_id(SUB_A, "rg-old", "mover"), vm_id(SUB_B, "rg-new", "mover")
+    lake = priced(RawLake())
+    lake.pricing(SUB_A, "Standard", "P2")
+    lake.pricing(SUB_B, "Standard", "P2")
+    lake.machine(old, vm_id="mover-vm", snapshot_at=at(11))
+    lake.machine(new, vm_id="mover-vm")
+    billed(lake, old, range(1, 21), rate=0.02, meter="Standard P2 Node", sub=SUB_A)
+    billed(lake, new, range(21, 32), rate=0.02, meter="Standard P2 Node", sub=SUB_B)
+    views = build_views(lake)
+    assert findings_of(views) == {}
+    row = views["licensing_comparison_monthly"].row(0, named=True)
+    assert views["licensing_comparison_monthly"].height == 1
+    assert (row["billable_hours"], row["billed_cost"]) == (744.0, pytest.approx(14.88))
