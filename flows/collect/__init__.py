@@ -694,6 +694,10 @@ def collect(
             coverages = history_coverage(config_file, chosen, start, as_of)
             for line in history.coverage_lines(older, coverages):
                 log.info("power history: %s", line)
+            log.info(
+                "power history: the Activity Log covers %s onwards",
+                f"{activity_log.retention_floor(as_of):%Y-%m-%dT%H:%MZ}",
+            )
             history.check_coverage(start, as_of, older, coverages)
             for month in older:
                 older_events = collect_history.submit(
