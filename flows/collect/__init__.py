@@ -9,9 +9,10 @@ Tasks (one per scope x chunk, never per VM; each talks only through parameters, 
 and the lake, so any task runner or worker pool can run them):
 - `inventory` (scope): VMs and scale-set VMs -> `inventory/snapshot_date=/subscription_id=`.
 - `pricings` (scope, after inventory: it needs the machine ids) -> `pricings/snapshot_date=/...`.
-- `power_events` (scope x month): every month from the window's first month to `as_of`'s, whole
-  months within the Activity Log retention, merged with what the lake already holds outside
-  that span (see `activity_log`) -> `power_events/month=/subscription_id=`.
+- `power_events` (scope x month): every month from the window's first month to `as_of`'s that
+  the Activity Log still holds part of, whole months within the Activity Log retention, merged
+  with what the lake already holds outside that span (see `activity_log`) ->
+  `power_events/month=/subscription_id=`.
 - `power history` (month, every scope at once; only for months before the Activity Log's
   retention floor, when `[history]` names sources): the Log Analytics workspaces and archive
   storage accounts -> the same `power_events` partitions, `source` saying which (see `history`).
@@ -719,7 +720,7 @@ def collect(
                     continue  # nothing of it is left in the Activity Log
                 # Same partitions as the month's history task: written after it.
                 earlier = [history_tasks[month.label]] if month.label in history_tasks else []
-                events = collect_power_events.submit(
+                events = collect_power_events.submit(  # type: ignore[call-overload]
                     config_file, scope, month.label, as_of, ingested_at, wait_for=earlier
                 )
                 specs[events] = ChunkResult("power_events", scope, month.label)

@@ -70,7 +70,7 @@ def parse_records(data: bytes, origin: str) -> list[dict[str, Any]]:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("records"), list):
         return [record for record in whole["records"] if isinstance(record, dict)]
-    records = []
+    records: list[dict[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -133,7 +133,7 @@ def _ask(
                     f"{what}: still 429 throttled after {limits.max_retries} retries; run again "
                     "later, or raise [collect] max_retries"
                 ) from None
-            headers = error.response.headers if error.response is not None else {}
+            headers = getattr(error.response, "headers", None) or {}
             asked = retry_after_seconds(headers)
             wanted = asked if asked is not None else backoff_seconds(attempt)
             wait = max(0.0, min(limits.max_wait_seconds, wanted))

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from flows.collect import archive_storage, log_analytics
-from flows.collect.activity_log import WindowError, with_provenance
+from flows.collect.activity_log import WindowError, check_window, with_provenance
 from flows.collect.history import (
     Coverage,
     check_coverage,
@@ -185,3 +185,11 @@ def test_archive_records_in_both_layouts_with_a_stable_made_up_event_id():
     assert archive_storage.blob_hour(
         f"resourceId=/SUBSCRIPTIONS/{SUB.upper()}/y=2026/m=01/d=05/h=08/m=00/PT1H.json"
     ) == datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+
+def test_an_old_start_is_left_to_the_sources_only_when_history_is_configured():
+    with pytest.raises(WindowError, match=r"name it in \[history\]"):
+        check_window(date(2026, 1, 1), date(2026, 2, 1), AS_OF)
+    check_window(date(2026, 1, 1), date(2026, 2, 1), AS_OF, history=True)
+    with pytest.raises(WindowError, match="must be after"):
+        check_window(date(2026, 1, 1), date(2026, 1, 1), AS_OF, history=True)
