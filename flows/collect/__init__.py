@@ -153,6 +153,8 @@ class CollectSummary:
     as_of: datetime
     scopes: list[str]
     chunks: list[ChunkResult]
+    # Which source covered which months of power history (only when [history] was used).
+    coverage: list[str] = field(default_factory=list)
 
     def rows_by_dataset(self) -> dict[str, int]:
         totals = dict.fromkeys(("inventory", "pricings", "power_events", "costs"), 0)
@@ -183,6 +185,7 @@ class CollectSummary:
             f"collected [{self.start}, {self.end}) as of {self.as_of:%Y-%m-%dT%H:%M:%SZ} "
             f"for {len(self.scopes)} scope(s): rows {rows}",
             f"cost queries throttled {self.throttled} time(s), waited {self.waited_seconds:.1f} s",
+            *(f"power history: {line}" for line in self.coverage),
         ]
         skipped = [chunk for chunk in self.chunks if chunk.skipped]
         if skipped:
@@ -690,15 +693,17 @@ def collect(
         # Months older than the Activity Log's retention come from the [history] sources, once
         # each has said how far back it reaches (see `history`).
         history_tasks: dict[str, PrefectFuture[Any]] = {}
+        coverage: list[str] = []
         older = history.history_months(start, as_of)
         if older:
             coverages = history_coverage(config_file, chosen, start, as_of)
-            for line in history.coverage_lines(older, coverages):
+            coverage = [
+                *history.coverage_lines(older, coverages),
+                f"the Activity Log covers {activity_log.retention_floor(as_of):%Y-%m-%dT%H:%MZ} "
+                "onwards",
+            ]
+            for line in coverage:
                 log.info("power history: %s", line)
-            log.info(
-                "power history: the Activity Log covers %s onwards",
-                f"{activity_log.retention_floor(as_of):%Y-%m-%dT%H:%MZ}",
-            )
             history.check_coverage(start, as_of, older, coverages)
             for month in older:
                 older_events = collect_history.submit(
@@ -740,7 +745,7 @@ def collect(
                     in_flight.append(costs)
 
         results = [_result(future, spec) for future, spec in specs.items()]
-    summary = CollectSummary(start, end, as_of, chosen, results)
+    summary = CollectSummary(start, end, as_of, chosen, results, coverage)
     for line in summary.lines():
         log.info("%s", line)
     if summary.failures:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 
@@ -42,8 +42,11 @@ class Coverage:
 
 
 def history_months(start: date, as_of: datetime) -> list[Month]:
-    """The window's months that begin before the Activity Log's retention floor at `as_of`."""
+    """The window's months that begin before the Activity Log's retention floor at `as_of`;
+    none when the window starts after the floor (the Activity Log holds all of it)."""
     floor = retention_floor(as_of)
+    if datetime(start.year, start.month, start.day, tzinfo=UTC) >= floor:
+        return []
     months = []
     month = Month.of(start)
     while month.start < floor:

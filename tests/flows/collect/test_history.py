@@ -181,6 +181,12 @@ def test_partial_answers_are_split_until_complete_and_throttling_is_waited_out(y
     # waited out and asked again, the run went on.
     assert requests["fault_throttled"] == 2
     assert not summary.failures
+    # The run says which source covered which months (the estate's workspace begins in October).
+    assert [line for line in summary.lines() if line.startswith("power history")] == [
+        "power history: Log Analytics workspace 0b5e55ed-0000-4000-8000-00000000da7a covers "
+        "2025-11 .. 2026-08",
+        "power history: the Activity Log covers 2026-08-17T12:00Z onwards",
+    ]
     # Every row arrived (the previous test): split answers lose nothing and add nothing.
 
 

@@ -142,6 +142,9 @@ def test_history_months_are_those_that_begin_before_the_retention_floor():
         Month(2026, 8),
     ]
     assert history_months(date(2026, 9, 1), AS_OF) == []
+    # Aug 18 is after the floor (Aug 17 12:00): the Activity Log holds all of the window.
+    assert history_months(date(2026, 8, 18), AS_OF) == []
+    assert history_months(date(2026, 8, 17), AS_OF) == [Month(2026, 8)]
 
 
 def test_coverage_says_which_source_covers_which_months_and_refuses_the_rest():
