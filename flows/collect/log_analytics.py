@@ -190,7 +190,8 @@ def fetch_rows(
                 raise PartialAnswer(
                     f"{what}: the answer is partial even for {MIN_SPAN} "
                     f"({answer.partial_error.code}: {answer.partial_error.message}); "
-                    "this workspace cannot be read by the Logs query API at this size"
+                    "collect fewer subscriptions per run (--scope), or read this history from "
+                    "the diagnostic setting's storage account ([[history.storage]])"
                 )
             middle = lo + (hi - lo) / 2
             middle -= timedelta(microseconds=middle.microsecond)
