@@ -5,13 +5,17 @@ SOURCES.md there); what the workspace holds against the estate's events.
 """
 
 import json
+import logging
 import urllib.error
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
-from flows.collect.log_analytics import query
+from flows.azure_clients import AzureClients
+from flows.collect.log_analytics import PartialAnswer, QueryStats, fetch_rows, query
+from flows.collect.throttling import RetryLimits
+from flows.config import load_settings
 from flows.simulator.workspace import WORKSPACE_ID
 from tests.simulator.test_spec_shapes import example_body, get, mismatches
 
@@ -69,3 +73,26 @@ def test_a_query_it_cannot_read_is_a_400_bad_argument(simulator, text):
         _ask(simulator, {"query": text})
     assert refused.value.code == 400
     assert json.loads(refused.value.read())["error"]["code"] == "BadArgumentError"
+
+
+def test_a_span_still_partial_at_one_minute_is_refused_naming_it(simulator, monkeypatch):
+    monkeypatch.setenv("MDECOST_HISTORY__LOG_ANALYTICS_ENDPOINT", simulator.arm_endpoint)
+    logs = AzureClients(load_settings(simulator.config_path)).logs()
+    event_at = simulator.estate.activity_events()["event_at"][0]
+    since = event_at.replace(second=0, microsecond=0) - timedelta(minutes=2)
+    simulator.page_sizes.log_analytics_rows = 0  # every answer holding a row is partial
+    stats = QueryStats()
+    with pytest.raises(PartialAnswer, match=r"partial even for 0:01:00 .*--scope"):
+        fetch_rows(
+            logs,
+            WORKSPACE_ID,
+            simulator.estate.subscriptions,
+            since,
+            since + timedelta(minutes=4),
+            limits=RetryLimits(0, 0.0),
+            stats=stats,
+            log=logging.getLogger("test"),
+            origin="test",
+        )
+    # 4 min -> 2 -> 1: the half holding the event is cut twice, then refused.
+    assert stats.splits == 2
