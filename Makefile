@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean browser
+AZURITE := .azurite/node_modules/.bin/azurite-blob
+
+.PHONY: demo test lint bench install clean browser azurite
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mdecost needs Python >= 3.11")'
@@ -20,8 +22,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mdecost demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser azurite
 	$(BIN)/python -m pytest
+
+# The archive-storage test reads Activity Log blobs from Azurite (Microsoft's storage emulator,
+# from the npm registry), started on loopback by the test itself. Without npm that test skips
+# and says why.
+azurite: $(AZURITE)
+
+$(AZURITE):
+	@command -v npm >/dev/null 2>&1 && npm install --prefix .azurite --no-audit --no-fund --silent azurite@3 \
+		|| echo "npm not found: the archive-storage test will be skipped"
 
 # The report test renders report.html in headless Chromium (Debian's package). Installed when
 # missing and we may (root with apt-get); otherwise that one test skips and says why.
@@ -39,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) data/lake data/warehouse.duckdb data/reports data/simulator
+	rm -rf $(VENV) .azurite data/lake data/warehouse.duckdb data/reports data/simulator

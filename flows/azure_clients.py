@@ -26,8 +26,10 @@ from azure.mgmt.costmanagement import CostManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.security import SecurityCenter
+from azure.monitor.query import LogsQueryClient
+from azure.storage.blob import ContainerClient
 
-from flows.config import ConfigError, Settings
+from flows.config import ArchiveSettings, ConfigError, Settings
 
 
 class StaticTokenCredential(TokenCredential):
@@ -151,3 +153,33 @@ class AzureClients:
 
     def security(self, subscription_id: str) -> SecurityCenter:
         return SecurityCenter(self.credential, subscription_id, **self._options)
+
+    def logs(self) -> LogsQueryClient:
+        """The Logs query API client (`[history] log_analytics_endpoint`), with the same
+        credential, CA bundle and patience as the ARM clients; its token audience is the
+        endpoint (the SDK's default, right for public and sovereign clouds)."""
+        options = {key: value for key, value in self._options.items() if key != "base_url"}
+        options.pop("credential_scopes")
+        return LogsQueryClient(
+            self.credential, endpoint=self.settings.history.log_analytics_endpoint, **options
+        )
+
+    def archive(self, archive: ArchiveSettings) -> ContainerClient:
+        """The archive container, read with the connection string named by
+        `connection_string_env` when set (account key or SAS), else with the credential."""
+        options = {
+            key: value
+            for key, value in self._options.items()
+            if key not in ("base_url", "credential_scopes", "per_retry_policies")
+        }
+        if archive.connection_string_env:
+            secret = os.environ.get(archive.connection_string_env)
+            if not secret:
+                raise ConfigError(
+                    f"history.storage {archive.account_url}: the environment variable "
+                    f"{archive.connection_string_env} (connection_string_env) is not set"
+                )
+            return ContainerClient.from_connection_string(secret, archive.container, **options)
+        return ContainerClient(
+            archive.account_url, archive.container, credential=self.credential, **options
+        )

@@ -251,11 +251,11 @@ def collect_command(
     from flows.collect.activity_log import WindowError, check_window
     from flows.collect.scopes import validated_scopes
 
-    settings_or_exit(config)
+    settings = settings_or_exit(config)
     instant = (as_of or datetime.now(UTC)).replace(tzinfo=UTC)
     try:
         scopes = validated_scopes(scope) if scope else None
-        check_window(start.date(), end.date(), instant)
+        check_window(start.date(), end.date(), instant, history=settings.history.configured)
     except (ValueError, WindowError) as error:
         raise fail(str(error), 2) from None
     try:
@@ -273,6 +273,8 @@ def collect_command(
         raise fail(f"could not read {skipped}") from None
     except LakeBusyError as error:
         raise fail(str(error)) from None
+    except WindowError as error:
+        raise fail(str(error), 2) from None
     typer.echo("\n".join(summary.lines()))
 
 
@@ -375,11 +377,11 @@ def run_command(
     from flows.collect.scopes import validated_scopes
     from flows.pipeline import first_of_month, refresh
 
-    settings_or_exit(config)
+    settings = settings_or_exit(config)
     now = datetime.now(UTC)
     try:
         scopes = validated_scopes(scope) if scope else None
-        check_window(start.date(), end.date(), now)
+        check_window(start.date(), end.date(), now, history=settings.history.configured)
     except (ValueError, WindowError) as error:
         raise fail(str(error), 2) from None
     last_day = end.date() - timedelta(days=1)
@@ -397,6 +399,8 @@ def run_command(
         raise fail(f"could not read {', '.join(incomplete.summary.skipped_scopes)}") from None
     except (LakeBusyError, warehouse.WarehouseBusyError) as error:
         raise fail(str(error)) from None
+    except WindowError as error:
+        raise fail(str(error), 2) from None
     typer.echo("\n".join(summary.lines()))
 
 

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from transforms.billing import (
+    ARCHIVE_CONTAINER,
     MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT,
     PARTIAL_HOURS_DEFAULT,
     SEAT_REASSIGNMENT_DAYS_DEFAULT,
@@ -34,8 +35,10 @@ from transforms.billing import (
 DEFAULT_CONFIG_FILE = Path("mdecost.toml")
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
+DEFAULT_LOG_ANALYTICS_ENDPOINT = "https://api.loganalytics.io"
 STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
 _SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
@@ -119,6 +122,78 @@ class CollectSettings(_Section):
     read_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
+def _is_loopback_url(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ArchiveSettings(_Section):
+    """A storage account a diagnostic setting archives the Activity Log to.
+
+    Read with `[azure] credential` (Storage Blob Data Reader on the account), or with the
+    connection string (account key or SAS) held by the environment variable named in
+    `connection_string_env`: the secret itself is never written in a config file.
+    """
+
+    account_url: str
+    container: str = ARCHIVE_CONTAINER
+    connection_string_env: str | None = None
+
+    @field_validator("account_url")
+    @classmethod
+    def _blob_endpoint(cls, value: str) -> str:
+        parsed = urlparse(value)
+        # Plain http only for an emulator on this machine (Azurite): tokens need https.
+        if not parsed.hostname or not (
+            parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback_url(value))
+        ):
+            raise ValueError(
+                f"must be an https:// blob endpoint (http:// only on loopback), got {value!r}"
+            )
+        return value.rstrip("/")
+
+
+class HistorySettings(_Section):
+    """Where the Activity Log is kept beyond its 90 days, for a first run that reaches back.
+
+    `workspaces`: Log Analytics workspace ids (GUIDs) whose `AzureActivity` table a diagnostic
+    setting feeds; `log_analytics_endpoint`: the Logs query API (sovereign clouds and the
+    simulator set it); `storage`: archive storage accounts.
+    """
+
+    workspaces: list[str] = Field(default_factory=list)
+    log_analytics_endpoint: str = DEFAULT_LOG_ANALYTICS_ENDPOINT
+    storage: list[ArchiveSettings] = Field(default_factory=list)
+
+    @field_validator("workspaces")
+    @classmethod
+    def _workspace_ids(cls, workspaces: list[str]) -> list[str]:
+        for workspace in workspaces:
+            if not _GUID.fullmatch(workspace):
+                raise ValueError(
+                    f"{workspace!r} is not a workspace id (the GUID on the workspace's "
+                    "Overview page, not its name)"
+                )
+        return [workspace.lower() for workspace in workspaces]
+
+    @field_validator("log_analytics_endpoint")
+    @classmethod
+    def _https_endpoint(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise ValueError(f"must be an https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.workspaces or self.storage)
+
+
 class PricingSettings(_Section):
     """Which seat option to compare against and the customer's own prices and seats."""
 
@@ -181,6 +256,7 @@ class Settings(BaseSettings):
     report: ReportSettings = Field(default_factory=ReportSettings)
     collect: CollectSettings = Field(default_factory=CollectSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -313,5 +389,14 @@ def load_settings(config_file: Path | None = None) -> Settings:
             f"{origin}: azure.credential 'static_token' is for emulators only and is refused "
             f"for {settings.azure.arm_endpoint}; use 'default', 'cli', 'managed_identity' "
             "or 'service_principal' for a real tenant"
+        )
+    if (
+        settings.azure.credential == "static_token"
+        and settings.history.workspaces
+        and not _is_loopback_url(settings.history.log_analytics_endpoint)
+    ):
+        raise ConfigError(
+            f"{origin}: azure.credential 'static_token' is for emulators only and is refused "
+            f"for history.log_analytics_endpoint {settings.history.log_analytics_endpoint}"
         )
     return settings

@@ -1,12 +1,12 @@
 """`mdecost demo`: the whole product, end to end, on a simulated estate, in about a minute.
 
 The simulated Azure estate is served over HTTPS on loopback and mdecost talks to it through the
-same SDK clients, collectors, build and report as in production. History is built up the way a
-real deployment builds it: the Activity Log keeps only 90 days, so the lake accumulates power
-events run after run. The demo replays those runs: with the simulator's clock set to the start
-of each of the last three full months' following month, it collects that month; then, at the
-present, a refresh re-collects the restatement window and the month to date, builds the
-warehouse and renders the report for the last full month.
+same SDK clients, collectors, build and report as in production. It shows a new user's first
+run: the Activity Log keeps only 90 days, but the simulated estate also feeds a Log Analytics
+workspace (`AzureActivity`, as a diagnostic setting does), named in `[history]`, so one
+collection at the present reaches back `HISTORY_FULL_MONTHS` full months: the older months from
+the workspace, the last 90 days from the Activity Log. A refresh then re-collects the report
+month (restatement), builds the warehouse and renders the report for the last full month.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from flows import warehouse
 from flows.collect import collect
 from flows.pipeline import RefreshSummary, first_of_month, refresh
 from flows.report.data import ReportData
@@ -25,25 +26,15 @@ from flows.report.summary import summary_lines
 from flows.simulator import simulated_azure
 
 DEFAULT_STATE_DIR = Path("data/demo")
-REPLAYED_FULL_MONTHS = 3
-# A replayed collection stands where the daily refresh would: early on the next month's 1st.
-REPLAY_HOUR = timedelta(hours=3)
+HISTORY_FULL_MONTHS = 12
 
 
-def next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
-def _at(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), UTC)
-
-
-def replay_months(now: datetime) -> list[date]:
-    """The first days of the last `REPLAYED_FULL_MONTHS` full months before `now`, oldest first."""
-    months = [first_of_month(now.date())]
-    for _ in range(REPLAYED_FULL_MONTHS):
-        months.insert(0, first_of_month(months[0] - timedelta(days=1)))
-    return months[:-1]
+def history_start(now: datetime) -> date:
+    """The first day of the first of the `HISTORY_FULL_MONTHS` full months before `now`."""
+    month = first_of_month(now.date())
+    for _ in range(HISTORY_FULL_MONTHS):
+        month = first_of_month(month - timedelta(days=1))
+    return month
 
 
 @dataclass(frozen=True)
@@ -52,6 +43,8 @@ class DemoResult:
     refresh: RefreshSummary
     report_month: date
     report_data: ReportData | None
+    # The months the warehouse holds (fleet_comparison_monthly), oldest first.
+    months: list[date]
 
 
 def run_demo(
@@ -61,7 +54,7 @@ def run_demo(
     now: datetime | None = None,
     progress=print,
 ) -> DemoResult:
-    """Simulate, replay three months of collections, refresh to now, build and report.
+    """Simulate, collect a year of history in one first run, refresh, build and report.
 
     `state_dir` is emptied first: the demo's lake, warehouse and reports describe this run's
     simulated estate only, and never mix with a real tenant's default `data/lake`.
@@ -69,23 +62,24 @@ def run_demo(
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     if state_dir.exists():
         shutil.rmtree(state_dir)
-    months = replay_months(now)
+    start = history_start(now)
     with simulated_azure(
-        seed=seed, machines=machines, months=REPLAYED_FULL_MONTHS + 2, now=now, state_dir=state_dir
+        seed=seed,
+        machines=machines,
+        months=HISTORY_FULL_MONTHS + 1,
+        now=now,
+        state_dir=state_dir,
+        history=True,
     ) as sim:
         progress(f"simulated Azure estate: {machines} machines, serving on {sim.arm_endpoint}")
-        for index, month in enumerate(months):
-            clock = min(_at(next_month(month)) + REPLAY_HOUR, now)
-            sim.set_clock(clock)
-            # Like the daily refresh, each run re-collects the previous month too: its last
-            # days were restated after the previous run.
-            restated = months[max(index - 1, 0)]
-            progress(
-                f"collecting {restated:%b} .. {month:%b %Y} as the refresh of {clock:%Y-%m-%d}"
-            )
-            collect(start=restated, end=next_month(month), as_of=clock, config_file=sim.config_path)
-        sim.set_clock(now)
-        report_month = months[-1]
+        progress(
+            f"first run: collecting {start:%b %Y} .. {now:%Y-%m-%d}; power events older than "
+            "90 days from the Log Analytics workspace, the rest from the Activity Log"
+        )
+        collect(
+            start=start, end=now.date() + timedelta(days=1), as_of=now, config_file=sim.config_path
+        )
+        report_month = first_of_month(first_of_month(now.date()) - timedelta(days=1))
         progress(f"refreshing {report_month:%B %Y} (restatement) to {now:%Y-%m-%d %H:%M} UTC")
         summary = refresh(
             start=report_month,
@@ -95,7 +89,15 @@ def run_demo(
             report_month=report_month,
         )
     report_data = summary.report.data if summary.report else None
-    return DemoResult(sim.config_path, summary, report_month, report_data)
+    months = (
+        warehouse.query(
+            summary.build.warehouse,
+            "SELECT DISTINCT month FROM fleet_comparison_monthly ORDER BY month",
+        )
+        .column("month")
+        .to_pylist()
+    )
+    return DemoResult(sim.config_path, summary, report_month, report_data, months)
 
 
 def summary_table(result: DemoResult) -> Table:
@@ -107,6 +109,12 @@ def summary_table(result: DemoResult) -> Table:
     if data is not None:
         for measure, value in summary_lines(data):
             table.add_row(measure, value)
+    full = [month for month in result.months if month <= result.report_month]
+    if full:
+        table.add_row(
+            "power history in the warehouse",
+            f"{len(full)} full months ({full[0]:%b %Y} .. {full[-1]:%b %Y}) and the month to date",
+        )
     build = result.refresh.build
     table.add_row("warehouse", str(build.warehouse))
     if result.refresh.report is not None:

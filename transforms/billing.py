@@ -71,6 +71,27 @@ _MACHINE_RESOURCE_TYPES: Final = (
 SCALE_SET_RESOURCE_TYPE: Final = "microsoft.compute/virtualmachinescalesets"
 # Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId.
 EVENT_STATUSES: Final = ("Started", "Accepted", "Succeeded", "Failed")
+# The same statuses as a diagnostic setting spells them (Log Analytics `ActivityStatusValue`,
+# archive storage `resultType`): Start / Accept / Success / Failure; the legacy Log Analytics
+# connector wrote the Activity Log's own spelling. Source: Learn, azure-monitor/essentials/
+# activity-log-schema ("Mapping to diagnostic settings schema"). Keys are lower-cased.
+_STATUS_SPELLINGS: Final = {
+    **{status.lower(): status for status in EVENT_STATUSES},
+    "start": "Started",
+    "accept": "Accepted",
+    "success": "Succeeded",
+    "failure": "Failed",
+}
+
+
+def event_status_expr(status: pl.Expr) -> pl.Expr:
+    """The Activity Log spelling (`EVENT_STATUSES`) of a status in any known spelling, compared
+    without case; null for a status that is none of them (such an event is not used)."""
+    return (
+        status.str.strip_chars()
+        .str.to_lowercase()
+        .replace_strict(_STATUS_SPELLINGS, default=None, return_dtype=pl.String)
+    )
 
 
 def power_operation(operation_name: str) -> str | None:
@@ -128,6 +149,14 @@ def power_operation_names() -> list[str]:
 
 # Activity Log retention. Source: Learn, azure-monitor/essentials/activity-log ("90 days").
 ACTIVITY_LOG_RETENTION_DAYS: Final = 90
+
+# Where a diagnostic setting keeps the Activity Log for longer (Learn: azure-monitor/essentials/
+# activity-log, "Send to Log Analytics workspace" / "Send to Azure Storage"): the `AzureActivity`
+# table of a Log Analytics workspace, or JSON blobs in the `insights-activity-logs` container,
+# one per subscription and hour: `resourceId=/SUBSCRIPTIONS/<id>/y=YYYY/m=MM/d=DD/h=HH/m=00/
+# PT1H.json`, one record per line (before November 2018 one `{"records": [...]}` document).
+ACTIVITY_TABLE: Final = "AzureActivity"
+ARCHIVE_CONTAINER: Final = "insights-activity-logs"
 
 # --- Defender for Servers meters ------------------------------------------------------------
 # Source: Azure Retail Prices API, serviceName "Microsoft Defender for Cloud", productName

@@ -71,12 +71,18 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             ),
             "mde_sensor": (
                 pl.Boolean(),
-                "True if the MDE.Windows / MDE.Linux extension is installed; null if unknown.",
+                "True if the MDE.Windows / MDE.Linux extension is installed; null if unknown. "
+                "A machine no inventory snapshot listed (deleted before mdecost's first run, "
+                "known only from its Activity Log events, e.g. from [history]) has no "
+                "extension list: its sensor is unknown (null), never a no_mde_sensor finding.",
             ),
             "defender_plan": (
                 pl.String(),
                 "Defender for Servers plan now in force from the pricings snapshot (P1, P2; "
-                "a resource-level setting beats the subscription's); null = off.",
+                "a resource-level setting beats the subscription's); null = off. For a machine "
+                "deleted before the first snapshot only its subscription's plan is known here; "
+                "the plan it was billed under comes from its charges "
+                "(licensing_comparison_monthly.plan).",
             ),
         },
     },

@@ -10,9 +10,15 @@ and the lake, so any task runner or worker pool can run them):
 - `inventory` (scope): VMs and scale-set VMs -> `inventory/snapshot_date=/subscription_id=`.
 - `pricings` (scope, after inventory: it needs the machine and scale-set ids) ->
   `pricings/snapshot_date=/...`.
-- `power_events` (scope x month): every month from the window's first month to `as_of`'s, whole
-  months within the Activity Log retention, merged with what the lake already holds outside
-  that span (see `activity_log`) -> `power_events/month=/subscription_id=`.
+- `power_events` (scope x month): every month from the window's first month to `as_of`'s that
+  the Activity Log still holds part of, whole months within the Activity Log retention, merged
+  with what the lake already holds outside that span (see `activity_log`) ->
+  `power_events/month=/subscription_id=`.
+- `power history` (month, every scope at once; only for months before the Activity Log's
+  retention floor, when `[history]` names sources): the Log Analytics workspaces and archive
+  storage accounts -> the same `power_events` partitions, `source` saying which (see `history`).
+  Before any of them, `history-coverage` asks each source how far back it reaches and the run
+  refuses months nothing covers. A month's Activity Log task waits for its history task.
 - `costs` (scope x month x cost type): months of `[start, end)` that have begun by `as_of`, each
   replaced whole -> `costs/source=query/month=/subscription_id=/cost_type=`. A month is
   re-collected while `as_of` is less than `[collect] restatement_days` after its end (Cost
@@ -50,22 +56,32 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.azure_clients import AzureClients
-from flows.collect import activity_log, cost_query, inventory, pricings
+from flows.collect import (
+    activity_log,
+    archive_storage,
+    cost_query,
+    history,
+    inventory,
+    log_analytics,
+    pricings,
+)
 from flows.collect.cost_query import QueryShapeError
 from flows.collect.paging import EndlessPaging, follow_pages
 from flows.collect.scopes import (
     Month,
     enabled_subscription_scopes,
     months_between,
+    scope_of,
     subscription_id_of,
     unreadable_reason,
     validated_scopes,
 )
+from flows.collect.tables import arrow_table
 from flows.collect.throttling import RetryLimits, ThrottleStats
 from flows.config import load_settings
 from flows.lake import lake_lock, partition_path, write_partition
 from transforms.costs import QUERY_SOURCE, CostDataError, query_result_to_costs, to_costs_table
-from transforms.schemas import PROVENANCE_COLUMNS, SchemaError
+from transforms.schemas import POWER_EVENTS, PROVENANCE_COLUMNS, SchemaError
 
 __all__ = ["ChunkResult", "CollectIncomplete", "CollectSummary", "collect"]
 
@@ -79,7 +95,14 @@ TASK_WORKERS = 8
 # for endless paging, another MAX_EMPTY_PAGES_IN_A_ROW requests) to the run.
 TASK_RETRIES = 2
 TASK_RETRY_DELAYS: list[float] = [10.0, 60.0]
-UNREADABLE_DATA = (CostDataError, QueryShapeError, EndlessPaging, SchemaError)
+UNREADABLE_DATA = (
+    CostDataError,
+    QueryShapeError,
+    EndlessPaging,
+    SchemaError,
+    log_analytics.PartialAnswer,
+    archive_storage.ArchiveFormatError,
+)
 PRICINGS_WITHOUT_MACHINES = "the inventory could not be read, so machine overrides are unknown"
 
 
@@ -133,6 +156,8 @@ class CollectSummary:
     as_of: datetime
     scopes: list[str]
     chunks: list[ChunkResult]
+    # Which source covered which months of power history (only when [history] was used).
+    coverage: list[str] = field(default_factory=list)
 
     def rows_by_dataset(self) -> dict[str, int]:
         totals = dict.fromkeys(("inventory", "pricings", "power_events", "costs"), 0)
@@ -163,6 +188,7 @@ class CollectSummary:
             f"collected [{self.start}, {self.end}) as of {self.as_of:%Y-%m-%dT%H:%M:%SZ} "
             f"for {len(self.scopes)} scope(s): rows {rows}",
             f"cost queries throttled {self.throttled} time(s), waited {self.waited_seconds:.1f} s",
+            *(f"power history: {line}" for line in self.coverage),
         ]
         skipped = [chunk for chunk in self.chunks if chunk.skipped]
         if skipped:
@@ -362,6 +388,162 @@ def collect_power_events(
     return _read_scope(ChunkResult("power_events", scope, chunk.label), work)
 
 
+@task(
+    name="history-coverage",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
+def history_coverage(
+    config_file: Path | None, scopes: list[str], start: date, as_of: datetime
+) -> list[history.Coverage]:
+    """How far back each `[history]` source reaches (see `history`); a source the credential
+    cannot read covers nothing, and says why."""
+    settings = load_settings(config_file)
+    clients = AzureClients(settings)
+    limits = RetryLimits(settings.collect.max_retries, settings.collect.max_retry_wait_seconds)
+    subscription_ids = [subscription_id_of(scope) for scope in scopes]
+    coverages = []
+    for workspace in settings.history.workspaces:
+        name = f"Log Analytics workspace {workspace}"
+        try:
+            earliest = log_analytics.earliest_record(
+                clients.logs(),
+                workspace,
+                Month.of(start).start,
+                as_of,
+                limits=limits,
+                log=_logger(),
+            )
+        except HttpResponseError as error:
+            reason = unreadable_reason(error)
+            if reason is None:
+                raise
+            coverages.append(history.Coverage(log_analytics.SOURCE, f"{name} ({reason})", None))
+            continue
+        first = Month(earliest.year, earliest.month) if earliest else None
+        coverages.append(history.Coverage(log_analytics.SOURCE, name, first))
+    for archive in settings.history.storage:
+        name = f"archive {archive.account_url}/{archive.container}"
+        try:
+            first = archive_storage.earliest_month(clients.archive(archive), subscription_ids)
+        except HttpResponseError as error:
+            reason = unreadable_reason(error)
+            if reason is None:
+                raise
+            coverages.append(history.Coverage(archive_storage.SOURCE, f"{name} ({reason})", None))
+            continue
+        coverages.append(history.Coverage(archive_storage.SOURCE, name, first))
+    return coverages
+
+
+@task(
+    name="power-history",
+    task_run_name="power history {month}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
+def collect_history(
+    config_file: Path | None,
+    scopes: list[str],
+    month: str,
+    as_of: datetime,
+    ingested_at: datetime,
+) -> ChunkResult:
+    """Read one month of power events of `scopes` from every `[history]` source and rebuild the
+    month's `power_events` partitions with them (see `history`)."""
+    settings = load_settings(config_file)
+    chunk = Month.parse(month)
+    since, until = history.history_span(chunk, as_of)
+    subscription_ids = [subscription_id_of(scope) for scope in scopes]
+    origin = f"power history for {chunk}"
+
+    def work(result: ChunkResult) -> None:
+        clients = AzureClients(settings)
+        fetched: dict[str, dict[str, list[pl.DataFrame]]] = {
+            subscription_id: {} for subscription_id in subscription_ids
+        }
+        if settings.history.workspaces:
+            stats = log_analytics.QueryStats()
+            logs = clients.logs()
+            try:
+                for workspace in settings.history.workspaces:
+                    rows = log_analytics.fetch_rows(
+                        logs,
+                        workspace,
+                        subscription_ids,
+                        since,
+                        until,
+                        limits=RetryLimits(
+                            settings.collect.max_retries, settings.collect.max_retry_wait_seconds
+                        ),
+                        stats=stats,
+                        log=_logger(),
+                        origin=origin,
+                    )
+                    frames = log_analytics.power_events_frames(rows, since=since, until=until)
+                    for subscription_id in subscription_ids:
+                        fetched[subscription_id].setdefault(log_analytics.SOURCE, []).append(
+                            frames.get(subscription_id, _no_events(subscription_id))
+                        )
+            finally:
+                result.pages += stats.queries
+                result.throttled += stats.throttled
+                result.waited_seconds += stats.waited_seconds
+        for archive in settings.history.storage:
+            container = clients.archive(archive)
+            for subscription_id in subscription_ids:
+                records = list(
+                    archive_storage.fetch_records(container, subscription_id, since, until)
+                )
+                fetched[subscription_id].setdefault(archive_storage.SOURCE, []).append(
+                    archive_storage.power_events_frame(
+                        records, subscription_id=subscription_id, since=since, until=until
+                    )
+                )
+        for subscription_id, by_source in fetched.items():
+            scope = scope_of(subscription_id)
+            fresh = {
+                source: activity_log.with_provenance(
+                    pl.concat(frames).unique(subset="event_data_id", keep="first"),
+                    ingested_at=ingested_at,
+                    scope=scope,
+                    source=source,
+                )
+                for source, frames in by_source.items()
+            }
+            partition = {"month": chunk.label, "subscription_id": subscription_id}
+            existing_file = partition_path(settings.lake.path, "power_events", partition)
+            existing = pl.read_parquet(existing_file) if existing_file.exists() else None
+            merged = history.merged_partition(existing, fresh, since=since, until=until)
+            if merged is None:
+                continue
+            table = arrow_table(
+                merged.sort("event_at", "resource_id", "event_data_id"), POWER_EVENTS
+            )
+            write_partition(
+                settings.lake.path,
+                "power_events",
+                partition,
+                table,
+                origin=f"{origin} of {scope}",
+            )
+            result.rows += sum(frame.height for frame in fresh.values())
+
+    return _read_scope(ChunkResult("power_events", "history", chunk.label), work)
+
+
+def _no_events(subscription_id: str) -> pl.DataFrame:
+    """The POWER_EVENTS rows (without provenance) of a subscription a source has none for."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return activity_log.power_events_frame(
+        [], subscription_id=subscription_id, since=epoch, until=epoch
+    )
+
+
 def _deterministic_order(table: pa.Table) -> pa.Table:
     """Rows sorted by every column but provenance, so a re-run writes the same rows in the same
     order whatever order the API paged them in."""
@@ -491,13 +673,15 @@ def collect(
     events are collected up to it, inventory and plans are snapshotted at it, restatement is
     judged from it (the demo passes the simulator's clock). `force` re-collects cost months
     that are past the restatement window. Raises WindowError before any call when the window
-    is empty or older than the Activity Log retention; raises CollectIncomplete (with the
-    summary) at the end when some scope or chunk could not be read. One collect at a time per
-    lake: a second one waits for the lake lock, then raises LakeBusyError before any call.
+    is empty or older than the Activity Log retention with no `[history]` source, and before
+    any data is collected when some older month is covered by none; raises CollectIncomplete
+    (with the summary) at the end when some scope or chunk could not be read. One collect at a
+    time per lake: a second one waits for the lake lock, then raises LakeBusyError before any
+    call.
     """
     as_of = _utc(as_of)
-    activity_log.check_window(start, end, as_of)
     settings = load_settings(config_file)
+    activity_log.check_window(start, end, as_of, history=settings.history.configured)
     log = _logger()
     ingested_at = datetime.now(UTC)
     with lake_lock(settings.lake.path):
@@ -510,6 +694,28 @@ def collect(
             log.info("discovered %d enabled subscription(s)", len(chosen))
 
         specs: dict[PrefectFuture[Any], ChunkResult] = {}
+        # Months older than the Activity Log's retention come from the [history] sources, once
+        # each has said how far back it reaches (see `history`).
+        history_tasks: dict[str, PrefectFuture[Any]] = {}
+        coverage: list[str] = []
+        older = history.history_months(start, as_of)
+        if older:
+            coverages = history_coverage(config_file, chosen, start, as_of)
+            coverage = [
+                *history.coverage_lines(older, coverages),
+                f"the Activity Log covers {activity_log.retention_floor(as_of):%Y-%m-%dT%H:%MZ} "
+                "onwards",
+            ]
+            for line in coverage:
+                log.info("power history: %s", line)
+            history.check_coverage(start, as_of, older, coverages)
+            for month in older:
+                older_events = collect_history.submit(
+                    config_file, chosen, month.label, as_of, ingested_at
+                )
+                specs[older_events] = ChunkResult("power_events", "history", month.label)
+                history_tasks[month.label] = older_events
+        floor = activity_log.retention_floor(as_of)
         for scope in chosen:
             machines = collect_inventory.submit(config_file, scope, as_of, ingested_at)
             specs[machines] = ChunkResult("inventory", scope, "snapshot")
@@ -519,8 +725,12 @@ def collect(
             )
             specs[plans] = ChunkResult("pricings", scope, "snapshot")
             for month in activity_log.power_event_months(start, as_of):
-                events = collect_power_events.submit(
-                    config_file, scope, month.label, as_of, ingested_at
+                if month.end <= floor:
+                    continue  # nothing of it is left in the Activity Log
+                # Same partitions as the month's history task: written after it.
+                earlier = [history_tasks[month.label]] if month.label in history_tasks else []
+                events = collect_power_events.submit(  # type: ignore[call-overload]
+                    config_file, scope, month.label, as_of, ingested_at, wait_for=earlier
                 )
                 specs[events] = ChunkResult("power_events", scope, month.label)
 
@@ -539,7 +749,7 @@ def collect(
                     in_flight.append(costs)
 
         results = [_result(future, spec) for future, spec in specs.items()]
-    summary = CollectSummary(start, end, as_of, chosen, results)
+    summary = CollectSummary(start, end, as_of, chosen, results, coverage)
     for line in summary.lines():
         log.info("%s", line)
     if summary.failures:

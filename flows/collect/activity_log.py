@@ -30,9 +30,11 @@ from flows.collect.scopes import Month
 from flows.collect.tables import arrow_table
 from transforms.billing import (
     ACTIVITY_LOG_RETENTION_DAYS,
+    event_status_expr,
     power_operation,
     power_operation_names,
 )
+from transforms.event_sources import one_row_per_event
 from transforms.schemas import POWER_EVENTS
 
 SOURCE: Final = "activity_log"
@@ -66,8 +68,12 @@ def retention_floor(as_of: datetime) -> datetime:
     return as_of - timedelta(days=ACTIVITY_LOG_RETENTION_DAYS)
 
 
-def check_window(start: date, end: date, as_of: datetime) -> None:
-    """Refuse an empty window, one starting after `as_of`, or one older than the retention."""
+def check_window(start: date, end: date, as_of: datetime, *, history: bool = False) -> None:
+    """Refuse an empty window, one starting after `as_of`, or one older than the retention.
+
+    With `history` (a `[history]` source is configured) an older window is left to the flow,
+    which asks the sources which months they hold (`flows.collect.history`).
+    """
     if end <= start:
         raise WindowError(f"--end {end} must be after --start {start} (--end is exclusive)")
     window_start = datetime(start.year, start.month, start.day, tzinfo=UTC)
@@ -76,13 +82,14 @@ def check_window(start: date, end: date, as_of: datetime) -> None:
             f"--start {start} is not before the collection instant {as_of:%Y-%m-%dT%H:%MZ}"
         )
     floor = retention_floor(as_of)
-    if window_start < floor:
+    if window_start < floor and not history:
         earliest = (floor + timedelta(days=1)).date() if floor.time() else floor.date()
         raise WindowError(
             f"--start {start} is older than the Activity Log's {ACTIVITY_LOG_RETENTION_DAYS}-day "
             f"retention at {as_of:%Y-%m-%dT%H:%MZ}: power events before {floor:%Y-%m-%dT%H:%MZ} "
             f"can no longer be collected. Use --start {earliest} or later; power events already "
-            "in the lake from earlier runs are kept."
+            "in the lake from earlier runs are kept. Older ones can be read from a Log Analytics "
+            "workspace or storage account a diagnostic setting fills: name it in [history]."
         )
 
 
@@ -146,8 +153,10 @@ def power_events_frame(
     """Activity Log events (wire format) -> POWER_EVENTS rows without provenance.
 
     Keeps compute power operations of VMs and scale-set VMs only, every status, events in
-    `[since, until)`; resource ids lower-cased; sorted by time, resource, event id. An event
-    lacking an id, time, resource or status cannot be used and is dropped (never guessed).
+    `[since, until)`; resource ids lower-cased; statuses in the Activity Log's spelling whatever
+    spelling they came in (`billing.event_status_expr`: the history sources spell them as a
+    diagnostic setting does); sorted by time, resource, event id. An event lacking an id, time,
+    resource or a known status cannot be used and is dropped (never guessed).
     """
     columns: dict[str, list[Any]] = {
         "event_data_id": [],
@@ -179,6 +188,7 @@ def power_events_frame(
                 _TIMESTAMP_FORMAT, time_unit="us", time_zone="UTC"
             ),
             resource_id=resource_id,
+            status=event_status_expr(pl.col("status")),
         )
         .filter(
             pl.col("operation").is_not_null(),
@@ -213,10 +223,14 @@ def merged_month(
 ) -> pa.Table:
     """The month partition after a run: `existing` outside `[since, until)` plus `fresh`.
 
-    Both frames carry every POWER_EVENTS column. An event id present in both keeps the fresh row.
+    Both frames carry every POWER_EVENTS column. An event id present in both keeps the fresh row;
+    an event a history source (Log Analytics, archive storage) also holds keeps the Activity
+    Log's row (`event_sources.one_row_per_event`).
     """
     kept = existing.filter((pl.col("event_at") < since) | (pl.col("event_at") >= until))
     kept = kept.filter(~pl.col("event_data_id").is_in(fresh["event_data_id"].implode()))
     columns = POWER_EVENTS.names
-    merged = pl.concat([kept.select(columns), fresh.select(columns)], how="vertical")
+    merged = one_row_per_event(
+        pl.concat([kept.select(columns), fresh.select(columns)], how="vertical")
+    )
     return arrow_table(merged.sort(_SORT_KEYS), POWER_EVENTS)

@@ -31,7 +31,7 @@ import polars as pl
 import trustme
 
 from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
-from flows.simulator import plans, wire
+from flows.simulator import plans, wire, workspace
 from flows.simulator.catalog import CURRENCY_RATES, retail_items
 from flows.simulator.estate import Estate
 from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
@@ -57,6 +57,7 @@ COST_RETRY_AFTER_HEADERS = (
 
 FAULT_KINDS = (
     "server_error",
+    "throttled",
     "stall",
     "truncated_json",
     "extra_column",
@@ -80,6 +81,8 @@ class InjectedFault:
     """One kind of fault served on one route, `times` more times (None: until `reset()`).
 
     - `server_error`: answer `status` (5xx) with an ARM error body and no retry-after header.
+    - `throttled`: answer 429 with an error body and no retry-after header (a client must back
+      off on its own).
     - `stall`: wait `stall_seconds` before answering (normally, if the client is still there):
       longer than the client's read timeout, it is a timeout.
     - `truncated_json`: the right status and headers, but only the first half of the JSON body
@@ -187,6 +190,8 @@ class PageSizes:
     vm_list: int = 10
     activity_log: int = 200
     cost_query: int = 1000
+    # Rows per Logs query answer; more is a partial answer (the service's limit is 500,000).
+    log_analytics_rows: int = workspace.MAX_ROWS
     retail_prices: int = 7
 
 
@@ -313,6 +318,12 @@ class _Handler(BaseHTTPRequestHandler):
                     code.get(fault.status, "InternalServerError"),
                     "The simulated service failed (injected fault).",
                 ),
+            )
+            return True
+        if fault.kind == "throttled":
+            self._send(
+                429,
+                wire.error_body("ThrottledError", "Too many requests (injected fault)."),
             )
             return True
         if fault.kind == "stall":
@@ -553,6 +564,21 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    # -- log analytics -------------------------------------------------------------------------
+    @_route("POST", r"^/v1/workspaces/(?P<workspace_id>[^/]+)/query$", "log_analytics")
+    def log_analytics(self, workspace_id: str) -> None:
+        sim = self.server.simulator
+        if workspace_id.lower() != workspace.WORKSPACE_ID:
+            raise _NotFound(
+                "WorkspaceNotFoundError", f"The workspace {workspace_id} could not be found."
+            )
+        try:
+            body = json.loads(self.body or b"{}")
+        except ValueError:
+            raise BadRequest("The request body is not JSON.", "BadArgumentError") from None
+        result = workspace.run_query(sim.workspace_rows(), body)
+        self._send(200, workspace.answer(result, sim.page_sizes.log_analytics_rows))
+
     # -- security ------------------------------------------------------------------------------
     @_route(
         "GET",
@@ -650,8 +676,14 @@ class SimulatedAzure:
     the counters: compare before/after counts).
     """
 
-    def __init__(self, estate: Estate, state_dir: Path, *, port: int = 0) -> None:
+    def __init__(
+        self, estate: Estate, state_dir: Path, *, port: int = 0, history: bool = False
+    ) -> None:
         self.estate = estate
+        # Whether mdecost.toml names the simulated Log Analytics workspace in [history] (the
+        # workspace is served either way).
+        self.history = history
+        self._workspace_rows: pl.DataFrame | None = None
         self.state_dir = Path(state_dir)
         self.token = os.environ.get(STATIC_TOKEN_ENV) or DEVELOPMENT_TOKEN
         self.faults = Faults()
@@ -723,6 +755,13 @@ class SimulatedAzure:
             '\n[report]\npath = "reports"\n'
             "\n[pricing]\n"
             f'retail_prices_endpoint = "{self.arm_endpoint}/api/retail/prices"\n'
+            + (
+                "\n[history]\n"
+                f'workspaces = ["{workspace.WORKSPACE_ID}"]\n'
+                f'log_analytics_endpoint = "{self.arm_endpoint}"\n'
+                if self.history
+                else ""
+            )
         )
 
     def settings(self) -> Settings:
@@ -764,6 +803,13 @@ class SimulatedAzure:
             return self.faults.take(route)
 
     # -- lookups as of the clock ---------------------------------------------------------------
+    def workspace_rows(self) -> pl.DataFrame:
+        """The simulated workspace's `AzureActivity` rows as of the clock (see `workspace`)."""
+        with self._lock:
+            if self._workspace_rows is None:
+                self._workspace_rows = workspace.activity_rows(self.estate.activity_events())
+        return self._workspace_rows.filter(pl.col("TimeGenerated") <= self._clock)
+
     def subscription(self, subscription_id: str) -> SubscriptionSpec:
         spec = self.estate.subscription_by_id.get(subscription_id.lower())
         if spec is None:
@@ -894,18 +940,22 @@ def simulated_azure(
     *,
     port: int = 0,
     estate: Estate | None = None,
+    history: bool = False,
 ) -> Iterator[SimulatedAzure]:
     """Generate an estate (or serve `estate`) and serve it on loopback for the `with` block.
 
     `now` defaults to the current hour (UTC); pass it for reproducible figures. `state_dir`
-    (default: a temporary directory) receives ca.pem and mdecost.toml.
+    (default: a temporary directory) receives ca.pem and mdecost.toml; with `history` the
+    config names the simulated Log Analytics workspace in `[history]`.
     """
     if estate is None:
         if now is None:
             now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         estate = Estate.generate(seed=seed, machines=machines, months=months, now=now)
     with tempfile.TemporaryDirectory(prefix="mdecost-sim-") as scratch:
-        simulator = SimulatedAzure(estate, Path(state_dir or scratch), port=port).start()
+        simulator = SimulatedAzure(
+            estate, Path(state_dir or scratch), port=port, history=history
+        ).start()
         try:
             yield simulator
         finally:

@@ -82,7 +82,7 @@ def test_a_wrong_type_or_scope_in_the_file_is_one_line_naming_file_and_key(tmp_p
             "MDECOST_STORAGE__PATH",
             "/data/lake",
             "environment: MDECOST_STORAGE__PATH names no setting: storage is not a section "
-            "(sections: azure, collect, lake, pricing, report, warehouse)",
+            "(sections: azure, collect, history, lake, pricing, report, warehouse)",
         ),
         (
             "MDECOST_AZURE__BOGUS",
@@ -144,6 +144,7 @@ def test_the_cli_refuses_a_window_older_than_the_activity_log_in_one_line(tmp_pa
         "error: --start 2026-01-01 is older than the Activity Log's 90-day retention at "
         "2026-11-15T12:00Z: power events before 2026-08-17T12:00Z can no longer be collected. "
         "Use --start 2026-08-18 or later; power events already in the lake from earlier runs "
-        "are kept."
+        "are kept. Older ones can be read from a Log Analytics workspace or storage account a "
+        "diagnostic setting fills: name it in [history]."
     ]
     assert not (tmp_path / "lake").exists()

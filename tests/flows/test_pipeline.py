@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from flows import warehouse
-from flows.demo import replay_months, run_demo, summary_table
+from flows.demo import history_start, run_demo, summary_table
 from flows.pipeline import (
     DAILY_REFRESH_CRON,
     MONTHLY_REPORT_CRON,
@@ -54,13 +54,10 @@ def test_both_deployments_exist_with_their_schedules_and_parameters():
     ]
 
 
-def test_the_demo_replays_the_last_three_full_months():
-    assert replay_months(datetime(2026, 11, 28, 14, tzinfo=UTC)) == [
-        date(2026, 8, 1),
-        date(2026, 9, 1),
-        date(2026, 10, 1),
-    ]
-    assert replay_months(datetime(2027, 1, 1, tzinfo=UTC))[0] == date(2026, 10, 1)
+def test_the_demo_collects_twelve_full_months_on_its_first_run():
+    # Nov 28 2026: the last full month is October; twelve full months begin Nov 1 2025.
+    assert history_start(datetime(2026, 11, 28, 14, tzinfo=UTC)) == date(2025, 11, 1)
+    assert history_start(datetime(2027, 1, 1, tzinfo=UTC)) == date(2026, 1, 1)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +83,11 @@ def test_the_demo_builds_the_warehouse_and_reports_the_last_full_month(demo):
         .column("month")
         .to_pylist()
     )
-    assert months == [date(2026, 8, 1), date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)]
+    # Twelve full months (Nov 2025 .. Oct 2026) from one first run, and November to date.
+    assert months == [date(2025, 11, 1)] + [date(2025, 12, 1)] + [
+        date(2026, month, 1) for month in range(1, 12)
+    ]
+    assert demo.months == months
 
 
 def test_the_workbook_totals_match_the_warehouse_to_the_cent(demo):
@@ -116,6 +117,9 @@ def test_the_demo_summary_names_the_warehouse_and_the_report(demo):
     assert rows["warehouse"] == str(demo.refresh.build.warehouse)
     assert rows["report"] == str(demo.refresh.report.html)
     assert "per-seat, peak concurrent" in rows
+    assert rows["power history in the warehouse"] == (
+        "12 full months (Nov 2025 .. Oct 2026) and the month to date"
+    )
 
 
 def test_the_refresh_left_a_summary_and_a_top_savings_table_as_artifacts(demo):

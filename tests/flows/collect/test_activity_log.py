@@ -50,7 +50,8 @@ def test_a_window_older_than_the_retention_is_refused_with_what_to_do():
         "--start 2026-08-17 is older than the Activity Log's 90-day retention at "
         "2026-11-15T12:00Z: power events before 2026-08-17T12:00Z can no longer be collected. "
         "Use --start 2026-08-18 or later; power events already in the lake from earlier runs "
-        "are kept."
+        "are kept. Older ones can be read from a Log Analytics workspace or storage account a "
+        "diagnostic setting fills: name it in [history]."
     )
     check_window(date(2026, 8, 18), date(2026, 9, 1), AS_OF)
 
