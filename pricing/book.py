@@ -470,13 +470,18 @@ def check_pricing_settings(pricing: PricingSettings, kinds: Mapping[str, str]) -
         ("discounts", pricing.discounts),
         ("seat_prices", pricing.seat_prices),
         ("seats_owned", pricing.seats_owned),
+        ("seat_eligibility", pricing.seat_eligibility),
     ):
         if unknown := sorted(set(names) - set(kinds)):
             raise PricingConfigError(
                 f"[pricing.{table}] names unknown option(s) {', '.join(unknown)}; "
                 f"the price book has: {known}"
             )
-    seat_tables = (("seat_prices", pricing.seat_prices), ("seats_owned", pricing.seats_owned))
+    seat_tables = (
+        ("seat_prices", pricing.seat_prices),
+        ("seats_owned", pricing.seats_owned),
+        ("seat_eligibility", pricing.seat_eligibility),
+    )
     for table, names in seat_tables:
         if hourly := sorted(option for option in names if kinds[option] != "seat"):
             raise PricingConfigError(

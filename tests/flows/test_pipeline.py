@@ -116,7 +116,10 @@ def test_the_demo_summary_names_the_warehouse_and_the_report(demo):
     rows = dict(zip(table.columns[0]._cells, table.columns[1]._cells, strict=True))
     assert rows["warehouse"] == str(demo.refresh.build.warehouse)
     assert rows["report"] == str(demo.refresh.report.html)
-    assert "per-seat, peak concurrent" in rows
+    # The answer per plan, like for like, and the peak only as a lower bound.
+    assert rows["month"] == "October 2026 (complete)"
+    assert any(key.startswith("Plan 2 kept, MDE part by") for key in rows)
+    assert "peak machines at once (lower bound, not a licence count)" in rows
     assert rows["power history in the warehouse"] == (
         "12 full months (Nov 2025 .. Oct 2026) and the month to date"
     )

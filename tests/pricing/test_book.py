@@ -362,6 +362,14 @@ def test_choices_expose_the_seat_option_currency_and_seats_owned():
             r"\[pricing\.seat_prices\] names hourly option\(s\) defender_servers_p2",
         ),
         (
+            {"seat_eligibility": {"defender_business_server": False}},
+            r"\[pricing\.seat_eligibility\] names unknown option\(s\) defender_business_server",
+        ),
+        (
+            {"seat_eligibility": {"defender_servers_p1": True}},
+            r"\[pricing\.seat_eligibility\] names hourly option\(s\) defender_servers_p1",
+        ),
+        (
             {"seat_option": "defender_servers_p1"},
             r"\[pricing\] seat_option 'defender_servers_p1' is not a seat option",
         ),
