@@ -421,6 +421,8 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
     Returns (subscription_id, subscription_setting) and (resource_id, resource_setting), each
     setting `P1`, `P2` or `off` (pricing tier Free). Standard without a sub-plan is
     `billing.STANDARD_DEFAULT_SUB_PLAN`. A resource-level row overrides the subscription's.
+    Resource-level rows count only from their subscription's latest snapshot: an override that
+    an earlier snapshot listed and the latest does not has been removed (as `plans` reads it).
     """
     rows = pricings.with_columns(
         pl.col("subscription_id").str.to_lowercase(),
@@ -434,8 +436,13 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
         .group_by("subscription_id")
         .agg(subscription_setting=pl.col("setting").sort_by("snapshot_at").last())
     )
+    latest_snapshots = rows.group_by("subscription_id").agg(
+        latest_snapshot_at=pl.col("snapshot_at").max()
+    )
     resource_settings = (
         rows.filter(is_resource_level)
+        .join(latest_snapshots, on="subscription_id", how="inner")
+        .filter(pl.col("snapshot_at") == pl.col("latest_snapshot_at"))
         .group_by("resource_id")
         .agg(resource_setting=pl.col("setting").sort_by("snapshot_at").last())
     )

@@ -197,6 +197,7 @@ class Estate:
                     "instance_id": m.instance_id,
                     "created_at": first_seen,
                     "deleted_at": timeline.deleted_at,
+                    "moved_at": timeline.moved_out_at,
                     "os_type": m.os_type,
                     "size": m.size,
                     "location": m.location,
@@ -219,6 +220,7 @@ class Estate:
             "instance_id": pl.String(),
             "created_at": TIMESTAMP,
             "deleted_at": TIMESTAMP,
+            "moved_at": TIMESTAMP,
             "os_type": pl.String(),
             "size": pl.String(),
             "location": pl.String(),
@@ -233,7 +235,8 @@ class Estate:
     def machines(self) -> pl.DataFrame:
         """One row per machine that existed in the window (deleted ones too), ids lower-cased.
 
-        `defender_plan` is the plan at `now`; `plans_daily` has the plan of each day.
+        `defender_plan` is the plan at `now`; `plans_daily` has the plan of each day. An id
+        moved out (case 9) ends at `moved_at` and is not deleted: `deleted_at` is a delete's.
         """
         return self._machines.select(
             "resource_id",
@@ -244,7 +247,8 @@ class Estate:
             "vm_id",
             "scale_set_name",
             "created_at",
-            "deleted_at",
+            pl.when(pl.col("moved_at").is_null()).then("deleted_at").alias("deleted_at"),
+            "moved_at",
             "os_type",
             "size",
             "location",

@@ -232,7 +232,8 @@ class MachineTimeline:
         self._busy_until = observed_from
         self.intervals: list[Interval] = []
         self.events: list[Event] = []
-        self.deleted_at: datetime | None = None
+        self.deleted_at: datetime | None = None  # gone: deleted, or moved out (moved_out_at)
+        self.moved_out_at: datetime | None = None
 
     @property
     def state(self) -> str | None:
@@ -281,6 +282,7 @@ class MachineTimeline:
             raise OperationRefused(f"move refused for {self.machine.arm_id}")
         self._move_to(None, at)
         self.deleted_at = at
+        self.moved_out_at = at
         self._busy_until = at
 
     def follow_scale_set(self, operation: str, at: datetime, duration: timedelta) -> None:

@@ -210,13 +210,17 @@ def test_generated_estate_has_every_kind_of_machine(generated):
     }
     assert set(machines["defender_plan"].to_list()) == {"P1", "P2", None}
     assert machines.filter(pl.col("defender_plan").is_not_null() & ~pl.col("mde_sensor")).height
-    moved_out = generated.moves()["from_resource_id"]
-    assert machines.filter(
-        pl.col("deleted_at").is_not_null() & ~pl.col("resource_id").is_in(moved_out.implode())
-    )["profile"].unique().sort().to_list() == [
-        "scale_set",
-        "short_lived",
-    ]
+    # A move is not a delete: the id moved out ends at `moved_at`, with no `deleted_at`.
+    moves = generated.moves()
+    moved_out = machines.filter(pl.col("moved_at").is_not_null())
+    assert (
+        moved_out.select("resource_id", "moved_at").rows()
+        == moves.select("from_resource_id", "moved_at").rows()
+    )
+    assert moved_out["deleted_at"].is_null().all()
+    assert machines.filter(pl.col("deleted_at").is_not_null())[
+        "profile"
+    ].unique().sort().to_list() == ["scale_set", "short_lived"]
     pricings = generated.pricings()
     assert set(pricings.filter(pl.col("level") == "resource")["pricing_tier"]) == {
         "Standard",

@@ -111,6 +111,24 @@ def test_the_pricings_history_says_when_a_resource_override_ended():
     assert row_of(views, W)["hourly_cost"] == pytest.approx(11.28)
 
 
+def test_an_override_the_latest_snapshot_no_longer_lists_is_not_the_plan_now():
+    # The Jan 10 snapshot lists W's own P1; the Feb 1 (latest) one lists only the
+    # subscription's P2: the override was removed by Feb 1, so W's plan now (`machines`) is
+    # P2, not the P1 of a stale resource row (`plans` reads a snapshot the same way: an
+    # override it does not list is not in force).
+    lake = priced(RawLake())
+    lake.pricing(SUB_A, "Standard", "P2", snapshot_at=at(10))
+    lake.pricing(SUB_A, "Standard", "P1", resource_id=W.lower(), snapshot_at=at(10))
+    lake.pricing(SUB_A, "Standard", "P2")
+    lake.machine(W)
+    lake.machine(Z)
+    lake.pricing(SUB_A, "Free", resource_id=Z.lower())
+    views = build_views(lake)
+    plans = {r["resource_id"]: r["defender_plan"] for r in views["machines"].iter_rows(named=True)}
+    # Z's override is in the latest snapshot: it still wins (Free: no plan).
+    assert plans == {W.lower(): "P2", Z.lower(): None}
+
+
 def test_days_before_the_plans_enablement_are_not_covered():
     # SUB_B enabled P2 on Jan 20 00:00 (enablementTime); X is billed from then on, 12 days x
     # 0.48 = 5.76. hourly_cost prices those 12 days only: 12 x 24 x 0.02 = 5.76 (not 744 x
