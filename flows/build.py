@@ -218,7 +218,7 @@ def _options(settings: Settings, book: pa.Table) -> MartOptions:
             seat_term=pricing.seat_term,
             monthly_term_uplift_percent=pricing.monthly_term_uplift_percent,
             seat_reassignment_days=pricing.seat_reassignment_days,
-            mde_component=dict(pricing.mde_component),
+            mde_component={plan: rate for plan, rate in pricing.mde_component.items()},
             seat_eligibility=dict(pricing.seat_eligibility),
             mde_benefit_from=pricing.mde_benefit_from,
         ),

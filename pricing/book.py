@@ -40,12 +40,14 @@ import pyarrow as pa
 from flows.config import PricingSettings, Settings
 from flows.lake import scan_dataset
 from transforms.billing import (
-    DEFENDER_METERS,
     DEFENDER_UNIT,
     HOURLY_OPTIONS,
+    MDE_BENEFIT,
+    MDE_BENEFIT_OPTIONS,
     RETAIL_PRODUCT_NAME,
     RETAIL_SERVICE_NAME,
     SEAT_OPTIONS,
+    defender_meter,
 )
 from transforms.schemas import PRICE_BOOK
 
@@ -218,7 +220,7 @@ def _parse_entry(raw: Any, where: str, custom_seat_options: bool) -> PriceEntry:
 
 
 def _check_option_kind(option: str, kind: str, where: str, custom_seat_options: bool) -> None:
-    hourly = set(HOURLY_OPTIONS.values())
+    hourly = {*HOURLY_OPTIONS.values(), *MDE_BENEFIT_OPTIONS.values()}
     if option in hourly and kind != "hourly":
         raise PriceBookError(f"{where}: {option} is an hourly option, not {kind!r}")
     if option in SEAT_OPTIONS and kind != "seat":
@@ -297,8 +299,12 @@ def retail_plan_option(row: Mapping[str, Any]) -> str | None:
         return None
     if is_trial_or_free(row["meter_name"], row["sku_name"], row["retail_price"]):
         return None
-    plan = DEFENDER_METERS.get(row["meter_name"].strip().lower())
-    return HOURLY_OPTIONS[plan] if plan else None
+    plan, benefit = defender_meter(row["meter_name"])
+    if plan is None:
+        return None
+    if benefit is None:
+        return HOURLY_OPTIONS[plan]
+    return MDE_BENEFIT_OPTIONS[plan] if benefit == MDE_BENEFIT else None
 
 
 def retail_book_entries(retail: pa.Table | pl.DataFrame) -> pa.Table:

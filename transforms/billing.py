@@ -308,6 +308,12 @@ LOST_WITHOUT_DEFENDER_FOR_SERVERS: Final = {
 # rate for both plans (Plan 1 is essentially the MDE licence); `[pricing.mde_component]` sets
 # it per plan (an assumption the report states).
 MDE_COMPONENT_DEFAULT_OPTION: Final = HOURLY_OPTIONS["P1"]
+# Where Microsoft lists a plan's MDATP benefit meter (the plan's rate once the MDE part is
+# discounted), the price book keeps it as its own hourly option and the MDE component is the
+# difference: standard rate - benefit rate.
+MDE_BENEFIT_OPTIONS: Final = {
+    plan: f"{option}_mde_benefit" for plan, option in HOURLY_OPTIONS.items()
+}
 
 # --- Seat licensing terms -------------------------------------------------------------------
 # A per-device licence may be reassigned to another server no more than once every 90 days

@@ -39,7 +39,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view, order_free_sum
+from transforms.contract import ORDER_FREE_SUM_PLACES, conform_view, order_free_sum
 
 _HOURS_PER_DAY: Final = 24
 _KEYS: Final = ("month", "scope", "plan")
@@ -85,19 +85,41 @@ def term_priced_book(price_book: pl.LazyFrame, terms: LicensingTerms) -> pl.Lazy
 
 def component_rates(calendar: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
     """Per day and plan, the MDE component's rate per server-hour: `[pricing.mde_component]`
-    where set, else the day's P1 rate (billing.MDE_COMPONENT_DEFAULT_OPTION).
+    where set, else the plan's rate less its MDATP benefit rate where the book lists one
+    (billing.MDE_BENEFIT_OPTIONS), else the day's P1 rate (billing.MDE_COMPONENT_DEFAULT_OPTION).
 
     Output: usage_date, plan, component_rate, p1_rate.
     """
-    p1 = calendar.filter(
-        (pl.col("kind") == "hourly") & (pl.col("option") == billing.MDE_COMPONENT_DEFAULT_OPTION)
-    ).select("usage_date", p1_rate="rate")
-    plans = pl.LazyFrame({"plan": list(billing.PLANS)})
+    hourly = calendar.filter(pl.col("kind") == "hourly").select("usage_date", "option", "rate")
+    p1 = hourly.filter(pl.col("option") == billing.MDE_COMPONENT_DEFAULT_OPTION).select(
+        "usage_date", p1_rate="rate"
+    )
+    plans = pl.LazyFrame(
+        {
+            "plan": list(billing.PLANS),
+            "option": [billing.HOURLY_OPTIONS[plan] for plan in billing.PLANS],
+            "benefit_option": [billing.MDE_BENEFIT_OPTIONS[plan] for plan in billing.PLANS],
+        }
+    )
     configured = pl.col("plan").replace_strict(
         dict(terms.mde_component), default=None, return_dtype=pl.Float64
     )
-    return p1.join(plans, how="cross").with_columns(
-        component_rate=pl.coalesce(configured, pl.col("p1_rate"))
+    return (
+        p1.join(plans, how="cross")
+        .join(hourly, on=["usage_date", "option"], how="left")
+        .join(
+            hourly.rename({"option": "benefit_option", "rate": "benefit_rate"}),
+            on=["usage_date", "benefit_option"],
+            how="left",
+        )
+        .select(
+            "usage_date",
+            "plan",
+            "p1_rate",
+            component_rate=pl.coalesce(
+                configured, pl.col("rate") - pl.col("benefit_rate"), pl.col("p1_rate")
+            ),
+        )
     )
 
 
@@ -145,21 +167,41 @@ def option_parts(
     billable_hours, hourly_list, mde_component_cost, p1_cost, billed.
     """
     months_per_block = terms.reassignment_months
+    money = ("billable_hours", "hourly_cost", "mde_component_cost", "p1_cost", "billed_cost")
+    # Machine-months first, then scopes: the scope explosion doubles a few rows per machine and
+    # month rather than every machine-day. Sums stay decimals until the end (order-free).
+    exact = pl.Decimal(38, ORDER_FREE_SUM_PLACES)
     covered = (
-        days.filter(pl.col("plan").is_not_null()).with_columns(scope=in_scopes()).explode("scope")
+        days.filter(pl.col("plan").is_not_null())
+        .group_by("machine_key", "subscription_id", "month", "plan")
+        .agg(
+            billable=(pl.col("billable_hours") > 0).any(),
+            **{
+                name: pl.when(pl.col(name).is_null().any())
+                .then(None)
+                .otherwise(pl.col(name).cast(exact).sum())
+                for name in money
+            },
+        )
+        .with_columns(scope=in_scopes())
+        .explode("scope")
     )
-    billable = pl.col("billable_hours") > 0
+    billable = pl.col("billable")
+
+    def total(name: str) -> pl.Expr:
+        return (
+            pl.when(pl.col(name).is_null().any())
+            .then(None)
+            .otherwise(pl.col(name).sum().cast(pl.Float64))
+        )
+
     monthly = covered.group_by(_KEYS).agg(
         machines=pl.col("machine_key").filter(billable).n_unique().cast(pl.Int64),
-        billable_hours=order_free_sum("billable_hours"),
-        hourly_list=pl.when(pl.col("hourly_cost").is_null().any())
-        .then(None)
-        .otherwise(order_free_sum("hourly_cost")),
-        mde_component_cost=pl.when(pl.col("mde_component_cost").is_null().any())
-        .then(None)
-        .otherwise(order_free_sum("mde_component_cost")),
-        p1_cost=order_free_sum("p1_cost"),
-        billed=order_free_sum("billed_cost"),
+        billable_hours=total("billable_hours"),
+        hourly_list=total("hourly_cost"),
+        mde_component_cost=total("mde_component_cost"),
+        p1_cost=total("p1_cost"),
+        billed=total("billed_cost"),
     )
     blocks = (
         covered.filter(billable)

@@ -7,7 +7,8 @@ subscription enabled on the 20th covers nothing before it. The evidence, stronge
 1. `billed`: the Defender meter billed to the machine that day (on its own id, or its share of a
    subscription- or scale-set-level charge): what Microsoft actually charged for.
 2. `pricings_history`: the `Microsoft.Security/pricings/VirtualMachines` snapshot of the
-   machine's subscription in force that day (the latest one taken on or before the day). In it,
+   machine's subscription in force that day (the latest one taken on or before the day, or a
+   later one whose `enablementTime` says its plan was switched on by then). In it,
    the machine's own resource-level setting beats its scale set's, which beats the
    subscription's; a resource-level row marked `inherited` is no setting of its own.
 3. `earliest_snapshot`: for a day before the first snapshot of the subscription, that first
@@ -80,6 +81,31 @@ COVERAGE_SCHEMA: Final = pl.Schema(
 )
 
 
+def _snapshot_validity(subscription_rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Each subscription snapshot with `valid_from`, the instant from which it is known to
+    describe the subscription: its `enablementTime` when that falls after the previous snapshot
+    (the plan was switched on then, and has held since), else the snapshot's own time.
+
+    A subscription snapshotted Free on the 1st and Standard on the next 1st with an
+    `enablementTime` of the 24th is covered from the 24th, not from the second snapshot.
+    """
+    snapshots = subscription_rows.group_by("subscription_id", "snapshot_at").agg(
+        standard=(pl.col("setting") != "off").any(),
+        enabled_at=pl.col("enablement_time").max(),
+    )
+    previous = pl.col("snapshot_at").shift(1).over("subscription_id")
+    switched_on_since = (
+        pl.col("standard")
+        & (pl.col("enabled_at") < pl.col("snapshot_at"))
+        & (previous.is_null() | (pl.col("enabled_at") > previous))
+    )
+    return snapshots.sort("subscription_id", "snapshot_at").select(
+        "subscription_id",
+        "snapshot_at",
+        valid_from=pl.when(switched_on_since).then("enabled_at").otherwise("snapshot_at"),
+    )
+
+
 def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) -> pl.LazyFrame:
     """Per machine-day of `machine_hours_daily`: the plan the pricings history says covered it.
 
@@ -89,7 +115,7 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
     """
     rows = _pricing_rows(pricings)
     subscription_rows = rows.filter(pl.col("is_subscription_level"))
-    snapshots = subscription_rows.select("subscription_id", "snapshot_at").unique()
+    snapshots = _snapshot_validity(subscription_rows)
     day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     days = machine_hours_daily.select(
         "usage_date",
@@ -98,18 +124,18 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
         day_last_instant=day_start + timedelta(days=1) - timedelta(microseconds=1),
         day_start=day_start,
     ).sort("day_last_instant")
-    ordered = snapshots.sort("snapshot_at")
+    ordered = snapshots.sort("valid_from")
     chosen = (
         days.join_asof(
-            ordered.rename({"snapshot_at": "snapshot_before"}),
+            ordered.select("subscription_id", "valid_from", snapshot_before="snapshot_at"),
             left_on="day_last_instant",
-            right_on="snapshot_before",
+            right_on="valid_from",
             by="subscription_id",
             strategy="backward",
             check_sortedness=False,  # both sides are sorted above; polars cannot check per group
         )
         .join_asof(
-            ordered.rename({"snapshot_at": "snapshot_after"}),
+            ordered.select("subscription_id", snapshot_after="snapshot_at"),
             left_on="day_last_instant",
             right_on="snapshot_after",
             by="subscription_id",

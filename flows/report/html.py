@@ -74,7 +74,8 @@ def build_charts(data: ReportData) -> ChartSet:
     ]
     subscription_groups = [
         charts.BarGroup(
-            label=f"{row.subscription_id} · {row.plan}",
+            # The subscription's first 8 characters: the table below has the whole id.
+            label=f"{str(row.subscription_id)[:8]}… · {row.plan}",
             sublabel=f"{row.machines} machines, {row.seats} seats per {block}",
             bars=[
                 charts.Bar(

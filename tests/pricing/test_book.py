@@ -255,16 +255,26 @@ def test_a_refresh_listing_older_prices_beside_current_ones_yields_the_plan_hist
     assert "price of 2 of 3 regional meters" in entries[0]["source"]
 
 
-def test_trial_free_benefit_and_non_list_meters_add_no_prices():
+def test_trial_free_and_non_list_meters_add_no_prices():
     noise = retail(
         retail_row(meter="Standard P2 Node", sku="Standard P2 Trial", price=0.0),
         retail_row(meter="Trial P2 Node", price=0.05),
         retail_row(meter="Standard P2 Node", price=0.0),
-        retail_row(meter="Standard P2 Node - MDATP Benefit", price=0.015),
+        retail_row(meter="Standard P2 Node - Some Other Variant", price=0.015),
         retail_row(meter="Standard P2 Node", price=0.01, price_type="DevTestConsumption"),
         retail_row(meter="Standard P2 Node", price=0.2, unit="10 Hours"),
     )
     assert retail_book_entries(noise).num_rows == 0
+
+
+def test_a_benefit_meter_is_its_plans_benefit_option():
+    # "Standard P2 Node - MDATP Benefit" at 0.015: the P2 rate once the MDE part is discounted.
+    entries = retail_book_entries(
+        retail(retail_row(meter="Standard P2 Node - MDATP Benefit", price=0.015))
+    ).to_pylist()
+    assert [(e["option"], e["kind"], e["rate"]) for e in entries] == [
+        ("defender_servers_p2_mde_benefit", "hourly", 0.015)
+    ]
 
 
 def test_a_later_refresh_supersedes_what_an_earlier_one_placed_after_its_date():

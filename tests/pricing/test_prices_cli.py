@@ -32,9 +32,13 @@ def test_refresh_reports_pages_trials_and_the_book_changes(retail_api, tmp_path)
     assert "12 item(s) on 3 page(s); 3 trial or zero-priced meter(s) ignored; 9 row(s) stored" in (
         result.output
     )
-    assert "defender_servers_p2  hourly  1/Hour  0.025    USD       2026-11-16  open" in (
-        result.output
+    changed = [line.split()[:7] for line in result.output.splitlines()]
+    assert ["defender_servers_p2", "hourly", "1/Hour", "0.025", "USD", "2026-11-16", "open"] in (
+        changed
     )
+    # The recorded API lists Plan 2's MDATP benefit meter: the book keeps it as its own option.
+    benefit = ["defender_servers_p2_mde_benefit", "hourly", "1/Hour", "0.015", "USD"]
+    assert [*benefit, "2024-03-01", "open"] in changed
     again = runner.invoke(app, ["prices", "refresh", "--config", str(config)])
     assert "No price changed: the price book is as it was." in again.output
 
@@ -42,7 +46,7 @@ def test_refresh_reports_pages_trials_and_the_book_changes(retail_api, tmp_path)
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     # November 2026 has both P2 rates in force: 0.02 until the 16th, 0.025 from then.
-    assert [line.split()[:7] for line in lines if line.startswith("defender_servers_p2")] == [
+    assert [line.split()[:7] for line in lines if line.startswith("defender_servers_p2 ")] == [
         ["defender_servers_p2", "hourly", "1/Hour", "0.02", "USD", "2024-01-01", "2026-11-16"],
         ["defender_servers_p2", "hourly", "1/Hour", "0.025", "USD", "2026-11-16", "open"],
     ]

@@ -380,3 +380,24 @@ def test_a_move_seen_only_between_snapshots_is_judged_per_machine_not_per_id():
     row = views["licensing_comparison_monthly"].row(0, named=True)
     assert views["licensing_comparison_monthly"].height == 1
     assert (row["billable_hours"], row["billed_cost"]) == (744.0, pytest.approx(14.88))
+
+
+def test_a_plan_switched_on_between_two_snapshots_covers_from_its_enablement():
+    # SUB_B was Free at the Jan 1 snapshot and Standard P2 at the Feb 1 one, with enablementTime
+    # Jan 24 and 20 days of trial left at Feb 1 00:00 (so the trial ends Feb 21). Jan 24-31 are
+    # covered (the later snapshot says since when), all of them trial days: priced at 0, not
+    # unbilled though nothing was billed. Jan 1-23 are not covered.
+    lake = priced(RawLake())
+    lake.pricing(SUB_B, "Free", snapshot_at=at(1))
+    lake.pricing(
+        SUB_B, "Standard", "P2", enablement_time=at(24), trial_remaining=timedelta(days=20)
+    )
+    lake.machine(X, snapshot_at=at(1))
+    lake.machine(X)
+    views = build_views(lake)
+    row = row_of(views, X)
+    assert (row["plan_days_p2"], row["trial_days"], row["hourly_cost"]) == (8, 8, 0.0)
+    plans = views["machine_plans_daily"].sort("usage_date")
+    assert plans.filter(pl.col("plan").is_not_null())["usage_date"].min() == date(2026, 1, 24)
+    assert set(plans.filter(pl.col("plan").is_not_null())["plan_source"]) == {"pricings_history"}
+    assert findings_of(views) == {}
