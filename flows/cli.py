@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import duckdb
-import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from flows import warehouse
+from flows import sqlout, warehouse
 from flows.config import ConfigError, Settings, load_settings
 from flows.lake import LakeBusyError
 from flows.simulator.cli import simulator_app
@@ -52,8 +48,11 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print `message` as one error line (never parsed as markup) and return the exit to raise."""
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print `message` as one error line (never parsed as markup, control characters spelled
+    out: messages quote values from files) and return the exit to raise."""
+    console.print(
+        f"[red]error:[/red] {escape(sqlout.visible(message))}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -72,15 +71,6 @@ def show_config(config: ConfigOption = None) -> None:
     typer.echo(settings.model_dump_json(indent=2))
 
 
-def _json_value(value: object) -> object:
-    """JSON for what DuckDB returns beyond JSON's types: exact numbers, dates and times."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
-
-
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
@@ -97,7 +87,7 @@ def run_sql(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run a read-only query against the warehouse and print the result."""
+    """Run one SELECT over the warehouse (sandboxed: no files, no settings) and print it."""
     settings = settings_or_exit(config)
     parameters = {}
     for item in param or []:
@@ -106,23 +96,23 @@ def run_sql(
             raise fail(f"--param {item!r} must look like NAME=VALUE", 2)
         parameters[name] = value
     try:
-        result = warehouse.query(settings.warehouse.path, statement, parameters)
-    except warehouse.WarehouseMissingError as error:
+        with warehouse.connect_read_only(settings.warehouse.path) as con:
+            answer = sqlout.fetch(
+                con,
+                warehouse.single_select(statement),
+                parameters,
+                as_text=output is not OutputFormat.json,
+            )
+    except (warehouse.WarehouseMissingError, warehouse.QueryRefusedError) as error:
         raise fail(str(error)) from None
     except duckdb.Error as error:
         raise fail(str(error).splitlines()[0]) from None
-    frame = pl.from_arrow(result)
-    assert isinstance(frame, pl.DataFrame)
     if output is OutputFormat.csv:
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(sqlout.csv_text(answer))
     elif output is OutputFormat.json:
-        json.dump(result.to_pylist(), sys.stdout, default=_json_value)
-        sys.stdout.write("\n")
+        sys.stdout.write(sqlout.json_text(answer) + "\n")
     else:
-        table = Table(*frame.columns)
-        for row in frame.iter_rows():
-            table.add_row(*("" if value is None else str(value) for value in row))
-        Console().print(table)
+        Console(highlight=False).print(sqlout.rich_table(answer))
 
 
 prices_app = typer.Typer(
