@@ -337,6 +337,11 @@ def import_costs_command(
             notes.append(f"{imported.negative_rows} refund/credit rows kept")
         if imported.unknown_units:
             notes.append(f"units not in PricingUnits: {', '.join(imported.unknown_units)}")
+        if imported.non_arm_ids:
+            notes.append(
+                f"{len(imported.non_arm_ids)} resource id(s) not Azure ones, kept (they match no "
+                f"machine), e.g. {imported.non_arm_ids[0]!r}"
+            )
         typer.echo(f"{imported.path}: {'; '.join(notes)}")
     typer.echo(f"{result.rows:,} rows in {len(result.written)} partition(s) of the lake")
 

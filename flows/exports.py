@@ -60,9 +60,11 @@ from transforms.costs import (
     detect_layout,
     export_to_costs,
     first_unreadable_value,
+    non_arm_ids,
     refuse_mixed_currency_sub_accounts,
     to_costs_table,
     unknown_units,
+    unsafe_id,
     unusual_currencies,
 )
 from transforms.schemas import COSTS, PROVENANCE_COLUMNS, SchemaError
@@ -70,6 +72,8 @@ from transforms.schemas import COSTS, PROVENANCE_COLUMNS, SchemaError
 log = logging.getLogger(__name__)
 
 EXPORT_SUFFIXES: Final = (".csv", ".csv.gz", ".parquet")
+# The id columns of `costs` rows, checked for values that are no id (`transforms.costs.unsafe_id`).
+_ID_COLUMNS: Final = ("resource_id", "sub_account_id", "subscription_id", "scope")
 CSV_NULL_VALUES: Final = ["NULL"]
 
 
@@ -77,7 +81,8 @@ CSV_NULL_VALUES: Final = ["NULL"]
 class ImportedFile:
     """What one file contributed: its layout, how many rows, which units PricingUnits lacks,
     how many rows are refunds or credits (a negative quantity or cost, kept), its currencies, the
-    (month, scope, cost type) partitions it feeds, and whether it repeats a file already read."""
+    (month, scope, cost type) partitions it feeds, whether it repeats a file already read, and
+    the resource ids that are not ARM ids (kept: other clouds' rows in a FOCUS file)."""
 
     path: Path
     layout: str
@@ -88,6 +93,7 @@ class ImportedFile:
     currencies: tuple[str, ...] = ()
     partitions: tuple[tuple[str, str, str], ...] = ()
     duplicate_of: Path | None = None
+    non_arm_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,17 @@ def read_header(path: Path) -> list[str]:
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise CostDataError(f"{path}: column(s) {', '.join(duplicated)} appear more than once")
+    # Columns are matched without case (EA spells `MeterName`, MCA `meterName`): two spellings
+    # of one name would leave which one is read to chance.
+    spellings: dict[str, list[str]] = defaultdict(list)
+    for name in header:
+        spellings[name.strip().lower()].append(name)
+    clashing = [names for names in spellings.values() if len(names) > 1]
+    if clashing:
+        raise CostDataError(
+            f"{path}: columns {' and '.join(clashing[0])} differ only in case; mdecost reads "
+            "columns without case, so it cannot tell which one to use - export the file again"
+        )
     return header
 
 
@@ -227,10 +244,14 @@ def check_row_lengths(path: Path, raw: pl.LazyFrame, header: Sequence[str]) -> N
 
 
 def _why_unreadable(
-    path: Path, raw: pl.LazyFrame, layout: ExportLayout, header: Sequence[str]
+    path: Path,
+    raw: pl.LazyFrame,
+    layout: ExportLayout,
+    header: Sequence[str],
+    latest_year: int | None = None,
 ) -> CostDataError | None:
     """The row and column behind a refused value: a short row, else the first bad value."""
-    found = first_unreadable_value(raw, layout)
+    found = first_unreadable_value(raw, layout, latest_year=latest_year)
     if found is None:
         return None
     if _is_csv(path):
@@ -263,7 +284,14 @@ def import_cost_file(
         return _import_cost_file(path, cost_type=cost_type, ingested_at=ingested_at)
     except CostDataError:
         raise
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pl.exceptions.PolarsError) as error:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        UnicodeDecodeError,
+        csv.Error,  # e.g. a field over the csv module's 128 KiB limit, met naming a row
+        pl.exceptions.PolarsError,
+    ) as error:
         raise _damaged(path, error) from error
 
 
@@ -290,14 +318,34 @@ def _import_cost_file(
     costs = export_to_costs(
         raw, layout, cost_type=resolved, ingested_at=ingested_at, fallback_scope=f"file:{path.name}"
     )
+    latest_year = ingested_at.year + 1
     try:
-        table = to_costs_table(costs, str(path))
+        table = to_costs_table(costs, str(path), latest_year=latest_year)
     except (CostDataError, SchemaError) as error:
-        located = _why_unreadable(path, raw, layout, header)
+        located = _why_unreadable(path, raw, layout, header, latest_year)
         if located is None:
             raise
         raise located from error
     frame = pl.from_arrow(table).lazy()  # type: ignore[union-attr]
+    if (
+        not frame.filter(pl.any_horizontal(unsafe_id(pl.col(c)) for c in _ID_COLUMNS))
+        .head(1)
+        .collect()
+        .is_empty()
+    ):
+        located = _why_unreadable(path, raw, layout, header, latest_year)
+        raise located or CostDataError(
+            f"{path}: an id starts like a spreadsheet formula or holds a control character"
+        )
+    odd_ids = tuple(non_arm_ids(frame))
+    if odd_ids:
+        log.warning(
+            "%s: %d resource id(s) that are not Azure resource ids, kept (they match no "
+            "machine), e.g. %r",
+            path,
+            len(odd_ids),
+            odd_ids[0],
+        )
     unusual = unusual_currencies(frame)
     if unusual:
         located = _why_unreadable(path, raw, layout, header)
@@ -343,6 +391,7 @@ def _import_cost_file(
         negative_rows=negative,
         currencies=currencies,
         partitions=tuple(sorted(_partition_keys(frame))),
+        non_arm_ids=odd_ids,
     )
     return table, summary
 
