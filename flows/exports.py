@@ -10,9 +10,11 @@ data files, which is skipped). CSV files may start with a UTF-8 byte-order mark;
 `NULL` and empty fields are nulls.
 
 Uncertain in the real world: EA / MCA cost-details files look the same whether they hold actual
-or amortized cost. The cost type is taken from the caller, else from the path (`...Amortized...`
-or `...Actual...` in a file or folder name, as Cost Management names exports by default and the
-FinOps toolkit names its samples); a file with rows and neither is refused.
+or amortized cost (FOCUS files, told apart by their columns, hold both). The cost type of a
+cost-details file is taken from the caller, else from a whole word of the path (`Actual` or
+`Amortized` in a file or folder name, as Cost Management names exports by default and the
+FinOps toolkit names its samples; `contractual-2026/` says nothing); a file with rows and no
+such word, or both, is refused, asking for `--cost-type`.
 
 Bad input is refused before anything is written, with the file and, where there is one, the row
 (counted from 1, the first row after the header) and the file's own column name: a row with more
@@ -188,13 +190,18 @@ def scan_export(path: Path, header: Sequence[str]) -> pl.LazyFrame:
     )
 
 
+# A path's words: runs of letters or digits, camelCase split (`ActualCost` -> actual, cost), so
+# `contractual-2026/` holds the word `contractual`, not `actual`.
+_WORD: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_COST_TYPE_WORDS: Final = {"actual": "ActualCost", "amortized": "AmortizedCost"}
+
+
 def cost_type_from_path(path: Path) -> str | None:
-    """`AmortizedCost` or `ActualCost` when the file or a folder above it says so, else None."""
-    lowered = str(path).lower()
-    amortized, actual = "amortized" in lowered, "actual" in lowered
-    if amortized == actual:
-        return None
-    return "AmortizedCost" if amortized else "ActualCost"
+    """`AmortizedCost` or `ActualCost` when a whole word of the file's or a folder's name says
+    so (`EA_ActualCost_Small.csv`, `amortized/2026-10/`), else None: no word, or both."""
+    words = {word.lower() for word in _WORD.findall(str(path))}
+    found = {kind for word, kind in _COST_TYPE_WORDS.items() if word in words}
+    return found.pop() if len(found) == 1 else None
 
 
 def _is_csv(path: Path) -> bool:
@@ -310,7 +317,7 @@ def _import_cost_file(
             if raw.head(1).collect().height:
                 raise CostDataError(
                     f"{path}: {layout.name} files do not say whether they hold actual or "
-                    f"amortized cost and the path does not either; pass the cost type "
+                    "amortized cost and no word of the path does either; pass --cost-type "
                     f"({' or '.join(COST_TYPES)})"
                 )
             # A header-only file: no row will carry the cost type.
