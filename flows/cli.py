@@ -267,14 +267,28 @@ def collect_command(
 
 
 @app.command("build")
-def build_command(config: ConfigOption = None) -> None:
+def build_command(
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty", help="Build even from an absent or empty lake (an empty warehouse)."
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
     """Rebuild the warehouse from the lake and publish it atomically."""
-    from flows.build import build
+    from flows.build import BuildRefusedError, build
+    from transforms.comparison import MissingPriceError
 
     settings_or_exit(config)
     try:
-        summary = build(config_file=config)
-    except (warehouse.WarehouseBusyError, PricingError) as error:
+        summary = build(config_file=config, allow_empty=allow_empty)
+    except (
+        warehouse.WarehouseBusyError,
+        PricingError,
+        BuildRefusedError,
+        MissingPriceError,
+    ) as error:
         raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 
@@ -343,6 +357,8 @@ def import_costs_command(
                 f"machine), e.g. {imported.non_arm_ids[0]!r}"
             )
         typer.echo(f"{imported.path}: {'; '.join(notes)}")
+    for line in result.kept:
+        typer.echo(line)
     typer.echo(f"{result.rows:,} rows in {len(result.written)} partition(s) of the lake")
 
 
@@ -365,10 +381,12 @@ def run_command(
     config: ConfigOption = None,
 ) -> None:
     """Ad-hoc refresh of a window: collect it, rebuild the warehouse, optionally report."""
+    from flows.build import BuildRefusedError
     from flows.collect import CollectIncomplete
     from flows.collect.activity_log import WindowError, check_window
     from flows.collect.scopes import validated_scopes
     from flows.pipeline import first_of_month, refresh
+    from transforms.comparison import MissingPriceError
 
     settings_or_exit(config)
     now = datetime.now(UTC)
@@ -390,7 +408,12 @@ def run_command(
     except CollectIncomplete as incomplete:
         typer.echo("\n".join(incomplete.summary.lines()))
         raise fail(f"could not read {', '.join(incomplete.summary.skipped_scopes)}") from None
-    except (LakeBusyError, warehouse.WarehouseBusyError) as error:
+    except (
+        LakeBusyError,
+        warehouse.WarehouseBusyError,
+        BuildRefusedError,
+        MissingPriceError,
+    ) as error:
         raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 

@@ -120,9 +120,13 @@ def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
     return scan_files(dataset, dataset_files(lake, dataset))
 
 
-def scan_files(dataset: str, files: list[Path]) -> pl.LazyFrame:
-    """A lazy scan of some partition files of `dataset`, typed by its declared schema."""
+def scan_files(dataset: str, files: list[Path], *, with_file: str | None = None) -> pl.LazyFrame:
+    """A lazy scan of some partition files of `dataset`, typed by its declared schema; with
+    `with_file`, each row's file path (as `str(path)`) in that column."""
     schema = pl.DataFrame(DATASETS[dataset].empty_table()).schema
     if not files:
-        return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+        empty = pl.LazyFrame(schema=schema)
+        return empty.with_columns(pl.lit(None, pl.String).alias(with_file)) if with_file else empty
+    return pl.scan_parquet(
+        files, schema=schema, hive_partitioning=False, include_file_paths=with_file
+    )

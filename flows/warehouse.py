@@ -36,6 +36,49 @@ class WarehouseMissingError(FileNotFoundError):
     """No warehouse has been built at the configured path yet."""
 
 
+class ForeignWarehouseError(RuntimeError):
+    """The file at the warehouse path is not a mdecost warehouse: a build must not replace it."""
+
+
+# A DuckDB database file says so in bytes 8 to 12 of its first block.
+_DUCKDB_MAGIC: Final = b"DUCK"
+# Tables every mdecost warehouse has (`machines` since the first, `build_info` since later).
+_OWN_TABLES: Final = ("build_info", "machines")
+
+
+def refuse_foreign(warehouse: Path) -> None:
+    """Raise ForeignWarehouseError when `warehouse` exists and is not a mdecost warehouse (not
+    a DuckDB database, or one with neither `build_info` nor `machines`): a mistyped
+    `[warehouse] path` must not replace someone's database or document."""
+    if not warehouse.exists():
+        return
+    advice = "check [warehouse] path, or move the file away to build there"
+    if not warehouse.is_file():
+        raise ForeignWarehouseError(f"{warehouse} is not a file; {advice}")
+    with warehouse.open("rb") as handle:
+        header = handle.read(12)
+    if header[8:12] != _DUCKDB_MAGIC:
+        raise ForeignWarehouseError(f"{warehouse} is not a DuckDB database; {advice}")
+    try:
+        with connect_read_only(warehouse) as con:
+            tables = {
+                row[0]
+                for row in con.sql(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
+    except duckdb.Error as error:
+        first_line = (str(error).strip().splitlines() or ["unreadable"])[0]
+        raise ForeignWarehouseError(
+            f"{warehouse} cannot be opened as a warehouse ({first_line}); {advice}"
+        ) from None
+    if not tables & set(_OWN_TABLES):
+        raise ForeignWarehouseError(
+            f"{warehouse} is a DuckDB database but not a mdecost warehouse (no "
+            f"{' or '.join(_OWN_TABLES)} table); {advice}"
+        )
+
+
 def build_lock(warehouse: Path, wait_seconds: float | None = None) -> AbstractContextManager[None]:
     """Hold `<warehouse>.lock` exclusively; wait up to `wait_seconds` (default
     `BUILD_LOCK_WAIT_SECONDS`), then refuse with `WarehouseBusyError` naming the lock file."""

@@ -73,6 +73,10 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "seat_prices": "Seat price overrides from the configuration (JSON).",
             "discounts": "Percent discounts from the configuration (JSON).",
             "seats_owned": "Seats already owned per seat option (JSON).",
+            "cost_precedence": "How the build picks one cost source where the lake holds more "
+            "than one for a subscription and month.",
+            "cost_overlaps": "Where sources overlapped: what was counted and what left out (JSON "
+            "list, empty when nothing overlapped).",
         },
     },
 }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import logging
 import math
 import shutil
@@ -281,14 +280,18 @@ def test_a_header_only_file_imports_nothing_and_changes_nothing(lake):
 
 
 # --- the same file again: replaced, never added ---------------------------------------------
-ACCOUNT_8611537 = hashlib.sha256(b"/providers/microsoft.billing/billingaccounts/8611537")
+# The four subscriptions of the toolkit's EA sample (billing account 8611537, September 2023).
+SUB_A = "1caaa5a3-2b66-438e-8ab4-bce37d518c5d"  # 5 rows: 3.25 + 2.64 + 0 + 0.21268368 + 0
+SUB_B = "64e355d7-997c-491d-b0c1-8414dccfcf42"  # 3 rows: 0.000002 + 1.9584 + 0.4838709677419368
+SUB_C = "9ec51cfd-5ca7-4d76-8101-dd0a4abc5674"  # 1 row: 0
+SUB_D = "ed570627-0265-4620-bb42-bae06bcfa914"  # 2 rows: 0.00004 + 0.000011139
 
 
-def test_partitions_are_one_per_month_scope_and_cost_type(lake):
+def test_partitions_are_one_per_month_owner_and_cost_type(lake):
     files = sorted(path.relative_to(lake).as_posix() for path in lake.rglob("*.parquet"))
     assert files == [
-        "raw/costs/source=export/month=2023-09/"
-        f"scope={ACCOUNT_8611537.hexdigest()[:16]}/cost_type=ActualCost/data.parquet"
+        f"raw/costs/source=export/month=2023-09/sub_account={sub}/cost_type=ActualCost/data.parquet"
+        for sub in (SUB_A, SUB_B, SUB_C, SUB_D)
     ]
 
 
@@ -323,9 +326,8 @@ def test_two_runs_of_one_export_in_one_import_are_refused(lake, tmp_path):
     with pytest.raises(CostDataError) as refused:
         import_costs_to_lake([tmp_path / "export"], lake)
     assert str(refused.value) == (
-        f"{first} and {second} both hold ActualCost rows of "
-        "/providers/microsoft.billing/billingaccounts/8611537 for 2023-09, from different "
-        "folders (two runs of an export?); import only the latest run's folder"
+        f"{first} and {second} both hold ActualCost rows of {SUB_A} for 2023-09, from "
+        "different folders (two runs of an export?); import only the latest run's folder"
     )
     assert lake_bytes(lake) == before
     # The latest run alone replaces the month: 8.5450077867419368 - 3.25 + 3.5.
