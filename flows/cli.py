@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from flows import sqlout, warehouse
+from flows import runtime, sqlout, warehouse
 from flows.config import ConfigError, Settings, load_settings
 from flows.lake import LakeBusyError
 from flows.simulator.cli import simulator_app
@@ -62,6 +62,13 @@ def settings_or_exit(config: Path | None) -> Settings:
         return load_settings(config)
     except ConfigError as error:
         raise fail(str(error), 2) from None
+
+
+def prepare_flow_run(*refusals: type[BaseException]) -> None:
+    """Before a command runs flows: its one-line refusals logged without a traceback, and
+    Prefect's temporary server (if one is needed) tied to this process (`flows.runtime`)."""
+    runtime.refusals_without_traceback(*refusals)
+    runtime.tie_temporary_server()
 
 
 @app.command("config")
@@ -248,6 +255,7 @@ def collect_command(
         check_window(start.date(), end.date(), instant)
     except (ValueError, WindowError) as error:
         raise fail(str(error), 2) from None
+    prepare_flow_run(CollectIncomplete, LakeBusyError)
     try:
         summary = collect(
             start=start.date(),
@@ -281,14 +289,11 @@ def build_command(
     from transforms.comparison import MissingPriceError
 
     settings_or_exit(config)
+    refusals = (warehouse.WarehouseBusyError, PricingError, BuildRefusedError, MissingPriceError)
+    prepare_flow_run(*refusals)
     try:
         summary = build(config_file=config, allow_empty=allow_empty)
-    except (
-        warehouse.WarehouseBusyError,
-        PricingError,
-        BuildRefusedError,
-        MissingPriceError,
-    ) as error:
+    except refusals as error:
         raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 
@@ -396,6 +401,8 @@ def run_command(
     except (ValueError, WindowError) as error:
         raise fail(str(error), 2) from None
     last_day = end.date() - timedelta(days=1)
+    refusals = (LakeBusyError, warehouse.WarehouseBusyError, BuildRefusedError, MissingPriceError)
+    prepare_flow_run(CollectIncomplete, *refusals)
     try:
         summary = refresh(
             start=start.date(),
@@ -408,12 +415,7 @@ def run_command(
     except CollectIncomplete as incomplete:
         typer.echo("\n".join(incomplete.summary.lines()))
         raise fail(f"could not read {', '.join(incomplete.summary.skipped_scopes)}") from None
-    except (
-        LakeBusyError,
-        warehouse.WarehouseBusyError,
-        BuildRefusedError,
-        MissingPriceError,
-    ) as error:
+    except refusals as error:
         raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 
@@ -471,6 +473,7 @@ def demo_command(
     """Run the whole pipeline on a simulated estate and print what it found."""
     from flows.demo import run_demo, summary_table
 
+    prepare_flow_run()
     result = run_demo(state_dir=state_dir, machines=machines, seed=seed, progress=console.print)
     Console().print(summary_table(result))
 
@@ -479,4 +482,7 @@ app.add_typer(simulator_app, name="simulator")
 
 
 def main() -> None:
+    """The `mdecost` command: the process set up first (`flows.runtime`), then the command."""
+    runtime.telemetry_off_by_default()
+    runtime.sigterm_as_interrupt()
     app()
