@@ -25,6 +25,7 @@ from pricing.book import (
     pricing_choices,
 )
 from pricing.retail import refresh_retail_prices
+from transforms.costs import EARLIEST_CHARGE_YEAR
 from transforms.schemas import PRICE_BOOK
 
 app = typer.Typer(
@@ -62,6 +63,19 @@ def settings_or_exit(config: Path | None) -> Settings:
         return load_settings(config)
     except ConfigError as error:
         raise fail(str(error), 2) from None
+
+
+def plausible_month(first_day: date) -> date:
+    """`first_day` if cost data can exist for its month (`transforms.costs`: 2010 to next
+    year), else the one-line refusal (9999-12 has no month after it to end at)."""
+    latest = datetime.now(UTC).year + 1
+    if not EARLIEST_CHARGE_YEAR <= first_day.year <= latest:
+        raise fail(
+            f"--month {first_day:%Y-%m} is outside {EARLIEST_CHARGE_YEAR}-01..{latest}-12, "
+            "where cost data can be",
+            2,
+        )
+    return first_day
 
 
 def prepare_flow_run(*refusals: type[BaseException]) -> None:
@@ -163,6 +177,8 @@ def show_prices(
         first_day = datetime.strptime(month, "%Y-%m").date() if month else None
     except ValueError:
         raise fail(f"--month {month!r} must look like YYYY-MM", 2) from None
+    if first_day is not None:
+        plausible_month(first_day)
     try:
         book = load_price_book(settings)
         choices = pricing_choices(settings.pricing, book)
@@ -437,7 +453,7 @@ def report_command(
         wanted = parse_formats(formats)
     except ValueError as error:
         raise fail(str(error), 2) from None
-    first_day = month.date() if month else previous_full_month(datetime.now(UTC))
+    first_day = plausible_month(month.date()) if month else previous_full_month(datetime.now(UTC))
     try:
         paths = render_report(
             settings.warehouse.path,
@@ -483,6 +499,7 @@ app.add_typer(simulator_app, name="simulator")
 
 def main() -> None:
     """The `mdecost` command: the process set up first (`flows.runtime`), then the command."""
+    runtime.private_files()
     runtime.telemetry_off_by_default()
     runtime.sigterm_as_interrupt()
     app()

@@ -29,7 +29,9 @@ DEFAULT_CONFIG_FILE = Path("mdecost.toml")
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
 STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
-_SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}$")
+# A subscription scope, whole string (fullmatch: `$` alone lets a trailing newline through) and a
+# real GUID (8-4-4-4-12 hex digits, not any 36 of hex digits and dashes).
+_SCOPE = re.compile(r"/subscriptions/[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
@@ -67,7 +69,7 @@ class AzureSettings(_Section):
     @classmethod
     def _subscription_scopes(cls, scopes: list[str]) -> list[str]:
         for scope in scopes:
-            if not _SCOPE.match(scope):
+            if not _SCOPE.fullmatch(scope):
                 raise ValueError(f"{scope!r} is not a scope of the form /subscriptions/<guid>")
         return [scope.lower() for scope in scopes]
 
@@ -186,6 +188,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file {path} is a directory; give the mdecost.toml in it"
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
 

@@ -29,7 +29,8 @@ PARTITION_FILE = "data.parquet"
 LOCK_FILE = ".lock"
 # How long a second collect waits for the first before it stops and says so.
 LAKE_LOCK_WAIT_SECONDS = 30.0
-_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9._-]+$")
+# Whole value (fullmatch): `$` alone would let a trailing newline into a folder name.
+_PARTITION_VALUE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class LakeBusyError(RuntimeError):
@@ -57,7 +58,7 @@ def partition_path(lake: Path, dataset: str, partition: Mapping[str, str]) -> Pa
         raise ValueError(f"unknown lake dataset {dataset!r}; known: {', '.join(DATASETS)}")
     folder = lake / "raw" / dataset
     for key, value in partition.items():
-        if not _PARTITION_VALUE.match(value):
+        if not _PARTITION_VALUE.fullmatch(value) or value in {".", ".."}:
             raise ValueError(
                 f"partition value {key}={value!r} must match {_PARTITION_VALUE.pattern}"
             )
@@ -85,11 +86,12 @@ def write_partition(
         os.replace(staging, target)
     finally:
         staging.unlink(missing_ok=True)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
+    """Make a rename into `folder` durable (the folder's entry, not only the file's data)."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)

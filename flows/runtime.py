@@ -1,5 +1,10 @@
 """What the `mdecost` process arranges around Prefect before a command runs.
 
+- **Files only for their owner.** The lake and the warehouse hold cost data, the reports too,
+  and the simulator's state folder its bearer token: every file and folder the command creates
+  is 0600 / 0700 (`private_files`: group and others are taken out of the umask; a stricter
+  umask stays). To share a lake with a team, grant access on its folder (a group, an ACL):
+  mdecost never widens what it created.
 - **Telemetry off unless asked for.** Prefect's local server reports anonymous usage to Prefect
   by default; `PREFECT_SERVER_ANALYTICS_ENABLED=false` is set unless the environment already
   says otherwise (`telemetry_off_by_default`).
@@ -31,6 +36,12 @@ from typing import Final
 
 ANALYTICS_SETTING: Final = "PREFECT_SERVER_ANALYTICS_ENABLED"
 WATCH_SECONDS: Final = 0.5
+
+
+def private_files() -> None:
+    """Create every file 0600 and folder 0700: no group or other bits in the umask."""
+    current = os.umask(0o077)
+    os.umask(current | 0o077)
 
 
 def telemetry_off_by_default() -> None:
