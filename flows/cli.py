@@ -340,8 +340,8 @@ def import_costs_command(
         CostTypeChoice | None,
         typer.Option(
             "--cost-type",
-            help="For EA/MCA cost details, which view the files hold (default: read from the "
-            "path, e.g. a folder named ...Actual... or ...Amortized...).",
+            help="For EA/MCA cost details, which view the files hold (default: a whole word "
+            "of the path, e.g. a folder named ActualCost or amortized; else it is asked for).",
         ),
     ] = None,
     config: ConfigOption = None,

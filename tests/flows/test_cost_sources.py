@@ -240,7 +240,7 @@ def test_a_tie_between_focus_and_ea_is_refused_but_two_views_at_once_are_fine():
         ("ea-actual", SUB_A, "2026-01", "export", "ActualCost", day(2), 1),
         ("focus", SUB_A, "2026-01", "export", "FocusCost", day(2), 1),
     )
-    with pytest.raises(CostOverlapError, match="^ea-actual and focus both state "):
+    with pytest.raises(CostOverlapError, match=r"^ea-actual and focus both state "):
         resolve(tie)
 
 
