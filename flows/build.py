@@ -372,11 +372,11 @@ def build_info(
             "currency": [settings.pricing.currency],
             "seat_option": [settings.pricing.seat_option],
             "partial_hours": [settings.pricing.partial_hours],
+            "cost_precedence": [PRECEDENCE],
+            "cost_overlaps": [json.dumps(list(cost_overlaps))],
             "seat_prices": [json.dumps(settings.pricing.seat_prices, sort_keys=True)],
             "discounts": [json.dumps(settings.pricing.discounts, sort_keys=True)],
             "seats_owned": [json.dumps(settings.pricing.seats_owned, sort_keys=True)],
-            "cost_precedence": [PRECEDENCE],
-            "cost_overlaps": [json.dumps(list(cost_overlaps))],
         }
     )
 
