@@ -406,7 +406,8 @@ def refuse_implausible(surveyed: pl.DataFrame) -> None:
     refused it, or by hand), naming it: no figure built on it would mean anything."""
     bad = surveyed.filter(pl.col("implausible") > 0).sort("file")
     if bad.height:
-        file, rows = bad.row(0, named=True)["file"], int(bad["implausible"].sum())
+        file = bad["file"][0]
+        rows = int(bad.filter(pl.col("file") == file)["implausible"].sum())
         raise BuildRefusedError(
             f"lake partition {file} holds {rows} cost row(s) with a NaN, infinite or absurd "
             "amount; delete that partition and import or collect its month again"
