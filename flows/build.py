@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -51,6 +51,20 @@ from transforms.marts import (
 )
 from transforms.options import LicensingTerms
 from transforms.schemas import DATASETS
+from transforms.sources import (
+    PRECEDENCE,
+    CostOverlapError,
+    billed_currencies,
+    deliveries,
+    resolve,
+    survey,
+    without,
+)
+
+
+class BuildRefusedError(RuntimeError):
+    """The lake or the configuration cannot make a warehouse that tells the truth; the message
+    is one line naming what is wrong and what to do. The published warehouse is untouched."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class BuildSummary:
     window_start: datetime | None
     window_end: datetime | None
     lake_fingerprint: str
+    cost_overlaps: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         window = (
@@ -68,7 +83,11 @@ class BuildSummary:
             else "no power history in the lake"
         )
         rows = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
-        return [f"warehouse {self.warehouse} (history {window})", f"rows: {rows}"]
+        lines = [f"warehouse {self.warehouse} (history {window})", f"rows: {rows}"]
+        if self.cost_overlaps:
+            lines.append(f"overlapping cost sources, resolved by precedence ({PRECEDENCE}):")
+            lines.extend(f"  {note}" for note in self.cost_overlaps)
+        return lines
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -131,6 +150,8 @@ class LakeFiles:
 
     by_subscription: dict[str, dict[str, list[Path]]]  # dataset -> subscription -> files
     shared: dict[str, list[Path]]  # dataset -> files with no subscription partition key
+    # Cost partition file -> the (owner, month) pairs of it not counted (`transforms.sources`).
+    left_out: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, lake: Path) -> LakeFiles:
@@ -147,7 +168,16 @@ class LakeFiles:
 
     def whole(self) -> RawLake:
         """Lazy scans of the whole lake."""
-        return RawLake(**{name: scan_files(name, self.every(name)) for name in BUILT_FROM})
+        return RawLake(**{name: self.scan(name, self.every(name)) for name in BUILT_FROM})
+
+    def scan(self, dataset: str, paths: list[Path]) -> pl.LazyFrame:
+        """A lazy scan of `paths` of `dataset`, cost rows that are not counted left out."""
+        partial = [path for path in paths if str(path) in self.left_out]
+        if dataset != "costs" or not partial:
+            return scan_files(dataset, paths)
+        whole = [path for path in paths if str(path) not in self.left_out]
+        counted = without(scan_files(dataset, partial, with_file="file"), self.left_out)
+        return pl.concat([scan_files(dataset, whole), counted]) if whole else counted
 
     def every(self, dataset: str) -> list[Path]:
         """Every file of `dataset`, in the lake's order."""
@@ -198,9 +228,9 @@ def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> Raw
             of_chunk = row_subscription.is_null() | ~row_subscription.is_in(sorted(known))
         else:
             of_chunk = row_subscription.is_in(list(chunk.subscriptions))
-        parts = [scan_files(dataset, own)] if own else []
+        parts = [files.scan(dataset, own)] if own else []
         if shared:
-            parts.append(scan_files(dataset, shared).filter(of_chunk))
+            parts.append(files.scan(dataset, shared).filter(of_chunk))
         return pl.concat(parts) if parts else scan_files(dataset, [])
 
     return RawLake(**{dataset: scan(dataset) for dataset in BUILT_FROM})
@@ -255,7 +285,7 @@ def judge_estate(files: LakeFiles) -> EstateFacts:
     if None in by_month:  # not partitioned by month: no order to rely on, read them all
         return estate_facts(whole)
     months = sorted((month for month in by_month if month is not None), reverse=True)
-    return estate_facts(whole, [scan_files("costs", by_month[month]) for month in months])
+    return estate_facts(whole, [files.scan("costs", by_month[month]) for month in months])
 
 
 @task(cache_policy=NO_CACHE)
@@ -301,6 +331,7 @@ def stage_estate(
     chunks: list[StagedChunk],
     fingerprint: str,
     new: warehouse.StagedWarehouse,
+    resolution_notes: tuple[str, ...] = (),
 ) -> BuildSummary:
     """The estate-wide rows (fleet comparison, double licensing), the price book, the raw
     costs and `build_info`, appended to the new warehouse and documented."""
@@ -311,8 +342,14 @@ def stage_estate(
         new.append(name, _arrow(estate[name]))
     new.append("prices", book)
     cost_files = files.every("costs")
-    new.append_parquet("costs", cost_files, DATASETS["costs"])
-    new.append("build_info", build_info(settings, fingerprint, facts.history))
+    whole = [path for path in cost_files if str(path) not in files.left_out]
+    new.append_parquet("costs", whole, DATASETS["costs"])
+    partial = [path for path in cost_files if str(path) in files.left_out]
+    counted = files.scan("costs", partial).collect() if partial else None
+    if counted is not None:
+        new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
+    overlaps = resolution_notes
+    new.append("build_info", build_info(settings, fingerprint, facts.history, overlaps))
     new.document(table_comments(), column_comments())
     rows = {name: 0 for name in CHUNKED_VIEWS}
     for chunk in chunks:
@@ -322,15 +359,21 @@ def stage_estate(
     rows["licensing_options_monthly"] = estate["licensing_options_monthly"].height
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
-    rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in cost_files)
+    rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
+        counted.height if counted is not None else 0
+    )
     start, end = facts.history or (None, None)
-    return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint)
+    return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
 
 
 def build_info(
-    settings: Settings, fingerprint: str, window: tuple[datetime, datetime] | None
+    settings: Settings,
+    fingerprint: str,
+    window: tuple[datetime, datetime] | None,
+    cost_overlaps: tuple[str, ...] = (),
 ) -> pa.Table:
-    """One row: when and from what the warehouse was built, and the settings it used."""
+    """One row: when and from what the warehouse was built, the settings it used, and which
+    cost sources it counted where the lake holds more than one (`transforms.sources`)."""
     start, end = window or (None, None)
     return pa.table(
         {
@@ -341,6 +384,8 @@ def build_info(
             "currency": [settings.pricing.currency],
             "seat_option": [settings.pricing.seat_option],
             "partial_hours": [settings.pricing.partial_hours],
+            "cost_precedence": [PRECEDENCE],
+            "cost_overlaps": [json.dumps(list(cost_overlaps))],
             "seat_prices": [json.dumps(settings.pricing.seat_prices, sort_keys=True)],
             "discounts": [json.dumps(settings.pricing.discounts, sort_keys=True)],
             "seats_owned": [json.dumps(settings.pricing.seats_owned, sort_keys=True)],
@@ -366,31 +411,172 @@ def built_fingerprint(warehouse_path: Path) -> str | None:
     return values[0] if values else None
 
 
+@task(cache_policy=NO_CACHE)
+def survey_costs(files: LakeFiles) -> pl.DataFrame:
+    """One pass over the lake's cost rows (`transforms.sources.survey`): what each partition
+    delivers, in which currencies, and whether it holds an amount that is no amount."""
+    paths = files.every("costs")
+    return survey(scan_files("costs", paths, with_file="file")).collect(engine="streaming")
+
+
+def refuse_implausible(surveyed: pl.DataFrame) -> None:
+    """Refuse a lake partition holding NaN, infinite or absurd money (written before imports
+    refused it, or by hand), naming it: no figure built on it would mean anything."""
+    bad = surveyed.filter(pl.col("implausible") > 0).sort("file")
+    if bad.height:
+        file = bad["file"][0]
+        rows = int(bad.filter(pl.col("file") == file)["implausible"].sum())
+        raise BuildRefusedError(
+            f"lake partition {file} holds {rows} cost row(s) with a NaN, infinite or absurd "
+            "amount; delete that partition and import or collect its month again"
+        )
+
+
+def _months(window: tuple[datetime, datetime] | None) -> list[str]:
+    """The months (YYYY-MM) the power history touches; charges outside it are not built."""
+    if window is None:
+        return []
+    start, end = window
+    months, year, month = [], start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = year + month // 12, month % 12 + 1
+    return months
+
+
+def refuse_other_currencies(
+    settings: Settings, surveyed: pl.DataFrame, files: LakeFiles, facts: EstateFacts
+) -> None:
+    """Refuse, in one line, Defender charges the build would count in another currency than
+    `[pricing] currency`: comparisons add only charges in that currency, so the others would
+    show as billed_cost 0, silently. Names the currencies the lake holds, their subscriptions,
+    and what to set."""
+    wanted = settings.pricing.currency.upper()
+    held = billed_currencies(surveyed, files.left_out, _months(facts.history))
+    others = {currency: owners for currency, owners in held.items() if currency != wanted}
+    if not others:
+        return
+
+    def owners_of(currency: str) -> str:
+        owners = held[currency]
+        shown = ", ".join(owners[:3]) + (f" and {len(owners) - 3} more" if len(owners) > 3 else "")
+        return f"{currency} ({shown})"
+
+    found = "; ".join(owners_of(currency) for currency in held)
+    if len(held) == 1:
+        (currency,) = held
+        advice = (
+            f'set [pricing] currency = "{currency}" (with {currency} prices: `mdecost prices '
+            f"refresh`, [pricing.seat_prices]) and build again"
+        )
+    else:
+        advice = (
+            "a warehouse compares in one currency: give the subscriptions of each currency "
+            "their own [lake] path and [warehouse] path, each with its [pricing] currency"
+        )
+    raise BuildRefusedError(
+        f"the lake's Defender for Servers charges are billed in {found}, but [pricing] "
+        f"currency is {wanted}; {advice}"
+    )
+
+
+def refuse_empty_lake(lake: Path) -> None:
+    """Refuse to build from a lake that does not exist or holds no partition: a mistyped
+    `[lake] path` would otherwise publish an empty warehouse over a good one."""
+    if not lake.is_dir():
+        raise BuildRefusedError(
+            f"no lake at {lake}: check [lake] path (or MDECOST_LAKE__PATH); pass --allow-empty "
+            "to build an empty warehouse on purpose"
+        )
+    if not any(dataset_files(lake, dataset) for dataset in DATASETS):
+        raise BuildRefusedError(
+            f"the lake at {lake} holds no partition: collect or import first, or check "
+            "[lake] path; pass --allow-empty to build an empty warehouse on purpose"
+        )
+
+
+def _bad_partition(lake: Path, error: Exception) -> BuildRefusedError:
+    """The one-line refusal for lake data that failed to read: the first partition whose file
+    cannot be opened or whose columns do not have the declared types, else the error itself."""
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    for dataset, schema in DATASETS.items():
+        for path in dataset_files(lake, dataset):
+            try:
+                found = pq.read_schema(path)
+            except (OSError, pa.ArrowException) as unreadable:
+                problem = (str(unreadable).strip().splitlines() or ["unreadable"])[0]
+                return BuildRefusedError(
+                    f"lake partition {path} is not a readable Parquet file ({problem}); "
+                    "delete it and collect or import its data again"
+                )
+            for declared in schema:
+                index = found.get_field_index(declared.name)
+                if index >= 0 and not found.field(index).type.equals(declared.type):
+                    return BuildRefusedError(
+                        f"lake partition {path}: column {declared.name} is "
+                        f"{found.field(index).type}, the {dataset} dataset declares "
+                        f"{declared.type}; delete it and collect or import its data again"
+                    )
+    return BuildRefusedError(f"the lake at {lake} could not be read: {first_line}")
+
+
 @flow(name="build", log_prints=False)
-def build(config_file: Path | None = None) -> BuildSummary:
+def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSummary:
     """Rebuild the warehouse from the lake, chunk by chunk, and publish it atomically (one build
-    at a time)."""
+    at a time).
+
+    Refused (BuildRefusedError, one line, the published warehouse untouched): an absent or
+    empty lake unless `allow_empty`; a file at `[warehouse] path` that is not a mdecost
+    warehouse; unreadable or implausible lake data, naming the partition; two cost sources of
+    equal rank for one month (`transforms.sources`); Defender charges in another currency than
+    `[pricing] currency`.
+    """
     settings = load_settings(config_file)
     logger = _logger()
     with warehouse.build_lock(settings.warehouse.path):
         for leftover in warehouse.sweep_abandoned_builds(settings.warehouse.path):
             logger.info(f"removed {leftover.name}, left by an interrupted build")
-        fingerprint = lake_fingerprint(settings.lake.path)
-        files = LakeFiles.of(settings.lake.path)
-        book = price_book(settings)
-        facts = judge_estate(files)
-        chunks = plan_build(settings, files)
-        known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
-        with warehouse.staged(settings.warehouse.path) as new:
-            staged: list[StagedChunk] = []
-            for number, chunk in enumerate(chunks, start=1):
-                started = time.perf_counter()
-                staged.append(stage_chunk(settings, book, facts, files, chunk, known, new))
-                logger.info(
-                    f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
-                    f"{time.perf_counter() - started:.1f} s"
-                )
-            summary = stage_estate(settings, book, facts, files, staged, fingerprint, new)
+        if not allow_empty:
+            refuse_empty_lake(settings.lake.path)
+        try:
+            warehouse.refuse_foreign(settings.warehouse.path)
+        except warehouse.ForeignWarehouseError as error:
+            raise BuildRefusedError(str(error)) from None
+        try:
+            summary = _build_locked(settings, logger)
+        except (pl.exceptions.PolarsError, pa.ArrowException, duckdb.IOException) as error:
+            raise _bad_partition(settings.lake.path, error) from None
     for line in summary.lines():
         logger.info(line)
     return summary
+
+
+def _build_locked(
+    settings: Settings, logger: logging.Logger | logging.LoggerAdapter
+) -> BuildSummary:
+    fingerprint = lake_fingerprint(settings.lake.path)
+    files = LakeFiles.of(settings.lake.path)
+    surveyed = survey_costs(files)
+    refuse_implausible(surveyed)
+    try:
+        resolution = resolve(deliveries(surveyed))
+    except CostOverlapError as error:
+        raise BuildRefusedError(str(error)) from None
+    files = replace(files, left_out=resolution.left_out)
+    book = price_book(settings)
+    facts = judge_estate(files)
+    refuse_other_currencies(settings, surveyed, files, facts)
+    chunks = plan_build(settings, files)
+    known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
+    with warehouse.staged(settings.warehouse.path) as new:
+        staged: list[StagedChunk] = []
+        for number, chunk in enumerate(chunks, start=1):
+            started = time.perf_counter()
+            staged.append(stage_chunk(settings, book, facts, files, chunk, known, new))
+            logger.info(
+                f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+        return stage_estate(
+            settings, book, facts, files, staged, fingerprint, new, resolution.notes
+        )

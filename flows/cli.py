@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import duckdb
-import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from flows import warehouse
+from flows import runtime, sqlout, warehouse
 from flows.config import ConfigError, Settings, load_settings
 from flows.lake import LakeBusyError
 from flows.simulator.cli import simulator_app
@@ -29,6 +25,7 @@ from pricing.book import (
     pricing_choices,
 )
 from pricing.retail import refresh_retail_prices
+from transforms.costs import EARLIEST_CHARGE_YEAR
 from transforms.schemas import PRICE_BOOK
 
 app = typer.Typer(
@@ -52,8 +49,11 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print `message` as one error line (never parsed as markup) and return the exit to raise."""
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print `message` as one error line (never parsed as markup, control characters spelled
+    out: messages quote values from files) and return the exit to raise."""
+    console.print(
+        f"[red]error:[/red] {escape(sqlout.visible(message))}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -65,20 +65,31 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise fail(str(error), 2) from None
 
 
+def plausible_month(first_day: date) -> date:
+    """`first_day` if cost data can exist for its month (`transforms.costs`: 2010 to next
+    year), else the one-line refusal (9999-12 has no month after it to end at)."""
+    latest = datetime.now(UTC).year + 1
+    if not EARLIEST_CHARGE_YEAR <= first_day.year <= latest:
+        raise fail(
+            f"--month {first_day:%Y-%m} is outside {EARLIEST_CHARGE_YEAR}-01..{latest}-12, "
+            "where cost data can be",
+            2,
+        )
+    return first_day
+
+
+def prepare_flow_run(*refusals: type[BaseException]) -> None:
+    """Before a command runs flows: its one-line refusals logged without a traceback, and
+    Prefect's temporary server (if one is needed) tied to this process (`flows.runtime`)."""
+    runtime.refusals_without_traceback(*refusals)
+    runtime.tie_temporary_server()
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None) -> None:
     """Print the effective configuration (secrets masked)."""
     settings = settings_or_exit(config)
     typer.echo(settings.model_dump_json(indent=2))
-
-
-def _json_value(value: object) -> object:
-    """JSON for what DuckDB returns beyond JSON's types: exact numbers, dates and times."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
 
 
 class OutputFormat(StrEnum):
@@ -97,7 +108,7 @@ def run_sql(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run a read-only query against the warehouse and print the result."""
+    """Run one SELECT over the warehouse (sandboxed: no files, no settings) and print it."""
     settings = settings_or_exit(config)
     parameters = {}
     for item in param or []:
@@ -106,23 +117,23 @@ def run_sql(
             raise fail(f"--param {item!r} must look like NAME=VALUE", 2)
         parameters[name] = value
     try:
-        result = warehouse.query(settings.warehouse.path, statement, parameters)
-    except warehouse.WarehouseMissingError as error:
+        with warehouse.connect_read_only(settings.warehouse.path) as con:
+            answer = sqlout.fetch(
+                con,
+                warehouse.single_select(statement),
+                parameters,
+                as_text=output is not OutputFormat.json,
+            )
+    except (warehouse.WarehouseMissingError, warehouse.QueryRefusedError) as error:
         raise fail(str(error)) from None
     except duckdb.Error as error:
         raise fail(str(error).splitlines()[0]) from None
-    frame = pl.from_arrow(result)
-    assert isinstance(frame, pl.DataFrame)
     if output is OutputFormat.csv:
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(sqlout.csv_text(answer))
     elif output is OutputFormat.json:
-        json.dump(result.to_pylist(), sys.stdout, default=_json_value)
-        sys.stdout.write("\n")
+        sys.stdout.write(sqlout.json_text(answer) + "\n")
     else:
-        table = Table(*frame.columns)
-        for row in frame.iter_rows():
-            table.add_row(*("" if value is None else str(value) for value in row))
-        Console().print(table)
+        Console(highlight=False).print(sqlout.rich_table(answer))
 
 
 prices_app = typer.Typer(
@@ -166,6 +177,8 @@ def show_prices(
         first_day = datetime.strptime(month, "%Y-%m").date() if month else None
     except ValueError:
         raise fail(f"--month {month!r} must look like YYYY-MM", 2) from None
+    if first_day is not None:
+        plausible_month(first_day)
     try:
         book = load_price_book(settings)
         choices = pricing_choices(settings.pricing, book)
@@ -258,6 +271,7 @@ def collect_command(
         check_window(start.date(), end.date(), instant, history=settings.history.configured)
     except (ValueError, WindowError) as error:
         raise fail(str(error), 2) from None
+    prepare_flow_run(CollectIncomplete, LakeBusyError)
     try:
         summary = collect(
             start=start.date(),
@@ -279,14 +293,25 @@ def collect_command(
 
 
 @app.command("build")
-def build_command(config: ConfigOption = None) -> None:
+def build_command(
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty", help="Build even from an absent or empty lake (an empty warehouse)."
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
     """Rebuild the warehouse from the lake and publish it atomically."""
-    from flows.build import build
+    from flows.build import BuildRefusedError, build
+    from transforms.comparison import MissingPriceError
 
     settings_or_exit(config)
+    refusals = (warehouse.WarehouseBusyError, PricingError, BuildRefusedError, MissingPriceError)
+    prepare_flow_run(*refusals)
     try:
-        summary = build(config_file=config)
-    except (warehouse.WarehouseBusyError, PricingError) as error:
+        summary = build(config_file=config, allow_empty=allow_empty)
+    except refusals as error:
         raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))
 
@@ -317,8 +342,8 @@ def import_costs_command(
         CostTypeChoice | None,
         typer.Option(
             "--cost-type",
-            help="For EA/MCA cost details, which view the files hold (default: read from the "
-            "path, e.g. a folder named ...Actual... or ...Amortized...).",
+            help="For EA/MCA cost details, which view the files hold (default: a whole word "
+            "of the path, e.g. a folder named ActualCost or amortized; else it is asked for).",
         ),
     ] = None,
     config: ConfigOption = None,
@@ -349,7 +374,14 @@ def import_costs_command(
             notes.append(f"{imported.negative_rows} refund/credit rows kept")
         if imported.unknown_units:
             notes.append(f"units not in PricingUnits: {', '.join(imported.unknown_units)}")
+        if imported.non_arm_ids:
+            notes.append(
+                f"{len(imported.non_arm_ids)} resource id(s) not Azure ones, kept (they match no "
+                f"machine), e.g. {imported.non_arm_ids[0]!r}"
+            )
         typer.echo(f"{imported.path}: {'; '.join(notes)}")
+    for line in result.kept:
+        typer.echo(line)
     typer.echo(f"{result.rows:,} rows in {len(result.written)} partition(s) of the lake")
 
 
@@ -372,10 +404,12 @@ def run_command(
     config: ConfigOption = None,
 ) -> None:
     """Ad-hoc refresh of a window: collect it, rebuild the warehouse, optionally report."""
+    from flows.build import BuildRefusedError
     from flows.collect import CollectIncomplete
     from flows.collect.activity_log import WindowError, check_window
     from flows.collect.scopes import validated_scopes
     from flows.pipeline import first_of_month, refresh
+    from transforms.comparison import MissingPriceError
 
     settings = settings_or_exit(config)
     now = datetime.now(UTC)
@@ -385,6 +419,8 @@ def run_command(
     except (ValueError, WindowError) as error:
         raise fail(str(error), 2) from None
     last_day = end.date() - timedelta(days=1)
+    refusals = (LakeBusyError, warehouse.WarehouseBusyError, BuildRefusedError, MissingPriceError)
+    prepare_flow_run(CollectIncomplete, *refusals)
     try:
         summary = refresh(
             start=start.date(),
@@ -397,7 +433,7 @@ def run_command(
     except CollectIncomplete as incomplete:
         typer.echo("\n".join(incomplete.summary.lines()))
         raise fail(f"could not read {', '.join(incomplete.summary.skipped_scopes)}") from None
-    except (LakeBusyError, warehouse.WarehouseBusyError) as error:
+    except refusals as error:
         raise fail(str(error)) from None
     except WindowError as error:
         raise fail(str(error), 2) from None
@@ -421,7 +457,7 @@ def report_command(
         wanted = parse_formats(formats)
     except ValueError as error:
         raise fail(str(error), 2) from None
-    first_day = month.date() if month else previous_full_month(datetime.now(UTC))
+    first_day = plausible_month(month.date()) if month else previous_full_month(datetime.now(UTC))
     try:
         paths = render_report(
             settings.warehouse.path,
@@ -457,6 +493,7 @@ def demo_command(
     """Run the whole pipeline on a simulated estate and print what it found."""
     from flows.demo import run_demo, summary_table
 
+    prepare_flow_run()
     result = run_demo(state_dir=state_dir, machines=machines, seed=seed, progress=console.print)
     Console().print(summary_table(result))
 
@@ -465,4 +502,8 @@ app.add_typer(simulator_app, name="simulator")
 
 
 def main() -> None:
+    """The `mdecost` command: the process set up first (`flows.runtime`), then the command."""
+    runtime.private_files()
+    runtime.telemetry_off_by_default()
+    runtime.sigterm_as_interrupt()
     app()

@@ -37,8 +37,10 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
 DEFAULT_LOG_ANALYTICS_ENDPOINT = "https://api.loganalytics.io"
 STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
-_SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}$")
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A real GUID (8-4-4-4-12 hex digits, not any 36 of hex digits and dashes) and a subscription
+# scope, each matched as a whole string (fullmatch: `$` alone lets a trailing newline through).
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_SCOPE = re.compile(r"/subscriptions/" + _GUID.pattern)
 
 CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
@@ -76,7 +78,7 @@ class AzureSettings(_Section):
     @classmethod
     def _subscription_scopes(cls, scopes: list[str]) -> list[str]:
         for scope in scopes:
-            if not _SCOPE.match(scope):
+            if not _SCOPE.fullmatch(scope):
                 raise ValueError(f"{scope!r} is not a scope of the form /subscriptions/<guid>")
         return [scope.lower() for scope in scopes]
 
@@ -289,6 +291,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file {path} is a directory; give the mdecost.toml in it"
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
 

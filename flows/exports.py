@@ -10,9 +10,11 @@ data files, which is skipped). CSV files may start with a UTF-8 byte-order mark;
 `NULL` and empty fields are nulls.
 
 Uncertain in the real world: EA / MCA cost-details files look the same whether they hold actual
-or amortized cost. The cost type is taken from the caller, else from the path (`...Amortized...`
-or `...Actual...` in a file or folder name, as Cost Management names exports by default and the
-FinOps toolkit names its samples); a file with rows and neither is refused.
+or amortized cost (FOCUS files, told apart by their columns, hold both). The cost type of a
+cost-details file is taken from the caller, else from a whole word of the path (`Actual` or
+`Amortized` in a file or folder name, as Cost Management names exports by default and the
+FinOps toolkit names its samples; `contractual-2026/` says nothing); a file with rows and no
+such word, or both, is refused, asking for `--cost-type`.
 
 Bad input is refused before anything is written, with the file and, where there is one, the row
 (counted from 1, the first row after the header) and the file's own column name: a row with more
@@ -22,13 +24,19 @@ currencies (see `transforms.costs.refuse_mixed_currency_sub_accounts`; different
 different sub-accounts of one billing account are kept, and listed). Negative quantities and
 costs (refunds, credits, corrections) are kept as they are, and counted per file.
 
-`import_costs_to_lake` writes the lake: one partition per month, scope (billing account, else
-sub-account) and cost type, `costs/source=export/month=/scope=<digest>/cost_type=`, each replaced
-whole. So an export states the whole truth for every (month, scope, cost type) it holds: the
-same file imported again replaces its rows instead of adding them, and a later export of a month
-(restated) replaces the earlier one. The files of one partitioned export run (one folder) are
-imported together; two folders feeding the same partition in one import (two runs of one export)
-are refused, and a file whose content was already read in the same import is skipped.
+`import_costs_to_lake` writes the lake: one partition per month, owner (the subscription a row
+was billed under, else its sub-account, else its billing account: `transforms.sources`) and cost
+type, `costs/source=export/month=/sub_account=<guid or digest>/cost_type=`. So an export states
+the whole truth for every (month, owner, cost type) it holds and nothing else: the same file
+imported again replaces its rows instead of adding them, a later export of a month (restated)
+replaces the earlier one, and importing subscription B's export after A's (one billing account)
+leaves A's rows alone. Rows of a partition dated outside the days the new file covers are kept
+and reported. The files of one partitioned export run (one folder) are imported together; two
+folders feeding the same partition in one import (two runs of one export) are refused, as are a
+FOCUS and an EA / MCA file stating the same owner's month together; a file whose content was
+already read in the same import is skipped. Which of several sources a build counts when the
+lake holds more than one for a month (Query API and export, FOCUS and EA, imports of different
+days) is `transforms.sources`' business.
 """
 
 from __future__ import annotations
@@ -44,13 +52,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import combinations
 from pathlib import Path
 from typing import Final, cast
 
 import polars as pl
 import pyarrow as pa
 
-from flows.lake import write_partition
+from flows.lake import partition_path, write_partition
 from transforms.costs import (
     COST_TYPES,
     EXPORT_SOURCE,
@@ -60,16 +69,21 @@ from transforms.costs import (
     detect_layout,
     export_to_costs,
     first_unreadable_value,
+    non_arm_ids,
     refuse_mixed_currency_sub_accounts,
     to_costs_table,
     unknown_units,
+    unsafe_id,
     unusual_currencies,
 )
 from transforms.schemas import COSTS, PROVENANCE_COLUMNS, SchemaError
+from transforms.sources import COST_VIEWS, charge_owner
 
 log = logging.getLogger(__name__)
 
 EXPORT_SUFFIXES: Final = (".csv", ".csv.gz", ".parquet")
+# The id columns of `costs` rows, checked for values that are no id (`transforms.costs.unsafe_id`).
+_ID_COLUMNS: Final = ("resource_id", "sub_account_id", "subscription_id", "scope")
 CSV_NULL_VALUES: Final = ["NULL"]
 
 
@@ -77,7 +91,8 @@ CSV_NULL_VALUES: Final = ["NULL"]
 class ImportedFile:
     """What one file contributed: its layout, how many rows, which units PricingUnits lacks,
     how many rows are refunds or credits (a negative quantity or cost, kept), its currencies, the
-    (month, scope, cost type) partitions it feeds, and whether it repeats a file already read."""
+    (month, owner, cost type) partitions it feeds, whether it repeats a file already read, and
+    the resource ids that are not ARM ids (kept: other clouds' rows in a FOCUS file)."""
 
     path: Path
     layout: str
@@ -88,6 +103,7 @@ class ImportedFile:
     currencies: tuple[str, ...] = ()
     partitions: tuple[tuple[str, str, str], ...] = ()
     duplicate_of: Path | None = None
+    non_arm_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,17 @@ def read_header(path: Path) -> list[str]:
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise CostDataError(f"{path}: column(s) {', '.join(duplicated)} appear more than once")
+    # Columns are matched without case (EA spells `MeterName`, MCA `meterName`): two spellings
+    # of one name would leave which one is read to chance.
+    spellings: dict[str, list[str]] = defaultdict(list)
+    for name in header:
+        spellings[name.strip().lower()].append(name)
+    clashing = [names for names in spellings.values() if len(names) > 1]
+    if clashing:
+        raise CostDataError(
+            f"{path}: columns {' and '.join(clashing[0])} differ only in case; mdecost reads "
+            "columns without case, so it cannot tell which one to use - export the file again"
+        )
     return header
 
 
@@ -171,13 +198,18 @@ def scan_export(path: Path, header: Sequence[str]) -> pl.LazyFrame:
     )
 
 
+# A path's words: runs of letters or digits, camelCase split (`ActualCost` -> actual, cost), so
+# `contractual-2026/` holds the word `contractual`, not `actual`.
+_WORD: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_COST_TYPE_WORDS: Final = {"actual": "ActualCost", "amortized": "AmortizedCost"}
+
+
 def cost_type_from_path(path: Path) -> str | None:
-    """`AmortizedCost` or `ActualCost` when the file or a folder above it says so, else None."""
-    lowered = str(path).lower()
-    amortized, actual = "amortized" in lowered, "actual" in lowered
-    if amortized == actual:
-        return None
-    return "AmortizedCost" if amortized else "ActualCost"
+    """`AmortizedCost` or `ActualCost` when a whole word of the file's or a folder's name says
+    so (`EA_ActualCost_Small.csv`, `amortized/2026-10/`), else None: no word, or both."""
+    words = {word.lower() for word in _WORD.findall(str(path))}
+    found = {kind for word, kind in _COST_TYPE_WORDS.items() if word in words}
+    return found.pop() if len(found) == 1 else None
 
 
 def _is_csv(path: Path) -> bool:
@@ -227,10 +259,14 @@ def check_row_lengths(path: Path, raw: pl.LazyFrame, header: Sequence[str]) -> N
 
 
 def _why_unreadable(
-    path: Path, raw: pl.LazyFrame, layout: ExportLayout, header: Sequence[str]
+    path: Path,
+    raw: pl.LazyFrame,
+    layout: ExportLayout,
+    header: Sequence[str],
+    latest_year: int | None = None,
 ) -> CostDataError | None:
     """The row and column behind a refused value: a short row, else the first bad value."""
-    found = first_unreadable_value(raw, layout)
+    found = first_unreadable_value(raw, layout, latest_year=latest_year)
     if found is None:
         return None
     if _is_csv(path):
@@ -263,7 +299,14 @@ def import_cost_file(
         return _import_cost_file(path, cost_type=cost_type, ingested_at=ingested_at)
     except CostDataError:
         raise
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pl.exceptions.PolarsError) as error:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        UnicodeDecodeError,
+        csv.Error,  # e.g. a field over the csv module's 128 KiB limit, met naming a row
+        pl.exceptions.PolarsError,
+    ) as error:
         raise _damaged(path, error) from error
 
 
@@ -282,7 +325,7 @@ def _import_cost_file(
             if raw.head(1).collect().height:
                 raise CostDataError(
                     f"{path}: {layout.name} files do not say whether they hold actual or "
-                    f"amortized cost and the path does not either; pass the cost type "
+                    "amortized cost and no word of the path does either; pass --cost-type "
                     f"({' or '.join(COST_TYPES)})"
                 )
             # A header-only file: no row will carry the cost type.
@@ -290,14 +333,34 @@ def _import_cost_file(
     costs = export_to_costs(
         raw, layout, cost_type=resolved, ingested_at=ingested_at, fallback_scope=f"file:{path.name}"
     )
+    latest_year = ingested_at.year + 1
     try:
-        table = to_costs_table(costs, str(path))
+        table = to_costs_table(costs, str(path), latest_year=latest_year)
     except (CostDataError, SchemaError) as error:
-        located = _why_unreadable(path, raw, layout, header)
+        located = _why_unreadable(path, raw, layout, header, latest_year)
         if located is None:
             raise
         raise located from error
     frame = pl.from_arrow(table).lazy()  # type: ignore[union-attr]
+    if (
+        not frame.filter(pl.any_horizontal(unsafe_id(pl.col(c)) for c in _ID_COLUMNS))
+        .head(1)
+        .collect()
+        .is_empty()
+    ):
+        located = _why_unreadable(path, raw, layout, header, latest_year)
+        raise located or CostDataError(
+            f"{path}: an id starts like a spreadsheet formula or holds a control character"
+        )
+    odd_ids = tuple(non_arm_ids(frame))
+    if odd_ids:
+        log.warning(
+            "%s: %d resource id(s) that are not Azure resource ids, kept (they match no "
+            "machine), e.g. %r",
+            path,
+            len(odd_ids),
+            odd_ids[0],
+        )
     unusual = unusual_currencies(frame)
     if unusual:
         located = _why_unreadable(path, raw, layout, header)
@@ -343,6 +406,7 @@ def _import_cost_file(
         negative_rows=negative,
         currencies=currencies,
         partitions=tuple(sorted(_partition_keys(frame))),
+        non_arm_ids=odd_ids,
     )
     return table, summary
 
@@ -351,19 +415,30 @@ def _month_label() -> pl.Expr:
     return pl.col("charge_period_start").dt.strftime("%Y-%m").alias("month")
 
 
-def _scope_key() -> pl.Expr:
-    """ARM scopes compare without case: one billing account is one partition however spelled."""
-    return pl.col("scope").str.strip_chars().str.to_lowercase().alias("scope_key")
+def _owner_key() -> pl.Expr:
+    """What a row's charges belong to (`transforms.sources.charge_owner`): a file states the
+    whole truth for each owner, month and cost type it holds, and for nothing else."""
+    return charge_owner().alias("owner")
 
 
 def _partition_keys(costs: pl.LazyFrame) -> set[tuple[str, str, str]]:
-    keys = costs.select(_month_label(), _scope_key(), "cost_type").unique().collect()
-    return {(month, scope, cost_type) for month, scope, cost_type in keys.iter_rows()}
+    keys = costs.select(_month_label(), _owner_key(), "cost_type").unique().collect()
+    return {(month, owner, cost_type) for month, owner, cost_type in keys.iter_rows()}
+
+
+_GUID_VALUE: Final = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")
 
 
 def scope_partition_value(scope: str) -> str:
-    """The `scope=` partition value of an export scope: a stable digest (scopes hold slashes)."""
+    """A stable digest of an ARM scope for a partition value (scopes hold slashes). Partitions
+    of lakes written before exports were keyed by owner are named so (`scope=<digest>`)."""
     return hashlib.sha256(scope.strip().lower().encode()).hexdigest()[:16]
+
+
+def owner_partition_value(owner: str) -> str:
+    """The `sub_account=` partition value of an owner: a subscription's GUID as it is (a reader
+    of the lake sees whose rows a folder holds), any other owner as `scope_partition_value`."""
+    return owner if _GUID_VALUE.fullmatch(owner) else scope_partition_value(owner)
 
 
 def _content_digest(path: Path) -> str:
@@ -406,27 +481,58 @@ def import_cost_exports(
 
 @dataclass(frozen=True)
 class LakeImport:
-    """What `import_costs_to_lake` read and the partition files it replaced."""
+    """What `import_costs_to_lake` read, the partition files it wrote, and a line for each
+    partition whose earlier rows outside the new file's days it kept."""
 
     files: tuple[ImportedFile, ...]
     written: tuple[Path, ...]
     rows: int
+    kept: tuple[str, ...] = ()
 
 
 def _refuse_two_runs_in_one_partition(files: Sequence[ImportedFile]) -> None:
-    """Files of one export run share a folder; two folders feeding one (month, scope, cost type)
+    """Files of one export run share a folder; two folders feeding one (month, owner, cost type)
     are two runs of an export (an earlier and a restated one): adding both would count twice."""
     folders: dict[tuple[str, str, str], dict[Path, Path]] = defaultdict(dict)
     for imported in files:
         for key in imported.partitions:
             folders[key].setdefault(imported.path.parent, imported.path)
-    for (month, scope, cost_type), by_folder in sorted(folders.items()):
+    for (month, owner, cost_type), by_folder in sorted(folders.items()):
         if len(by_folder) > 1:
             first, second = list(by_folder.values())[:2]
             raise CostDataError(
-                f"{first} and {second} both hold {cost_type} rows of {scope} for {month}, from "
+                f"{first} and {second} both hold {cost_type} rows of {owner} for {month}, from "
                 "different folders (two runs of an export?); import only the latest run's folder"
             )
+
+
+def _refuse_two_layouts_of_one_view(files: Sequence[ImportedFile]) -> None:
+    """A FOCUS file states the actual and the amortized cost, an EA / MCA file one of them:
+    imported together for one owner and month, they would be one ingestion stating one view
+    twice, and the build could not tell which to count (`transforms.sources`)."""
+    stated: dict[tuple[str, str], dict[str, Path]] = defaultdict(dict)
+    for imported in files:
+        for month, owner, cost_type in imported.partitions:
+            stated[(month, owner)].setdefault(cost_type, imported.path)
+    for (month, owner), by_type in sorted(stated.items()):
+        for first, second in combinations(sorted(by_type), 2):
+            if COST_VIEWS.get(first, frozenset()) & COST_VIEWS.get(second, frozenset()):
+                raise CostDataError(
+                    f"{by_type[first]} ({first}) and {by_type[second]} ({second}) both state the "
+                    f"cost of {owner} for {month}; import one of them (a FOCUS export holds "
+                    "both the actual and the amortized cost)"
+                )
+
+
+def _rows_outside(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a partition's `old` file dated outside the days the `new` rows cover: a
+    file states the truth for its own period, so an export of the 16th to the 31st leaves the
+    1st to the 15th as they were."""
+    first, last = new.select(
+        first=pl.col("charge_period_start").min(), last=pl.col("charge_period_start").max()
+    ).row(0)
+    day = pl.col("charge_period_start").dt.date()
+    return old.filter((day < first.date()) | (day > last.date()))
 
 
 def import_costs_to_lake(
@@ -438,27 +544,44 @@ def import_costs_to_lake(
 ) -> LakeImport:
     """Import export files (what `mdecost import-costs PATH... [--cost-type]` runs) into `lake`.
 
-    Every file is read and checked first; only then is each (month, scope, cost type) partition
-    the files hold replaced whole (`flows.lake.write_partition`), rows in a fixed order. Any
-    refusal (CostDataError naming the file, row and column) leaves the lake as it was.
+    Every file is read and checked first; only then is each (month, owner, cost type) partition
+    the files hold written (`flows.lake.write_partition`), rows in a fixed order. A partition
+    is keyed by what the file covers: the owner (subscription, else sub-account, else billing
+    scope) and the month, so importing subscription A's export and then B's (one billing
+    account) keeps both, and a re-import of A replaces A's rows. Rows already in a partition
+    that the new file does not cover (days outside the new rows' first to last day) are kept,
+    and `LakeImport.kept` says so. Any refusal (CostDataError naming the file, row and column)
+    leaves the lake as it was.
     """
     imported = import_cost_exports(paths, cost_type=cost_type, ingested_at=ingested_at)
     _refuse_two_runs_in_one_partition(imported.files)
+    _refuse_two_layouts_of_one_view(imported.files)
     costs = cast(pl.DataFrame, pl.from_arrow(imported.table))
     order = [name for name in COSTS.names if name not in PROVENANCE_COLUMNS]
     written: list[Path] = []
-    by_partition = costs.with_columns(_month_label(), _scope_key()).partition_by(
-        ["month", "scope_key", "cost_type"], as_dict=True, maintain_order=False
+    kept: list[str] = []
+    by_partition = costs.with_columns(_month_label(), _owner_key()).partition_by(
+        ["month", "owner", "cost_type"], as_dict=True, maintain_order=False
     )
-    for (month, scope, kind), rows in sorted(by_partition.items()):
+    for (month, owner, kind), rows in sorted(by_partition.items()):
         partition = {
             "source": EXPORT_SOURCE,
             "month": str(month),
-            "scope": scope_partition_value(str(scope)),
+            "sub_account": owner_partition_value(str(owner)),
             "cost_type": str(kind),
         }
+        new_rows = rows.drop("month", "owner")
+        existing = partition_path(lake, "costs", partition)
+        if existing.exists():
+            outside = _rows_outside(pl.read_parquet(existing), new_rows)
+            if outside.height:
+                kept.append(
+                    f"kept {outside.height} earlier {kind} row(s) of {owner} for {month} dated "
+                    "outside the days the new file covers"
+                )
+                new_rows = pl.concat([new_rows, outside], how="vertical_relaxed")
         # polars hands strings to Arrow as large_string: back to the declared schema's types.
-        table = rows.drop("month", "scope_key").sort(order, nulls_last=True).to_arrow().cast(COSTS)
-        origin = f"export rows of {scope} for {month} ({kind})"
+        table = new_rows.sort(order, nulls_last=True).to_arrow().cast(COSTS)
+        origin = f"export rows of {owner} for {month} ({kind})"
         written.append(write_partition(lake, "costs", partition, table, origin=origin))
-    return LakeImport(imported.files, tuple(written), costs.height)
+    return LakeImport(imported.files, tuple(written), costs.height, tuple(kept))

@@ -29,7 +29,8 @@ PARTITION_FILE = "data.parquet"
 LOCK_FILE = ".lock"
 # How long a second collect waits for the first before it stops and says so.
 LAKE_LOCK_WAIT_SECONDS = 30.0
-_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9._-]+$")
+# Whole value (fullmatch): `$` alone would let a trailing newline into a folder name.
+_PARTITION_VALUE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class LakeBusyError(RuntimeError):
@@ -57,7 +58,7 @@ def partition_path(lake: Path, dataset: str, partition: Mapping[str, str]) -> Pa
         raise ValueError(f"unknown lake dataset {dataset!r}; known: {', '.join(DATASETS)}")
     folder = lake / "raw" / dataset
     for key, value in partition.items():
-        if not _PARTITION_VALUE.match(value):
+        if not _PARTITION_VALUE.fullmatch(value) or value in {".", ".."}:
             raise ValueError(
                 f"partition value {key}={value!r} must match {_PARTITION_VALUE.pattern}"
             )
@@ -85,11 +86,12 @@ def write_partition(
         os.replace(staging, target)
     finally:
         staging.unlink(missing_ok=True)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
+    """Make a rename into `folder` durable (the folder's entry, not only the file's data)."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -120,13 +122,21 @@ def scan_dataset(lake: Path, dataset: str) -> pl.LazyFrame:
     return scan_files(dataset, dataset_files(lake, dataset))
 
 
-def scan_files(dataset: str, files: list[Path]) -> pl.LazyFrame:
-    """A lazy scan of some partition files of `dataset`, typed by its declared schema.
+def scan_files(dataset: str, files: list[Path], *, with_file: str | None = None) -> pl.LazyFrame:
+    """A lazy scan of some partition files of `dataset`, typed by its declared schema; with
+    `with_file`, each row's file path (as `str(path)`) in that column.
 
     A nullable column added to a dataset after a partition was written reads as null there
     (`missing_columns="insert"`), so a lake collected by an older mdecost keeps building.
     """
     schema = pl.DataFrame(DATASETS[dataset].empty_table()).schema
     if not files:
-        return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(files, schema=schema, hive_partitioning=False, missing_columns="insert")
+        empty = pl.LazyFrame(schema=schema)
+        return empty.with_columns(pl.lit(None, pl.String).alias(with_file)) if with_file else empty
+    return pl.scan_parquet(
+        files,
+        schema=schema,
+        hive_partitioning=False,
+        include_file_paths=with_file,
+        missing_columns="insert",
+    )

@@ -10,6 +10,7 @@ that someone must delete by hand, as a pid file would.
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +29,16 @@ def held_exclusively(
     that another mdecost `holders` is running and naming the lock file.
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
+    try:
+        # Read-only: flock needs no write access, so a lock file another user created (a
+        # shared lake, a service account's run) locks as well; created 0644, it holds nothing.
+        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise busy_error(
+            f"cannot open the lock {lock_path} ({error.strerror}); another user's mdecost "
+            "may own it: make it readable to you, or use a lake and warehouse of your own"
+        ) from None
+    with os.fdopen(descriptor, "rb") as handle:
         deadline = time.monotonic() + wait_seconds
         while True:
             try:

@@ -31,6 +31,7 @@ from flows import warehouse
 from flows.build import BuildSummary, build, built_fingerprint, lake_fingerprint
 from flows.collect import CollectIncomplete, CollectSummary, collect
 from flows.config import Settings, load_settings
+from flows.lake import fsync_directory
 from flows.report import ReportPaths, render_report
 from flows.report.data import ReportData, load_report_data
 from flows.report.summary import summary_lines
@@ -71,19 +72,37 @@ def daily_window(
 
 
 def read_last_refresh(settings: Settings) -> datetime | None:
+    """The instant of the last successful refresh, or None: none yet, or a record that cannot
+    be read (empty after a crash of an older mdecost, edited by hand), which is logged and
+    ignored, so the refresh falls back to the restatement window rather than failing daily."""
     path = settings.lake.path / LAST_REFRESH_FILE
     if not path.exists():
         return None
-    return datetime.fromisoformat(json.loads(path.read_text())["as_of"])
+    try:
+        as_of = datetime.fromisoformat(json.loads(path.read_text())["as_of"])
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        _logger().warning(
+            "%s cannot be read (%s); refreshing the restatement window only", path, error
+        )
+        return None
+    return as_of
 
 
 def write_last_refresh(settings: Settings, as_of: datetime) -> None:
-    """Record a successful refresh (written beside, then renamed: never half-written)."""
+    """Record a successful refresh: written beside, synced, then renamed and the folder synced,
+    so a crash leaves the old record or the new one, never an empty file."""
     path = settings.lake.path / LAST_REFRESH_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    staging.write_text(json.dumps({"as_of": as_of.isoformat()}))
-    os.replace(staging, path)
+    try:
+        with staging.open("w") as handle:
+            handle.write(json.dumps({"as_of": as_of.isoformat()}))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    fsync_directory(path.parent)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +34,49 @@ class WarehouseBusyError(RuntimeError):
 
 class WarehouseMissingError(FileNotFoundError):
     """No warehouse has been built at the configured path yet."""
+
+
+class ForeignWarehouseError(RuntimeError):
+    """The file at the warehouse path is not a mdecost warehouse: a build must not replace it."""
+
+
+# A DuckDB database file says so in bytes 8 to 12 of its first block.
+_DUCKDB_MAGIC: Final = b"DUCK"
+# Tables every mdecost warehouse has (`machines` since the first, `build_info` since later).
+_OWN_TABLES: Final = ("build_info", "machines")
+
+
+def refuse_foreign(warehouse: Path) -> None:
+    """Raise ForeignWarehouseError when `warehouse` exists and is not a mdecost warehouse (not
+    a DuckDB database, or one with neither `build_info` nor `machines`): a mistyped
+    `[warehouse] path` must not replace someone's database or document."""
+    if not warehouse.exists():
+        return
+    advice = "check [warehouse] path, or move the file away to build there"
+    if not warehouse.is_file():
+        raise ForeignWarehouseError(f"{warehouse} is not a file; {advice}")
+    with warehouse.open("rb") as handle:
+        header = handle.read(12)
+    if header[8:12] != _DUCKDB_MAGIC:
+        raise ForeignWarehouseError(f"{warehouse} is not a DuckDB database; {advice}")
+    try:
+        with connect_read_only(warehouse) as con:
+            tables = {
+                row[0]
+                for row in con.sql(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
+    except duckdb.Error as error:
+        first_line = (str(error).strip().splitlines() or ["unreadable"])[0]
+        raise ForeignWarehouseError(
+            f"{warehouse} cannot be opened as a warehouse ({first_line}); {advice}"
+        ) from None
+    if not tables & set(_OWN_TABLES):
+        raise ForeignWarehouseError(
+            f"{warehouse} is a DuckDB database but not a mdecost warehouse (no "
+            f"{' or '.join(_OWN_TABLES)} table); {advice}"
+        )
 
 
 def build_lock(warehouse: Path, wait_seconds: float | None = None) -> AbstractContextManager[None]:
@@ -163,16 +206,59 @@ def _quote(text: str) -> str:
     return text.replace("'", "''")
 
 
+# Every connection the product opens for analysts (`mdecost sql`, the report) answers queries
+# over the warehouse and nothing else. DuckDB's own settings close the rest: no file outside the
+# database (COPY ... TO, read_text/read_csv/glob, ATTACH, EXPORT DATABASE, INSTALL), no extension
+# installed or loaded behind the analyst's back, and `lock_configuration` so no SET or RESET can
+# reopen any of it. A forged file written into the lake from here would become the next build's
+# truth, and `/proc/self/environ` holds the credentials: neither may be reachable.
+ANALYST_SANDBOX: Final = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+class QueryRefusedError(ValueError):
+    """A statement the analyst front end does not run: not exactly one SELECT."""
+
+
 def connect_read_only(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection, the only kind `mdecost sql` and the report use."""
+    """A read-only, sandboxed connection (`ANALYST_SANDBOX`): what `mdecost sql` and the report
+    use."""
     if not warehouse.exists():
         raise WarehouseMissingError(
             f"no warehouse at {warehouse}; run `mdecost build` (or `mdecost demo`) first"
         )
-    return duckdb.connect(str(warehouse), read_only=True)
+    return duckdb.connect(str(warehouse), read_only=True, config=dict(ANALYST_SANDBOX))
+
+
+def single_select(sql: str) -> str:
+    """`sql` if it is exactly one SELECT (WITH, VALUES, FROM-first, DESCRIBE and SHOW are
+    SELECTs to DuckDB), else QueryRefusedError saying why.
+
+    The sandbox already makes writes and file access fail; refusing every other statement type
+    up front (SET, PRAGMA, CALL, ATTACH, COPY, EXPORT, INSTALL, LOAD, CREATE...) says so in one
+    line instead of relying on each one's own error, and keeps one statement per call.
+    """
+    statements = duckdb.extract_statements(sql)
+    if not statements:
+        raise QueryRefusedError("no SQL statement given: pass one SELECT query")
+    if len(statements) > 1:
+        raise QueryRefusedError(
+            f"{len(statements)} statements given: `mdecost sql` runs one SELECT query at a time"
+        )
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryRefusedError(
+            f"a {kind.name} statement: `mdecost sql` is read-only and runs SELECT queries only"
+        )
+    return sql
 
 
 def query(warehouse: Path, sql: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
-    """Run one read-only query; values reach SQL only as bound parameters (`$name`)."""
+    """Run one read-only SELECT (`single_select`) on a sandboxed connection; values reach SQL
+    only as bound parameters (`$name`)."""
     with connect_read_only(warehouse) as con:
-        return con.sql(sql, params=dict(parameters or {})).to_arrow_table()
+        return con.sql(single_select(sql), params=dict(parameters or {})).to_arrow_table()

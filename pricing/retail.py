@@ -16,6 +16,7 @@ failed, and the lake, hence the book, stays as it was.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -262,6 +263,10 @@ def _row(item: Mapping[str, Any], index: int) -> dict[str, Any]:
         value = row[column]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RetailPricesError(f"item {index}: {column} is not a number: {value!r}")
+        # Python's json reads NaN, Infinity and 1e999 (infinite) as numbers; no price is one,
+        # and a negative price is no list price either.
+        if not math.isfinite(value) or value < 0:
+            raise RetailPricesError(f"item {index}: {column} is not a price: {value!r}")
         row[column] = float(value)
     for column in (
         "meter_id",

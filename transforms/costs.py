@@ -70,6 +70,50 @@ class CostDataError(ValueError):
     """Cost data that cannot be normalised: a missing column, an unparsable value, a bad mix."""
 
 
+# --- plausibility ---------------------------------------------------------------------------
+# `float()` reads `NaN`, `inf` and `1e309` (infinite) as numbers, and one absurd row (1e27) makes
+# every sum meaningless. No single charge or quantity row of any estate comes near 1e12 in any
+# currency (a trillion yen is seven billion dollars), so one at or beyond it is refused.
+MAX_ROW_AMOUNT: Final = 1e12
+AMOUNT_COLUMNS: Final = ("billed_cost", "effective_cost", "consumed_quantity")
+# Azure cost data starts well after 2010; a date before it, or after next year, is a misread
+# date format or a corrupt file, not a charge.
+EARLIEST_CHARGE_YEAR: Final = 2010
+# What no id is: text a spreadsheet would run as a formula, or holding control characters.
+# Such a value in ResourceId / SubscriptionId / SubAccountId is an attack on whoever opens the
+# report, and matches no machine anyway.
+_UNSAFE_ID: Final = r"^[=+\-@\t\r]|[\x00-\x1f\x7f]"
+# An ARM id: `/subscriptions/<guid>...` or a tenant-level `/providers/...`.
+_ARM_ID: Final = rf"(?i)^/(?:subscriptions/{_GUID}(?:/|$)|providers/)"
+
+
+def implausible_amount(value: pl.Expr) -> pl.Expr:
+    """True where `value` is NaN, infinite or at least `MAX_ROW_AMOUNT` in magnitude."""
+    return value.is_not_null() & (~value.is_finite() | (value.abs() >= MAX_ROW_AMOUNT))
+
+
+def implausible_day(day: pl.Expr, latest_year: int) -> pl.Expr:
+    """True where a charge date is before `EARLIEST_CHARGE_YEAR` or after `latest_year`."""
+    year = day.dt.year()
+    return day.is_not_null() & ((year < EARLIEST_CHARGE_YEAR) | (year > latest_year))
+
+
+def unsafe_id(text: pl.Expr) -> pl.Expr:
+    """True where an id starts like a spreadsheet formula or holds a control character."""
+    return text.is_not_null() & text.str.contains(_UNSAFE_ID)
+
+
+def non_arm_ids(costs: pl.LazyFrame) -> list[str]:
+    """The distinct resource ids of `costs` that are not ARM ids (other clouds' rows in a FOCUS
+    file, or damaged ids): kept, as they match no machine, and listed for the user."""
+    found = (
+        costs.select(pl.col("resource_id").drop_nulls().unique())
+        .filter(~pl.col("resource_id").str.contains(_ARM_ID))
+        .collect()
+    )
+    return sorted(found["resource_id"])
+
+
 # --- shared finishing ---------------------------------------------------------------------
 # Every source is first "staged" into the COSTS columns, except that `quantity` (not yet divided
 # by the block size) and `block_size` (null unless the source states it) stand in for
@@ -265,18 +309,34 @@ def unknown_units(costs: pl.LazyFrame, units: pl.DataFrame | None = None) -> lis
     return sorted(found["x_unit_of_measure"])
 
 
-def to_costs_table(costs: pl.LazyFrame, origin: str) -> pa.Table:
+def to_costs_table(costs: pl.LazyFrame, origin: str, *, latest_year: int | None = None) -> pa.Table:
     """Collect a costs frame into the exact Arrow schema of the `costs` dataset.
 
     A value that cannot be parsed surfaces here, when the frame is computed: it is reported as a
     CostDataError naming `origin` (the file or request) and polars' description of the column
-    and value. The result is checked by `schemas.conform`.
+    and value. So is a cost or quantity that is not finite or is absurd (`implausible_amount`),
+    from any source, and with `latest_year` a charge dated outside [2010, latest_year]. The
+    result is checked by `schemas.conform`.
     """
     try:
         frame = costs.collect()
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise CostDataError(f"{origin}: cannot read cost data: {first_line}") from error
+    for column in AMOUNT_COLUMNS:
+        bad = frame.filter(implausible_amount(pl.col(column)))[column]
+        if len(bad):
+            raise CostDataError(
+                f"{origin}: {column} {bad[0]!r} is not a plausible amount (NaN, infinite, or "
+                f"{MAX_ROW_AMOUNT:.0e} or more in magnitude)"
+            )
+    if latest_year is not None:
+        early = frame.filter(implausible_day(pl.col("charge_period_start"), latest_year))
+        if early.height:
+            raise CostDataError(
+                f"{origin}: a charge dated {early['charge_period_start'][0]:%Y-%m-%d}, outside "
+                f"{EARLIEST_CHARGE_YEAR}..{latest_year}"
+            )
     table = frame.to_arrow()
     columns = [table.column(field.name).cast(field.type) for field in COSTS]
     return conform(pa.Table.from_arrays(columns, names=COSTS.names), "costs", origin)
@@ -707,10 +767,23 @@ _FOCUS_REQUIRED_VALUES: Final = (
     "billing_currency",
 )
 _DETAILS_REQUIRED_VALUES: Final = ("date", "cost", "billing_currency")
+_NOT_PLAUSIBLE: Final = (
+    f"is not a plausible amount (NaN, infinite, or {MAX_ROW_AMOUNT:.0e} or more in magnitude)"
+)
+_UNSAFE_ID_PROBLEM: Final = (
+    "is not an id: it starts like a spreadsheet formula (=, +, -, @, tab, carriage return) or "
+    "holds a control character"
+)
+_AMOUNT_FIELDS: Final = ("billed_cost", "effective_cost", "consumed_quantity", "cost", "quantity")
+_DAY_FIELDS: Final = ("charge_period_start", "charge_period_end", "date")
+_ID_FIELDS: Final = ("resource_id", "sub_account_id", "subscription_id", "billing_account_id")
 
 
-def _value_checks(layout: ExportLayout) -> list[tuple[str, str, pl.Expr]]:
-    """(column, problem, predicate that is true on a bad row) for every checked field."""
+def _value_checks(
+    layout: ExportLayout, latest_year: int | None = None
+) -> list[tuple[str, str, pl.Expr]]:
+    """(column, problem, predicate that is true on a bad row) for every checked field: required
+    values, parsable values, then plausible ones (amounts, dates up to `latest_year`, ids)."""
     columns = layout.columns
     required: tuple[str, ...]
     if layout.is_focus:
@@ -743,6 +816,17 @@ def _value_checks(layout: ExportLayout) -> list[tuple[str, str, pl.Expr]]:
     checks.append(
         (columns["billing_currency"], _NOT_A_CURRENCY, ~currency.str.contains(_CURRENCY_CODE))
     )
+    for field, (parser, _) in parsed.items():
+        if field in columns and field in _AMOUNT_FIELDS:
+            value = parser(pl.col(columns[field]), strict=False)
+            checks.append((columns[field], _NOT_PLAUSIBLE, implausible_amount(value)))
+        if field in columns and field in _DAY_FIELDS and latest_year is not None:
+            day = parser(pl.col(columns[field]), strict=False)
+            problem = f"is not a plausible charge date ({EARLIEST_CHARGE_YEAR} to {latest_year})"
+            checks.append((columns[field], problem, implausible_day(day, latest_year)))
+    for field in _ID_FIELDS:
+        if field in columns:
+            checks.append((columns[field], _UNSAFE_ID_PROBLEM, unsafe_id(pl.col(columns[field]))))
     return checks
 
 
@@ -752,14 +836,17 @@ def unusual_currencies(costs: pl.LazyFrame) -> list[str]:
     return sorted(c for c in found.drop_nulls() if not re.match(_CURRENCY_CODE, c))
 
 
-def first_unreadable_value(raw: pl.LazyFrame, layout: ExportLayout) -> UnreadableValue | None:
+def first_unreadable_value(
+    raw: pl.LazyFrame, layout: ExportLayout, *, latest_year: int | None = None
+) -> UnreadableValue | None:
     """The first row of an export (every column a string, as read) holding a value that
-    `export_to_costs` cannot use - an empty required field, a cost that is not a number, a date
-    that is not a date - or None when every value is readable.
+    `export_to_costs` cannot use - an empty required field, a cost that is not a number or not
+    a plausible amount, a date that is not a date (or, with `latest_year`, not a plausible one),
+    an id that is not one - or None when every value is readable.
 
     For error messages: a strict cast says which value failed but not on which row.
     """
-    checks = _value_checks(layout)
+    checks = _value_checks(layout, latest_year)
     which = pl.coalesce(
         *(pl.when(bad).then(pl.lit(index)) for index, (_, _, bad) in enumerate(checks))
     )

@@ -70,6 +70,10 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "currency": "Currency the comparisons are priced in.",
             "seat_option": "Seat option compared against per-hour billing.",
             "partial_hours": "How partial hours count: fractional or round_up_clock_hour.",
+            "cost_precedence": "How the build picks one cost source where the lake holds more "
+            "than one for a subscription and month.",
+            "cost_overlaps": "Where sources overlapped: what was counted and what left out (JSON "
+            "list, empty when nothing overlapped).",
             "seat_prices": "Seat price overrides from the configuration (JSON).",
             "discounts": "Percent discounts from the configuration (JSON).",
             "seats_owned": "Seats already owned per seat option (JSON).",

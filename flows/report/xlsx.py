@@ -3,6 +3,14 @@
 Cells hold values (not only formulas) so any reader, openpyxl included, sees the numbers; the
 totals rows are SUBTOTAL formulas (they follow the autofilter) whose cached value is the
 warehouse's own sum, so the file shows the right total before any recalculation.
+
+Text is written as text, never as a formula or a link: machine names and ids come from imported
+files, and xlsxwriter's `write` turns a string starting with `=` into a formula and a URL-like
+one (`external:\\\\host\\share`, which hands a Windows credential to whoever runs the host)
+into a hyperlink. Every cell goes through `_cell`, which writes strings with `write_string` (the
+workbook's `strings_to_*` options are off as well) and checks each status: a value longer than
+a cell holds is cut, marked as cut, and the rest of its column is still written (`write_column`
+stopped at the first error, silently).
 """
 
 from __future__ import annotations
@@ -10,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import xlsxwriter
 from xlsxwriter.format import Format
-from xlsxwriter.utility import xl_col_to_name
+from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
 from xlsxwriter.worksheet import Worksheet
 
 from flows.report.data import (
@@ -26,11 +34,26 @@ from flows.report.data import (
     Assumptions,
     PlanAnswer,
     ReportData,
+    ReportDataError,
 )
 from flows.report.formatting import xlsx_money_format
 
 SHEETS = ("summary", "machines", "findings", "options")
 TOTAL_LABEL = "Total"
+# Excel's limit on the characters of one cell; a longer value is cut and says so.
+CELL_CHARACTERS = 32_767
+CUT_MARK = "… [cut: longer than an Excel cell holds]"
+# Nothing written to the workbook is interpreted: no formulas, links or numbers from text.
+WORKBOOK_OPTIONS: Final = {
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
+
+
+class WorkbookWriteError(ReportDataError):
+    """xlsxwriter refused a cell (a status other than 0): named, never left blank silently."""
+
 
 _MONEY = frozenset(
     {
@@ -86,7 +109,7 @@ def write_workbook(data: ReportData, path: Path) -> None:
     """Write the four sheets of `data` to `path` (an .xlsx file; replaced if present): the
     summary, the machines, the findings and the licensing options (`licensing_options_monthly`
     of the month, every scope)."""
-    with xlsxwriter.Workbook(str(path)) as book:
+    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as book:
         money = xlsx_money_format(data.headline.currency)
         formats = _Formats(
             title=book.add_format({"bold": True, "font_size": 14}),
@@ -126,6 +149,26 @@ def write_workbook(data: ReportData, path: Path) -> None:
         _table_sheet(book.add_worksheet("options"), data.options, OPTION_COLUMNS, {}, formats)
 
 
+def _cell(
+    sheet: Worksheet, row: int, column: int, value: Any, cell_format: Format | None = None
+) -> None:
+    """Write one cell: text as text (`write_string`, cut to `CELL_CHARACTERS`), anything else by
+    its type; raises WorkbookWriteError naming the sheet and cell for any other refusal."""
+    if isinstance(value, str):
+        if len(value) > CELL_CHARACTERS:
+            value = value[: CELL_CHARACTERS - len(CUT_MARK)] + CUT_MARK
+        status = sheet.write_string(row, column, value, cell_format)
+    elif value is None:
+        status = sheet.write_blank(row, column, None, cell_format)
+    else:
+        status = sheet.write(row, column, value, cell_format)
+    if status != 0:
+        raise WorkbookWriteError(
+            f"comparison.xlsx: sheet {sheet.get_name()} cell {xl_rowcol_to_cell(row, column)}: "
+            f"xlsxwriter refused the value (status {status})"
+        )
+
+
 def _table_sheet(
     sheet: Worksheet,
     table: pa.Table,
@@ -137,14 +180,16 @@ def _table_sheet(
     row; header frozen, autofilter over the rows (not the totals)."""
     rows = table.num_rows
     for index, column in enumerate(columns):
-        sheet.write(0, index, column, formats.header)
+        _cell(sheet, 0, index, column, formats.header)
         sheet.set_column(index, index, _WIDTHS.get(column, 14))
         values = table.column(column)
         if pa.types.is_decimal(values.type):
             values = pc.cast(values, pa.float64())
-        sheet.write_column(1, index, values.to_pylist(), formats.for_column(column))
+        cell_format = formats.for_column(column)
+        for offset, value in enumerate(values.to_pylist(), start=1):
+            _cell(sheet, offset, index, value, cell_format)
     total_row = rows + 1
-    sheet.write(total_row, 0, TOTAL_LABEL, formats.bold)
+    _cell(sheet, total_row, 0, TOTAL_LABEL, formats.bold)
     for index, column in enumerate(columns):
         if column in totals:
             letter = xl_col_to_name(index)
@@ -255,15 +300,19 @@ def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> Non
         ("Findings amount", data.findings_total, formats.money, "findings without an amount: 0"),
         ("Currency", headline.currency, None, ""),
     ]
-    sheet.write(
-        0, 0, f"Defender for Servers vs per-seat licensing, {data.month:%B %Y}", formats.title
+    _cell(
+        sheet,
+        0,
+        0,
+        f"Defender for Servers vs per-seat licensing, {data.month:%B %Y}",
+        formats.title,
     )
     for index, header in enumerate(("Measure", "Value", "Note")):
-        sheet.write(1, index, header, formats.header)
+        _cell(sheet, 1, index, header, formats.header)
     for offset, (label, value, number_format, note) in enumerate(measures):
-        sheet.write(2 + offset, 0, label)
-        sheet.write(2 + offset, 1, value, number_format)
-        sheet.write(2 + offset, 2, note)
+        _cell(sheet, 2 + offset, 0, label)
+        _cell(sheet, 2 + offset, 1, value, number_format)
+        _cell(sheet, 2 + offset, 2, note)
     sheet.set_column(0, 0, 52)
     sheet.set_column(1, 1, 38)
     sheet.set_column(2, 2, 46)
@@ -271,7 +320,7 @@ def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> Non
     sheet.freeze_panes(2, 0)
 
     top = 2 + len(measures) + 1
-    sheet.write(top, 0, "By subscription (fleet_comparison_monthly)", formats.title)
+    _cell(sheet, top, 0, "By subscription (fleet_comparison_monthly)", formats.title)
     columns = (
         "subscription_id",
         "machines_distinct",
@@ -284,12 +333,13 @@ def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> Non
     )
     header_row = top + 1
     for index, column in enumerate(columns):
-        sheet.write(header_row, index, column, formats.header)
+        _cell(sheet, header_row, index, column, formats.header)
     for offset, row in enumerate(data.subscriptions):
         for index, column in enumerate(columns):
             value = getattr(row, column)
             integer = column in {"machines_distinct", "peak_concurrent_machines"}
-            sheet.write(
+            _cell(
+                sheet,
                 header_row + 1 + offset,
                 index,
                 value,
@@ -298,10 +348,11 @@ def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> Non
     last_row = header_row + max(len(data.subscriptions), 1)
     sheet.autofilter(header_row, 0, last_row, len(columns) - 1)
     estate_row = last_row + 1
-    sheet.write(estate_row, 0, "Estate (all subscriptions)", formats.bold)
+    _cell(sheet, estate_row, 0, "Estate (all subscriptions)", formats.bold)
     for index, column in enumerate(columns[1:], start=1):
         integer = column in {"machines_distinct", "peak_concurrent_machines"}
-        sheet.write(
+        _cell(
+            sheet,
             estate_row,
             index,
             getattr(data.estate, column),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import logging
 import math
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -280,14 +280,18 @@ def test_a_header_only_file_imports_nothing_and_changes_nothing(lake):
 
 
 # --- the same file again: replaced, never added ---------------------------------------------
-ACCOUNT_8611537 = hashlib.sha256(b"/providers/microsoft.billing/billingaccounts/8611537")
+# The four subscriptions of the toolkit's EA sample (billing account 8611537, September 2023).
+SUB_A = "1caaa5a3-2b66-438e-8ab4-bce37d518c5d"  # 5 rows: 3.25 + 2.64 + 0 + 0.21268368 + 0
+SUB_B = "64e355d7-997c-491d-b0c1-8414dccfcf42"  # 3 rows: 0.000002 + 1.9584 + 0.4838709677419368
+SUB_C = "9ec51cfd-5ca7-4d76-8101-dd0a4abc5674"  # 1 row: 0
+SUB_D = "ed570627-0265-4620-bb42-bae06bcfa914"  # 2 rows: 0.00004 + 0.000011139
 
 
-def test_partitions_are_one_per_month_scope_and_cost_type(lake):
+def test_partitions_are_one_per_month_owner_and_cost_type(lake):
     files = sorted(path.relative_to(lake).as_posix() for path in lake.rglob("*.parquet"))
     assert files == [
-        "raw/costs/source=export/month=2023-09/"
-        f"scope={ACCOUNT_8611537.hexdigest()[:16]}/cost_type=ActualCost/data.parquet"
+        f"raw/costs/source=export/month=2023-09/sub_account={sub}/cost_type=ActualCost/data.parquet"
+        for sub in (SUB_A, SUB_B, SUB_C, SUB_D)
     ]
 
 
@@ -322,9 +326,8 @@ def test_two_runs_of_one_export_in_one_import_are_refused(lake, tmp_path):
     with pytest.raises(CostDataError) as refused:
         import_costs_to_lake([tmp_path / "export"], lake)
     assert str(refused.value) == (
-        f"{first} and {second} both hold ActualCost rows of "
-        "/providers/microsoft.billing/billingaccounts/8611537 for 2023-09, from different "
-        "folders (two runs of an export?); import only the latest run's folder"
+        f"{first} and {second} both hold ActualCost rows of {SUB_A} for 2023-09, from "
+        "different folders (two runs of an export?); import only the latest run's folder"
     )
     assert lake_bytes(lake) == before
     # The latest run alone replaces the month: 8.5450077867419368 - 3.25 + 3.5.
@@ -347,3 +350,128 @@ def test_parts_of_one_run_spelling_the_account_differently_land_in_one_partition
     # All four rows: 0.16128 + 4.2 + 5 - 0.3 = 9.06128.
     assert costs.height == 4
     assert math.fsum(costs["billed_cost"]) == pytest.approx(9.06128, abs=1e-12)
+
+
+# --- implausible values, ids that are no ids, odd headers (issue 13) ------------------------
+PLAUSIBILITY = [
+    ("EA_ActualCost_nan.csv", 2, "CostInBillingCurrency", "NaN"),
+    ("EA_ActualCost_inf.csv", 3, "CostInBillingCurrency", "inf"),
+    # 1e309 is past float64's largest (1.8e308): float() reads it as infinity.
+    ("EA_ActualCost_overflow.csv", 1, "CostInBillingCurrency", "1e309"),
+    ("EA_ActualCost_absurd.csv", 4, "CostInBillingCurrency", "1e27"),
+    ("EA_ActualCost_absurd_refund.csv", 1, "Quantity", "-1000000000000"),  # 1/Hour: as is
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "column", "value"), PLAUSIBILITY, ids=[p[0] for p in PLAUSIBILITY]
+)
+def test_a_non_finite_or_absurd_amount_is_refused_naming_file_row_and_column(
+    lake, tmp_path, name, row, column, value
+):
+    before = lake_bytes(lake)
+    bad = handmade_with(tmp_path, name, setter(row, column, value))
+    with pytest.raises(CostDataError) as refused:
+        import_costs_to_lake([bad], lake)
+    assert str(refused.value) == (
+        f"{bad}: row {row}, column {column}: {value!r} is not a plausible amount (NaN, "
+        "infinite, or 1e+12 or more in magnitude)"
+    )
+    assert lake_bytes(lake) == before
+
+
+def test_a_cost_just_below_the_bound_is_kept(lake, tmp_path):
+    # 999,999,999,999.99 is absurd for a Defender bill but not impossible for one row of a
+    # whole enrollment in a currency of small units: the bound is 1e12, not "looks large".
+    fine = handmade_with(
+        tmp_path, "EA_ActualCost_large.csv", setter(2, "CostInBillingCurrency", "999999999999.99")
+    )
+    import_costs_to_lake([fine], lake)
+    costs = scan_dataset(lake, "costs").collect()
+    assert costs["billed_cost"].max() == 999999999999.99
+
+
+@pytest.mark.parametrize(
+    ("value", "year"),
+    [("12/31/2009", 2009), ("01/01/2099", 2099), ("2009-06-01", 2009)],
+)
+def test_an_implausible_date_is_refused(lake, tmp_path, value, year):
+    bad = handmade_with(tmp_path, "EA_ActualCost_dates.csv", setter(3, "Date", value))
+    with pytest.raises(CostDataError) as refused:
+        import_costs_to_lake([bad], lake, ingested_at=datetime(2026, 12, 4, tzinfo=UTC))
+    # Plausible: 2010 to next year (2027, from the import's own date).
+    assert str(refused.value) == (
+        f"{bad}: row 3, column Date: {value!r} is not a plausible charge date (2010 to 2027)"
+    )
+
+
+def test_next_years_date_is_still_plausible(lake, tmp_path):
+    fine = handmade_with(tmp_path, "EA_ActualCost_next_year.csv", setter(3, "Date", "01/15/2027"))
+    import_costs_to_lake([fine], lake, ingested_at=datetime(2026, 12, 4, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("ResourceId", '=HYPERLINK("http://evil.example","x")'),
+        ("ResourceId", "@SUM(A1)"),
+        ("ResourceId", "/subscriptions/x/vm\x1b[2J"),
+        ("SubscriptionId", "+cmd|' /C calc'!A0"),
+        ("SubscriptionId", "-1+1"),
+    ],
+)
+def test_an_id_that_would_run_as_a_formula_is_refused(lake, tmp_path, column, value):
+    before = lake_bytes(lake)
+    bad = handmade_with(tmp_path, "EA_ActualCost_formula.csv", setter(2, column, value))
+    with pytest.raises(CostDataError) as refused:
+        import_costs_to_lake([bad], lake)
+    assert str(refused.value) == (
+        f"{bad}: row 2, column {column}: {value!r} is not an id: it starts like a spreadsheet "
+        "formula (=, +, -, @, tab, carriage return) or holds a control character"
+    )
+    assert lake_bytes(lake) == before
+
+
+def test_a_resource_id_that_is_not_an_arm_id_is_kept_and_flagged(lake, tmp_path, caplog):
+    odd = "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"
+    flagged = handmade_with(tmp_path, "EA_ActualCost_odd_id.csv", setter(2, "ResourceId", odd))
+    with caplog.at_level(logging.WARNING):
+        result = import_costs_to_lake([flagged], lake)
+    assert result.files[0].non_arm_ids == (odd,)
+    assert "1 resource id(s) that are not Azure resource ids" in caplog.text
+
+
+def test_columns_differing_only_in_case_are_refused(lake, tmp_path):
+    def twin_cost_column(header, rows):
+        header.append("costinbillingcurrency")
+        for row in rows:
+            row.append("1000")
+
+    bad = handmade_with(tmp_path, "EA_ActualCost_twins.csv", twin_cost_column)
+    with pytest.raises(CostDataError) as refused:
+        import_costs_to_lake([bad], lake)
+    assert str(refused.value) == (
+        f"{bad}: columns CostInBillingCurrency and costinbillingcurrency differ only in case; "
+        "mdecost reads columns without case, so it cannot tell which one to use - export the "
+        "file again"
+    )
+
+
+def test_a_field_over_128_kib_is_refused_in_one_line(lake, tmp_path):
+    huge = "x" * (200 * 1024)  # Python's csv module stops at 131,072 characters a field
+
+    def huge_field_and_a_short_row(header, rows):
+        rows[0][header.index("AdditionalInfo")] = huge
+        del rows[2][10:]  # a faulty file: the rows are then read one by one to name the row
+
+    bad = handmade_with(tmp_path, "EA_ActualCost_huge.csv", huge_field_and_a_short_row)
+    huge_header = handmade_with(
+        tmp_path, "EA_ActualCost_huge_header.csv", lambda header, rows: header.append(huge)
+    )
+    for path in (bad, huge_header):
+        with pytest.raises(CostDataError) as refused:
+            import_costs_to_lake([path], lake)
+        assert str(refused.value) == (
+            f"{path}: not a readable text file (field larger than field limit (131072)); "
+            "download or export it again"
+        )

@@ -14,9 +14,10 @@ it (31 days, 744 hours; inventory snapshots on Jan 11 and Feb 1 00:00, so the hi
   Jan 4 (0.48), its SUB_B id Jan 15 (0.48), SUB_C's pricings id Jan 10 (24 h, 0.48: only c1
   billable that day) and Jan 22 (36 h, 0.72: c1 24 h and c2 12 h billable, so 0.48 and 0.24).
   Not Defender charges: an AmortizedCost copy of a1's Jan 2 charge and a VM compute row.
-- One export partition (billing account scope, ActualCost): a1 Jan 4 (0.48); c1 Jan 25 (0.48,
-  named by its sub_account_id only); SUB_D's pricings id Jan 6 (48 h, 0.96; SUB_D was never
-  collected); a Defender row of no subscription Jan 7 (0.12); a storage row of none (1.00).
+- One export partition (billing account scope, ActualCost): a1 Jan 4 (0.48) and c1 Jan 25
+  (0.48), both named by their resource id only; SUB_D's pricings id Jan 6 (48 h, 0.96; SUB_D
+  was never collected); a Defender row of no subscription Jan 7 (0.12); a storage row of none
+  (1.00).
 
 Defender money in the lake: 3 x 0.48 + 0.48 + 0.48 + 0.72 (query) + 0.48 + 0.48 + 0.96 + 0.12
 (export) = 5.16.
@@ -84,12 +85,14 @@ def collected_estate() -> RawLake:
 
 def exported_costs() -> list[dict]:
     export = RawLake()
-    export.cost(date(2026, 1, 4), A1, hours=24, amount=0.48)
-    export.cost(date(2026, 1, 25), C1, hours=24, amount=0.48, subscription=SUB_C)
+    # a1's and c1's rows name no subscription (billed under the billing account, the cost
+    # owner of `transforms.sources`): with one, they would state SUB_A's and SUB_C's January,
+    # and the build would count the export instead of the query rows, not beside them.
+    export.cost(date(2026, 1, 4), A1, hours=24, amount=0.48, subscription=None)
+    export.cost(date(2026, 1, 25), C1, hours=24, amount=0.48, subscription=None)
     export.cost(date(2026, 1, 6), pricing_id(SUB_D), hours=48, amount=0.96, subscription=SUB_D)
     export.cost(date(2026, 1, 7), None, hours=6, amount=0.12, subscription=None)
     export.cost(date(2026, 1, 8), None, hours=1, amount=1.00, meter="LRS Data", subscription=None)
-    export.cost_rows[1]["subscription_id"] = None  # c1's row names SUB_C in sub_account_id only
     for row in export.cost_rows:
         row.update(cost_source="export", scope=BILLING_SCOPE)
     return export.cost_rows
@@ -431,7 +434,9 @@ def test_an_export_row_naming_its_machine_only_by_resource_id_is_charged_to_that
     # resource id still says SUB_C (defender_charges_daily attributes it from the id).
     blank = RawLake()
     blank.cost(date(2026, 1, 26), C1, hours=24, amount=0.48, subscription=None)
-    blank.cost_rows[0].update(cost_source="export", scope=BILLING_SCOPE)
+    # Another billing account's export: one of the same account would state the same owner's
+    # January as the lake's export partition, at the same instant (refused: a tie).
+    blank.cost_rows[0].update(cost_source="export", scope=BILLING_SCOPE + "/other")
     write_partition(
         lake,
         "costs",

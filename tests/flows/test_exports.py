@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.exports import export_files, import_cost_exports
+from flows.exports import cost_type_from_path, export_files, import_cost_exports
 from transforms import billing
 from transforms.costs import CostDataError, UnknownLayoutError
 from transforms.schemas import COSTS
@@ -221,7 +221,7 @@ def test_unknown_layout_is_refused_naming_the_missing_columns(tmp_path):
 def test_cost_details_without_a_cost_type_are_refused_unless_told(tmp_path):
     unnamed = tmp_path / "part_0_0001.csv"
     shutil.copy(EA_AMORTIZED, unnamed)
-    with pytest.raises(CostDataError, match="pass the cost type"):
+    with pytest.raises(CostDataError, match="pass --cost-type"):
         imported(unnamed)
     costs = imported(unnamed, cost_type="AmortizedCost")
     assert costs.height == 28
@@ -262,3 +262,33 @@ def test_paths_that_are_not_exports_are_refused(tmp_path):
         export_files([tmp_path])
     with pytest.raises(CostDataError, match="cost type must be one of"):
         import_cost_exports([EA_ACTUAL], cost_type="Actual")
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("contractual-2026/part_0.csv", None),  # "actual" inside a word says nothing
+        ("factual/overactualized.csv", None),
+        ("exports/ActualCost/2026-10/part_0.csv", "ActualCost"),
+        ("exports/monthly-amortized/part_0.csv", "AmortizedCost"),
+        ("EA_AmortizedCost_Small.csv", "AmortizedCost"),
+        ("MCA-actual_2026.csv", "ActualCost"),
+        ("actual/amortized.csv", None),  # both: ask
+    ],
+)
+def test_the_cost_type_comes_from_whole_words_of_the_path(relative, expected):
+    assert cost_type_from_path(Path("/data") / relative) == expected
+
+
+def test_a_file_whose_path_only_contains_actual_inside_a_word_is_asked_about(tmp_path):
+    folder = tmp_path / "contractual-2026"
+    folder.mkdir()
+    unnamed = folder / "part_0_0001.csv"
+    shutil.copy(EA_AMORTIZED, unnamed)
+    with pytest.raises(CostDataError) as asked:
+        imported(unnamed)
+    assert str(asked.value) == (
+        f"{unnamed}: ea-cost-details files do not say whether they hold actual or amortized "
+        "cost and no word of the path does either; pass --cost-type (ActualCost or "
+        "AmortizedCost)"
+    )

@@ -260,3 +260,26 @@ def test_items_in_another_currency_or_of_another_product_are_not_stored():
     assert rows.table.schema == RETAIL_PRICES
     with pytest.raises(RetailPricesError, match=r"item 0 \(Standard P2 Node\) is priced in USD, "):
         retail_prices_table([item], currency="GBP", endpoint="https://x", ingested_at=NOW)
+
+
+@pytest.mark.parametrize(
+    ("price_text", "shown"),
+    [
+        ("NaN", "nan"),
+        ("Infinity", "inf"),
+        ("-Infinity", "-inf"),
+        ("1e999", "inf"),
+        ("-0.02", "-0.02"),
+    ],
+)
+def test_an_answer_with_a_price_that_is_no_price_is_a_failure(
+    retail_api, refreshed_once, price_text, shown
+):
+    # Written into the JSON text as the server would send it: Python's json reads these.
+    settings, book_before = refreshed_once
+    item = json.loads((FIXTURES / "retail_page1.json").read_text())["Items"][1]
+    body = json.dumps({"Items": [{**item, "retailPrice": "PRICE"}], "NextPageLink": None})
+    fail_on_page(retail_api, 1, (200, {}, body.replace('"PRICE"', price_text).encode()))
+    with pytest.raises(RetailPricesError, match=rf"item 0: retail_price is not a price: {shown}$"):
+        refresh_retail_prices(settings, now=NOW + timedelta(days=1), sleep=lambda _: None)
+    assert load_price_book(settings) == book_before

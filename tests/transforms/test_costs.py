@@ -350,3 +350,22 @@ def test_unknown_layout_is_refused_naming_the_missing_columns():
     assert message.startswith("odd.csv: not a cost export mdecost can read")
     assert "As FOCUS it is missing BilledCost, EffectiveCost;" in message
     assert "CostInBillingCurrency|Cost" in message
+
+
+@pytest.mark.parametrize(
+    ("cost", "quantity", "column", "shown"),
+    [
+        (float("nan"), 24, "billed_cost", "nan"),  # Python's json reads NaN from an answer
+        (float("inf"), 24, "billed_cost", "inf"),
+        (1e27, 24, "billed_cost", "1e+27"),
+        (0.48, -1e12, "consumed_quantity", "-1000000000000.0"),
+    ],
+)
+def test_a_query_api_answer_with_money_that_is_no_money_is_refused(cost, quantity, column, shown):
+    rows = [[cost, quantity, 20240131, VM, "c", "s", "Standard P2 Node", "n", "t", "usage", "USD"]]
+    with pytest.raises(CostDataError) as refused:
+        query_costs(rows=rows)
+    assert str(refused.value) == (
+        f"test query: {column} {shown} is not a plausible amount (NaN, infinite, or 1e+12 or "
+        "more in magnitude)"
+    )
