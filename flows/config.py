@@ -84,13 +84,7 @@ class AzureSettings(_Section):
 
     def endpoint_is_loopback(self) -> bool:
         """True when `arm_endpoint` names this machine (localhost or a loopback address)."""
-        host = urlparse(self.arm_endpoint).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback_url(self.arm_endpoint)
 
 
 class LakeSettings(_Section):
@@ -125,6 +119,7 @@ class CollectSettings(_Section):
 
 
 def _is_loopback_url(url: str) -> bool:
+    """True when `url` names this machine (localhost or a loopback address)."""
     host = urlparse(url).hostname or ""
     if host == "localhost":
         return True

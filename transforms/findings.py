@@ -62,6 +62,25 @@ def _hours(column: str) -> pl.Expr:
     return pl.col(column).round(2).cast(pl.String)
 
 
+def _at_plan_rates(days: pl.LazyFrame, calendar: pl.LazyFrame) -> pl.LazyFrame:
+    """Machine days (usage_date, plan) with their `month` and the day's hourly `rate` of their
+    plan (null where the price book has none)."""
+    rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
+    return days.with_columns(
+        _month("usage_date"),
+        option=pl.col("plan").replace_strict(HOURLY_OPTIONS, default=None, return_dtype=pl.String),
+    ).join(rates, on=["option", "usage_date"], how="left")
+
+
+def _priced(hours: str) -> pl.Expr:
+    """`hours` at each day's rate, summed; null if a day has no rate (never silently low)."""
+    return (
+        pl.when(pl.col("rate").is_null().any())
+        .then(None)
+        .otherwise((pl.col(hours) * pl.col("rate")).sum())
+    )
+
+
 def _billed_while_not_billable(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
@@ -148,7 +167,6 @@ def _billable_not_billed(
     covered = machine_plans_daily.filter(pl.col("plan").is_not_null() & ~pl.col("trial")).select(
         "usage_date", "resource_id", "plan"
     )
-    rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
     estate_cut_off = (
         defender_charges_daily.select(estate_billed_through=pl.col("usage_date").max())
         if billed_through is None
@@ -169,14 +187,8 @@ def _billable_not_billed(
         .join(keys, on="resource_id", how="left")
         .with_columns(machine_key=pl.coalesce("machine_key", "resource_id"))
         .join(charged_days, on=["usage_date", "machine_key"], how="anti")
-        .with_columns(
-            _month("usage_date"),
-            option=pl.col("plan").replace_strict(
-                HOURLY_OPTIONS, default=None, return_dtype=pl.String
-            ),
-        )
-        .join(rates, on=["option", "usage_date"], how="left")
     )
+    days = _at_plan_rates(days, calendar)
     return (
         days.group_by("resource_id", "month")
         .agg(
@@ -185,9 +197,7 @@ def _billable_not_billed(
             days=pl.len(),
             hours=pl.col("billable_hours").sum(),
             billed_through=pl.col("billed_through").max(),
-            amount=pl.when(pl.col("rate").is_null().any())
-            .then(None)
-            .otherwise((pl.col("billable_hours") * pl.col("rate")).sum()),
+            amount=_priced("billable_hours"),
         )
         .select(
             "resource_id",
@@ -361,20 +371,13 @@ def _stopped_allocated(
         .group_by("resource_id", "usage_date")
         .agg(hours=pl.col("microseconds").sum() / 3_600_000_000)
     )
-    rates = calendar.filter(pl.col("kind") == "hourly").select("option", "usage_date", "rate")
-    days = (
+    days = _at_plan_rates(
         stopped.join(
             machine_plans_daily.filter(pl.col("plan").is_not_null() & ~pl.col("trial")),
             on=["usage_date", "resource_id"],
             how="inner",
-        )
-        .with_columns(
-            _month("usage_date"),
-            option=pl.col("plan").replace_strict(
-                HOURLY_OPTIONS, default=None, return_dtype=pl.String
-            ),
-        )
-        .join(rates, on=["option", "usage_date"], how="left")
+        ),
+        calendar,
     )
     return (
         days.group_by("resource_id", "month")
@@ -382,9 +385,7 @@ def _stopped_allocated(
             pl.col("subscription_id").first(),
             days=pl.len(),
             hours=pl.col("hours").sum(),
-            amount=pl.when(pl.col("rate").is_null().any())
-            .then(None)
-            .otherwise((pl.col("hours") * pl.col("rate")).sum()),
+            amount=_priced("hours"),
         )
         .select(
             "resource_id",

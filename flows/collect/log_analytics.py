@@ -41,8 +41,7 @@ from flows.collect.throttling import (
     RetriesExhausted,
     RetryLimits,
     ThrottleStats,
-    backoff_seconds,
-    retry_after_seconds,
+    wait_before_retry,
 )
 from transforms.billing import ACTIVITY_TABLE, power_operation_names
 
@@ -133,19 +132,15 @@ def _ask(
                     f"{what}: still 429 throttled after {limits.max_retries} retries; run again "
                     "later, or raise [collect] max_retries"
                 ) from None
-            headers = getattr(error.response, "headers", None) or {}
-            asked = retry_after_seconds(headers)
-            wanted = asked if asked is not None else backoff_seconds(attempt)
-            wait = max(0.0, min(limits.max_wait_seconds, wanted))
-            log.warning(
-                "%s: 429 throttled, waiting %.1f s (retry %d of %d)",
-                what,
-                wait,
-                attempt + 1,
-                limits.max_retries,
+            wait_before_retry(
+                getattr(error.response, "headers", None) or {},
+                attempt,
+                limits=limits,
+                stats=stats,
+                what=f"{what}: 429 throttled",
+                log=log,
+                sleep=sleep,
             )
-            sleep(wait)
-            stats.waited_seconds += wait
             attempt += 1
 
 

@@ -147,17 +147,28 @@ def send_with_retries(
                 f"{what}: still {problem} after {limits.max_retries} retries; run again later, "
                 "or raise [collect] max_retries / lower [collect] cost_query_concurrency"
             )
-        asked = retry_after_seconds(headers)
-        wanted = asked if asked is not None else backoff_seconds(attempt)
-        wait = max(0.0, min(limits.max_wait_seconds, wanted))
-        log.warning(
-            "%s: %s, waiting %.1f s (retry %d of %d)",
-            what,
-            problem,
-            wait,
-            attempt + 1,
-            limits.max_retries,
-        )
-        sleep(wait)
-        stats.waited_seconds += wait
+        wait_before_retry(
+            headers, attempt, limits=limits, stats=stats, what=f"{what}: {problem}", log=log,
+            sleep=sleep,
+        )  # fmt: skip
         attempt += 1
+
+
+def wait_before_retry(
+    headers: Mapping[str, str],
+    attempt: int,
+    *,
+    limits: RetryLimits,
+    stats: ThrottleStats,
+    what: str,
+    log: logging.Logger | logging.LoggerAdapter,
+    sleep: Callable[[float], None],
+) -> None:
+    """Wait before retry `attempt + 1`: the largest retry-after header, else exponential
+    back-off, capped at `limits.max_wait_seconds`; logged and counted in `stats`."""
+    asked = retry_after_seconds(headers)
+    wanted = asked if asked is not None else backoff_seconds(attempt)
+    wait = max(0.0, min(limits.max_wait_seconds, wanted))
+    log.warning("%s, waiting %.1f s (retry %d of %d)", what, wait, attempt + 1, limits.max_retries)
+    sleep(wait)
+    stats.waited_seconds += wait
