@@ -51,17 +51,8 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
     with `billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX` names the plan as "plan 1" / "plan 2" (any
     case) or "P1" / "P2".
     """
-    # `billing.DEFENDER_METER_PATTERN` without a regex over every cost row: the standard
-    # meter's name, then nothing or " - <variant>".
-    normalised = _normalised_meter(meter)
-    standard = len(next(iter(billing.DEFENDER_METERS)))
-    rest = normalised.str.slice(standard).str.strip_chars_start()
-    has_variant = rest.str.starts_with("-") & (rest.str.slice(1).str.strip_chars() != "")
-    by_meter = pl.when((rest == "") | has_variant).then(
-        normalised.str.slice(0, standard).replace_strict(
-            billing.DEFENDER_METERS, default=None, return_dtype=pl.String
-        )
-    )
+    plan, variant = _meter_parts(meter)
+    by_meter = pl.when(variant.is_null() | (variant != "")).then(plan)
     is_defender_description = (
         description.str.strip_chars()
         .str.to_lowercase()
@@ -79,12 +70,31 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
 def defender_benefit_expr(meter: pl.Expr) -> pl.Expr:
     """`billing.defender_meter`'s benefit for a whole column: `mde` for the MDATP benefit meter,
     another variant's text, null for the standard meter (or a row that is no Defender meter)."""
-    variant = _normalised_meter(meter).str.extract(billing.DEFENDER_METER_PATTERN, 2)
-    return variant.replace(billing.DEFENDER_METER_VARIANTS)
+    plan, variant = _meter_parts(meter)
+    return pl.when(plan.is_not_null() & (variant != "")).then(
+        variant.replace(billing.DEFENDER_METER_VARIANTS)
+    )
 
 
-def _normalised_meter(meter: pl.Expr) -> pl.Expr:
-    return meter.str.strip_chars().str.to_lowercase()
+def _meter_parts(meter: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """`billing.DEFENDER_METER_PATTERN` without a regex over every cost row: the plan of the
+    standard meter name the meter starts with (else null), and what follows it: null when
+    nothing does, the variant's text after " - " ("" when that is empty), or "" for anything
+    else (no Defender meter)."""
+    normalised = meter.str.strip_chars().str.to_lowercase()
+    standard = len(next(iter(billing.DEFENDER_METERS)))
+    plan = normalised.str.slice(0, standard).replace_strict(
+        billing.DEFENDER_METERS, default=None, return_dtype=pl.String
+    )
+    rest = normalised.str.slice(standard).str.strip_chars_start()
+    variant = (
+        pl.when(rest == "")
+        .then(pl.lit(None, dtype=pl.String))
+        .when(rest.str.starts_with("-"))
+        .then(rest.str.slice(1).str.strip_chars())
+        .otherwise(pl.lit(""))
+    )
+    return plan, variant
 
 
 def cost_row_subscription() -> pl.Expr:
@@ -264,7 +274,12 @@ def defender_charges_daily(
     """
     if coverage is None:
         coverage = pl.LazyFrame(schema=COVERAGE_SCHEMA)
-    return defender_charges_from(defender_rows(costs, cost_types), machine_hours_daily, coverage)
+    return defender_charges_from(
+        defender_rows(costs, cost_types),
+        machine_hours_daily,
+        coverage,
+        machine_hours_daily.select("resource_id").unique(),
+    )
 
 
 def _not_pooled(rows: pl.LazyFrame, machine_ids: pl.LazyFrame) -> pl.LazyFrame:
@@ -312,12 +327,15 @@ def _not_pooled(rows: pl.LazyFrame, machine_ids: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def defender_charges_from(
-    rows: pl.LazyFrame, machine_hours_daily: pl.LazyFrame, coverage: pl.LazyFrame
+    rows: pl.LazyFrame,
+    machine_hours_daily: pl.LazyFrame,
+    coverage: pl.LazyFrame,
+    machine_ids: pl.LazyFrame,
 ) -> pl.LazyFrame:
     """`defender_charges_daily` from `defender_rows`; the build materialises those first, as
-    three branches of the plan read them."""
+    three branches of the plan read them. `machine_ids`: the collected machines' resource ids
+    (the `machines` view's)."""
     is_pooled = pl.col("pool_kind").is_not_null()
-    machine_ids = machine_hours_daily.select("resource_id").unique()
     not_pooled = _not_pooled(rows.filter(~is_pooled), machine_ids)
     # One pooled charge per pool, day, plan, meter variant and currency: split once, whatever
     # the row count.

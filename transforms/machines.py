@@ -33,9 +33,15 @@ CREATION_WRITE_TOLERANCE: Final = timedelta(minutes=15)
 _VMSS_INSTANCE_ID: Final = (
     r"/providers/microsoft\.compute/virtualmachinescalesets/([^/]+)/virtualmachines/([^/]+)$"
 )
-_ARC_ID: Final = r"/providers/microsoft\.hybridcompute/machines/([^/]+)$"
-_SCALE_SET_ID: Final = r"/providers/microsoft\.compute/virtualmachinescalesets/[^/]+$"
-_VM_ID: Final = r"/providers/microsoft\.compute/virtualmachines/[^/]+$"
+# The shapes of a lower-cased ARM id tested without a regex (these run on every cost row and
+# power operation): the provider path it contains, and its number of slashes -
+# /subscriptions/{s}/resourcegroups/{g}/providers/{namespace}/{type}/{name} has 8, a child
+# resource ({...}/{type}/{name}) 10.
+_VM_PATH: Final = "/providers/microsoft.compute/virtualmachines/"
+_SCALE_SET_PATH: Final = "/providers/microsoft.compute/virtualmachinescalesets/"
+_ARC_PATH: Final = "/providers/microsoft.hybridcompute/machines/"
+_RESOURCE_SLASHES: Final = 8
+_CHILD_RESOURCE_SLASHES: Final = 10
 
 
 def resource_id(column: str = "resource_id") -> pl.Expr:
@@ -52,36 +58,56 @@ def _resource_group_of(resource_id_expr: pl.Expr) -> pl.Expr:
     return resource_id_expr.str.extract(r"/resourcegroups/([^/]+)/", 1)
 
 
-def machine_kind_of(resource_id_expr: pl.Expr) -> pl.Expr:
-    """vm, vmss_instance or arc, read from the id (for machines seen only in events or costs)."""
+def _slashes(resource_id_expr: pl.Expr) -> pl.Expr:
+    return resource_id_expr.str.count_matches("/", literal=True)
+
+
+def is_vmss_instance_id(resource_id_expr: pl.Expr) -> pl.Expr:
+    """True for a (lower-cased) scale-set instance id."""
     return (
-        pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
-        .then(pl.lit("vmss_instance"))
-        .when(resource_id_expr.str.contains(_ARC_ID))
-        .then(pl.lit("arc"))
-        .otherwise(pl.lit("vm"))
+        resource_id_expr.str.contains(_SCALE_SET_PATH, literal=True)
+        & resource_id_expr.str.contains("/virtualmachines/", literal=True)
+        & (_slashes(resource_id_expr) == _CHILD_RESOURCE_SLASHES)
     )
 
 
 def is_scale_set_id(resource_id_expr: pl.Expr) -> pl.Expr:
     """True for a (lower-cased) scale set id: the set itself, not one of its instances."""
-    return resource_id_expr.str.contains(_SCALE_SET_ID)
+    return resource_id_expr.str.contains(_SCALE_SET_PATH, literal=True) & (
+        _slashes(resource_id_expr) == _RESOURCE_SLASHES
+    )
 
 
 def is_arc_id(resource_id_expr: pl.Expr) -> pl.Expr:
     """True for a (lower-cased) Azure Arc machine id (`Microsoft.HybridCompute/machines`)."""
-    return resource_id_expr.str.contains(_ARC_ID)
+    return resource_id_expr.str.contains(_ARC_PATH, literal=True) & (
+        _slashes(resource_id_expr) == _RESOURCE_SLASHES
+    )
 
 
 def is_compute_machine_id(resource_id_expr: pl.Expr) -> pl.Expr:
     """True for a (lower-cased) VM or scale-set instance id."""
-    return resource_id_expr.str.contains(_VM_ID) | resource_id_expr.str.contains(_VMSS_INSTANCE_ID)
+    is_vm = resource_id_expr.str.contains(_VM_PATH, literal=True) & (
+        _slashes(resource_id_expr) == _RESOURCE_SLASHES
+    )
+    return is_vm | is_vmss_instance_id(resource_id_expr)
+
+
+def machine_kind_of(resource_id_expr: pl.Expr) -> pl.Expr:
+    """vm, vmss_instance or arc, read from the id (for machines seen only in events or costs)."""
+    return (
+        pl.when(is_vmss_instance_id(resource_id_expr))
+        .then(pl.lit("vmss_instance"))
+        .when(is_arc_id(resource_id_expr))
+        .then(pl.lit("arc"))
+        .otherwise(pl.lit("vm"))
+    )
 
 
 def scale_set_id_of(resource_id_expr: pl.Expr) -> pl.Expr:
     """The scale set's id for a scale-set instance id, else null."""
     return (
-        pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
+        pl.when(is_vmss_instance_id(resource_id_expr))
         .then(resource_id_expr.str.replace(r"/virtualmachines/[^/]+$", ""))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
@@ -90,7 +116,7 @@ def scale_set_id_of(resource_id_expr: pl.Expr) -> pl.Expr:
 def machine_name_of(resource_id_expr: pl.Expr) -> pl.Expr:
     """Azure's `name`: the VM name, or `{scaleSet}_{instanceId}` for a scale-set instance."""
     return (
-        pl.when(resource_id_expr.str.contains(_VMSS_INSTANCE_ID))
+        pl.when(is_vmss_instance_id(resource_id_expr))
         .then(
             pl.concat_str(
                 resource_id_expr.str.extract(_VMSS_INSTANCE_ID, 1),
@@ -449,10 +475,8 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
     return subscription_settings, resource_settings
 
 
-def instance_operations(
-    scale_set_operations: pl.LazyFrame, identities: pl.LazyFrame
-) -> pl.LazyFrame:
-    """A whole scale set's operations as operations of each instance it acted on.
+def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
+    """`ops` with a whole scale set's operations handed to each instance it acted on.
 
     Azure logs `virtualMachineScaleSets/deallocate/action` (start, powerOff, restart, delete) on
     the set's id only, and it changes the power state of the set's instances
@@ -462,40 +486,38 @@ def instance_operations(
     before it). An instance created later never sees it, so its creation stays its first
     operation. The Activity Log does not reliably say which instances a request listed, so an
     operation is taken to act on every instance of the set (documented in the data dictionary).
+    One left join on the set's id does it in a single pass over the operations: a machine's own
+    operation meets no instance and stays as it is.
     """
     known_from = pl.min_horizontal("created_at", "first_seen_at", "first_event_at")
     last_sighting = pl.max_horizontal("last_seen_at", "last_event_at")
     instances = identities.select(
-        "resource_id",
+        instance_id="resource_id",
         scale_set_id=scale_set_id_of(pl.col("resource_id")),
         known_from=known_from,
         gone_after=pl.when(~pl.col("in_latest_snapshot")).then(last_sighting),
     ).filter(pl.col("scale_set_id").is_not_null())
+    took_it = (
+        pl.col("instance_id").is_not_null()
+        & (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at")))
+        & (pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at")))
+    )
+    columns = ops.collect_schema().names()
     return (
-        scale_set_operations.rename({"resource_id": "scale_set_id"})
-        .join(instances, on="scale_set_id", how="inner")
-        .filter(
-            (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at")))
-            & (pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at")))
-        )
-        .drop("scale_set_id", "known_from", "gone_after")
+        ops.join(instances, left_on="resource_id", right_on="scale_set_id", how="left")
+        .filter(~is_scale_set_id(pl.col("resource_id")) | took_it)
+        .with_columns(resource_id=pl.coalesce("instance_id", "resource_id"))
+        .select(columns)
     )
 
 
 def classified_operations(power_events: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
     """The power operations (`operations`) of the machines in `identities`, a scale set's own
-    operations handed to its instances (`instance_operations`), creations marked."""
-    ops = operations(power_events)
-    on_scale_set = is_scale_set_id(pl.col("resource_id"))
-    machine_ops = pl.concat(
-        [
-            ops.filter(~on_scale_set),
-            instance_operations(ops.filter(on_scale_set), identities).select(
-                ops.collect_schema().names()
-            ),
-        ]
+    operations handed to its instances (`machine_operations`), creations marked."""
+    return classify_creations(
+        machine_operations(operations(power_events), identities),
+        identities.select("resource_id", "created_at"),
     )
-    return classify_creations(machine_ops, identities.select("resource_id", "created_at"))
 
 
 def machines(

@@ -236,11 +236,16 @@ def linked_subscriptions(
     )
     pairs = [by_vm]
     if costs is not None:
-        billed_under = cost_row_subscription()
-        charged_on = subscription_of(resource_id())
+        # Cheap first (every cost row): ids whose subscription segment is not the row's own
+        # subscription; then, on those few rows, the Defender test and the exact subscriptions.
+        segment = pl.col("resource_id").str.slice(len("/subscriptions/"), 36).str.to_lowercase()
+        elsewhere = costs.filter(
+            segment != pl.col("subscription_id").str.strip_chars().str.to_lowercase()
+        ).collect(engine=ORDER_FREE_ENGINE)
         crossing = (
-            costs.filter(is_billed_defender_row())
-            .select(billed_under=billed_under, charged_on=charged_on)
+            elsewhere.lazy()
+            .filter(is_billed_defender_row())
+            .select(billed_under=cost_row_subscription(), charged_on=subscription_of(resource_id()))
             .filter(pl.col("billed_under") != pl.col("charged_on"))
             .unique()
             .with_columns(key=pl.concat_str("billed_under", "charged_on", separator="|"))
@@ -338,9 +343,9 @@ def chunk_views(
     coverage = pricing_coverage(hours, raw.pricings).collect(engine=ORDER_FREE_ENGINE).lazy()
     costs = _costs_in_window(raw.costs, facts.window_start, facts.window_end)
     charged_rows = defender_rows(costs).collect(engine=ORDERED_ENGINE).lazy()
-    views["defender_charges_daily"] = defender_charges_from(charged_rows, hours, coverage).collect(
-        engine=ORDERED_ENGINE
-    )
+    views["defender_charges_daily"] = defender_charges_from(
+        charged_rows, hours, coverage, machines.select("resource_id")
+    ).collect(engine=ORDERED_ENGINE)
     del charged_rows
     charges = views["defender_charges_daily"].lazy()
     views["machine_plans_daily"] = machine_plans_daily(coverage, charges).collect(

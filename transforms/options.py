@@ -39,7 +39,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import ORDER_FREE_SUM_PLACES, conform_view, order_free_sum
+from transforms.contract import conform_view, order_free_sum
 
 _HOURS_PER_DAY: Final = 24
 _KEYS: Final = ("month", "scope", "plan")
@@ -169,17 +169,15 @@ def option_parts(
     months_per_block = terms.reassignment_months
     money = ("billable_hours", "hourly_cost", "mde_component_cost", "p1_cost", "billed_cost")
     # Machine-months first, then scopes: the scope explosion doubles a few rows per machine and
-    # month rather than every machine-day. Sums stay decimals until the end (order-free).
-    exact = pl.Decimal(38, ORDER_FREE_SUM_PLACES)
+    # month rather than every machine-day. A machine-month's few days are added in a fixed order
+    # (the in-memory engine), the large scope groups as decimals (`order_free_sum`).
     covered = (
         days.filter(pl.col("plan").is_not_null())
         .group_by("machine_key", "subscription_id", "month", "plan")
         .agg(
             billable=(pl.col("billable_hours") > 0).any(),
             **{
-                name: pl.when(pl.col(name).is_null().any())
-                .then(None)
-                .otherwise(pl.col(name).cast(exact).sum())
+                name: pl.when(pl.col(name).is_null().any()).then(None).otherwise(pl.col(name).sum())
                 for name in money
             },
         )
@@ -189,11 +187,7 @@ def option_parts(
     billable = pl.col("billable")
 
     def total(name: str) -> pl.Expr:
-        return (
-            pl.when(pl.col(name).is_null().any())
-            .then(None)
-            .otherwise(pl.col(name).sum().cast(pl.Float64))
-        )
+        return pl.when(pl.col(name).is_null().any()).then(None).otherwise(order_free_sum(name))
 
     monthly = covered.group_by(_KEYS).agg(
         machines=pl.col("machine_key").filter(billable).n_unique().cast(pl.Int64),

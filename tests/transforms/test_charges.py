@@ -21,7 +21,7 @@ from tests.transforms.conftest import (
     vmss_instance_id,
 )
 from transforms import billing
-from transforms.charges import defender_charges_daily, defender_plan_expr
+from transforms.charges import defender_benefit_expr, defender_charges_daily, defender_plan_expr
 
 DAY = date(2026, 1, 12)
 WEB = vm_id(SUB_A, "RG-Web", "Web-1")
@@ -184,13 +184,15 @@ _DESCRIPTIONS = st.one_of(
 
 @settings(max_examples=100, deadline=None)
 @given(rows=st.lists(st.tuples(_METERS, _DESCRIPTIONS), min_size=1, max_size=20))
-def test_vectorised_plan_recognition_agrees_with_the_billing_module(rows):
+def test_vectorised_plan_and_benefit_recognition_agree_with_the_billing_module(rows):
     frame = pl.DataFrame(
         {"meter": [m for m, _ in rows], "description": [d for _, d in rows]},
         schema={"meter": pl.String, "description": pl.String},
     )
     plans = frame.select(defender_plan_expr(pl.col("meter"), pl.col("description")))
     assert plans.to_series().to_list() == [billing.defender_plan(m, d) for m, d in rows]
+    benefits = frame.select(defender_benefit_expr(pl.col("meter")))
+    assert benefits.to_series().to_list() == [billing.defender_meter(m)[1] for m, _ in rows]
 
 
 _MACHINES = [vm_id(sub, "rg", f"vm{i}") for sub in (SUB_A, SUB_B) for i in range(3)]
