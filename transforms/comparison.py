@@ -160,38 +160,45 @@ def _machine_days(
 def machine_plans_monthly(machine_days: pl.LazyFrame) -> pl.LazyFrame:
     """Each machine's plans per month from its days (`_machine_days`): machine_key, month,
     plan (shown: the plan on most billable days, then most covered days, a tie to P2; null =
-    covered on no day), plan_days_p1, plan_days_p2, trial_days (days, not machine-id days: a
-    moved machine's two ids on one day count once)."""
-    covered = machine_days.filter(pl.col("plan").is_not_null())
-    per_plan = covered.group_by("machine_key", "month", "plan").agg(
-        days=pl.col("usage_date").n_unique(),
-        billable_days=pl.col("usage_date").filter(pl.col("billable_hours") > 0).n_unique(),
+    covered on no day), plan_days_p1, plan_days_p2, trial_days, and `days` / `covered_days`
+    (days it was seen, days a plan covered it). Days, not machine-id days: a moved machine's
+    two ids on one day count once. One pass over the days."""
+    day = pl.col("usage_date")
+    plan = pl.col("plan")
+    billable = pl.col("billable_hours") > 0
+
+    def days_of(condition: pl.Expr) -> pl.Expr:
+        return day.filter(condition).n_unique().cast(pl.Int64)
+
+    counted = machine_days.group_by("machine_key", "month").agg(
+        days=days_of(pl.lit(True)),
+        covered_days=days_of(plan.is_not_null()),
+        plan_days_p1=days_of(plan == "P1"),
+        plan_days_p2=days_of(plan == "P2"),
+        billable_days_p1=days_of((plan == "P1") & billable),
+        billable_days_p2=days_of((plan == "P2") & billable),
+        trial_days=days_of(plan.is_not_null() & pl.col("trial")),
     )
-    shown = per_plan.group_by("machine_key", "month").agg(
-        shown_plan=pl.col("plan")
-        .sort_by("billable_days", "days", "plan", descending=[True, True, True])
-        .first(),
-        plan_days_p1=pl.col("days").filter(pl.col("plan") == "P1").sum().cast(pl.Int64),
-        plan_days_p2=pl.col("days").filter(pl.col("plan") == "P2").sum().cast(pl.Int64),
+    # P2 wins on more billable days, then on more covered days, and on a tie.
+    p2_first = (pl.col("billable_days_p2") > pl.col("billable_days_p1")) | (
+        (pl.col("billable_days_p2") == pl.col("billable_days_p1"))
+        & (pl.col("plan_days_p2") >= pl.col("plan_days_p1"))
     )
-    trial_days = (
-        covered.filter(pl.col("trial"))
-        .group_by("machine_key", "month")
-        .agg(trial_days=pl.col("usage_date").n_unique().cast(pl.Int64))
+    shown = (
+        pl.when((pl.col("plan_days_p2") > 0) & (p2_first | (pl.col("plan_days_p1") == 0)))
+        .then(pl.lit("P2"))
+        .when(pl.col("plan_days_p1") > 0)
+        .then(pl.lit("P1"))
     )
-    return (
-        machine_days.select("machine_key", "month")
-        .unique()
-        .join(shown, on=["machine_key", "month"], how="left")
-        .join(trial_days, on=["machine_key", "month"], how="left")
-        .select(
-            "machine_key",
-            "month",
-            plan="shown_plan",
-            plan_days_p1=pl.col("plan_days_p1").fill_null(0),
-            plan_days_p2=pl.col("plan_days_p2").fill_null(0),
-            trial_days=pl.col("trial_days").fill_null(0),
-        )
+    return counted.select(
+        "machine_key",
+        "month",
+        plan=shown,
+        plan_days_p1="plan_days_p1",
+        plan_days_p2="plan_days_p2",
+        trial_days="trial_days",
+        days="days",
+        covered_days="covered_days",
     )
 
 
@@ -557,8 +564,21 @@ def fleet_part(
         .with_columns(scope=in_scopes())
         .explode("scope")
     )
-    covered_spans = split_by_month(
-        _within(clock_hour_spans(spans, ("scope", "machine_key")), _covered_runs(usage.days))
+    # A machine covered every day of a month it was seen keeps its spans whole; only the few
+    # months covered on some days are clipped to the covered runs of those days.
+    monthly_spans = split_by_month(clock_hour_spans(spans, ("scope", "machine_key")))
+    covered_months = usage.plans.filter(pl.col("covered_days") > 0)
+    whole = covered_months.filter(pl.col("covered_days") == pl.col("days"))
+    partly = covered_months.filter(pl.col("covered_days") < pl.col("days"))
+    partly_days = usage.days.join(partly, on=["machine_key", "month"], how="semi")
+    covered_spans = pl.concat(
+        [
+            monthly_spans.join(whole, on=["machine_key", "month"], how="semi"),
+            _within(
+                monthly_spans.join(partly, on=["machine_key", "month"], how="semi"),
+                _covered_runs(partly_days),
+            ),
+        ]
     )
     deltas = _concurrency_deltas(covered_spans, ("scope",))
     rows = (

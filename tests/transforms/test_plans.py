@@ -401,3 +401,20 @@ def test_a_plan_switched_on_between_two_snapshots_covers_from_its_enablement():
     assert plans.filter(pl.col("plan").is_not_null())["usage_date"].min() == date(2026, 1, 24)
     assert set(plans.filter(pl.col("plan").is_not_null())["plan_source"]) == {"pricings_history"}
     assert findings_of(views) == {}
+
+
+def test_the_peak_counts_machines_on_covered_days_only():
+    # W (SUB_A, P2) runs all January. X (SUB_B) runs Jan 1-10 and is deallocated from Jan 11
+    # 00:00-00:06; SUB_B's plan covers from Jan 20, when X no longer runs. At most one covered
+    # machine was billable in any hour: peak 1, not 2. X counts in no fleet figure (it has no
+    # billable hour on a covered day), but its month is covered from the 20th.
+    lake = priced(RawLake())
+    lake.pricing(SUB_A, "Standard", "P2")
+    lake.pricing(SUB_B, "Standard", "P2", enablement_time=at(20))
+    lake.machine(W)
+    lake.machine(X, power_state="deallocated")
+    lake.operation(X, "deallocate", at(11), at(11, 0, 6))
+    views = build_views(lake)
+    estate = views["fleet_comparison_monthly"].filter(pl.col("subscription_id").is_null())
+    assert estate.select("peak_concurrent_machines", "machines_distinct").row(0) == (1, 1)
+    assert row_of(views, X)["plan_days_p2"] == 12
