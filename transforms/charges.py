@@ -59,11 +59,11 @@ def defender_plan_expr(meter: pl.Expr, description: pl.Expr) -> pl.Expr:
         .str.starts_with(billing.DEFENDER_CHARGE_DESCRIPTION_PREFIX)
     )
     by_description = pl.lit(None, dtype=pl.String)
-    for plan in reversed(billing.PLANS):
+    for named in reversed(billing.PLANS):
         names_plan = description.str.to_lowercase().str.contains(
-            f"plan {plan[1]}", literal=True
-        ) | description.str.contains(plan, literal=True)
-        by_description = pl.when(names_plan).then(pl.lit(plan)).otherwise(by_description)
+            f"plan {named[1]}", literal=True
+        ) | description.str.contains(named, literal=True)
+        by_description = pl.when(names_plan).then(pl.lit(named)).otherwise(by_description)
     return pl.coalesce(by_meter, pl.when(is_defender_description).then(by_description))
 
 

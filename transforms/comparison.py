@@ -35,7 +35,7 @@ import polars as pl
 from transforms import billing
 from transforms.contract import conform_view, order_free_sum
 from transforms.machines import machine_kind_of, machine_name_of, run_index
-from transforms.options import LicensingTerms, component_rates, in_scopes, with_component
+from transforms.options import LicensingTerms, in_scopes, plan_rates
 from transforms.power import clock_hour_spans
 
 _HOURS_PER_DAY: Final = 24
@@ -202,26 +202,20 @@ def machine_plans_monthly(machine_days: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _hourly_option(plan: pl.Expr) -> pl.Expr:
-    return plan.replace_strict(billing.HOURLY_OPTIONS, default=None, return_dtype=pl.String)
-
-
-def _priced_days(machine_days: pl.LazyFrame, calendar: pl.LazyFrame) -> pl.LazyFrame:
-    """Machine days with `hourly_cost`: billable hours at that day's plan and rate; 0 on an
-    uncovered or trial day, null where a covered day has no rate in the book."""
-    hourly_rates = calendar.filter(pl.col("kind") == "hourly").select(
-        "usage_date", day_option="option", rate="rate"
-    )
-    return (
-        machine_days.with_columns(day_option=_hourly_option(pl.col("plan")))
-        .join(hourly_rates, on=["day_option", "usage_date"], how="left")
-        .with_columns(
-            hourly_cost=pl.when(
-                pl.col("plan").is_null() | pl.col("trial") | (pl.col("billable_hours") == 0)
-            )
-            .then(pl.lit(0.0))
-            .otherwise(pl.col("billable_hours") * pl.col("rate"))
-        )
+def _priced_days(machine_days: pl.LazyFrame, rates: pl.LazyFrame) -> pl.LazyFrame:
+    """Machine days priced with their day's plan rates (`options.plan_rates`): `hourly_cost`
+    (billable hours at the plan's rate; 0 on an uncovered or trial day, null where a covered
+    day has no rate in the book), `mde_component_cost` (at the MDE component rate) and
+    `p1_cost` (at the P1 rate), both 0 on an uncovered or trial day."""
+    paid = pl.col("plan").is_not_null() & ~pl.col("trial")
+    return machine_days.join(rates, on=["usage_date", "plan"], how="left").with_columns(
+        hourly_cost=pl.when(~paid | (pl.col("billable_hours") == 0))
+        .then(pl.lit(0.0))
+        .otherwise(pl.col("billable_hours") * pl.col("rate")),
+        mde_component_cost=pl.when(paid)
+        .then(pl.col("billable_hours") * pl.col("component_rate"))
+        .otherwise(0.0),
+        p1_cost=pl.when(paid).then(pl.col("billable_hours") * pl.col("p1_rate")).otherwise(0.0),
     )
 
 
@@ -255,8 +249,8 @@ def seat_prices_monthly(
 class PricedUsage:
     """What both comparison views price from; the build computes it once and shares it.
 
-    `days`: machine days with that day's plan, `trial`, `rate`, `hourly_cost`,
-    `mde_component_cost` and `p1_cost` (`options.with_component`);
+    `days`: machine days with that day's plan, `trial`, its rates (`options.plan_rates`),
+    `hourly_cost`, `mde_component_cost` and `p1_cost`;
     `plans`: each machine's plans per month (`machine_plans_monthly`); `seat_prices` per month;
     `full_month_component`: per plan and month, the MDE component of a whole month billable.
     """
@@ -285,9 +279,9 @@ def priced_usage(
     months = _months_of(machine_hours_daily, defender_charges_daily)
     calendar = price_calendar(price_book, months, currency)
     seat_prices = _seat_prices(calendar, months, seat_option)
-    components = component_rates(calendar, terms or LicensingTerms())
+    rates = plan_rates(calendar, terms or LicensingTerms())
     full_month_component = (
-        components.with_columns(_month("usage_date"))
+        rates.with_columns(_month("usage_date"))
         .group_by("plan", "month")
         .agg(
             full_month_component=(pl.col("component_rate") * _HOURS_PER_DAY).sum(),
@@ -306,7 +300,7 @@ def priced_usage(
         machines, machine_hours_daily, defender_charges_daily, machine_plans_daily, currency
     )
     return PricedUsage(
-        with_component(_priced_days(machine_days, calendar), components),
+        _priced_days(machine_days, rates),
         machine_plans_monthly(machine_days),
         seat_prices,
         full_month_component,
@@ -362,7 +356,6 @@ def licensing_comparison_from(
         )
         .join(names, on="resource_id", how="left")
         .join(usage.plans, on=["machine_key", "month"], how="left")
-        .with_columns(option=_hourly_option(pl.col("plan")))
         .join(usage.seat_prices, on="month", how="left")
         .join(usage.full_month_component, on=["plan", "month"], how="left")
     )

@@ -48,7 +48,7 @@ from transforms.billing import (
 )
 from transforms.comparison import price_calendar
 from transforms.contract import conform_view, empty_view, order_free_sum
-from transforms.options import LicensingTerms, component_rates
+from transforms.options import LicensingTerms, plan_rates
 from transforms.power import split_by_day
 
 DEFAULT_TOLERANCE_HOURS: Final = FINDINGS_TOLERANCE_HOURS[PARTIAL_HOURS_DEFAULT]
@@ -451,7 +451,7 @@ def machine_findings(
         _licensing_findings(machines, licensing_comparison_monthly),
         _benefit_not_applied(
             defender_charges_daily,
-            component_rates(calendar, terms),
+            plan_rates(calendar, terms),
             terms.mde_benefit_from,
             currency,
         ),

@@ -83,12 +83,12 @@ def term_priced_book(price_book: pl.LazyFrame, terms: LicensingTerms) -> pl.Lazy
     )
 
 
-def component_rates(calendar: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
-    """Per day and plan, the MDE component's rate per server-hour: `[pricing.mde_component]`
-    where set, else the plan's rate less its MDATP benefit rate where the book lists one
+def plan_rates(calendar: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
+    """Per day of `calendar` and plan: the plan's hourly `rate`, the P1 rate (`p1_rate`) and the
+    MDE component's rate (`component_rate`): `[pricing.mde_component]` where set, else the
+    plan's rate less its MDATP benefit rate where the book lists one
     (billing.MDE_BENEFIT_OPTIONS), else the day's P1 rate (billing.MDE_COMPONENT_DEFAULT_OPTION).
-
-    Output: usage_date, plan, component_rate, p1_rate.
+    A rate the book lacks is null. One frame, so a machine day is priced with one join.
     """
     hourly = calendar.filter(pl.col("kind") == "hourly").select("usage_date", "option", "rate")
     p1 = hourly.filter(pl.col("option") == billing.MDE_COMPONENT_DEFAULT_OPTION).select(
@@ -105,34 +105,25 @@ def component_rates(calendar: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFra
         dict(terms.mde_component), default=None, return_dtype=pl.Float64
     )
     return (
-        p1.join(plans, how="cross")
+        hourly.select("usage_date")
+        .unique()
+        .join(plans, how="cross")
         .join(hourly, on=["usage_date", "option"], how="left")
         .join(
             hourly.rename({"option": "benefit_option", "rate": "benefit_rate"}),
             on=["usage_date", "benefit_option"],
             how="left",
         )
+        .join(p1, on="usage_date", how="left")
         .select(
             "usage_date",
             "plan",
+            "rate",
             "p1_rate",
             component_rate=pl.coalesce(
                 configured, pl.col("rate") - pl.col("benefit_rate"), pl.col("p1_rate")
             ),
         )
-    )
-
-
-def with_component(days: pl.LazyFrame, components: pl.LazyFrame) -> pl.LazyFrame:
-    """Priced machine days (`comparison.PricedUsage.days`) with `mde_component_cost` (billable
-    hours x the day's component rate, 0 on trial or uncovered days) and `p1_cost` (the same
-    hours at the P1 rate)."""
-    paid = pl.col("plan").is_not_null() & ~pl.col("trial")
-    return days.join(components, on=["usage_date", "plan"], how="left").with_columns(
-        mde_component_cost=pl.when(paid)
-        .then(pl.col("billable_hours") * pl.col("component_rate"))
-        .otherwise(0.0),
-        p1_cost=pl.when(paid).then(pl.col("billable_hours") * pl.col("p1_rate")).otherwise(0.0),
     )
 
 
@@ -161,10 +152,10 @@ def option_parts(
 ) -> pl.LazyFrame:
     """One chunk's additive part of `licensing_options_monthly`, per month, scope and plan.
 
-    `days`: `with_component` machine days; `history_months`: every month of the lake's history
-    (column `month`), so a seat block's count reaches each of its months even where this chunk
-    had no activity. Output: month, scope (null: the estate), plan, machines, block_machines,
-    billable_hours, hourly_list, mde_component_cost, p1_cost, billed.
+    `days`: priced machine days (`comparison.PricedUsage.days`); `history_months`: every month
+    of the lake's history (column `month`), so a seat block's count reaches each of its months
+    even where this chunk had no activity. Output: month, scope (null: the estate), plan,
+    machines, block_machines, billable_hours, hourly_list, mde_component_cost, p1_cost, billed.
     """
     months_per_block = terms.reassignment_months
     money = ("billable_hours", "hourly_cost", "mde_component_cost", "p1_cost", "billed_cost")

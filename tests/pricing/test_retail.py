@@ -94,7 +94,7 @@ def test_a_refresh_follows_every_page_ignores_trials_and_adds_the_price_change(
         ("defender_servers_p2", date(2024, 1, 1), date(2026, 11, 16), 0.02),
         ("defender_servers_p2", date(2026, 11, 16), None, 0.025),
         # Plan 2's MDATP benefit meter (eastus only), kept as its own option: the MDE component
-        # of P2 is then 0.025 - 0.015 in November 2026 (transforms.options.component_rates)
+        # of P2 is then 0.025 - 0.015 in November 2026 (transforms.options.plan_rates)
         ("defender_servers_p2_mde_benefit", date(2024, 3, 1), None, 0.015),
     }
 

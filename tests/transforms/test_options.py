@@ -12,7 +12,7 @@ import pytest
 
 from tests.transforms.conftest import SUB_A, SUB_B, RawLake, at, vm_id
 from transforms import marts
-from transforms.options import LicensingTerms, component_rates, finish_options
+from transforms.options import LicensingTerms, finish_options, plan_rates
 
 JANUARY, FEBRUARY, MARCH = date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)
 M1, M2, M3, M4 = (vm_id(SUB_A, "rg-a", name) for name in ("m1", "m2", "m3", "m4"))
@@ -273,10 +273,10 @@ def test_the_mde_component_comes_from_the_benefit_meter_where_the_book_lists_it(
             "rate": [0.01, 0.02, 0.015],
         }
     )
-    rates = component_rates(calendar, LicensingTerms()).collect().sort("plan")
+    rates = plan_rates(calendar, LicensingTerms()).collect().sort("plan")
     assert rates.select("plan", "component_rate").rows() == [
         ("P1", 0.01),
         ("P2", pytest.approx(0.005)),
     ]
-    configured = component_rates(calendar, LicensingTerms(mde_component={"P2": 0.008}))
+    configured = plan_rates(calendar, LicensingTerms(mde_component={"P2": 0.008}))
     assert configured.collect().sort("plan")["component_rate"].to_list() == [0.01, 0.008]
