@@ -62,8 +62,10 @@ _MONEY = frozenset(
         "seat_cost",
         "per_hour_savings",
         "amount",
-        "seat_cost_distinct",
-        "seat_cost_peak",
+        "mde_component_cost",
+        "cost",
+        "billed",
+        "cost_vs_billed",
     }
 )
 _HOURS = frozenset({"billable_hours", "hours_in_month", "billed_hours"})
@@ -328,12 +330,13 @@ def _summary_sheet(sheet: Worksheet, data: ReportData, formats: _Formats) -> Non
         "billable_hours",
         "billed_cost",
         "hourly_cost",
-        "seat_cost_distinct",
-        "seat_cost_peak",
     )
+    # The peak is no licence count: its header says so (the licensing answers, per plan and
+    # seat rule, are on the options sheet).
+    headers = {"peak_concurrent_machines": "peak_concurrent_machines (lower bound, not licensable)"}
     header_row = top + 1
     for index, column in enumerate(columns):
-        _cell(sheet, header_row, index, column, formats.header)
+        _cell(sheet, header_row, index, headers.get(column, column), formats.header)
     for offset, row in enumerate(data.subscriptions):
         for index, column in enumerate(columns):
             value = getattr(row, column)
