@@ -265,7 +265,8 @@ def is_subscription_pricing_id(resource_id: str | None) -> bool:
 # lands on a machine only when its id is one: a collected VM or scale-set instance, or an Arc
 # machine (`Microsoft.HybridCompute/machines`, a machine even before Arc inventory exists). Any
 # other id (a connector, a Log Analytics workspace, another `Microsoft.Security` resource) is
-# never a machine: its money stays unattributed, with the reason.
+# never a machine: its money stays unattributed, with the reason. The tests check the view's
+# values against these keys (accepted values).
 ATTRIBUTION_DETAILS: Final = {
     "machine": "resource: charged on the machine's own id",
     "subscription_pricing": "allocated: a share of the subscription-level charge",
@@ -323,7 +324,6 @@ MDE_BENEFIT_OPTIONS: Final = {
 SEAT_REASSIGNMENT_DAYS_DEFAULT: Final = 90
 # Monthly-term seats cost more than annual ones (third-party reports: about 20%; a setting).
 MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT: Final = 20.0
-SEAT_TERMS: Final = ("annual", "monthly")
 # Defender for Business servers: at most 60 servers per tenant, and only with Defender for
 # Business or Microsoft 365 Business Premium (Learn: defender-business/get-defender-business-
 # servers). MDE for Servers: sold to holders of enough qualifying licences (reported minimum: 50
@@ -335,7 +335,8 @@ SEAT_REQUIREMENTS: Final = {
     "defender_business_servers": "needs Defender for Business or Microsoft 365 Business "
     "Premium; at most 60 servers per tenant",
 }
-# The licensing answers (`licensing_options_monthly.option`) and seat rules.
+# The licensing answers (`licensing_options_monthly.option`, an accepted-values check in the
+# tests keeps the view to these).
 LICENSING_OPTIONS: Final = (
     "billed",
     "hourly_list",
@@ -343,7 +344,6 @@ LICENSING_OPTIONS: Final = (
     "seats_only",
     "p1_instead_of_p2",
 )
-SEAT_RULES: Final = ("per_machine", "reassign")
 
 # Partial hours: unconfirmed by Microsoft. VM compute is billed per minute (Learn: virtual-
 # machines/vm-usage). Default: fractional hours; "round each started clock hour up" is a setting.

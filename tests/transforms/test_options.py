@@ -12,6 +12,7 @@ import pytest
 
 from tests.transforms.conftest import SUB_A, SUB_B, RawLake, at, vm_id
 from transforms import marts
+from transforms.billing import LICENSING_OPTIONS
 from transforms.options import LicensingTerms, finish_options, plan_rates
 
 JANUARY, FEBRUARY, MARCH = date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)
@@ -96,6 +97,7 @@ def test_january_priced_option_by_option():
     # = 23.8795, per quarter 12 + 14.8795 = 26.8795. seats_only: 9.00 and 12.00.
     # p1_instead_of_p2 = 1487.95 x 0.01 = 14.8795.
     options = options_of(quarter_lake())
+    assert set(options["option"]) == set(LICENSING_OPTIONS)  # accepted values, every one used
     january = {"month": JANUARY, "subscription_id": None, "plan": "P2"}
     hours = 744 + 360 + (16 * 24 - 3 / 60)
     expected = {

@@ -20,6 +20,7 @@ from tests.transforms.conftest import (
     vm_id,
     vmss_instance_id,
 )
+from transforms.billing import ATTRIBUTION_DETAILS
 
 JANUARY = date(2026, 1, 1)
 W = vm_id(SUB_A, "rg-a", "w")
@@ -225,6 +226,7 @@ def test_charges_on_no_machine_stay_unattributed_with_the_reason():
         (None, "unattributed", "unknown_machine", NEVER_COLLECTED.lower()),
         (ARC.lower(), "resource", "machine", ARC.lower()),
     ]
+    assert set(views["defender_charges_daily"]["attribution_detail"]) <= set(ATTRIBUTION_DETAILS)
     machines = views["licensing_comparison_monthly"]
     assert sorted(machines["resource_id"].to_list()) == sorted([W.lower(), ARC.lower()])
     assert row_of(views, ARC)["machine_kind"] == "arc"
