@@ -46,6 +46,15 @@ CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
 
 
+def _https_url(value: str) -> str:
+    """An endpoint setting: an https:// URL with a host (azure-core sends bearer tokens over
+    HTTPS only), without a trailing slash."""
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise ValueError(f"must be an https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; the message is one line naming the file, key and problem."""
 
@@ -69,10 +78,7 @@ class AzureSettings(_Section):
     @field_validator("arm_endpoint")
     @classmethod
     def _https_endpoint(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme != "https" or not parsed.hostname:
-            raise ValueError(f"must be an https:// URL, got {value!r}")
-        return value.rstrip("/")
+        return _https_url(value)
 
     @field_validator("scopes")
     @classmethod
@@ -181,10 +187,7 @@ class HistorySettings(_Section):
     @field_validator("log_analytics_endpoint")
     @classmethod
     def _https_endpoint(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme != "https" or not parsed.hostname:
-            raise ValueError(f"must be an https:// URL, got {value!r}")
-        return value.rstrip("/")
+        return _https_url(value)
 
     @property
     def configured(self) -> bool:
