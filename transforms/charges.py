@@ -210,10 +210,17 @@ def _pool_members(machine_hours_daily: pl.LazyFrame, coverage: pl.LazyFrame) -> 
     by_subscription = billable.with_columns(
         pool_kind=pl.lit("subscription_pricing"), pool_key=pl.col("member_subscription_id")
     )
-    by_scale_set = billable.with_columns(
-        pool_kind=pl.lit("scale_set"), pool_key=scale_set_id_of(pl.col("member_id"))
-    ).filter(pl.col("pool_key").is_not_null())
-    return pl.concat([by_subscription, by_scale_set])
+    # Scale-set ids parsed once per machine, not on each of its days.
+    scale_sets = (
+        billable.select("member_id")
+        .unique()
+        .select("member_id", pool_key=scale_set_id_of(pl.col("member_id")))
+        .filter(pl.col("pool_key").is_not_null())
+    )
+    by_scale_set = billable.join(scale_sets, on="member_id", how="inner").with_columns(
+        pool_kind=pl.lit("scale_set")
+    )
+    return pl.concat([by_subscription, by_scale_set], how="diagonal")
 
 
 def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -> pl.LazyFrame:
