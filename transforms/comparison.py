@@ -111,48 +111,29 @@ def _seat_prices(calendar: pl.LazyFrame, months: pl.LazyFrame, seat_option: str)
     return month_days.join(seat, on="month", how="left")
 
 
-def _machine_days(
-    machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
-    defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
-    currency: str,
-) -> pl.LazyFrame:
-    """One row per machine id and day with billable hours or charges attributed to it.
+def _machine_days(machines: pl.LazyFrame, machine_days: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per machine id and day with billable hours or charges in the currency priced
+    (`plans.machine_days`).
 
     Columns: usage_date, month, resource_id, subscription_id, machine_key, billable_hours,
-    billed_hours and billed_cost (charges in `currency`; 0 when none), and that day's `plan`
-    and `trial` (`plans.machine_plans_daily`).
+    billed_hours and billed_cost (charges in the currency; 0 when none), and that day's `plan`
+    and `trial`.
     """
-    charged = (
-        defender_charges_daily.filter(
-            pl.col("resource_id").is_not_null() & (pl.col("currency") == currency)
-        )
-        .group_by("usage_date", "resource_id")
-        .agg(
-            pl.col("subscription_id").first().alias("charged_subscription_id"),
-            pl.col("billed_hours").sum(),
-            pl.col("billed_cost").sum(),
-        )
-    )
     keys = machines.select("resource_id", "machine_key")
-    plans = machine_plans_daily.select("usage_date", "resource_id", "plan", "trial")
     return (
-        machine_hours_daily.select("usage_date", "resource_id", "subscription_id", "billable_hours")
-        .join(charged, on=["usage_date", "resource_id"], how="full", coalesce=True)
+        machine_days.filter(pl.col("billable_hours").is_not_null() | pl.col("charged_in_currency"))
         .join(keys, on="resource_id", how="left")
-        .join(plans, on=["usage_date", "resource_id"], how="left")
         .select(
             "usage_date",
             _month("usage_date"),
             "resource_id",
-            subscription_id=pl.coalesce("subscription_id", "charged_subscription_id"),
+            subscription_id=pl.coalesce("machine_subscription_id", "charged_subscription_id"),
             machine_key=pl.coalesce("machine_key", "resource_id"),
             billable_hours=pl.col("billable_hours").fill_null(0.0),
-            billed_hours=pl.col("billed_hours").fill_null(0.0),
-            billed_cost=pl.col("billed_cost").fill_null(0.0),
+            billed_hours="billed_hours",
+            billed_cost="billed_cost",
             plan="plan",
-            trial=pl.col("trial").fill_null(False),
+            trial="trial",
         )
     )
 
@@ -238,12 +219,10 @@ def _sum_or_null(column: str) -> pl.Expr:
     return _exact_sum_or_null(column).cast(pl.Float64)
 
 
-def _months_of(
-    machine_hours_daily: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
-) -> pl.LazyFrame:
+def _months_of(machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat(
         [
-            machine_hours_daily.select(_month("usage_date")),
+            machine_days.select(_month("usage_date")),
             defender_charges_daily.select(_month("usage_date")),
         ]
     ).unique()
@@ -277,20 +256,20 @@ class PricedUsage:
 
 def priced_usage(
     machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
+    machine_days: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
     currency: str,
     terms: LicensingTerms | None = None,
 ) -> PricedUsage:
-    """Price the machine days of the views. Raises MissingPriceError when the book has no
-    price for `seat_option` or no hourly rate in `currency`."""
+    """Price the machine days (`plans.machine_days`, made for the same `currency`). Raises
+    MissingPriceError when the book has no price for `seat_option` or no hourly rate in
+    `currency`."""
     currency = currency.upper()
     _require_prices(price_book, seat_option, currency)
-    months = _months_of(machine_hours_daily, defender_charges_daily)
+    months = _months_of(machine_days, defender_charges_daily)
     calendar = price_calendar(price_book, months, currency)
     seat_prices = _seat_prices(calendar, months, seat_option)
     rates = plan_rates(calendar, terms or LicensingTerms())
@@ -310,12 +289,10 @@ def priced_usage(
             ).then("full_month_component"),
         )
     )
-    machine_days = _machine_days(
-        machines, machine_hours_daily, defender_charges_daily, machine_plans_daily, currency
-    )
+    days = _machine_days(machines, machine_days)
     return PricedUsage(
-        _priced_days(machine_days, rates),
-        machine_plans_monthly(machine_days),
+        _priced_days(days, rates),
+        machine_plans_monthly(days),
         seat_prices,
         full_month_component,
     )
@@ -323,9 +300,8 @@ def priced_usage(
 
 def licensing_comparison_monthly(
     machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
+    machine_days: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -333,16 +309,15 @@ def licensing_comparison_monthly(
 ) -> pl.LazyFrame:
     """The `licensing_comparison_monthly` view: per machine and month, per hour versus per seat.
 
-    Inputs are the `machines`, `machine_hours_daily`, `defender_charges_daily` and
-    `machine_plans_daily` views and the price book (schemas.PRICE_BOOK). Raises
+    Inputs are the `machines` view, the machine days (`plans.machine_days`, made for
+    `currency`), the `defender_charges_daily` view and the price book (schemas.PRICE_BOOK). Raises
     MissingPriceError when the book has no price for `seat_option` or no hourly rate in
     `currency`.
     """
     usage = priced_usage(
         machines,
-        machine_hours_daily,
+        machine_days,
         defender_charges_daily,
-        machine_plans_daily,
         price_book,
         seat_option=seat_option,
         currency=currency,
@@ -360,9 +335,9 @@ def licensing_comparison_from(
     per_machine = (
         usage.days.group_by("machine_key", "month")
         .agg(
-            pl.col("billable_hours").sum(),
-            pl.col("billed_hours").sum(),
-            pl.col("billed_cost").sum(),
+            order_free_sum("billable_hours"),
+            order_free_sum("billed_hours"),
+            order_free_sum("billed_cost"),
             _sum_or_null("hourly_cost").alias("hourly_cost"),
             _sum_or_null("mde_component_cost").alias("mde_component_cost"),
             resource_id=pl.col("resource_id").filter(last_day).max(),
@@ -688,10 +663,9 @@ def finish_fleet(
 
 def fleet_comparison_monthly(
     machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
+    machine_days: pl.LazyFrame,
     power_intervals: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -705,9 +679,8 @@ def fleet_comparison_monthly(
     """
     usage = priced_usage(
         machines,
-        machine_hours_daily,
+        machine_days,
         defender_charges_daily,
-        machine_plans_daily,
         price_book,
         seat_option=seat_option,
         currency=currency,

@@ -68,7 +68,7 @@ from transforms.options import (
     option_parts,
     term_priced_book,
 )
-from transforms.plans import machine_plans_daily, pricing_coverage
+from transforms.plans import machine_days, machine_plans_daily, pricing_coverage
 from transforms.power import machine_hours_daily, power_intervals_from
 
 # Polars' streaming engine (polars' default) runs a plan in morsels; in a per-view profile of
@@ -348,15 +348,15 @@ def chunk_views(
     ).collect(engine=ORDERED_ENGINE)
     del charged_rows
     charges = views["defender_charges_daily"].lazy()
-    views["machine_plans_daily"] = machine_plans_daily(coverage, charges).collect(
-        engine=ORDERED_ENGINE
-    )
+    days = machine_days(coverage, charges, options.currency).collect(engine=ORDERED_ENGINE).lazy()
     del coverage
+    views["machine_plans_daily"] = machine_plans_daily(days).collect(engine=ORDERED_ENGINE)
     plans = views["machine_plans_daily"].lazy()
     pricing = {"seat_option": options.seat_option, "currency": options.currency}
     usage = _materialised(
-        priced_usage(machines, hours, charges, plans, price_book, **pricing, terms=options.terms)
+        priced_usage(machines, days, charges, price_book, **pricing, terms=options.terms)
     )
+    del days
     views["licensing_comparison_monthly"] = licensing_comparison_from(
         machines, usage, **pricing
     ).collect(engine=ORDERED_ENGINE)

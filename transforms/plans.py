@@ -33,7 +33,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view
+from transforms.contract import conform_view, view_schema
 from transforms.machines import pricing_setting, resource_id, scale_set_id_of
 
 
@@ -77,6 +77,7 @@ COVERAGE_SCHEMA: Final = pl.Schema(
         "pricing_plan": pl.String(),
         "pricing_source": pl.String(),
         "trial": pl.Boolean(),
+        "billable_hours": pl.Float64(),
     }
 )
 
@@ -219,11 +220,12 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
 
     Output: usage_date, resource_id, subscription_id, pricing_plan (P1 / P2, null = not
     covered), pricing_source (`pricings_history`, `earliest_snapshot`, null = no snapshot),
-    trial (a covered day of the subscription's free trial). See the module docstring.
+    trial (a covered day of the subscription's free trial), and the day's billable_hours carried
+    along for `machine_days`. See the module docstring.
     """
     rows = _pricing_rows(pricings)
     days = machine_hours_daily.select(
-        "usage_date", "resource_id", pl.col("subscription_id").str.to_lowercase()
+        "usage_date", "resource_id", pl.col("subscription_id").str.to_lowercase(), "billable_hours"
     )
     subscription_days = _subscription_days(days, rows.filter(pl.col("is_subscription_level")))
     own = pl.col("resource_id_setting").is_not_null()
@@ -254,19 +256,26 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
             pricing_plan=plan,
             pricing_source="pricing_source",
             trial=plan.is_not_null() & pl.col("trial").fill_null(False),
+            billable_hours="billable_hours",
         )
     )
 
 
-def machine_plans_daily(
-    coverage: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+def machine_days(
+    coverage: pl.LazyFrame, defender_charges_daily: pl.LazyFrame, currency: str
 ) -> pl.LazyFrame:
-    """The `machine_plans_daily` view from `pricing_coverage` and `defender_charges_daily`.
+    """Every machine id and day it existed on (the rows of `coverage`) or was charged on (an Arc
+    machine before its inventory): the day's plan evidence and what the comparisons price, in one
+    join of the machine days with their charges, read by `machine_plans_daily` and
+    `comparison.priced_usage` alike.
 
-    One row per machine and day it existed on (the rows of `coverage`), plus the days a machine
-    was charged without a power timeline (an Arc machine before its inventory). The billed plan
-    wins (the one with most billed hours that day; a tie goes to P2), else the pricings'.
+    Columns: usage_date, resource_id, subscription_id (the machine's, else the largest charged),
+    plan, plan_source, trial (see `machine_plans_daily`), billable_hours (null: no power
+    timeline that day), and of the charges in `currency` only: billed_hours, billed_cost,
+    charged_subscription_id (the smallest) and `charged_in_currency`. The billed plan wins (the
+    one with most billed hours that day, in any currency; a tie goes to P2), else the pricings'.
     """
+    in_currency = pl.col("currency") == currency.upper()
     p1_hours, p2_hours = (
         pl.col("billed_hours").filter(pl.col("plan") == plan).sum() for plan in ("P1", "P2")
     )
@@ -279,22 +288,37 @@ def machine_plans_daily(
             .then(pl.lit("P2"))
             .when(has_p1)
             .then(pl.lit("P1")),
-            charged_subscription_id=pl.col("subscription_id").max(),
+            any_charged_subscription_id=pl.col("subscription_id").max(),
+            charged_subscription_id=pl.col("subscription_id").filter(in_currency).min(),
+            charged_in_currency=in_currency.any(),
+            billed_hours=pl.col("billed_hours").filter(in_currency).sum(),
+            billed_cost=pl.col("billed_cost").filter(in_currency).sum(),
         )
     )
-    view = (
-        coverage.join(billed, on=["usage_date", "resource_id"], how="full", coalesce=True)
-        .select(
-            "usage_date",
-            "resource_id",
-            subscription_id=pl.coalesce("subscription_id", "charged_subscription_id"),
-            plan=pl.coalesce("billed_plan", "pricing_plan"),
-            plan_source=pl.when(pl.col("billed_plan").is_not_null())
-            .then(pl.lit("billed"))
-            .otherwise("pricing_source"),
-            trial=pl.col("trial").fill_null(False)
-            & pl.coalesce("billed_plan", "pricing_plan").is_not_null(),
-        )
-        .sort("usage_date", "resource_id")
+    plan = pl.coalesce("billed_plan", "pricing_plan")
+    return coverage.join(
+        billed, on=["usage_date", "resource_id"], how="full", coalesce=True
+    ).select(
+        "usage_date",
+        "resource_id",
+        pl.coalesce("subscription_id", "any_charged_subscription_id").alias("subscription_id"),
+        plan=plan,
+        plan_source=pl.when(pl.col("billed_plan").is_not_null())
+        .then(pl.lit("billed"))
+        .otherwise("pricing_source"),
+        trial=pl.col("trial").fill_null(False) & plan.is_not_null(),
+        billable_hours="billable_hours",
+        machine_subscription_id="subscription_id",
+        charged_subscription_id="charged_subscription_id",
+        charged_in_currency=pl.col("charged_in_currency").fill_null(False),
+        billed_hours=pl.col("billed_hours").fill_null(0.0),
+        billed_cost=pl.col("billed_cost").fill_null(0.0),
     )
-    return conform_view(view, "machine_plans_daily")
+
+
+def machine_plans_daily(machine_days: pl.LazyFrame) -> pl.LazyFrame:
+    """The `machine_plans_daily` view from `machine_days`: one row per machine and day it
+    existed on, plus the days a machine was charged without a power timeline (an Arc machine
+    before its inventory)."""
+    view = machine_days.select(view_schema("machine_plans_daily").names())
+    return conform_view(view.sort("usage_date", "resource_id"), "machine_plans_daily")
