@@ -46,10 +46,19 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "location": (pl.String(), "Azure region."),
             "size": (pl.String(), "VM size (SKU)."),
             "os_type": (pl.String(), "Windows or Linux."),
+            "provider": (
+                pl.String(),
+                "Where the server runs: azure (VMs, scale-set instances), on_premises, aws, gcp "
+                "(Arc machines: Hybrid Compute's cloudMetadata.provider, else "
+                "detectedProperties.cloudprovider; AWS EC2 and GCP instances a Defender for "
+                "Cloud connector protects are auto-provisioned Arc machines). Null for an Arc "
+                "machine no inventory snapshot listed.",
+            ),
             "created_at": (
                 UTC_TIMESTAMP,
-                "Creation time: timeCreated from Compute, else the start of the creating write "
-                "in the Activity Log; null if unknown (created before the events window).",
+                "Creation time: timeCreated from Compute (Arc: systemData.createdAt), else the "
+                "start of the creating write in the Activity Log; null if unknown (created "
+                "before the events window).",
             ),
             "deleted_at": (
                 UTC_TIMESTAMP,

@@ -151,6 +151,7 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         "is_creation",
         at="started_at",
         observed_state=pl.lit(None, dtype=pl.String),
+        changed_to=pl.lit(None, dtype=pl.String),
     )
     snapshot_rows = snapshots.select(
         "resource_id",
@@ -161,11 +162,33 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         is_creation=pl.lit(False),
         at="snapshot_at",
         observed_state="power_state",
+        changed_to=pl.lit(None, dtype=pl.String),
+    )
+    # An Arc snapshot's `lastStatusChange`: the status it saw began then (several snapshots of
+    # one unchanged status name the same change once).
+    status_change_rows = (
+        snapshots.filter(pl.col("status_changed_at").is_not_null())
+        .select(
+            "resource_id",
+            correlation_id=pl.lit(None, dtype=pl.String),
+            operation=pl.lit(None, dtype=pl.String),
+            outcome=pl.lit(None, dtype=pl.String),
+            ended_at=pl.lit(None, dtype=UTC_TIMESTAMP),
+            is_creation=pl.lit(False),
+            at="status_changed_at",
+            observed_state=pl.lit(None, dtype=pl.String),
+            changed_to="power_state",
+        )
+        .unique(subset=["resource_id", "at", "changed_to"], keep="any")
     )
     is_operation = pl.col("operation").is_not_null()
     busy_until = pl.when(is_operation).then(pl.col("ended_at").fill_null(pl.col("hi")))
     return (
-        bounds.join(pl.concat([operation_rows, snapshot_rows]), on="resource_id", how="left")
+        bounds.join(
+            pl.concat([operation_rows, snapshot_rows, status_change_rows]),
+            on="resource_id",
+            how="left",
+        )
         .sort("resource_id", "at", "ended_at", "correlation_id", nulls_last=True)
         .with_columns(machine=run_index("resource_id"))
         .with_columns(busy_until=busy_until.cum_max().shift(1).over("machine"))
@@ -173,6 +196,16 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
             is_operation | pl.col("busy_until").is_null() | (pl.col("at") >= pl.col("busy_until"))
         )
         .drop("busy_until")
+    )
+
+
+def _running(state: pl.Expr) -> pl.Expr:
+    """`state` for the machine's kind: an Arc machine's counterpart of `running` (a VM's state
+    once created, before a deallocate, assumed without evidence) is Connected."""
+    return (
+        pl.when((pl.col("machine_kind") == "arc") & (state == "running"))
+        .then(pl.lit(billing.ARC_CONNECTED))
+        .otherwise(state)
     )
 
 
@@ -185,23 +218,39 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     operation spends [started_at, ended_at) in its transitional state.
     """
     operation = pl.col("operation")
+    # Snapshots and Arc status changes: evidence that is not an operation.
     is_snapshot = operation.is_null()
+    changed_to = pl.col("changed_to")
     per_machine = "machine"
     succeeded = pl.col("outcome") == "succeeded"
     states = (
         evidence.with_columns(
-            state_after=pl.when(is_snapshot)
+            state_after=pl.when(changed_to.is_not_null())
+            .then(changed_to)
+            .when(is_snapshot)
             .then("observed_state")
             .when(pl.col("is_creation"))
-            .then(pl.lit("running"))
+            .then(_running(pl.lit("running")))
             .when(succeeded)
-            .then(operation.replace_strict(_STATE_AFTER, default=None, return_dtype=pl.String)),
-            state_before=pl.when(is_snapshot)
+            .then(
+                _running(
+                    operation.replace_strict(_STATE_AFTER, default=None, return_dtype=pl.String)
+                )
+            ),
+            state_before=pl.when(changed_to.is_not_null())
+            .then(
+                changed_to.replace_strict(
+                    billing.ARC_STATUS_BEFORE, default=None, return_dtype=pl.String
+                )
+            )
+            .when(is_snapshot)
             .then("observed_state")
             .when(pl.col("is_creation"))
             .then(pl.lit(ABSENT))
             .otherwise(
-                operation.replace_strict(_STATE_BEFORE, default=None, return_dtype=pl.String)
+                _running(
+                    operation.replace_strict(_STATE_BEFORE, default=None, return_dtype=pl.String)
+                )
             ),
             next_at=pl.col("at").shift(-1).over(per_machine),
             next_observed_state=pl.col("observed_state").shift(-1).over(per_machine),
@@ -212,7 +261,7 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
                 .filter(pl.col("state_after").is_not_null() | (pl.col("outcome") == "in_progress"))
                 .first()
                 .over(per_machine),
-                pl.lit(ASSUMED_STATE),
+                _running(pl.lit(ASSUMED_STATE)),
             ),
             settled=pl.col("state_after").forward_fill().over(per_machine),
         )
@@ -244,7 +293,7 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     no_evidence_state = (
         pl.when(pl.col("last_seen_at").is_not_null())
         .then(pl.lit(UNKNOWN_STATE))
-        .otherwise(pl.lit(ASSUMED_STATE))
+        .otherwise(_running(pl.lit(ASSUMED_STATE)))
     )
     is_first = pl.int_range(pl.len()).over(per_machine) == 0
     kept = ("resource_id", "machine_kind", "lo", "hi")

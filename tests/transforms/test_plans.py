@@ -37,6 +37,10 @@ ARC = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/"
     "Microsoft.HybridCompute/machines/onprem-1"
 )
+CONNECTOR = (
+    f"/subscriptions/{SUB_A}/resourceGroups/rg-clouds/providers/"
+    "Microsoft.Security/securityConnectors/aws-prod"
+)
 SCALE_SET = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-a/providers/Microsoft.Compute/"
     "virtualMachineScaleSets/web"
@@ -205,10 +209,12 @@ def test_the_mdatp_benefit_meter_is_a_defender_charge_with_its_benefit():
 
 def test_charges_on_no_machine_stay_unattributed_with_the_reason():
     # Jan 5: 2 h (0.04) on a Log Analytics workspace; Jan 6: 24 h (0.48) on a VM id never
-    # collected; Jan 7: 24 h (0.48) on an Arc machine not yet inventoried (a machine all the
-    # same, with no power timeline, so no finding against it). W is billed every day (31 x
-    # 0.48). The fleet's billed cost is all of it: 14.88 + 0.04 + 0.48 + 0.48 = 15.88, of which
-    # 0.52 on no machine.
+    # collected; Jan 7: 24 h (0.48) on an Arc machine id never collected (no inventory, no
+    # event: as unknown as the VM); Jan 8: 24 h (0.48) on an AWS connector's id; Jan 9: 24 h
+    # (0.48) on a server onboarded directly through Defender for Endpoint (its name, not an ARM
+    # id). None is a machine, none is a finding. W is billed every day (31 x 0.48 = 14.88). The
+    # fleet's billed cost is all of it: 14.88 + 0.04 + 4 x 0.48 = 16.84, of which 1.96 on no
+    # machine.
     lake = priced(RawLake())
     lake.pricing(SUB_A, "Standard", "P2")
     lake.machine(W)
@@ -216,24 +222,29 @@ def test_charges_on_no_machine_stay_unattributed_with_the_reason():
     lake.cost(date(2026, 1, 5), WORKSPACE, hours=2, amount=0.04)
     lake.cost(date(2026, 1, 6), NEVER_COLLECTED, hours=24, amount=0.48)
     lake.cost(date(2026, 1, 7), ARC, hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 8), CONNECTOR, hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 9), "sql-07.contoso.local", hours=24, amount=0.48)
     views = build_views(lake)
-    charges = views["defender_charges_daily"].filter(pl.col("usage_date").dt.day().is_in([5, 6, 7]))
+    charges = views["defender_charges_daily"].filter(
+        pl.col("usage_date").dt.day().is_in([5, 6, 7, 8, 9])
+    )
     charges = charges.filter(pl.col("charged_resource_id") != W.lower())
     assert charges.select(
         "resource_id", "attribution", "attribution_detail", "charged_resource_id"
     ).rows() == [
         (None, "unattributed", "non_machine_resource", WORKSPACE.lower()),
         (None, "unattributed", "unknown_machine", NEVER_COLLECTED.lower()),
-        (ARC.lower(), "resource", "machine", ARC.lower()),
+        (None, "unattributed", "unknown_machine", ARC.lower()),
+        (None, "unattributed", "connector", CONNECTOR.lower()),
+        (None, "unattributed", "direct_onboarding", "sql-07.contoso.local"),
     ]
     assert set(views["defender_charges_daily"]["attribution_detail"]) <= set(ATTRIBUTION_DETAILS)
     machines = views["licensing_comparison_monthly"]
-    assert sorted(machines["resource_id"].to_list()) == sorted([W.lower(), ARC.lower()])
-    assert row_of(views, ARC)["machine_kind"] == "arc"
+    assert machines["resource_id"].to_list() == [W.lower()]
     assert findings_of(views) == {}
     estate = views["fleet_comparison_monthly"].filter(pl.col("subscription_id").is_null())
-    assert estate["billed_cost"].item() == pytest.approx(15.88)
-    assert estate["unattributed_cost"].item() == pytest.approx(0.52)
+    assert estate["billed_cost"].item() == pytest.approx(16.84)
+    assert estate["unattributed_cost"].item() == pytest.approx(1.96)
 
 
 # --- 5. allocation of pooled charges ---------------------------------------------------------

@@ -288,3 +288,78 @@ def test_arc_machines_bill_while_connected(lake):
     daily = daily_hours(lake)
     assert sum(hours_by_day(daily, connected % SUB_A).values()) == 744.0
     assert sum(hours_by_day(daily, disconnected % SUB_A).values()) == 0.0
+
+
+ARC_ID = "/subscriptions/%s/resourceGroups/rg-arc/providers/Microsoft.HybridCompute/machines/%s"
+
+
+def test_arc_status_history_from_daily_snapshots_and_last_status_change(lake):
+    # The refresh saw `hq` Connected on Jan 10 (since Dec 1), Disconnected on Jan 11 (since
+    # Jan 10 18:00), Connected on Jan 12 and at the present (since Jan 11 06:00): connected
+    # until Jan 10 18:00, disconnected 12 h, connected again. Billable 744 - 12 = 732 h; Jan 10
+    # 18 h, Jan 11 18 h (06:00-24:00).
+    hq = ARC_ID % (SUB_A, "hq")
+    since_december = at(1, month=12, year=2025)
+    lake.machine(
+        hq,
+        kind="arc",
+        power_state="Connected",
+        status_changed_at=since_december,
+        snapshot_at=at(10),
+        created_at=None,
+    )
+    lake.machine(
+        hq,
+        kind="arc",
+        power_state="Disconnected",
+        status_changed_at=at(10, 18),
+        snapshot_at=at(11),
+        created_at=None,
+    )
+    for snapshot in (at(12), WINDOW_END):
+        lake.machine(
+            hq,
+            kind="arc",
+            power_state="Connected",
+            status_changed_at=at(11, 6),
+            snapshot_at=snapshot,
+            created_at=None,
+        )
+    assert intervals_of(lake, hq) == [
+        ("connected", WINDOW_START, at(10, 18), True),
+        ("disconnected", at(10, 18), at(11, 6), False),
+        ("connected", at(11, 6), WINDOW_END, True),
+    ]
+    hours = hours_by_day(daily_hours(lake), hq)
+    assert sum(hours.values()) == 732.0
+    assert (hours[date(2026, 1, 10)], hours[date(2026, 1, 11)]) == (18.0, 18.0)
+
+
+def test_arc_machine_expired_and_first_seen_after_a_change(lake):
+    # `old` was first snapshotted Jan 10 Disconnected since Dec 6 and is Expired at the present
+    # since Jan 20 (45 days later): never billable. `new` was first snapshotted at the present,
+    # Connected since Jan 25 12:00; before that change nothing is known but the change itself,
+    # so it is taken to have been disconnected (a status begins where another ends): billable
+    # from Jan 25 12:00, 6.5 days = 156 h.
+    old, new = ARC_ID % (SUB_A, "old"), ARC_ID % (SUB_A, "new")
+    lake.machine(
+        old,
+        kind="arc",
+        power_state="Disconnected",
+        snapshot_at=at(10),
+        status_changed_at=at(6, month=12, year=2025),
+        created_at=None,
+    )
+    lake.machine(old, kind="arc", power_state="Expired", status_changed_at=at(20), created_at=None)
+    lake.machine(
+        new, kind="arc", power_state="Connected", status_changed_at=at(25, 12), created_at=None
+    )
+    assert intervals_of(lake, old) == [
+        ("disconnected", WINDOW_START, at(20), False),
+        ("expired", at(20), WINDOW_END, False),
+    ]
+    assert intervals_of(lake, new) == [
+        ("disconnected", WINDOW_START, at(25, 12), False),
+        ("connected", at(25, 12), WINDOW_END, True),
+    ]
+    assert sum(hours_by_day(daily_hours(lake), new).values()) == 156.0
