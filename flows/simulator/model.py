@@ -55,6 +55,9 @@ _OPERATION_SUFFIX = {
 # 200/201 directly and logs no Accepted event.
 _LOGS_ACCEPTED = frozenset({"start", "deallocate", "power_off", "restart", "delete"})
 
+ARC_TYPE = "Microsoft.HybridCompute/machines"
+# What Hybrid Compute's `cloudMetadata.provider` says for each provider (`billing.PROVIDERS`).
+ARC_CLOUD_NAMES = {"on_premises": "N/A", "aws": "AWS", "gcp": "GCP"}
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 VMSS_TYPE = "Microsoft.Compute/virtualMachineScaleSets"
 VMSS_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
@@ -137,10 +140,20 @@ class MachineSpec:
     # The machine this one was moved from (another subscription, same vmId); this resource id
     # exists from the move on.
     moved_from: MachineSpec | None = None
+    # An Azure Arc machine (`Microsoft.HybridCompute/machines`) and where it runs: on_premises,
+    # aws or gcp (billing.PROVIDERS); None for a VM or scale-set instance. An Arc machine has no
+    # size and no compute or disk cost rows.
+    arc_provider: str | None = None
 
     @property
     def kind(self) -> str:
+        if self.arc_provider:
+            return "arc"
         return "vmss_instance" if self.scale_set else "vm"
+
+    @property
+    def provider(self) -> str:
+        return self.arc_provider or "azure"
 
     @property
     def machine_name(self) -> str:
@@ -149,6 +162,8 @@ class MachineSpec:
 
     @property
     def resource_type(self) -> str:
+        if self.arc_provider:
+            return ARC_TYPE
         return VMSS_VM_TYPE if self.scale_set else VM_TYPE
 
     @property
@@ -157,8 +172,45 @@ class MachineSpec:
             return f"{self.scale_set.arm_id}/virtualMachines/{self.instance_id}"
         return (
             f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
-            f"{self.resource_group}/providers/Microsoft.Compute/virtualMachines/{self.name}"
+            f"{self.resource_group}/providers/{self.resource_type}/{self.name}"
         )
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A Defender for Cloud multicloud connector (`Microsoft.Security/securityConnectors`): an
+    AWS account or GCP project whose instances it auto-provisions as Arc machines, with the
+    Defender for Servers plan its offering sets."""
+
+    subscription: SubscriptionSpec
+    resource_group: str
+    name: str
+    cloud: str  # "aws" or "gcp"
+    hierarchy_identifier: str  # the AWS account id or GCP project number
+    plan: str
+    created_at: datetime
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
+            f"{self.resource_group}/providers/Microsoft.Security/securityConnectors/{self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class OtherCharge:
+    """Defender for Servers billed on an id that is not a collected machine, some days: a
+    connector's id, or a server onboarded directly through Defender for Endpoint (its name, not
+    an ARM id). `resource_id` is the id as cost data carries it."""
+
+    subscription: SubscriptionSpec
+    resource_id: str
+    resource_type: str
+    resource_group: str
+    plan: str
+    days: tuple[date, ...]
+    hours_per_day: float
 
 
 @dataclass(frozen=True)
@@ -178,6 +230,14 @@ class WorkspaceCharge:
             f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
             f"{self.resource_group}/providers/Microsoft.OperationalInsights/workspaces/{self.name}"
         )
+
+    @property
+    def resource_id(self) -> str:
+        return self.arm_id
+
+    @property
+    def resource_type(self) -> str:
+        return "microsoft.operationalinsights/workspaces"
 
 
 @dataclass(frozen=True)
@@ -273,6 +333,23 @@ class MachineTimeline:
         if self._state != "running" or at < self._busy_until:
             raise OperationRefused(f"guest shutdown refused for {self.machine.arm_id}")
         self._move_to("stopped", at)
+        self._busy_until = at
+
+    def onboard(self, at: datetime) -> None:
+        """An Arc machine onboarded at `at`: Connected from then on (the Arc agent's
+        registration is a Hybrid Compute write, no Compute power event)."""
+        if self._state is not None or self.intervals:
+            raise OperationRefused(f"{self.machine.arm_id} already exists")
+        self._since = at
+        self._state = "connected"
+        self._busy_until = at
+
+    def arc_status(self, status: str, at: datetime) -> None:
+        """An Arc machine's agent status changes (heartbeats stop or resume, 45 days without
+        one expire it): the Activity Log logs nothing."""
+        if self._state is None or at < self._busy_until or self.machine.arc_provider is None:
+            raise OperationRefused(f"status {status} refused for {self.machine.arm_id}")
+        self._move_to(status, at)
         self._busy_until = at
 
     def move_out(self, at: datetime) -> None:
