@@ -35,6 +35,8 @@ FINDING_MEANINGS: Mapping[str, str] = {
     "mde_benefit_not_applied": "Full-rate meters after the MDE benefit was approved",
     "stopped_allocated": "Billable while stopped but still allocated: deallocate instead",
     "defender_off": "Machine not covered by Defender for Servers (no amount: nothing billed)",
+    "duplicate_onboarding": "Arc server also billed as onboarded directly through Defender for "
+    "Endpoint: the same server paid twice (update its agent)",
 }
 # The page lists this many findings, largest first, and charts this many subscriptions,
 # largest billed first; the tables and the workbook have every one.

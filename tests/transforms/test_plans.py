@@ -37,6 +37,7 @@ ARC = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/"
     "Microsoft.HybridCompute/machines/onprem-1"
 )
+ARC_SQL = f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/Microsoft.HybridCompute/machines/SQL-01"
 CONNECTOR = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-clouds/providers/"
     "Microsoft.Security/securityConnectors/aws-prod"
@@ -245,6 +246,30 @@ def test_charges_on_no_machine_stay_unattributed_with_the_reason():
     estate = views["fleet_comparison_monthly"].filter(pl.col("subscription_id").is_null())
     assert estate["billed_cost"].item() == pytest.approx(16.84)
     assert estate["unattributed_cost"].item() == pytest.approx(1.96)
+
+
+def test_an_arc_server_also_billed_as_directly_onboarded_is_a_duplicate_onboarding():
+    # SQL-01 is an Arc machine Connected all January, billed 24 h a day on its own id (31 x
+    # 0.48 = 14.88). On Jan 8-10 the same server is also billed as "SQL-01.contoso.local",
+    # onboarded directly through Defender for Endpoint (24 h, 0.48 a day): billed twice on 3
+    # days, amount 3 x 0.48 = 1.44. BRANCH-01, directly onboarded only (Jan 8, 0.48), has no
+    # Arc twin: no finding. The Arc machine's own charges match its hours: no other finding.
+    lake = priced(RawLake())
+    lake.pricing(SUB_A, "Standard", "P2")
+    lake.machine(ARC_SQL, kind="arc", power_state="Connected", provider="on_premises")
+    billed(lake, ARC_SQL, range(1, 32), rate=0.02, meter="Standard P2 Node", sub=SUB_A)
+    for day in (8, 9, 10):
+        lake.cost(date(2026, 1, day), "SQL-01.contoso.local", hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 8), "branch-01.contoso.local", hours=24, amount=0.48)
+    views = build_views(lake)
+    found = findings_of(views)
+    assert set(found) == {("duplicate_onboarding", ARC_SQL.lower())}
+    duplicate = found[("duplicate_onboarding", ARC_SQL.lower())]
+    assert duplicate["amount"] == pytest.approx(1.44)
+    assert "'sql-01.contoso.local'" in duplicate["detail"]
+    assert "3 day(s)" in duplicate["detail"]
+    machine = views["machines"].row(0, named=True)
+    assert (machine["machine_kind"], machine["provider"]) == ("arc", "on_premises")
 
 
 # --- 5. allocation of pooled charges ---------------------------------------------------------
