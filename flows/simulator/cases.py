@@ -19,7 +19,7 @@ change is at 00:00 UTC (see `plans`). The cases:
 11. Azure Arc (issue 14), all in Production: on-premises servers (one disconnected from day 12
     02:00 to day 13 10:00, one without the MDE extension, one disconnected 3 days into the window
     and Expired 45 days later), an AWS EC2 instance onboarded on day 5 09:30 and a GCP instance
-    disconnected on day 20 08:00-20:00, both through Defender for Cloud connectors (an AWS and a
+    disconnected from day 19 20:00 to day 20 08:00, both through Defender for Cloud connectors (an AWS and a
     GCP connector with the Plan 2 offering); 3 h a day billed on the AWS connector's id on days
     23-24; two servers billed as directly onboarded through Defender for Endpoint on days 8-10
     (their names, not ARM ids), one of them the same server as the first Arc machine (billed
@@ -216,7 +216,9 @@ DIRECT_ONLY_SERVER = "BRANCH-FS-01"
 
 def arc_estate(builder: EstateBuilder, subscription: SubscriptionSpec, rng: random.Random) -> None:
     """Case 11: Arc machines on premises, in AWS and in GCP (connectors), a charge on a connector
-    and servers billed as directly onboarded through Defender for Endpoint."""
+    and servers billed as directly onboarded through Defender for Endpoint. Each disconnection
+    spans a midnight, so daily snapshots see it (one that began and ended between two snapshots
+    would be invisible to them: see `power_intervals.state` in the data dictionary)."""
     start, now = builder.window_start, builder.now
     month = last_complete_month(now)
 
@@ -277,7 +279,7 @@ def arc_estate(builder: EstateBuilder, subscription: SubscriptionSpec, rng: rand
         ec2 = replace(arc("i-0a1b2c3d4e5f60718", "aws", "Linux"), created_at=onboarded)
         builder.add_machine(ec2, initial_state=None).onboard(onboarded)
     gcp = builder.add_machine(arc("gcp-web-01", "gcp", "Linux"), initial_state="connected")
-    lost, back = instant(20, 8), instant(20, 20)
+    lost, back = instant(19, 20), instant(20, 8)
     if lost and back:
         gcp.arc_status("disconnected", lost)
         gcp.arc_status("connected", back)

@@ -363,3 +363,23 @@ def test_arc_machine_expired_and_first_seen_after_a_change(lake):
         ("connected", at(25, 12), WINDOW_END, True),
     ]
     assert sum(hours_by_day(daily_hours(lake), new).values()) == 156.0
+
+
+def test_an_arc_disconnection_between_two_snapshots_is_not_seen(lake):
+    # Snapshots at Jan 10 00:00 and Jan 11 00:00 both say Connected; the second since Jan 10
+    # 20:00, so the machine was not connected just before then, but when that began the
+    # snapshots cannot say. The assumption fills the gap: the earlier status holds until the
+    # change, so all 744 h are billable (the precision the daily refresh gives).
+    dip = ARC_ID % (SUB_A, "dip")
+    lake.machine(
+        dip,
+        kind="arc",
+        power_state="Connected",
+        snapshot_at=at(10),
+        status_changed_at=at(1, month=12, year=2025),
+        created_at=None,
+    )
+    lake.machine(
+        dip, kind="arc", power_state="Connected", status_changed_at=at(10, 20), created_at=None
+    )
+    assert intervals_of(lake, dip) == [("connected", WINDOW_START, WINDOW_END, True)]
