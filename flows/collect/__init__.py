@@ -303,7 +303,11 @@ def collect_inventory(
             origin=origin,
         )
         result.rows = table.num_rows
-        result.pricing_resource_ids = fetched.pricing_resource_ids
+        # Resource-level Defender settings exist on Arc machines too (see `pricings`).
+        result.pricing_resource_ids = [
+            *fetched.pricing_resource_ids,
+            *(machine["resource_id"] for machine in arc_machines),
+        ]
 
     return _read_scope(ChunkResult("inventory", scope, f"snapshot {snapshot_date}"), work)
 

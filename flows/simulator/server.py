@@ -663,7 +663,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @_route(
         "GET",
-        rf"^(?P<resource>{_SUB}{_RG}{_COMPUTE}/.+?)/providers/microsoft\.security/pricings"
+        rf"^(?P<resource>{_SUB}{_RG}/providers/microsoft\.(?:compute|hybridcompute)/.+?)"
+        r"/providers/microsoft\.security/pricings"
         r"(?:/(?P<name>[^/]+))?$",
         "resource_pricings",
     )
