@@ -19,11 +19,11 @@ change is at 00:00 UTC (see `plans`). The cases:
 11. Azure Arc (issue 14), all in Production: on-premises servers (one disconnected from day 12
     02:00 to day 13 10:00, one without the MDE extension, one disconnected 3 days into the window
     and Expired 45 days later), an AWS EC2 instance onboarded on day 5 09:30 and a GCP instance
-    disconnected from day 19 20:00 to day 20 08:00, both through Defender for Cloud connectors (an AWS and a
-    GCP connector with the Plan 2 offering); 3 h a day billed on the AWS connector's id on days
-    23-24; two servers billed as directly onboarded through Defender for Endpoint on days 8-10
-    (their names, not ARM ids), one of them the same server as the first Arc machine (billed
-    twice: the duplicate_onboarding case).
+    disconnected from day 19 20:00 to day 20 08:00, both through Defender for Cloud connectors
+    (an AWS and a GCP connector with the Plan 2 offering); 3 h a day billed on the AWS
+    connector's id on days 23-24; two servers billed as directly onboarded through Defender for
+    Endpoint on days 8-10 (their names, not ARM ids), one of them the same server as the first
+    Arc machine (billed twice: the duplicate_onboarding case).
 """
 
 from __future__ import annotations

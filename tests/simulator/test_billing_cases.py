@@ -252,9 +252,7 @@ def test_arc_machines_connectors_and_direct_onboarding_in_cost_data(clients, sim
         assert direct["Cost"].to_list() == pytest.approx([0.48] * 3)
     # An Arc machine has no compute or disk rows: Azure does not bill its hardware.
     arc_ids = {arm_id.lower() for arm_id in arc.values()}
-    assert set(rows.filter(pl.col("ResourceId").is_in(arc_ids))["Meter"]) == {
-        "Standard P2 Node"
-    }
+    assert set(rows.filter(pl.col("ResourceId").is_in(arc_ids))["Meter"]) == {"Standard P2 Node"}
 
 
 def test_shared_services_cost_data_lags_three_days(clients, simulator):

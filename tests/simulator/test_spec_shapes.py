@@ -3,9 +3,9 @@
 The examples are copied from Azure/azure-rest-api-specs into tests/fixtures/specs (see
 SOURCES.md there). Every key an example has must exist in our answer at the same place with the
 same JSON type; our answers may carry more keys. Documented optional keys we omit are listed
-in OMITTED with the reason. No spec example was copied for the subscription list, VM
-and Arc machine extensions, scale sets or the Retail Prices API (not an ARM API): those shapes are exercised
-through the SDK models in test_server.py.
+in OMITTED with the reason. No spec example was copied for the subscription list, VM and Arc
+machine extensions, scale sets or the Retail Prices API (not an ARM API): those shapes are
+exercised through the SDK models in test_server.py.
 """
 
 import json

@@ -37,7 +37,10 @@ ARC = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/"
     "Microsoft.HybridCompute/machines/onprem-1"
 )
-ARC_SQL = f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/Microsoft.HybridCompute/machines/SQL-01"
+ARC_SQL = (
+    f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/"
+    "Microsoft.HybridCompute/machines/SQL-01"
+)
 CONNECTOR = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-clouds/providers/"
     "Microsoft.Security/securityConnectors/aws-prod"
