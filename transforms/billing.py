@@ -37,16 +37,23 @@ VM_BILLABLE_STATES: Final = frozenset({"running", "stopping", "stopped"})
 # (Learn: azure-arc/servers/overview, "Agent status"). Error is not Connected: not billable.
 ARC_STATES: Final = ("connected", "disconnected", "offline", "error", "expired")
 ARC_BILLABLE_STATES: Final = frozenset({"connected"})
-# The status an Arc machine is taken to have had just before a `lastStatusChange` to each status,
-# when no earlier evidence says (documented in the data dictionary): Connected follows a
-# disconnection, Disconnected and Error follow a connection, Expired follows 45 days Disconnected.
+# The status an Arc machine is taken to have had before its first `lastStatusChange` when no
+# earlier evidence says (documented in the data dictionary): Disconnected and Error follow a
+# connection; Expired follows `ARC_EXPIRY` Disconnected, itself after a connection. A change to
+# Connected follows a disconnection of unknown length, taken as none (as between two snapshots:
+# a status that began and ended unseen is not counted), so Connected holds backwards.
 ARC_STATUS_BEFORE: Final = {
-    "connected": "disconnected",
+    "connected": "connected",
     "disconnected": "connected",
     "offline": "connected",
     "error": "connected",
     "expired": "disconnected",
 }
+# Source: Learn, azure-arc/servers/overview ("Agent status"): a machine Disconnected for 45 days
+# is Expired. An Expired status that began at T was Disconnected from T - 45 days.
+ARC_EXPIRY_DAYS: Final = 45
+ARC_EXPIRED: Final = "expired"
+ARC_DISCONNECTED: Final = "disconnected"
 # The Arc machine's counterpart of a VM's `running` (its state once onboarded, and the state
 # assumed for one known only from events).
 ARC_CONNECTED: Final = "connected"

@@ -112,9 +112,10 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "earlier change since the previous snapshot is not seen (a disconnection that "
                 "began and ended between two snapshots is invisible). Gap assumption: between "
                 "two pieces of evidence the earlier status holds until the next "
-                "lastStatusChange; before a machine's first change the status is the other one "
-                "(disconnected before a change to connected, connected before a change to "
-                "disconnected or error, disconnected before expired).",
+                "lastStatusChange (a status that began and ended unseen counts for nothing); "
+                "before a machine's first change (from its creation, systemData.createdAt) it "
+                "was connected, except that an Expired status was Disconnected for the 45 days "
+                "before it.",
             ),
             "start_at": (UTC_TIMESTAMP, "Interval start (inclusive)."),
             "end_at": (UTC_TIMESTAMP, "Interval end (exclusive)."),

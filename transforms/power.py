@@ -165,9 +165,20 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         changed_to=pl.lit(None, dtype=pl.String),
     )
     # An Arc snapshot's `lastStatusChange`: the status it saw began then (several snapshots of
-    # one unchanged status name the same change once).
+    # one unchanged status name the same change once). An Expired status began 45 days after
+    # the disconnection that led to it (`billing.ARC_EXPIRY_DAYS`).
+    changes = snapshots.filter(pl.col("status_changed_at").is_not_null()).select(
+        "resource_id", at="status_changed_at", changed_to="power_state"
+    )
+    expired = pl.col("changed_to") == billing.ARC_EXPIRED
+    disconnections = changes.filter(expired).select(
+        "resource_id",
+        at=pl.col("at") - timedelta(days=billing.ARC_EXPIRY_DAYS),
+        changed_to=pl.lit(billing.ARC_DISCONNECTED),
+    )
     status_change_rows = (
-        snapshots.filter(pl.col("status_changed_at").is_not_null())
+        pl.concat([changes, disconnections])
+        .unique(subset=["resource_id", "at", "changed_to"], keep="any")
         .select(
             "resource_id",
             correlation_id=pl.lit(None, dtype=pl.String),
@@ -175,11 +186,10 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
             outcome=pl.lit(None, dtype=pl.String),
             ended_at=pl.lit(None, dtype=UTC_TIMESTAMP),
             is_creation=pl.lit(False),
-            at="status_changed_at",
+            at="at",
             observed_state=pl.lit(None, dtype=pl.String),
-            changed_to="power_state",
+            changed_to="changed_to",
         )
-        .unique(subset=["resource_id", "at", "changed_to"], keep="any")
     )
     is_operation = pl.col("operation").is_not_null()
     busy_until = pl.when(is_operation).then(pl.col("ended_at").fill_null(pl.col("hi")))

@@ -38,6 +38,22 @@ FINDING_MEANINGS: Mapping[str, str] = {
     "duplicate_onboarding": "Arc server also billed as onboarded directly through Defender for "
     "Endpoint: the same server paid twice (update its agent)",
 }
+# Where a server runs (`machines.provider`), as a finance reader says it.
+PROVIDER_NAMES: Mapping[str, str] = {
+    "azure": "Azure",
+    "on_premises": "On premises (Azure Arc)",
+    "aws": "AWS (Azure Arc, connector)",
+    "gcp": "GCP (Azure Arc, connector)",
+}
+# Why a charge is on no machine (`defender_charges_daily.attribution_detail`), in words.
+UNATTRIBUTED_REASONS: Mapping[str, str] = {
+    "connector": "on multicloud connectors",
+    "direct_onboarding": "on servers onboarded directly through Defender for Endpoint",
+    "unknown_machine": "on machine ids never collected",
+    "non_machine_resource": "on other resources (e.g. Log Analytics workspaces)",
+    "no_covered_machine": "subscription-level, with no covered billable machine that day",
+    "no_resource_id": "naming no resource",
+}
 # The page lists this many findings, largest first, and charts this many subscriptions,
 # largest billed first; the tables and the workbook have every one.
 FINDINGS_SHOWN = 100
@@ -230,5 +246,7 @@ def render_html(
             seat_requirement=SEAT_REQUIREMENTS.get(data.assumptions.seat_option),
             block_name=block_name(data.assumptions.seat_reassignment_days),
             p2_lost=LOST_WITHOUT_DEFENDER_FOR_SERVERS["P2"],
+            provider_names=PROVIDER_NAMES,
+            unattributed_reasons=UNATTRIBUTED_REASONS,
         )
     )

@@ -335,13 +335,20 @@ def test_arc_status_history_from_daily_snapshots_and_last_status_change(lake):
     assert (hours[date(2026, 1, 10)], hours[date(2026, 1, 11)]) == (18.0, 18.0)
 
 
-def test_arc_machine_expired_and_first_seen_after_a_change(lake):
-    # `old` was first snapshotted Jan 10 Disconnected since Dec 6 and is Expired at the present
-    # since Jan 20 (45 days later): never billable. `new` was first snapshotted at the present,
-    # Connected since Jan 25 12:00; before that change nothing is known but the change itself,
-    # so it is taken to have been disconnected (a status begins where another ends): billable
-    # from Jan 25 12:00, 6.5 days = 156 h.
-    old, new = ARC_ID % (SUB_A, "old"), ARC_ID % (SUB_A, "new")
+def test_arc_machines_first_seen_after_a_change(lake):
+    # Before a machine's first status change only the change itself is known:
+    # - `old`, first snapshotted Jan 10 Disconnected since Dec 6 and Expired at the present
+    #   since Jan 20 (45 days later): disconnected, then expired; never billable.
+    # - `lapsed`, first seen at the present Expired since Jan 20: Disconnected from 45 days
+    #   before (Dec 6), so the same, 0 h.
+    # - `dropped`, first seen Disconnected since Jan 15: connected before (a machine
+    #   disconnects from Connected), billable Jan 1-15, 14 x 24 = 336 h.
+    # - `back`, first seen Connected since Jan 25 12:00: the disconnection before that change is
+    #   of unknown length, taken as none, so connected all window: 744 h.
+    # - `new`, onboarded Jan 25 12:00 (systemData.createdAt) and Connected since: it exists
+    #   from then, 6.5 days = 156 h.
+    old, lapsed = ARC_ID % (SUB_A, "old"), ARC_ID % (SUB_A, "lapsed")
+    dropped, back, new = (ARC_ID % (SUB_A, name) for name in ("dropped", "back", "new"))
     lake.machine(
         old,
         kind="arc",
@@ -350,19 +357,38 @@ def test_arc_machine_expired_and_first_seen_after_a_change(lake):
         status_changed_at=at(6, month=12, year=2025),
         created_at=None,
     )
-    lake.machine(old, kind="arc", power_state="Expired", status_changed_at=at(20), created_at=None)
+    for machine in (old, lapsed):
+        lake.machine(
+            machine, kind="arc", power_state="Expired", status_changed_at=at(20), created_at=None
+        )
     lake.machine(
-        new, kind="arc", power_state="Connected", status_changed_at=at(25, 12), created_at=None
+        dropped, kind="arc", power_state="Disconnected", status_changed_at=at(15), created_at=None
     )
-    assert intervals_of(lake, old) == [
+    lake.machine(
+        back, kind="arc", power_state="Connected", status_changed_at=at(25, 12), created_at=None
+    )
+    lake.machine(
+        new,
+        kind="arc",
+        power_state="Connected",
+        status_changed_at=at(25, 12),
+        created_at=at(25, 12),
+    )
+    expired = [
         ("disconnected", WINDOW_START, at(20), False),
         ("expired", at(20), WINDOW_END, False),
     ]
-    assert intervals_of(lake, new) == [
-        ("disconnected", WINDOW_START, at(25, 12), False),
-        ("connected", at(25, 12), WINDOW_END, True),
+    assert intervals_of(lake, old) == expired
+    assert intervals_of(lake, lapsed) == expired
+    assert intervals_of(lake, dropped) == [
+        ("connected", WINDOW_START, at(15), True),
+        ("disconnected", at(15), WINDOW_END, False),
     ]
-    assert sum(hours_by_day(daily_hours(lake), new).values()) == 156.0
+    assert intervals_of(lake, back) == [("connected", WINDOW_START, WINDOW_END, True)]
+    assert intervals_of(lake, new) == [("connected", at(25, 12), WINDOW_END, True)]
+    daily = daily_hours(lake)
+    totals = {m: sum(hours_by_day(daily, m).values()) for m in (old, dropped, back, new)}
+    assert totals == {old: 0.0, dropped: 336.0, back: 744.0, new: 156.0}
 
 
 def test_an_arc_disconnection_between_two_snapshots_is_not_seen(lake):
