@@ -219,7 +219,7 @@ class Estate:
                     "deleted_at": timeline.deleted_at,
                     "moved_at": timeline.moved_out_at,
                     "os_type": m.os_type,
-                    "size": m.size,
+                    "size": m.size or None,  # an Arc machine has none
                     "location": m.location,
                     "mde_sensor": m.mde_sensor,
                     "defender_plan": plans.machine_plan_at(m, self.now),
