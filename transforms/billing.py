@@ -101,6 +101,14 @@ _MACHINE_RESOURCE_TYPES: Final = (
     "microsoft.compute/virtualmachinescalesets/virtualmachines",
     "microsoft.compute/virtualmachines",
 )
+# An Azure Arc machine's registration (`write`, when the agent connects it) and removal
+# (`delete`) are its only Activity Log operations (Learn: resource-provider-operations#
+# microsofthybridcompute); its status changes log nothing (no heartbeats).
+ARC_RESOURCE_TYPE: Final = "microsoft.hybridcompute/machines"
+_ARC_OPERATION_VERBS: Final = {"write": "write", "delete": "delete"}
+# The resource providers whose Activity Log events mdecost reads (`resourceProvider eq` takes
+# one at a time).
+EVENT_RESOURCE_PROVIDERS: Final = ("Microsoft.Compute", "Microsoft.HybridCompute")
 SCALE_SET_RESOURCE_TYPE: Final = "microsoft.compute/virtualmachinescalesets"
 # Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId.
 EVENT_STATUSES: Final = ("Started", "Accepted", "Succeeded", "Failed")
@@ -130,9 +138,9 @@ def event_status_expr(status: pl.Expr) -> pl.Expr:
 def power_operation(operation_name: str) -> str | None:
     """Map an Activity Log operationName to mdecost's verb, or None if it is not a power operation.
 
-    Machine operations (a VM, a scale-set instance) and the power operations of a whole scale
-    set (`_SCALE_SET_OPERATION_VERBS`, which act on its instances) count; a scale set's `write`
-    and every other provider return None.
+    Machine operations (a VM, a scale-set instance), the power operations of a whole scale
+    set (`_SCALE_SET_OPERATION_VERBS`, which act on its instances) and an Arc machine's `write`
+    and `delete` count; a scale set's `write` and every other provider return None.
     """
     lowered = operation_name.lower()
     for resource_type in _MACHINE_RESOURCE_TYPES:
@@ -142,6 +150,9 @@ def power_operation(operation_name: str) -> str | None:
     prefix = SCALE_SET_RESOURCE_TYPE + "/"
     if lowered.startswith(prefix):
         return _SCALE_SET_OPERATION_VERBS.get(lowered[len(prefix) :])
+    prefix = ARC_RESOURCE_TYPE + "/"
+    if lowered.startswith(prefix):
+        return _ARC_OPERATION_VERBS.get(lowered[len(prefix) :])
     return None
 
 
@@ -177,7 +188,8 @@ def power_operation_names() -> list[str]:
     scale_set_operations = [
         f"Microsoft.Compute/virtualMachineScaleSets/{path}" for path in SCALE_SET_OPERATION_PATHS
     ]
-    return machine_operations + scale_set_operations
+    arc_operations = [f"Microsoft.HybridCompute/machines/{verb}" for verb in _ARC_OPERATION_VERBS]
+    return machine_operations + scale_set_operations + arc_operations
 
 
 # Activity Log retention. Source: Learn, azure-monitor/essentials/activity-log ("90 days").

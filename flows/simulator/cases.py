@@ -18,7 +18,8 @@ change is at 00:00 UTC (see `plans`). The cases:
     and started the next morning, logged only on the set.
 11. Azure Arc (issue 14), all in Production: on-premises servers (one disconnected from day 12
     02:00 to day 13 10:00, one without the MDE extension, one disconnected 3 days into the window
-    and Expired 45 days later), an AWS EC2 instance onboarded on day 5 09:30 and a GCP instance
+    and Expired 45 days later, one removed on day 26 14:00 by a Hybrid Compute delete), an AWS EC2
+    instance onboarded (a Hybrid Compute write) on day 5 09:30 and a GCP instance
     disconnected from day 19 20:00 to day 20 08:00, both through Defender for Cloud connectors
     (an AWS and a GCP connector with the Plan 2 offering); 3 h a day billed on the AWS
     connector's id on days 23-24; two servers billed as directly onboarded through Defender for
@@ -212,6 +213,8 @@ DIRECT_ONBOARDING_DAYS = range(8, 11)
 # The Arc machine also billed as a directly onboarded server, and one billed only that way.
 DUPLICATED_SERVER = "SQL-OnPrem-01"
 DIRECT_ONLY_SERVER = "BRANCH-FS-01"
+# Who registers the instances a connector auto-provisions (Defender for Cloud's application).
+ARC_PROVISIONING = "defender-for-cloud-arc-autoprovisioning"
 
 
 def arc_estate(builder: EstateBuilder, subscription: SubscriptionSpec, rng: random.Random) -> None:
@@ -277,7 +280,15 @@ def arc_estate(builder: EstateBuilder, subscription: SubscriptionSpec, rng: rand
     onboarded = instant(5, 9.5)
     if onboarded:
         ec2 = replace(arc("i-0a1b2c3d4e5f60718", "aws", "Linux"), created_at=onboarded)
-        builder.add_machine(ec2, initial_state=None).onboard(onboarded)
+        builder.add_machine(ec2, initial_state=None).onboard(
+            onboarded, timedelta(seconds=40), ARC_PROVISIONING
+        )
+    decommissioned = builder.add_machine(
+        arc("Decom-OnPrem-04", "on_premises", "Linux"), initial_state="connected"
+    )
+    removed = instant(26, 14)
+    if removed:
+        decommissioned.offboard(removed, timedelta(seconds=20), "carol@contoso.com")
     gcp = builder.add_machine(arc("gcp-web-01", "gcp", "Linux"), initial_state="connected")
     lost, back = instant(19, 20), instant(20, 8)
     if lost and back:

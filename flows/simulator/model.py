@@ -335,14 +335,19 @@ class MachineTimeline:
         self._move_to("stopped", at)
         self._busy_until = at
 
-    def onboard(self, at: datetime) -> None:
-        """An Arc machine onboarded at `at`: Connected from then on (the Arc agent's
-        registration is a Hybrid Compute write, no Compute power event)."""
-        if self._state is not None or self.intervals:
-            raise OperationRefused(f"{self.machine.arm_id} already exists")
-        self._since = at
-        self._state = "connected"
-        self._busy_until = at
+    def onboard(self, at: datetime, duration: timedelta, caller: str) -> None:
+        """An Arc machine onboarded at `at`: the agent's registration is a Hybrid Compute
+        `write` (Started, Succeeded), Connected once it succeeds."""
+        if self.machine.arc_provider is None:
+            raise OperationRefused(f"{self.machine.arm_id} is not an Arc machine")
+        self.create(at, duration, caller)
+
+    def offboard(self, at: datetime, duration: timedelta, caller: str) -> None:
+        """An Arc machine removed at `at` (`azcmagent disconnect`): a Hybrid Compute `delete`;
+        gone once it succeeds."""
+        if self._state is None or at < self._busy_until or self.machine.arc_provider is None:
+            raise OperationRefused(f"offboarding refused for {self.machine.arm_id}")
+        self._record("delete", at, duration, succeeded=True, caller=caller)
 
     def arc_status(self, status: str, at: datetime) -> None:
         """An Arc machine's agent status changes (heartbeats stop or resume, 45 days without
@@ -405,6 +410,8 @@ class MachineTimeline:
         self, operation: str, at: datetime, duration: timedelta, *, succeeded: bool
     ) -> None:
         transitional, target = _TRANSITIONS[operation]
+        if target == "running" and self.machine.arc_provider:
+            target = "connected"  # an Arc machine's counterpart of running
         finished_at = at + duration
         previous = self._state
         if transitional is not None:

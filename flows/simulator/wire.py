@@ -462,8 +462,8 @@ def event_json(row: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         "level": "Error" if status == "Failed" else "Informational",
         "resourceGroupName": row["resource_group"],
         "resourceProviderName": {
-            "value": "Microsoft.Compute",
-            "localizedValue": "Microsoft.Compute",
+            "value": row["resource_type"].split("/", 1)[0],
+            "localizedValue": row["resource_type"].split("/", 1)[0],
         },
         "resourceId": row["arm_id"],
         "resourceType": {"value": row["resource_type"], "localizedValue": row["resource_type"]},

@@ -225,7 +225,8 @@ def test_arc_machines_connectors_and_direct_onboarding_in_cost_data(clients, sim
     """Case 11 as the Query API serves it (Production, Plan 2 at 0.02 per hour):
     - SQL-OnPrem-01, disconnected 10-12 02:00 to 10-13 10:00: 2 h (0.04) on the 12th, 14 h
       (0.28) on the 13th, 24 h (0.48) on the 11th, on its Arc id;
-    - i-0a1b2c3d4e5f60718 (AWS) onboarded 10-05 09:30: 14.5 h (0.29) on the 5th;
+    - i-0a1b2c3d4e5f60718 (AWS), its registration (a Hybrid Compute write) 10-05 09:30:00 to
+      09:30:40, Connected after: 14.5 h - 40 s = 14.48889 h (0.2897778) on the 5th;
     - the AWS connector's id: 3 h (0.06) on 10-23 and 10-24;
     - sql-onprem-01.contoso.local and branch-fs-01.contoso.local, directly onboarded: 24 h
       (0.48) on 10-08..10-10 each, not ARM ids.
@@ -240,8 +241,9 @@ def test_arc_machines_connectors_and_direct_onboarding_in_cost_data(clients, sim
     assert sql["UsageQuantity"].to_list() == [24.0, 2.0, 14.0]
     assert sql["Cost"].to_list() == pytest.approx([0.48, 0.04, 0.28])
     ec2 = defender(rows, arc["i-0a1b2c3d4e5f60718"])
-    assert (ec2["UsageDate"][0], ec2["UsageQuantity"][0]) == (date(2026, 10, 5), 14.5)
-    assert ec2["Cost"][0] == pytest.approx(0.29)
+    assert ec2["UsageDate"][0] == date(2026, 10, 5)
+    assert ec2["UsageQuantity"][0] == pytest.approx(14.5 - 40 / 3600)
+    assert ec2["Cost"][0] == pytest.approx(0.02 * (14.5 - 40 / 3600))
     aws = next(c for c in estate.connector_specs if c.cloud == "aws")
     on_connector = defender(rows, aws.arm_id)
     assert on_connector["UsageDate"].to_list() == [date(2026, 10, 23), date(2026, 10, 24)]

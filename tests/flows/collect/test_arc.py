@@ -3,8 +3,9 @@
 
 Case 11 of the estate (flows/simulator/cases.py), in Contoso Production: SQL-OnPrem-01 loses its
 connection on 2026-10-12 at 02:00 and is back on 10-13 at 10:00; Legacy-OnPrem-03 has been
-Expired since 09-01; Files-OnPrem-02 has no MDE extension; an AWS EC2 instance and a GCP instance
-come through their connectors. The daily refresh collects at 00:00 on 10-11 .. 10-14.
+Expired since 09-01; Files-OnPrem-02 has no MDE extension; Decom-OnPrem-04 is removed on 10-26;
+an AWS EC2 instance and a GCP instance come through their connectors. The daily refresh
+collects at 00:00 on 10-11 .. 10-14.
 """
 
 from datetime import UTC, date, datetime
@@ -43,6 +44,7 @@ def test_daily_collection_yields_the_arc_machines_statuses_and_billable_hours(la
     view = machines(inventory, events, scan_dataset(lake, "pricings")).collect()
     arc = view.filter(pl.col("machine_kind") == "arc").sort("machine_name")
     assert arc.select("machine_name", "provider", "os_type", "mde_sensor").rows() == [
+        ("Decom-OnPrem-04", "on_premises", "Linux", True),
         ("Files-OnPrem-02", "on_premises", "Linux", False),
         ("Legacy-OnPrem-03", "on_premises", "Windows", True),
         ("SQL-OnPrem-01", "on_premises", "Windows", True),
@@ -76,11 +78,12 @@ def test_daily_collection_yields_the_arc_machines_statuses_and_billable_hours(la
     hours = machine_hours_daily(intervals, view.lazy()).collect()
     by_machine = dict(hours.group_by("resource_id").agg(pl.col("billable_hours").sum()).rows())
     # SQL-OnPrem-01: 24 h on 10-11, 2 h on 10-12 (00:00-02:00), 14 h on 10-13 (10:00-24:00) =
-    # 40 h; Legacy-OnPrem-03 Expired: 0 h; the three others Connected: 3 x 24 = 72 h each.
+    # 40 h; Legacy-OnPrem-03 Expired: 0 h; the four others Connected: 3 x 24 = 72 h each.
     assert {name: by_machine[resource_id] for name, resource_id in ids.items()} == {
         "SQL-OnPrem-01": 40.0,
         "Legacy-OnPrem-03": 0.0,
         "Files-OnPrem-02": 72.0,
+        "Decom-OnPrem-04": 72.0,
         "gcp-web-01": 72.0,
         "i-0a1b2c3d4e5f60718": 72.0,
     }
