@@ -16,7 +16,8 @@ and the lake, so any task runner or worker pool can run them):
   `connectors/snapshot_date=/subscription_id=`.
 - `power_events` (scope x month): every month from the window's first month to `as_of`'s that
   the Activity Log still holds part of, whole months within the Activity Log retention, merged
-  with what the lake already holds outside that span (see `activity_log`) ->
+  with what the lake already holds outside that span (see `activity_log`; Compute's events and
+  Hybrid Compute's, an Arc machine's registration and removal) ->
   `power_events/month=/subscription_id=`.
 - `power history` (month, every scope at once; only for months before the Activity Log's
   retention floor, when `[history]` names sources): the Log Analytics workspaces and archive
