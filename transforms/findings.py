@@ -30,9 +30,8 @@ One row per machine id and month per kind (per month for the estate-wide
   name (first DNS label, without case: `billing.device_name_expr`) was also charged as
   onboarded directly through Defender for Endpoint (`attribution_detail` `direct_onboarding`):
   the same server billed twice, which Microsoft says old Defender for Endpoint agents can cause.
-  amount = the directly onboarded charges of those days. Matched among the subscriptions built
-  together (a build chunk): a designated subscription is built with the machines whose
-  subscriptions share its chunk.
+  amount = the directly onboarded charges of those days. The designated subscription is built
+  with the subscriptions of its Arc namesakes (`marts.linked_subscriptions`).
 
 Differences below `tolerance_hours` a day are rounding, not findings
 (`billing.FINDINGS_TOLERANCE_HOURS`: 0.01 h for fractional hours, a whole hour when hours are
