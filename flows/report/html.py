@@ -44,6 +44,7 @@ PROVIDER_NAMES: Mapping[str, str] = {
     "on_premises": "On premises (Azure Arc)",
     "aws": "AWS (Azure Arc, connector)",
     "gcp": "GCP (Azure Arc, connector)",
+    "unknown": "Unknown (Arc machines removed before an inventory listed them)",
 }
 # Why a charge is on no machine (`defender_charges_daily.attribution_detail`), in words.
 UNATTRIBUTED_REASONS: Mapping[str, str] = {
