@@ -339,7 +339,7 @@ def _unattributed_by_reason(
     return dict(
         con.execute(
             """
-            SELECT attribution_detail, CAST(sum(billed_cost) AS DOUBLE)
+            SELECT coalesce(attribution_detail, 'unattributed'), CAST(sum(billed_cost) AS DOUBLE)
             FROM defender_charges_daily
             WHERE attribution = 'unattributed' AND usage_date >= ? AND usage_date < ?
             GROUP BY 1 ORDER BY 2 DESC, 1
