@@ -20,6 +20,15 @@ order, is its Activity Log operations and the power states its inventory snapsho
   vanished from the inventory without a delete event: then at its last sighting); deleted
   machines, known only from the Activity Log, are kept.
 
+Azure Arc machines (billable while Connected) have two Activity Log operations, their
+registration (`write`, a creation: Connected after it) and removal (`delete`), and no heartbeat
+events. Each inventory snapshot of one carries its status and `lastStatusChange`, the instant
+that status began: one more piece of evidence, a status change with no transitional state. It
+settles the status from then on, and the status before it holds until it (a status that began
+and ended between two snapshots is not seen). Before its first change an Arc machine was
+Connected (`billing.ARC_STATUS_BEFORE`), except that an Expired status was Disconnected for the
+45 days before it (`billing.ARC_EXPIRY_DAYS`, added as a change of its own).
+
 Decisions, documented: a `restart` keeps the machine allocated and its power state `running`
 throughout (Azure reports no transitional power state for a restart), so it is billable; a
 configuration `write` of an existing machine changes nothing. Everything is computed with sorts,
