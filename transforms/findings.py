@@ -99,34 +99,39 @@ def _billed_while_not_billable(
     # inventory exists has no known hours, not zero hours. A day is judged per machine, all its
     # ids together: a move between two snapshots is known only to the day of the snapshot, so
     # the charges may still name the old id on days mdecost counts on the new one.
+    # Sums first; only the few days over the tolerance look up the id that carried most hours.
     keys = machines.select("resource_id", "machine_key")
-    billed = (
-        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .join(keys, on="resource_id", how="inner")
-        .group_by("usage_date", "machine_key", "currency")
-        .agg(
-            pl.col("resource_id").sort_by("billed_hours").last(),
-            pl.col("subscription_id").sort_by("billed_hours").last(),
-            pl.col("billed_hours").sum(),
-            pl.col("billed_cost").sum(),
-        )
+    day_keys = ["usage_date", "machine_key", "currency"]
+    charged = defender_charges_daily.filter(pl.col("resource_id").is_not_null()).join(
+        keys, on="resource_id", how="inner"
+    )
+    billed = charged.group_by(day_keys).agg(
+        pl.col("billed_hours").sum(), pl.col("billed_cost").sum()
     )
     hours = (
         machine_hours_daily.join(keys, on="resource_id", how="inner")
         .group_by("usage_date", "machine_key")
         .agg(pl.col("billable_hours").sum())
     )
-    days = (
+    over = (
         billed.join(hours, on=["usage_date", "machine_key"], how="left")
         .with_columns(
             billable_hours=pl.col("billable_hours").fill_null(0.0),
             excess_hours=pl.col("billed_hours") - pl.col("billable_hours").fill_null(0.0),
         )
         .filter((pl.col("billed_hours") > 0) & (pl.col("excess_hours") > tolerance))
-        .with_columns(
-            excess_cost=pl.col("billed_cost")
-            * (pl.col("excess_hours") / pl.col("billed_hours")).clip(upper_bound=1.0)
+    )
+    named = (
+        charged.join(over.select(day_keys), on=day_keys, how="semi")
+        .group_by(day_keys)
+        .agg(
+            pl.col("resource_id").sort_by("billed_hours").last(),
+            pl.col("subscription_id").sort_by("billed_hours").last(),
         )
+    )
+    days = over.join(named, on=day_keys, how="left").with_columns(
+        excess_cost=pl.col("billed_cost")
+        * (pl.col("excess_hours") / pl.col("billed_hours")).clip(upper_bound=1.0)
     )
     return (
         days.group_by("resource_id", _month("usage_date"), "currency")
@@ -185,8 +190,12 @@ def _billable_not_billed(
     own_cut_off = defender_charges_daily.group_by("subscription_id").agg(
         own_billed_through=pl.col("usage_date").max()
     )
+    # Most billable days are billed on the machine's own id: those leave first, in one anti
+    # join on the id, before the joins that judge the few left.
+    charged_ids = defender_charges_daily.select("usage_date", "resource_id")
     days = (
         machine_hours_daily.filter(pl.col("billable_hours") > tolerance)
+        .join(charged_ids, on=["usage_date", "resource_id"], how="anti")
         .join(covered, on=["usage_date", "resource_id"], how="inner")
         .join(own_cut_off, on="subscription_id", how="left")
         .join(estate_cut_off, how="cross")
