@@ -23,6 +23,7 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.costmanagement import CostManagementClient
+from azure.mgmt.hybridcompute import HybridComputeManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.security import SecurityCenter
@@ -141,6 +142,9 @@ class AzureClients:
 
     def compute(self, subscription_id: str) -> ComputeManagementClient:
         return ComputeManagementClient(self.credential, subscription_id, **self._options)
+
+    def hybrid(self, subscription_id: str) -> HybridComputeManagementClient:
+        return HybridComputeManagementClient(self.credential, subscription_id, **self._options)
 
     def monitor(self, subscription_id: str) -> MonitorManagementClient:
         return MonitorManagementClient(self.credential, subscription_id, **self._options)

@@ -126,7 +126,8 @@ def defender_rows(
     costs: pl.LazyFrame, cost_types: tuple[str, ...] = BILLED_COST_TYPES
 ) -> pl.LazyFrame:
     """Defender for Servers cost rows, one per input row, with their pool if they have one and
-    what kind of id they carry (`id_kind`: compute_machine, arc, other; null without an id).
+    what kind of id they carry (`id_kind`: compute_machine, arc, connector, device (not an ARM
+    id: a directly onboarded server), other; null without an id).
 
     A machine's meter and ids repeat on every day it is billed: each distinct meter, and each
     distinct (resource id, subscription, sub-account), is read once and joined back to its rows
@@ -166,6 +167,10 @@ def defender_rows(
             .then(pl.lit("compute_machine"))
             .when(is_arc_id(normalised))
             .then(pl.lit("arc"))
+            .when(normalised.str.contains(billing.SECURITY_CONNECTOR_PATH, literal=True))
+            .then(pl.lit("connector"))
+            .when(~billing.is_arm_id_expr(normalised))
+            .then(pl.lit("device"))
             .when(normalised.is_not_null())
             .then(pl.lit("other")),
         )
@@ -319,17 +324,22 @@ def defender_charges_daily(
 def _not_pooled(rows: pl.LazyFrame, machine_ids: pl.LazyFrame) -> pl.LazyFrame:
     """Charges on one id: a machine's (`resource`), else unattributed with the reason.
 
-    A machine is a VM or scale-set instance with a power timeline (`machine_ids`), or any Arc
-    machine id (a machine even before Arc inventory exists). A VM id never collected is an
-    `unknown_machine`; any other id (connector, workspace, ...) a `non_machine_resource`.
+    A machine is a VM, scale-set instance or Arc machine with a power timeline
+    (`machine_ids`). A machine id never collected is an `unknown_machine`, a multicloud
+    connector's id a `connector`, a directly onboarded device (`billing`, "Servers onboarded
+    directly") `direct_onboarding`; any other id (workspace, ...) a `non_machine_resource`.
     """
     detail = (
         pl.when(pl.col("id_kind").is_null())
         .then(pl.lit("no_resource_id"))
-        .when((pl.col("id_kind") == "arc") | pl.col("known_machine"))
+        .when(pl.col("known_machine"))
         .then(pl.lit("machine"))
-        .when(pl.col("id_kind") == "compute_machine")
+        .when(pl.col("id_kind").is_in(["compute_machine", "arc"]))
         .then(pl.lit("unknown_machine"))
+        .when(pl.col("id_kind") == "connector")
+        .then(pl.lit("connector"))
+        .when(pl.col("id_kind") == "device")
+        .then(pl.lit("direct_onboarding"))
         .otherwise(pl.lit("non_machine_resource"))
     )
     on_machine = pl.col("attribution_detail") == "machine"

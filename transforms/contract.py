@@ -46,10 +46,19 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "location": (pl.String(), "Azure region."),
             "size": (pl.String(), "VM size (SKU)."),
             "os_type": (pl.String(), "Windows or Linux."),
+            "provider": (
+                pl.String(),
+                "Where the server runs: azure (VMs, scale-set instances), on_premises, aws, gcp "
+                "(Arc machines: Hybrid Compute's cloudMetadata.provider, else "
+                "detectedProperties.cloudprovider; AWS EC2 and GCP instances a Defender for "
+                "Cloud connector protects are auto-provisioned Arc machines). Null for an Arc "
+                "machine no inventory snapshot listed.",
+            ),
             "created_at": (
                 UTC_TIMESTAMP,
-                "Creation time: timeCreated from Compute, else the start of the creating write "
-                "in the Activity Log; null if unknown (created before the events window).",
+                "Creation time: timeCreated from Compute (Arc: systemData.createdAt), else the "
+                "start of the creating write in the Activity Log; null if unknown (created "
+                "before the events window).",
             ),
             "deleted_at": (
                 UTC_TIMESTAMP,
@@ -95,8 +104,20 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "state": (
                 pl.String(),
                 "Power state: creating, starting, running, stopping, stopped, deallocating, "
-                "deallocated, deleting (Arc: connected, disconnected, ...; unknown if the "
-                "inventory had no power state).",
+                "deallocated, deleting; Arc machines: connected, disconnected, error, expired "
+                "(Hybrid Compute status); unknown if the inventory had no power state. An Arc "
+                "machine exists from its registration (Hybrid Compute write, or "
+                "systemData.createdAt) to its delete, but the Activity Log logs no heartbeats: "
+                "each "
+                "daily inventory snapshot gives its status and lastStatusChange, when that "
+                "status began, so the last change before each snapshot is exact and any "
+                "earlier change since the previous snapshot is not seen (a disconnection that "
+                "began and ended between two snapshots is invisible). Gap assumption: between "
+                "two pieces of evidence the earlier status holds until the next "
+                "lastStatusChange (a status that began and ended unseen counts for nothing); "
+                "before a machine's first change (from its creation, systemData.createdAt) it "
+                "was connected, except that an Expired status was Disconnected for the 45 days "
+                "before it.",
             ),
             "start_at": (UTC_TIMESTAMP, "Interval start (inclusive)."),
             "end_at": (UTC_TIMESTAMP, "Interval end (exclusive)."),
@@ -151,8 +172,12 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 pl.String(),
                 "Why: machine, subscription_pricing, scale_set, no_covered_machine (a pooled "
                 "charge with no billable machine covered by its plan that day), unknown_machine "
-                "(a VM or scale-set instance id never collected), non_machine_resource (a "
-                "connector, a workspace, another resource), no_resource_id.",
+                "(a VM, scale-set instance or Arc machine id never collected), connector (a "
+                "Defender for Cloud multicloud connector's id), direct_onboarding (a server "
+                "onboarded directly through Defender for Endpoint: the cost row names it by a "
+                "non-ARM id, its name or MDE device id; an unconfirmed reading, see "
+                "transforms/billing.py), non_machine_resource (a workspace, another resource), "
+                "no_resource_id.",
             ),
             "charged_resource_id": (
                 pl.String(),
@@ -368,7 +393,9 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "mde_benefit_unclaimed (MDE seats owned while machines pay the full rate, no "
                 "MDATP benefit meter), mde_benefit_not_applied (full-rate meters after the "
                 "configured benefit approval day), stopped_allocated (billable while stopped "
-                "but allocated: deallocating would not be billed) or defender_off. A day's "
+                "but allocated: deallocating would not be billed), defender_off or "
+                "duplicate_onboarding (an Arc machine also charged, the same days, as a server "
+                "of its name onboarded directly through Defender for Endpoint). A day's "
                 "billed and billable hours closer than 0.01 h (fractional hours) or 1 h (whole "
                 "clock hours) agree.",
             ),
@@ -381,7 +408,8 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 pl.Float64(),
                 "Money at stake: the excess's share of the billed cost, the unbilled or stopped "
                 "hours at each day's plan rate, the month's hourly_cost, or the MDE component "
-                "that the benefit would discount; null for defender_off.",
+                "that the benefit would discount, the directly onboarded duplicate's charges; "
+                "null for defender_off.",
             ),
             "currency": (pl.String(), "Currency of amount."),
         },

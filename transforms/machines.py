@@ -41,6 +41,8 @@ _VM_PATH: Final = "/providers/microsoft.compute/virtualmachines/"
 _SCALE_SET_PATH: Final = "/providers/microsoft.compute/virtualmachinescalesets/"
 _ARC_PATH: Final = "/providers/microsoft.hybridcompute/machines/"
 _RESOURCE_SLASHES: Final = 8
+# Where a VM or scale-set instance runs (`billing.PROVIDERS`).
+INVENTORY_AZURE_PROVIDER: Final = billing.PROVIDERS[0]
 _CHILD_RESOURCE_SLASHES: Final = 10
 
 
@@ -240,12 +242,13 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
 
 
 def power_snapshots(inventory: pl.LazyFrame) -> pl.LazyFrame:
-    """Every power state an inventory snapshot observed: resource_id, snapshot_at, power_state.
+    """Every power state an inventory snapshot observed: resource_id, snapshot_at, power_state,
+    and for an Arc machine `status_changed_at` (its `lastStatusChange`: when that status began).
 
     Snapshots without a power state tell nothing about it and are left out.
     """
     return (
-        inventory.select(resource_id(), "snapshot_at", power_state())
+        inventory.select(resource_id(), "snapshot_at", power_state(), "status_changed_at")
         .filter(pl.col("power_state").is_not_null() & (pl.col("power_state") != ""))
         .unique(subset=["resource_id", "snapshot_at"], keep="any")
     )
@@ -268,13 +271,19 @@ def _latest_inventory(
 
     `latest_date` (one row, `latest_snapshot_date`) defaults to this inventory's own latest day.
     """
+    kind = pl.col("machine_kind").str.to_lowercase()
     rows = inventory.with_columns(
         resource_id(),
         pl.col("subscription_id").str.to_lowercase(),
         pl.col("resource_group").str.to_lowercase(),
-        pl.col("machine_kind").str.to_lowercase(),
+        kind,
         pl.col("vm_id").str.to_lowercase(),
         power_state(),
+        # Partitions collected before Arc carry no provider: a VM's is Azure all the same.
+        provider=pl.coalesce(
+            pl.col("provider").str.to_lowercase(),
+            pl.when(kind != "arc").then(pl.lit(INVENTORY_AZURE_PROVIDER)),
+        ),
     )
     if latest_date is None:
         latest_date = latest_snapshot_date(inventory)
@@ -304,6 +313,7 @@ _IDENTITY_COLUMNS: Final = (
     "location",
     "size",
     "os_type",
+    "provider",
     "created_at",
     "mde_sensor",
     "power_state",
@@ -321,6 +331,7 @@ _SEEN_IN_EVENTS: Final = frozenset(
         "machine_name",
         "machine_kind",
         "scale_set_name",
+        "provider",
         "in_latest_snapshot",
     }
 )
@@ -376,6 +387,10 @@ def machine_identities(
             machine_name=machine_name_of(pl.col("resource_id")),
             machine_kind=machine_kind_of(pl.col("resource_id")),
             scale_set_name=pl.col("resource_id").str.extract(_VMSS_INSTANCE_ID, 1),
+            # An Arc machine's provider is in its inventory only; a VM runs in Azure.
+            provider=pl.when(~is_arc_id(pl.col("resource_id"))).then(
+                pl.lit(INVENTORY_AZURE_PROVIDER)
+            ),
             in_latest_snapshot=pl.lit(False),
         )
         .select(

@@ -29,7 +29,7 @@ from typing import Final
 
 import polars as pl
 
-from transforms.billing import FINDINGS_TOLERANCE_HOURS
+from transforms.billing import FINDINGS_TOLERANCE_HOURS, device_name_expr, is_arm_id_expr
 from transforms.charges import (
     cost_row_subscription,
     defender_charges_from,
@@ -221,10 +221,12 @@ def linked_subscriptions(
     inventory: pl.LazyFrame, costs: pl.LazyFrame | None = None
 ) -> list[frozenset[str]]:
     """Sets of subscriptions that must be built together: those that share a machine (a vmId
-    listed in each: a moved VM), and those a Defender charge links (billed under one
+    listed in each: a moved VM), those a Defender charge links (billed under one
     subscription, `cost_row_subscription`, on a resource of another: a moved VM's move-day
-    charge, a billing-account export row). Built apart, the charge would meet no machine in its
-    billing subscription's chunk and the machine none of its charges in its own.
+    charge, a billing-account export row), and a subscription billed for a server onboarded
+    directly through Defender for Endpoint with those holding an Arc machine of that name (the
+    `duplicate_onboarding` finding compares them). Built apart, the charge would meet no machine
+    in its billing subscription's chunk and the machine none of its charges in its own.
     """
     by_vm = (
         inventory.select(
@@ -250,9 +252,29 @@ def linked_subscriptions(
             .unique()
             .with_columns(key=pl.concat_str("billed_under", "charged_on", separator="|"))
         )
+        # Directly onboarded servers' rows carry no ARM id: never their own subscription's.
+        devices = (
+            elsewhere.lazy()
+            .filter(is_billed_defender_row() & ~is_arm_id_expr(resource_id()))
+            .select(
+                key=pl.lit("device|") + device_name_expr(resource_id()),
+                subscription_id=cost_row_subscription(),
+            )
+            .unique()
+        )
+        arc_namesakes = (
+            inventory.filter(pl.col("machine_kind").str.to_lowercase() == "arc")
+            .select(
+                key=pl.lit("device|") + device_name_expr(pl.col("machine_name")),
+                subscription_id=pl.col("subscription_id").str.to_lowercase(),
+            )
+            .join(devices, on="key", how="semi")
+        )
         pairs += [
             crossing.select("key", subscription_id="billed_under"),
             crossing.select("key", subscription_id="charged_on"),
+            devices,
+            arc_namesakes,
         ]
     shared = (
         pl.concat(pairs)

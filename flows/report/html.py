@@ -35,6 +35,25 @@ FINDING_MEANINGS: Mapping[str, str] = {
     "mde_benefit_not_applied": "Full-rate meters after the MDE benefit was approved",
     "stopped_allocated": "Billable while stopped but still allocated: deallocate instead",
     "defender_off": "Machine not covered by Defender for Servers (no amount: nothing billed)",
+    "duplicate_onboarding": "Arc server also billed as onboarded directly through Defender for "
+    "Endpoint: the same server paid twice (update its agent)",
+}
+# Where a server runs (`machines.provider`), as a finance reader says it.
+PROVIDER_NAMES: Mapping[str, str] = {
+    "azure": "Azure",
+    "on_premises": "On premises (Azure Arc)",
+    "aws": "AWS (Azure Arc, connector)",
+    "gcp": "GCP (Azure Arc, connector)",
+    "unknown": "Unknown (Arc machines removed before an inventory listed them)",
+}
+# Why a charge is on no machine (`defender_charges_daily.attribution_detail`), in words.
+UNATTRIBUTED_REASONS: Mapping[str, str] = {
+    "connector": "on multicloud connectors",
+    "direct_onboarding": "on servers onboarded directly through Defender for Endpoint",
+    "unknown_machine": "on machine ids never collected",
+    "non_machine_resource": "on other resources (e.g. Log Analytics workspaces)",
+    "no_covered_machine": "subscription-level, with no covered billable machine that day",
+    "no_resource_id": "naming no resource",
 }
 # The page lists this many findings, largest first, and charts this many subscriptions,
 # largest billed first; the tables and the workbook have every one.
@@ -228,5 +247,7 @@ def render_html(
             seat_requirement=SEAT_REQUIREMENTS.get(data.assumptions.seat_option),
             block_name=block_name(data.assumptions.seat_reassignment_days),
             p2_lost=LOST_WITHOUT_DEFENDER_FOR_SERVERS["P2"],
+            provider_names=PROVIDER_NAMES,
+            unattributed_reasons=UNATTRIBUTED_REASONS,
         )
     )

@@ -202,6 +202,7 @@ class _Generator:
             cases.deallocate_scale_set(
                 self.builder, self.builder.scale_sets[0], self.dates, self.rng, PEOPLE[0]
             )
+        cases.arc_estate(self.builder, production, self.rng)
 
     def _days(self, seconds_low: float, seconds_high: float) -> timedelta:
         return timedelta(

@@ -75,6 +75,8 @@ class RawLake:
         kind: str | None = None,
         mde_sensor: bool = True,
         snapshot_at: datetime | None = None,
+        provider: str | None = None,
+        status_changed_at: datetime | None = None,
     ) -> str:
         """A machine listed in an inventory snapshot (the latest one unless `snapshot_at`).
 
@@ -100,6 +102,8 @@ class RawLake:
                 "power_state": power_state,
                 "mde_sensor": mde_sensor,
                 "mde_extension_type": "MDE.Linux" if mde_sensor else None,
+                "provider": provider,
+                "status_changed_at": status_changed_at,
                 **self._provenance(subscription),
             }
         )

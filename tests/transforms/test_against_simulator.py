@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import polars as pl
 import pytest
 
+from flows.simulator import cases
 from flows.simulator.estate import Estate
 from tests.transforms.conftest import RawLake, build_views
 
@@ -63,6 +64,9 @@ class SimulatedLake(RawLake):
             power_state="state",
             mde_sensor="mde_sensor",
             mde_extension_type=pl.lit(None, dtype=pl.String),
+            provider="provider",
+            # Arc machines report when their status began (lastStatusChange).
+            status_changed_at=pl.when(pl.col("machine_kind") == "arc").then("state_since"),
             **provenance,
         )
         self._events = estate.activity_events().lazy().with_columns(**provenance)
@@ -274,8 +278,24 @@ def test_money_is_conserved_and_only_the_planted_billing_errors_are_found(simula
         pl.col("resource_id").is_in(estate.non_machine_charges()["resource_id"].implode())
     )
     assert workspace.height == len(estate.non_machine_charges()) > 0
-    assert set(unattributed["attribution_detail"]) == {"non_machine_resource"}
+    # So do the AWS connector's charge and the directly onboarded servers' (case 11).
+    assert set(unattributed["attribution_detail"]) == {
+        "non_machine_resource",
+        "connector",
+        "direct_onboarding",
+    }
     assert unattributed["billed_cost"].sum() == pytest.approx(workspace["cost"].sum(), abs=1e-9)
+    on_connector = unattributed.filter(pl.col("attribution_detail") == "connector")
+    assert set(on_connector["charged_resource_id"]) == {
+        c.arm_id.lower() for c in estate.connector_specs if c.cloud == "aws"
+    }
+    # The Arc server also billed as directly onboarded is the only duplicate_onboarding.
+    duplicates = views["findings"].filter(pl.col("finding") == "duplicate_onboarding")
+    assert duplicates["resource_id"].to_list() == [
+        t.machine.arm_id.lower()
+        for t in estate.timelines
+        if t.machine.name == cases.DUPLICATED_SERVER
+    ]
 
     planted = {
         (row["finding"], row["resource_id"], row["usage_date"].replace(day=1))

@@ -68,6 +68,8 @@ def test_a_listed_vm_becomes_one_row_with_its_power_state_and_no_sensor():
         "power_state": "running",
         "mde_sensor": False,
         "mde_extension_type": None,
+        "provider": "azure",
+        "status_changed_at": None,
     }
 
 
