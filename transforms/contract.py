@@ -15,6 +15,8 @@ from typing import Final, TypedDict
 
 import polars as pl
 
+from transforms.tags import TAG_DTYPE
+
 UTC_TIMESTAMP: Final = pl.Datetime("us", "UTC")
 
 
@@ -83,6 +85,14 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "deleted before the first snapshot only its subscription's plan is known here; "
                 "the plan it was billed under comes from its charges "
                 "(licensing_comparison_monthly.plan).",
+            ),
+            "tags": (
+                TAG_DTYPE,
+                "Tags as Cost Management's tag inheritance sees them (a DuckDB MAP, "
+                "tags['CostCenter']): the machine's own (a scale-set instance's as Compute "
+                "lists it), plus its resource group's for every name it lacks (names compared "
+                "without case, the machine's value wins); empty for machines seen only in "
+                "events. From the latest inventory snapshot.",
             ),
         },
     },
@@ -349,6 +359,52 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "eligibility_note": (
                 pl.String(),
                 "What the option assumes, needs and loses, in words.",
+            ),
+            "currency": (pl.String(), "Currency of every money column."),
+        },
+    },
+    "showback_monthly": {
+        "grain": "month x group key ([report] group_by: subscription, resource_group, "
+        "tag:<name>) x group: the Defender for Servers bill by whose machines it was; the rows "
+        "of one month and key add up to the estate's billed_cost",
+        "columns": {
+            "month": (pl.Date(), "First day of the month."),
+            "group_key": (
+                pl.String(),
+                "The grouping, as configured: subscription, resource_group or tag:<name> (the "
+                "tag's name matched without case).",
+            ),
+            "group_kind": (
+                pl.String(),
+                "value (machines with a value for the key), missing (machines without the tag: "
+                "untagged cost, a group of its own) or unattributed (charges on no machine; "
+                "under subscription they belong to their subscription's group).",
+            ),
+            "group_value": (
+                pl.String(),
+                "The tag value, resource group or subscription; null for missing and "
+                "unattributed.",
+            ),
+            "machines": (
+                pl.Int64(),
+                "Machines (machine_key) with billable hours or charges in the group that month "
+                "(a VM moved during the month counts in the groups of both its ids).",
+            ),
+            "billable_hours": (pl.Float64(), "Their billable hours."),
+            "billed_cost": (
+                pl.Float64(),
+                "Defender for Servers charges attributed to the group's machines (on their ids "
+                "and their allocated shares), or the unattributed charges.",
+            ),
+            "allocated_cost": (
+                pl.Float64(),
+                "Of billed_cost, the shares of subscription-level (or scale-set-level) charges "
+                "allocated to the group's machines by billable hours.",
+            ),
+            "like_for_like_cost": (
+                pl.Float64(),
+                "Keeping the plan with one MDE seat per machine with covered billable hours: "
+                "seat_cost + hourly_cost - mde_component_cost of licensing_comparison_monthly.",
             ),
             "currency": (pl.String(), "Currency of every money column."),
         },

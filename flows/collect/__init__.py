@@ -279,8 +279,15 @@ def collect_inventory(
     def work(result: ChunkResult) -> None:
         compute = AzureClients(settings).compute(subscription_id)
         fetched = inventory.fetch_inventory(compute, subscription_id, _logger(), origin=origin)
+        group_tags = inventory.fetch_resource_group_tags(
+            AzureClients(settings).resources(subscription_id), origin=origin
+        )
         table = inventory.inventory_table(
-            fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
+            fetched.records,
+            snapshot_at=as_of,
+            ingested_at=ingested_at,
+            scope=scope,
+            resource_group_tags=group_tags,
         )
         write_partition(
             settings.lake.path,

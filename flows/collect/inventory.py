@@ -214,8 +214,18 @@ def inventory_table(
     snapshot_at: datetime,
     ingested_at: datetime,
     scope: str,
+    resource_group_tags: Mapping[str, str] | None = None,
 ) -> pa.Table:
-    """INVENTORY rows for one subscription's snapshot, sorted by resource id."""
+    """INVENTORY rows for one subscription's snapshot, sorted by resource id.
+
+    `resource_group_tags`: each resource group's tags (lower-cased name -> JSON object, as
+    `fetch_resource_group_tags` gives them), set beside each machine of the group.
+    """
+    group_tags = resource_group_tags or {}
+    records = [
+        {**record, "resource_group_tags": group_tags.get(record["resource_group"])}
+        for record in records
+    ]
     names = [
         name
         for name in INVENTORY.names
@@ -239,6 +249,20 @@ def inventory_table(
         scope=pl.lit(scope),
     ).sort("resource_id")
     return arrow_table(frame, INVENTORY)
+
+
+def fetch_resource_group_tags(resources: Any, *, origin: str) -> dict[str, str]:
+    """Each resource group's tags in the subscription `resources` (a ResourceManagementClient)
+    is bound to: lower-cased group name -> tags as a JSON object. One paged call
+    (`GET /subscriptions/{id}/resourcegroups`); Cost Management's tag inheritance applies these
+    to the usage of the machines in the group that lack them (`transforms.tags`)."""
+    return {
+        group["name"].lower(): _tags(group)
+        for group in (
+            listed.as_dict()
+            for listed in follow_pages(resources.resource_groups.list, f"{origin}: resource groups")
+        )
+    }
 
 
 @dataclass
