@@ -116,6 +116,7 @@ class EmailSettings(_Section):
     username: str | None = None
     password_env: str | None = None
     timeout_seconds: float = Field(default=60.0, gt=0)
+    ca_bundle: Path | None = None  # a private CA the server's certificate chains to
 
     @field_validator("sender", "recipients")
     @classmethod
