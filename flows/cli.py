@@ -503,6 +503,31 @@ def report_command(
             typer.echo(f"wrote {written}")
 
 
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("export")
+def export_command(
+    directory: Annotated[Path, typer.Argument(help="Folder for one file per warehouse table.")],
+    file_format: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.parquet,
+    config: ConfigOption = None,
+) -> None:
+    """Write every warehouse table to DIRECTORY as Parquet or CSV (Power BI, Excel)."""
+    from flows.export_views import export_warehouse
+
+    settings = settings_or_exit(config)
+    try:
+        exported = export_warehouse(settings.warehouse.path, directory, file_format.value)
+    except warehouse.WarehouseMissingError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot write to {directory}: {error.strerror or error}") from None
+    for table in exported:
+        typer.echo(f"{table.path} ({table.rows:,} rows)")
+
+
 @app.command("serve")
 def serve_command(config: ConfigOption = None) -> None:
     """Serve the daily-refresh and monthly-finance-report deployments on their schedules."""
