@@ -22,12 +22,12 @@ nothing by itself; its effect shows in the month's figures and any `cost_anomaly
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Final
 
 import polars as pl
 
-from transforms.contract import conform_view, empty_view
+from transforms.contract import conform_view
 
 TRAILING_MONTHS: Final = 3
 _NO_PLAN: Final = "none"
@@ -87,6 +87,7 @@ def cost_anomalies(
         .then(None)  # hours from none: any cost change is explained
         .otherwise(0.0)
     )
+    series = series.with_columns(pl.col("billed_cost", "billable_hours").cast(pl.Float64))
     judged = (
         _trailing(series, keys)
         .filter(pl.col("judged") & pl.col("complete") & (pl.col("median_billed") > 0))
@@ -131,11 +132,6 @@ def cost_anomalies(
         ),
         "findings",
     )
-
-
-def complete_months(cut_off: pl.Expr) -> pl.Expr:
-    """True for a month whose last day is on or before `cut_off` (a last billed day)."""
-    return pl.col("month").dt.month_end() <= cut_off
 
 
 def plan_changes(machine_plans_daily: pl.LazyFrame) -> pl.LazyFrame:
@@ -208,14 +204,3 @@ def plan_changes(machine_plans_daily: pl.LazyFrame) -> pl.LazyFrame:
         pl.concat([subscription_findings, machine_findings], how="vertical_relaxed"), "findings"
     )
 
-
-def no_findings() -> pl.LazyFrame:
-    return empty_view("findings")
-
-
-def first_incomplete(cut_off: date | None) -> date | None:
-    """The first day of the month after the last complete month of `cut_off` (None: none)."""
-    if cut_off is None:
-        return None
-    following = cut_off + timedelta(days=1)
-    return following.replace(day=1) if following.day != 1 else following
