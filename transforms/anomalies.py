@@ -6,7 +6,9 @@ calendar months before it, without a matching change in billable hours (a new pl
 change, charges without uptime). A fleet that grows by half bills half as much again and is
 not an anomaly: the cost's change is compared with the hours' change, and a finding needs both
 the cost change and its difference from the hours' change to exceed the threshold. `amount` is
-what the hours do not explain: billed - median billed x (hours / median hours), signed. Months
+what the hours do not explain: billed - median billed x (hours / median hours), signed; for a
+showback group it is null (the groups re-slice the subscriptions' money, which their findings
+already count) and the figures are in the detail. Months
 are judged only when complete (the scope's cost data reaches their last day) and when all three
 months before them have rows; a scope whose median billed cost is 0 is not judged (a first
 enablement is a `plan_changed`).
@@ -72,12 +74,15 @@ def cost_anomalies(
     keys: list[str],
     rule: AnomalyRule,
     currency: str,
+    with_amount: bool = True,
 ) -> pl.LazyFrame:
     """`cost_anomaly` findings from a monthly series per scope.
 
     `series`: `keys`, subscription_id (null for a showback group), month, billed_cost,
     billable_hours, complete (the month's cost data is complete for the scope); `scope`: the
-    scope's words in the detail (e.g. "subscription 1234..."). See the module docstring.
+    scope's words in the detail (e.g. "subscription 1234..."); `with_amount` false leaves
+    `amount` null (showback groups re-slice the subscriptions' money: counted once, there).
+    See the module docstring.
     """
     threshold = rule.threshold_percent / 100
     hours_change = (
@@ -127,7 +132,7 @@ def cost_anomalies(
                 pl.col("billable_hours").round(1).cast(pl.String),
                 pl.col("median_hours").round(1).cast(pl.String),
             ),
-            amount="unexplained",
+            amount=pl.col("unexplained") if with_amount else pl.lit(None, dtype=pl.Float64),
             currency=pl.lit(currency.upper()),
         ),
         "findings",

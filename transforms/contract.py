@@ -410,10 +410,19 @@ VIEWS: Final[dict[str, ViewSpec]] = {
         },
     },
     "findings": {
-        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed)",
+        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed; "
+        "subscription x month for a subscription's cost_anomaly and plan_changed; showback "
+        "group x month for a group's cost_anomaly)",
         "columns": {
-            "resource_id": (pl.String(), "Machine concerned; null for estate-wide findings."),
-            "subscription_id": (pl.String(), "Its subscription; null for estate-wide findings."),
+            "resource_id": (
+                pl.String(),
+                "Machine concerned; null for subscription-wide, group and estate-wide findings.",
+            ),
+            "subscription_id": (
+                pl.String(),
+                "Its subscription (the subscription of a subscription-wide finding); null for "
+                "showback group and estate-wide findings.",
+            ),
             "month": (pl.Date(), "First day of the month."),
             "finding": (
                 pl.String(),
@@ -424,7 +433,12 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "mde_benefit_unclaimed (MDE seats owned while machines pay the full rate, no "
                 "MDATP benefit meter), mde_benefit_not_applied (full-rate meters after the "
                 "configured benefit approval day), stopped_allocated (billable while stopped "
-                "but allocated: deallocating would not be billed) or defender_off. A day's "
+                "but allocated: deallocating would not be billed), defender_off, cost_anomaly (a "
+                "complete month's billed cost of a subscription or showback group moved more than "
+                "[report] anomaly_threshold_percent against the median of the 3 months before it "
+                "without a matching change in billable hours; the figures in detail) or "
+                "plan_changed (a machine's plan, or a subscription's for at least half its "
+                "machines on one day, changed from the day before). A day's "
                 "billed and billable hours closer than 0.01 h (fractional hours) or 1 h (whole "
                 "clock hours) agree.",
             ),
@@ -437,7 +451,10 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 pl.Float64(),
                 "Money at stake: the excess's share of the billed cost, the unbilled or stopped "
                 "hours at each day's plan rate, the month's hourly_cost, or the MDE component "
-                "that the benefit would discount; null for defender_off.",
+                "that the benefit would discount; for cost_anomaly what billable hours do not "
+                "explain (billed - median billed x hours / median hours; null for a showback "
+                "group, whose money its subscriptions' findings count); null for defender_off "
+                "and plan_changed.",
             ),
             "currency": (pl.String(), "Currency of amount."),
         },

@@ -550,6 +550,7 @@ def _cost_anomalies(
                 keys=["group_key", "group_kind", "group_value"],
                 rule=options.anomaly,
                 currency=options.currency,
+                with_amount=False,
             ),
         ]
     )

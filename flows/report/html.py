@@ -20,7 +20,7 @@ from flows.report.periods import Periods
 from flows.report.sections import (
     MACHINE_PAGE_ROWS,
     build_period_charts,
-    machine_rows,
+    machine_table,
     machines_json,
 )
 from transforms.billing import (
@@ -217,7 +217,7 @@ def render_html(
         )
     periods = periods or Periods(trends=[], showback=[], month_to_date=None)
     block = block_name(data.assumptions.seat_reassignment_days)
-    rows = machine_rows(data)
+    machines = machine_table(data)
     return (
         _environment()
         .get_template("report.html.j2")
@@ -249,8 +249,9 @@ def render_html(
             periods=periods,
             period_charts=build_period_charts(data, periods, block),
             trend_range=trend_range,
-            machine_rows=rows,
+            machine_rows=machines.head(MACHINE_PAGE_ROWS).rows(),
+            machine_count=machines.height,
             machine_page_rows=MACHINE_PAGE_ROWS,
-            machines_json=machines_json(rows),
+            machines_json=machines_json(machines),
         )
     )

@@ -10,11 +10,9 @@ from the estate can close the block.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pyarrow as pa
+import polars as pl
 from markupsafe import Markup
 
 from flows.report import charts, formatting
@@ -137,66 +135,50 @@ def _showback_chart(showback: Showback, money, axis, block: str) -> str:  # type
     )
 
 
-def _rounded(value: object, places: int) -> float | None:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    return round(float(value), places)  # type: ignore[arg-type]
-
-
-def machine_rows(data: ReportData) -> list[list[object]]:
-    """Every machine of the month as a list of MACHINE_FIELDS values, largest billed first."""
-    kinds: dict[str, list[str]] = {}
-    for resource, finding in zip(
-        data.findings.column("resource_id").to_pylist(),
-        data.findings.column("finding").to_pylist(),
-        strict=True,
-    ):
-        if resource is not None and finding not in kinds.setdefault(resource, []):
-            kinds[resource].append(finding)
-    table: pa.Table = data.machines
-    columns = {
-        name: table.column(name).to_pylist()
-        for name in (
-            "resource_id",
-            "machine_name",
-            "subscription_id",
-            "plan",
-            "utilization",
-            "billable_hours",
-            "billed_cost",
-            "hourly_cost",
-            "mde_component_cost",
-            "seat_cost",
-            "per_hour_savings",
-            "cheaper",
+def machine_table(data: ReportData) -> pl.DataFrame:
+    """Every machine of the month with MACHINE_FIELDS columns, largest billed first; money to
+    the cent, the finding kinds of each machine space-separated."""
+    kinds = (
+        pl.from_arrow(data.findings.select(["resource_id", "finding"]))
+        .lazy()
+        .filter(pl.col("resource_id").is_not_null())
+        .group_by("resource_id")
+        .agg(findings=pl.col("finding").unique().sort().str.join(" "))
+    )
+    money = ("billed_cost", "hourly_cost", "mde_component_cost", "seat_cost", "per_hour_savings")
+    frame = pl.from_arrow(data.machines)
+    assert isinstance(frame, pl.DataFrame)
+    return (
+        frame.lazy()
+        .join(kinds, on="resource_id", how="left")
+        .select(
+            name=pl.coalesce("machine_name", "resource_id"),
+            subscription="subscription_id",
+            plan="plan",
+            utilization=pl.col("utilization").round(4),
+            billable_hours=pl.col("billable_hours").round(2),
+            **{
+                field: pl.col(column).round(2)
+                for field, column in zip(
+                    ("billed", "hourly", "mde_part", "seat", "saving"), money, strict=True
+                )
+            },
+            cheaper="cheaper",
+            findings=pl.col("findings").fill_null(""),
         )
-    }
-    rows = [
-        [
-            columns["machine_name"][index] or columns["resource_id"][index],
-            columns["subscription_id"][index],
-            columns["plan"][index],
-            _rounded(columns["utilization"][index], 4),
-            _rounded(columns["billable_hours"][index], 2),
-            _rounded(columns["billed_cost"][index], 2),
-            _rounded(columns["hourly_cost"][index], 2),
-            _rounded(columns["mde_component_cost"][index], 2),
-            _rounded(columns["seat_cost"][index], 2),
-            _rounded(columns["per_hour_savings"][index], 2),
-            columns["cheaper"][index],
-            " ".join(sorted(kinds.get(columns["resource_id"][index], []))),
-        ]
-        for index in range(table.num_rows)
-    ]
-    rows.sort(key=lambda row: (-(row[5] or 0.0), str(row[0])))  # type: ignore[operator]
-    return rows
+        .sort(["billed", "name"], descending=[True, False], nulls_last=True)
+        .collect()
+    )
 
 
-def machines_json(rows: Sequence[Sequence[object]]) -> Markup:
-    """The rows as JSON safe inside a `<script type="application/json">` element: `<`, `>` and
-    `&` are written as \\u escapes, so no machine name can end the element."""
+def machines_json(table: pl.DataFrame) -> Markup:
+    """The table as columnar JSON safe inside a `<script type="application/json">` element:
+    `<`, `>` and `&` are written as \\u escapes, so no machine name can end the element."""
     text = json.dumps(
-        {"fields": MACHINE_FIELDS, "rows": rows}, separators=(",", ":"), ensure_ascii=False
+        {"fields": list(MACHINE_FIELDS), "columns": table.to_dict(as_series=False)},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
     )
     for character, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(character, escape)

@@ -6,8 +6,9 @@
   var source = document.getElementById("machines-data");
   if (!section || !source) { return; }
   var payload = JSON.parse(source.textContent);
-  var fields = payload.fields, rows = payload.rows, at = {};
-  fields.forEach(function (name, index) { at[name] = index; });
+  var fields = payload.fields, columns = payload.columns;
+  var count = columns[fields[0]].length, rows = [];
+  for (var position = 0; position < count; position++) { rows.push(position); }
   var currency = section.getAttribute("data-currency");
   var pageRows = Number(section.getAttribute("data-page-rows")) || 100;
   var tbody = section.querySelector("tbody");
@@ -19,7 +20,7 @@
   ["subscription", "plan", "cheaper", "findings"].forEach(function (name) {
     selects[name] = document.getElementById("machines-filter-" + name);
   });
-  var names = rows.map(function (row) { return String(row[at.name]).toLowerCase(); });
+  var names = columns.name.map(function (name) { return String(name).toLowerCase(); });
   var state = {sort: "billed", direction: -1, page: 0, shown: rows};
 
   function money(value) {
@@ -44,8 +45,7 @@
   }
   function distinct(field, split) {
     var seen = {};
-    rows.forEach(function (row) {
-      var value = row[at[field]];
+    columns[field].forEach(function (value) {
       if (value === null || value === "") { return; }
       (split ? String(value).split(" ") : [String(value)]).forEach(function (part) {
         seen[part] = true;
@@ -63,21 +63,21 @@
     var wanted = {};
     Object.keys(selects).forEach(function (name) { wanted[name] = selects[name].value; });
     var shown = [];
-    for (var index = 0; index < rows.length; index++) {
-      var row = rows[index];
+    var c = columns;
+    for (var index = 0; index < count; index++) {
       if (words && names[index].indexOf(words) < 0 &&
-          String(row[at.subscription]).indexOf(words) < 0) { continue; }
-      if (wanted.subscription && row[at.subscription] !== wanted.subscription) { continue; }
-      if (wanted.plan && row[at.plan] !== wanted.plan) { continue; }
-      if (wanted.cheaper && row[at.cheaper] !== wanted.cheaper) { continue; }
+          String(c.subscription[index]).indexOf(words) < 0) { continue; }
+      if (wanted.subscription && c.subscription[index] !== wanted.subscription) { continue; }
+      if (wanted.plan && c.plan[index] !== wanted.plan) { continue; }
+      if (wanted.cheaper && c.cheaper[index] !== wanted.cheaper) { continue; }
       if (wanted.findings &&
-          (" " + row[at.findings] + " ").indexOf(" " + wanted.findings + " ") < 0) { continue; }
-      shown.push(row);
+          (" " + c.findings[index] + " ").indexOf(" " + wanted.findings + " ") < 0) { continue; }
+      shown.push(index);
     }
-    var column = at[state.sort], direction = state.direction;
+    var column = columns[state.sort], direction = state.direction;
     shown.sort(function (a, b) {
-      var x = a[column], y = b[column];
-      if (x === y) { return 0; }
+      var x = column[a], y = column[b];
+      if (x === y) { return a - b; }
       if (x === null) { return 1; }
       if (y === null) { return -1; }
       return (x < y ? -1 : 1) * direction;
@@ -95,7 +95,7 @@
     for (var index = first; index < last; index++) {
       var row = shown[index], line = document.createElement("tr");
       fields.forEach(function (name) {
-        var cell = document.createElement("td"), value = row[at[name]];
+        var cell = document.createElement("td"), value = columns[name][row];
         cell.textContent = show[name] ? show[name](value) : (value === null ? "" : value);
         if (show[name]) { cell.className = "num"; }
         if (name === "subscription") { cell.className = "id subscription"; }
@@ -107,8 +107,9 @@
     status.textContent = shown.length === 0 ? "No machine matches." :
       "Machines " + (first + 1).toLocaleString("en-US") + "\u2013" +
       last.toLocaleString("en-US") + " of " + shown.length.toLocaleString("en-US") +
-      (shown.length < rows.length ? " (of " + rows.length.toLocaleString("en-US") + ")" : "") +
-      ", page " + (state.page + 1) + " of " + pages;
+      (shown.length < count ? " (of " + count.toLocaleString("en-US") + ")" : "") +
+      ", page " + (state.page + 1).toLocaleString("en-US") + " of " +
+      pages.toLocaleString("en-US");
     previous.disabled = state.page === 0;
     next.disabled = state.page >= pages - 1;
     section.querySelectorAll("th[data-field]").forEach(function (th) {
