@@ -51,7 +51,6 @@ from transforms.marts import (
     plan_chunks,
 )
 from transforms.options import LicensingTerms
-from transforms.tags import TAG_DTYPE
 from transforms.schemas import DATASETS
 from transforms.sources import (
     PRECEDENCE,
@@ -62,6 +61,7 @@ from transforms.sources import (
     survey,
     without,
 )
+from transforms.tags import TAG_DTYPE
 
 
 class BuildRefusedError(RuntimeError):
@@ -283,7 +283,9 @@ def _as_map(entries: pa.ChunkedArray) -> pa.ChunkedArray:
     """Key/value lists (polars' and Arrow's way of carrying a map) as an Arrow map, which
     DuckDB stores as MAP(VARCHAR, VARCHAR): `tags['CostCenter']` in SQL."""
     chunks = [
-        pa.MapArray.from_arrays(chunk.offsets, chunk.values.field("key"), chunk.values.field("value"))
+        pa.MapArray.from_arrays(
+            chunk.offsets, chunk.values.field("key"), chunk.values.field("value")
+        )
         for chunk in entries.cast(_TAG_ENTRIES).chunks
     ]
     return pa.chunked_array(chunks, pa.map_(pa.string(), pa.string()))

@@ -75,12 +75,8 @@ def export_warehouse(warehouse: Path, directory: Path, file_format: str) -> list
                 "WHERE schema_name = 'main' AND table_name = ? ORDER BY column_index",
                 [table],
             ).fetchall()
-            select = ", ".join(
-                _select(name, kind, file_format == "csv") for name, kind in columns
-            )
-            reader = con.sql(f"SELECT {select} FROM {_quoted(table)}").to_arrow_reader(
-                BATCH_ROWS
-            )
+            select = ", ".join(_select(name, kind, file_format == "csv") for name, kind in columns)
+            reader = con.sql(f"SELECT {select} FROM {_quoted(table)}").to_arrow_reader(BATCH_ROWS)
             path = directory / f"{table}.{file_format}"
             rows = _write(reader, path, file_format)
             exported.append(ExportedTable(table, path, rows))

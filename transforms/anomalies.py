@@ -198,9 +198,7 @@ def plan_changes(machine_plans_daily: pl.LazyFrame) -> pl.LazyFrame:
             "subscription_id",
             "month",
             finding=pl.lit("plan_changed"),
-            detail=pl.format(
-                "Defender for Servers plan {}", pl.col("changes").list.join("; ")
-            ),
+            detail=pl.format("Defender for Servers plan {}", pl.col("changes").list.join("; ")),
             amount=pl.lit(None, dtype=pl.Float64),
             currency=pl.lit(None, dtype=pl.String),
         )
@@ -208,4 +206,3 @@ def plan_changes(machine_plans_daily: pl.LazyFrame) -> pl.LazyFrame:
     return conform_view(
         pl.concat([subscription_findings, machine_findings], how="vertical_relaxed"), "findings"
     )
-

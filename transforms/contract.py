@@ -382,8 +382,7 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             ),
             "group_value": (
                 pl.String(),
-                "The tag value, resource group or subscription; null for missing and "
-                "unattributed.",
+                "The tag value, resource group or subscription; null for missing and unattributed.",
             ),
             "machines": (
                 pl.Int64(),

@@ -512,8 +512,10 @@ def _cost_anomalies(
 ) -> pl.LazyFrame:
     """`cost_anomaly` findings per subscription (its fleet rows) and per showback group, for
     the months complete in the licensing options (the subscription's, else the estate's)."""
-    complete = licensing_options.lazy().group_by("month", "subscription_id").agg(
-        complete=pl.col("month_complete").all()
+    complete = (
+        licensing_options.lazy()
+        .group_by("month", "subscription_id")
+        .agg(complete=pl.col("month_complete").all())
     )
     subscriptions = (
         fleet.lazy()
@@ -522,9 +524,7 @@ def _cost_anomalies(
         .join(complete, on=["month", "subscription_id"], how="left")
         .with_columns(pl.col("complete").fill_null(False))
     )
-    estate_complete = complete.filter(pl.col("subscription_id").is_null()).drop(
-        "subscription_id"
-    )
+    estate_complete = complete.filter(pl.col("subscription_id").is_null()).drop("subscription_id")
     groups = (
         showback.lazy()
         .join(estate_complete, on="month", how="left")

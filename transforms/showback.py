@@ -174,4 +174,3 @@ def finish_showback(parts: pl.LazyFrame) -> pl.LazyFrame:
         .sort("month", "group_key", "group_kind", "group_value", nulls_last=True),
         "showback_monthly",
     )
-

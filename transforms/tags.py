@@ -69,9 +69,9 @@ def tag_value(name: str) -> pl.Expr:
     return (
         pl.col("tags")
         .list.eval(
-            pl.element().struct.field("value").filter(
-                pl.element().struct.field("key").str.to_lowercase() == wanted
-            )
+            pl.element()
+            .struct.field("value")
+            .filter(pl.element().struct.field("key").str.to_lowercase() == wanted)
         )
         .list.first()
     )

@@ -47,9 +47,7 @@ class ReportPaths:
     def files(self) -> list[Path]:
         """Every file written, in a stable order (the mail attaches them)."""
         return [
-            path
-            for path in (self.html, self.csv, self.options_csv, self.xlsx)
-            if path is not None
+            path for path in (self.html, self.csv, self.options_csv, self.xlsx) if path is not None
         ]
 
 

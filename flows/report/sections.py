@@ -138,16 +138,15 @@ def _showback_chart(showback: Showback, money, axis, block: str) -> str:  # type
 def machine_table(data: ReportData) -> pl.DataFrame:
     """Every machine of the month with MACHINE_FIELDS columns, largest billed first; money to
     the cent, the finding kinds of each machine space-separated."""
+    findings = pl.DataFrame(data.findings.select(["resource_id", "finding"]))
     kinds = (
-        pl.from_arrow(data.findings.select(["resource_id", "finding"]))
-        .lazy()
+        findings.lazy()
         .filter(pl.col("resource_id").is_not_null())
         .group_by("resource_id")
         .agg(findings=pl.col("finding").unique().sort().str.join(" "))
     )
     money = ("billed_cost", "hourly_cost", "mde_component_cost", "seat_cost", "per_hour_savings")
-    frame = pl.from_arrow(data.machines)
-    assert isinstance(frame, pl.DataFrame)
+    frame = pl.DataFrame(data.machines)
     return (
         frame.lazy()
         .join(kinds, on="resource_id", how="left")

@@ -392,9 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
         subscription = sim.subscription(sub)
         groups = sim.estate.resource_groups(subscription.subscription_id)
         page, next_link = self._page(groups, sim.page_sizes.subscriptions_list)
-        value = [
-            wire.resource_group_json(subscription, name, tags) for name, tags in page
-        ]
+        value = [wire.resource_group_json(subscription, name, tags) for name, tags in page]
         self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
 
     # -- compute -------------------------------------------------------------------------------

@@ -41,7 +41,15 @@ def test_parquet_keeps_every_table_and_its_types(tmp_path):
     warehouse = hand_made_warehouse(tmp_path / "warehouse.duckdb")
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["export", str(out), "--format", "parquet", "--config", str(config_for(tmp_path, warehouse))]
+        app,
+        [
+            "export",
+            str(out),
+            "--format",
+            "parquet",
+            "--config",
+            str(config_for(tmp_path, warehouse)),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in out.iterdir()) == [
@@ -68,13 +76,19 @@ def test_csv_writes_maps_as_json_and_defuses_formulas(tmp_path):
     with (out / "machines.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0] == {"resource_id": "/subscriptions/a/vm1", "tags": '{"CostCenter":"CC-1"}'}
-    assert rows[1]["resource_id"] == "'=HYPERLINK(\"x\")"
+    assert rows[1]["resource_id"] == '\'=HYPERLINK("x")'
     assert rows[1]["tags"] == "{}"
 
 
 def test_no_warehouse_is_one_line(tmp_path):
     result = CliRunner().invoke(
-        app, ["export", str(tmp_path / "out"), "--config", str(config_for(tmp_path, tmp_path / "none.duckdb"))]
+        app,
+        [
+            "export",
+            str(tmp_path / "out"),
+            "--config",
+            str(config_for(tmp_path, tmp_path / "none.duckdb")),
+        ],
     )
     assert result.exit_code == 1
     assert "no warehouse at" in result.output

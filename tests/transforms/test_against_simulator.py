@@ -343,6 +343,9 @@ def test_showback_adds_up_to_the_estate_bill_to_the_cent():
     assert unattributed == pytest.approx(workspaces["billed_cost"].sum(), abs=1e-9)
     # Machines whose tags lack a cost centre are a group of their own (costCenter is drawn for
     # three machines in four; scale-set instances carry none).
-    assert showback.filter(
-        (pl.col("group_key") == "tag:CostCenter") & (pl.col("group_kind") == "missing")
-    )["machines"].sum() > 0
+    assert (
+        showback.filter(
+            (pl.col("group_key") == "tag:CostCenter") & (pl.col("group_kind") == "missing")
+        )["machines"].sum()
+        > 0
+    )

@@ -23,7 +23,10 @@ RG_WEB, RG_DATA = "rg-web", "rg-data"
 
 
 def rid(group: str, name: str) -> str:
-    return f"/subscriptions/{SUB}/resourcegroups/{group}/providers/microsoft.compute/virtualmachines/{name}"
+    return (
+        f"/subscriptions/{SUB}/resourcegroups/{group}/providers/microsoft.compute/"
+        f"virtualmachines/{name}"
+    )
 
 
 VM_A, VM_B, VM_C = rid(RG_WEB, "vm-a"), rid(RG_WEB, "vm-b"), rid(RG_DATA, "vm-c")

@@ -27,9 +27,7 @@ def test_resource_group_tags_are_collected_and_inherited(simulator):
     production = subscription_named(estate, "Contoso Production")
     clients = AzureClients(simulator.settings())
     origin = f"inventory of /subscriptions/{production.subscription_id}"
-    groups = fetch_resource_group_tags(
-        clients.resources(production.subscription_id), origin=origin
-    )
+    groups = fetch_resource_group_tags(clients.resources(production.subscription_id), origin=origin)
     # The simulated estate tags Production's web group (profiles._GROUP_TAGS), not its data group.
     assert json.loads(groups["rg-prod-web"]) == {"CostCenter": "CC-4004", "environment": "prod"}
     assert json.loads(groups["rg-prod-data"]) == {}

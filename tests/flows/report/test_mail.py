@@ -26,14 +26,16 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
 
 
 def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"finance-bot" and (
-        auth_data.password == b"s3cret-pass"
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"finance-bot"
+        and (auth_data.password == b"s3cret-pass")
     )
     return AuthResult(success=ok, handled=False)
 
@@ -102,9 +104,7 @@ def test_the_report_arrives_with_its_headline_and_files(rendered, smtp_server, m
         "<tr><td>billed by Cost Management</td><td style='text-align:right'>25.98 USD</td></tr>"
         in html
     )
-    attachments = {
-        part.get_filename(): part.get_content() for part in message.iter_attachments()
-    }
+    attachments = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
     assert sorted(attachments) == [
         "comparison.csv",
         "comparison.xlsx",
@@ -119,7 +119,9 @@ def test_the_report_arrives_with_its_headline_and_files(rendered, smtp_server, m
 def test_a_wrong_password_is_a_one_line_error_without_it(rendered, smtp_server, monkeypatch):
     inbox, controller, ca_file = smtp_server
     monkeypatch.setenv(PASSWORD_ENV, "wrong-pass")
-    with pytest.raises(MailError, match=r"SMTP server 127\.0\.0\.1:\d+: SMTPAuthenticationError") as e:
+    with pytest.raises(
+        MailError, match=r"SMTP server 127\.0\.0\.1:\d+: SMTPAuthenticationError"
+    ) as e:
         send_report(rendered, settings_for(controller, ca_file))
     assert "wrong-pass" not in str(e.value)
     assert inbox.messages == []
