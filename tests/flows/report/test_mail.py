@@ -139,3 +139,37 @@ def test_a_login_without_its_password_in_the_environment_is_refused(rendered, mo
     )
     with pytest.raises(ConfigError, match=PASSWORD_ENV):
         send_report(rendered, settings)
+
+
+def test_the_monthly_deployment_mails_to_the_configured_recipients(
+    rendered, smtp_server, monkeypatch, tmp_path
+):
+    """`[report.email]` in mdecost.toml -> the monthly flow's mail task sends the report."""
+    from flows.config import load_settings
+    from flows.pipeline import mail_report
+
+    inbox, controller, ca_file = smtp_server
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-pass")
+    config = tmp_path / "mdecost.toml"
+    config.write_text(
+        "[report.email]\n"
+        f'host = "127.0.0.1"\nport = {controller.port}\nsender = "mdecost@contoso.example"\n'
+        'recipients = ["finance@contoso.example"]\nusername = "finance-bot"\n'
+        f'password_env = "{PASSWORD_ENV}"\nca_bundle = "{ca_file}"\ntimeout_seconds = 10\n'
+    )
+    settings = load_settings(config)
+    assert mail_report.fn(settings, rendered) == ["finance@contoso.example"]
+    [(_, recipients, _)] = inbox.messages
+    assert recipients == ["finance@contoso.example"]
+
+
+def test_a_recipient_that_is_no_address_is_refused_by_name(tmp_path):
+    from flows.config import load_settings
+
+    config = tmp_path / "mdecost.toml"
+    config.write_text(
+        '[report.email]\nhost = "smtp.contoso.example"\nsender = "mdecost@contoso.example"\n'
+        'recipients = ["finance team"]\n'
+    )
+    with pytest.raises(ConfigError, match="report.email.recipients 'finance team' is not an"):
+        load_settings(config)
