@@ -171,5 +171,5 @@ def test_a_recipient_that_is_no_address_is_refused_by_name(tmp_path):
         '[report.email]\nhost = "smtp.contoso.example"\nsender = "mdecost@contoso.example"\n'
         'recipients = ["finance team"]\n'
     )
-    with pytest.raises(ConfigError, match="report.email.recipients 'finance team' is not an"):
+    with pytest.raises(ConfigError, match=r"report\.email\.recipients 'finance team' is not an"):
         load_settings(config)
