@@ -175,7 +175,8 @@ def scale_set_instance_record(
 ) -> dict[str, Any]:
     """One INVENTORY row for a scale-set VM (wire format, listed with `$expand=instanceView`).
 
-    Size and OS come from the instance, else from the scale set's model.
+    Size and OS come from the instance, else from the scale set's model; tags are the scale
+    set's with the instance's own over them.
     """
     properties = instance.get("properties") or {}
     set_properties = scale_set.get("properties") or {}
@@ -194,8 +195,11 @@ def scale_set_instance_record(
         or (properties.get("hardwareProfile") or {}).get("vmSize")
         or (scale_set.get("sku") or {}).get("name")
     )
+    # Cost Management bills a scale set's instances on the set's id, with the set's tags: an
+    # instance carries them, with its own (if Compute lists any) over them.
+    tags = {**(scale_set.get("tags") or {}), **(instance.get("tags") or {})}
     return {
-        **_common(instance, subscription_id),
+        **_common({**instance, "tags": tags}, subscription_id),
         "machine_kind": "vmss_instance",
         "vm_id": properties.get("vmId"),
         "scale_set_name": scale_set["name"],
