@@ -118,7 +118,7 @@ def render_report(
     writers: dict[str, Callable[[Path], None]] = {
         "html": write_html,
         "csv": lambda path: write_comparison_csv(data.machines, path),
-        "xlsx": lambda path: write_workbook(data, path),
+        "xlsx": lambda path: write_workbook(data, path, periods),
     }
     written = {
         name: _write_atomically(directory / FILE_NAMES[name], writers[name])

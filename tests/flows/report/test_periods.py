@@ -143,3 +143,32 @@ def test_the_month_in_progress_is_its_own_section(warehouse, tmp_path):
     assert "run rate of the last 7 days" in section
     # The complete month's headline is untouched: October's figures come before it.
     assert page.index('id="headline"') < page.index('id="month-to-date"')
+
+
+def test_the_workbook_has_the_showback_and_the_trend():
+    """Showback rows of a hand-made month: two groups and the untagged, in the report's order."""
+    from flows.report.periods import Periods, Showback, ShowbackGroup, TrendMonth
+    from flows.report.xlsx import _showback_table, _trend_table
+
+    periods = Periods(
+        trends=[TrendMonth(date(2026, 10, 1), True, 30.0, 10.0, 18.0, 25.0, 3, 0.5)],
+        showback=[
+            Showback(
+                "tag:CostCenter",
+                [
+                    ShowbackGroup("value", "CC-1", 2, 100.0, 20.0, 1.0, 15.0),
+                    ShowbackGroup("missing", None, 1, 10.0, 10.0, 0.0, 9.0),
+                ],
+            )
+        ],
+        month_to_date=None,
+    )
+    assert _showback_table(periods).to_pylist() == [
+        {"group_key": "tag:CostCenter", "group_kind": "value", "group_value": "CC-1",
+         "machines": 2, "billable_hours": 100.0, "billed_cost": 20.0, "allocated_cost": 1.0,
+         "like_for_like_cost": 15.0},
+        {"group_key": "tag:CostCenter", "group_kind": "missing", "group_value": None,
+         "machines": 1, "billable_hours": 10.0, "billed_cost": 10.0, "allocated_cost": 0.0,
+         "like_for_like_cost": 9.0},
+    ]  # fmt: skip
+    assert _trend_table(periods).column("billed_cost").to_pylist() == [30.0]
