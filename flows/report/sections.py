@@ -10,6 +10,7 @@ from the estate can close the block.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -105,13 +106,15 @@ def build_period_charts(data: ReportData, periods: Periods, block: str) -> Perio
         trend=Markup(trend),
         trend_machines=Markup(machines),
         showback={
-            showback.key: Markup(_showback_chart(showback, money, axis, block))
+            showback.key: Markup(_showback_chart(showback, money, axis))
             for showback in periods.showback
         },
     )
 
 
-def _showback_chart(showback: Showback, money, axis, block: str) -> str:  # type: ignore[no-untyped-def]
+def _showback_chart(
+    showback: Showback, money: Callable[[float], str], axis: Callable[[float], str]
+) -> str:
     series = [("Billed", charts.BLUE), ("Keep the plan, an MDE seat per machine", charts.ORANGE)]
     return charts.horizontal_bar_chart(
         f"showback-{showback.key}",

@@ -172,3 +172,16 @@ def test_the_workbook_has_the_showback_and_the_trend():
          "like_for_like_cost": 9.0},
     ]  # fmt: skip
     assert _trend_table(periods).column("billed_cost").to_pylist() == [30.0]
+
+
+def test_no_machine_name_can_close_the_json_block():
+    import json
+
+    import polars as pl
+
+    from flows.report.sections import machines_json
+
+    hostile = "</script><script>alert(1)</script> & \u2028"
+    text = str(machines_json(pl.DataFrame({"name": [hostile]})))
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text)["columns"]["name"] == [hostile]
