@@ -33,7 +33,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view, order_free_sum
+from transforms.contract import conform_view, exact_sum, order_free_sum
 from transforms.machines import machine_kind_of, machine_name_of, run_index
 from transforms.options import LicensingTerms, in_scopes, plan_rates
 from transforms.power import clock_hour_spans
@@ -162,13 +162,22 @@ def machine_plans_monthly(machine_days: pl.LazyFrame) -> pl.LazyFrame:
     plan (shown: the plan on most billable days, then most covered days, a tie to P2; null =
     covered on no day), plan_days_p1, plan_days_p2, trial_days, and `days` / `covered_days`
     (days it was seen, days a plan covered it). Days, not machine-id days: a moved machine's
-    two ids on one day count once. One pass over the days."""
-    day = pl.col("usage_date")
+    two ids on one day count once. One pass over the days: each condition's days are a bit mask
+    of days of the month (bit d for day d), OR-ed over the group and counted, so a day seen on two
+    ids sets its bit once, without a distinct count per condition."""
     plan = pl.col("plan")
     billable = pl.col("billable_hours") > 0
+    day_bit = pl.lit(2, dtype=pl.Int64).pow(pl.col("usage_date").dt.day().cast(pl.Int64))
 
     def days_of(condition: pl.Expr) -> pl.Expr:
-        return day.filter(condition).n_unique().cast(pl.Int64)
+        return (
+            pl.when(condition)
+            .then(day_bit)
+            .otherwise(0)
+            .bitwise_or()
+            .bitwise_count_ones()
+            .cast(pl.Int64)
+        )
 
     counted = machine_days.group_by("machine_key", "month").agg(
         days=days_of(pl.lit(True)),
@@ -219,9 +228,14 @@ def _priced_days(machine_days: pl.LazyFrame, rates: pl.LazyFrame) -> pl.LazyFram
     )
 
 
+def _exact_sum_or_null(column: str) -> pl.Expr:
+    """`exact_sum` that is null when any part is null."""
+    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(exact_sum(pl.col(column)))
+
+
 def _sum_or_null(column: str) -> pl.Expr:
     """Sum that is null when any part is null: a missing rate must not look like a cheap month."""
-    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(order_free_sum(column))
+    return _exact_sum_or_null(column).cast(pl.Float64)
 
 
 def _months_of(
@@ -510,29 +524,43 @@ def fleet_part(
     subscriptions of it, with every id of a moved machine)."""
     currency = currency.upper()
     keys = ("scope", "month")
+    # Per machine and month first, as exact decimal sums, then per scope: the scope explosion
+    # doubles a row per machine-month, not every machine-day, and the figures are the same to
+    # the bit as one sum over the days.
     usage_rows = (
         usage.days.filter(pl.col("plan").is_not_null())
+        .group_by("machine_key", "subscription_id", "month")
+        .agg(
+            billable=(pl.col("billable_hours") > 0).any(),
+            billable_hours=exact_sum(pl.col("billable_hours")),
+            hourly_cost=_exact_sum_or_null("hourly_cost"),
+        )
         .with_columns(scope=in_scopes())
         .explode("scope")
         .group_by(keys)
         .agg(
             machines_distinct=pl.col("machine_key")
-            .filter(pl.col("billable_hours") > 0)
+            .filter(pl.col("billable"))
             .n_unique()
             .cast(pl.Int64),
-            billable_hours=order_free_sum("billable_hours"),
-            hourly_cost=_sum_or_null("hourly_cost"),
+            billable_hours=pl.col("billable_hours").sum().cast(pl.Float64),
+            hourly_cost=_exact_sum_or_null("hourly_cost").cast(pl.Float64),
         )
     )
     unattributed = pl.col("attribution") == "unattributed"
     billed = (
         defender_charges_daily.filter(pl.col("currency") == currency)
-        .with_columns(_month("usage_date"), scope=in_scopes())
+        .group_by("subscription_id", _month("usage_date"))
+        .agg(
+            billed_cost=exact_sum(pl.col("billed_cost")),
+            unattributed_cost=exact_sum(pl.col("billed_cost").filter(unattributed)),
+        )
+        .with_columns(scope=in_scopes())
         .explode("scope")
         .group_by(keys)
         .agg(
-            billed_cost=order_free_sum("billed_cost"),
-            unattributed_cost=pl.col("billed_cost").filter(unattributed).sum(),
+            pl.col("billed_cost").sum().cast(pl.Float64),
+            pl.col("unattributed_cost").sum().cast(pl.Float64),
         )
     )
     keyed = machines.select("resource_id", "machine_key")

@@ -477,7 +477,13 @@ def order_free_sum(column: str) -> pl.Expr:
     in its last bits between two builds of the same lake (and sorting first does not help: the
     optimiser drops a sort before a sum). Decimal addition is exact, hence order-free.
     """
-    return pl.col(column).cast(pl.Decimal(38, ORDER_FREE_SUM_PLACES)).sum().cast(pl.Float64)
+    return exact_sum(pl.col(column)).cast(pl.Float64)
+
+
+def exact_sum(values: pl.Expr) -> pl.Expr:
+    """The decimal sum of `values`, before `order_free_sum` turns it back into a float: partial
+    sums kept as decimals add up later (per machine, then per scope) to exactly the one sum."""
+    return values.cast(pl.Decimal(38, ORDER_FREE_SUM_PLACES)).sum()
 
 
 def view_schema(view: str) -> pl.Schema:

@@ -496,8 +496,8 @@ def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFr
     before it). An instance created later never sees it, so its creation stays its first
     operation. The Activity Log does not reliably say which instances a request listed, so an
     operation is taken to act on every instance of the set (documented in the data dictionary).
-    One left join on the set's id does it in a single pass over the operations: a machine's own
-    operation meets no instance and stays as it is.
+    Only the set-level operations, a few, are joined to the instances; a machine's own
+    operations pass as they are.
     """
     known_from = pl.min_horizontal("created_at", "first_seen_at", "first_event_at")
     last_sighting = pl.max_horizontal("last_seen_at", "last_event_at")
@@ -507,17 +507,19 @@ def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFr
         known_from=known_from,
         gone_after=pl.when(~pl.col("in_latest_snapshot")).then(last_sighting),
     ).filter(pl.col("scale_set_id").is_not_null())
-    took_it = (
-        pl.col("instance_id").is_not_null()
-        & (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at")))
-        & (pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at")))
+    took_it = (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at"))) & (
+        pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at"))
     )
     columns = ops.collect_schema().names()
-    return (
-        ops.join(instances, left_on="resource_id", right_on="scale_set_id", how="left")
-        .filter(~is_scale_set_id(pl.col("resource_id")) | took_it)
-        .with_columns(resource_id=pl.coalesce("instance_id", "resource_id"))
-        .select(columns)
+    marked = ops.with_columns(of_scale_set=is_scale_set_id(pl.col("resource_id")))
+    handed = (
+        marked.filter(pl.col("of_scale_set"))
+        .join(instances, left_on="resource_id", right_on="scale_set_id", how="inner")
+        .filter(took_it)
+        .with_columns(resource_id="instance_id")
+    )
+    return pl.concat(
+        [marked.filter(~pl.col("of_scale_set")).select(columns), handed.select(columns)]
     )
 
 

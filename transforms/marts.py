@@ -474,7 +474,7 @@ def estate_views(
     )
     scope_cut_offs = pl.concat(
         [
-            *(part.cut_offs.lazy().filter(pl.col("scope").is_not_null()) for part in parts),
+            *(part.cut_offs.lazy() for part in parts),
             estate_cut_off,
         ]
     )
