@@ -25,6 +25,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.costmanagement import CostManagementClient
 from azure.mgmt.hybridcompute import HybridComputeManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.security import SecurityCenter
 from azure.monitor.query import LogsQueryClient
@@ -151,6 +152,10 @@ class AzureClients:
 
     def cost(self) -> CostManagementClient:
         return CostManagementClient(self.credential, **self._options)
+
+    def resources(self, subscription_id: str) -> ResourceManagementClient:
+        """Resource groups (their tags, inherited by the machines in them for showback)."""
+        return ResourceManagementClient(self.credential, subscription_id, **self._options)
 
     def subscriptions(self) -> SubscriptionClient:
         return SubscriptionClient(self.credential, **self._options)

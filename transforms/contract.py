@@ -15,6 +15,8 @@ from typing import Final, TypedDict
 
 import polars as pl
 
+from transforms.tags import TAG_DTYPE
+
 UTC_TIMESTAMP: Final = pl.Datetime("us", "UTC")
 
 
@@ -92,6 +94,14 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "deleted before the first snapshot only its subscription's plan is known here; "
                 "the plan it was billed under comes from its charges "
                 "(licensing_comparison_monthly.plan).",
+            ),
+            "tags": (
+                TAG_DTYPE,
+                "Tags as Cost Management's tag inheritance sees them (a DuckDB MAP, "
+                "tags['CostCenter']): the machine's own (a scale-set instance's as Compute "
+                "lists it), plus its resource group's for every name it lacks (names compared "
+                "without case, the machine's value wins); empty for machines seen only in "
+                "events. From the latest inventory snapshot.",
             ),
         },
     },
@@ -378,11 +388,65 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "currency": (pl.String(), "Currency of every money column."),
         },
     },
-    "findings": {
-        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed)",
+    "showback_monthly": {
+        "grain": "month x group key ([report] group_by: subscription, resource_group, "
+        "tag:<name>) x group: the Defender for Servers bill by whose machines it was; the rows "
+        "of one month and key add up to the estate's billed_cost",
         "columns": {
-            "resource_id": (pl.String(), "Machine concerned; null for estate-wide findings."),
-            "subscription_id": (pl.String(), "Its subscription; null for estate-wide findings."),
+            "month": (pl.Date(), "First day of the month."),
+            "group_key": (
+                pl.String(),
+                "The grouping, as configured: subscription, resource_group or tag:<name> (the "
+                "tag's name matched without case).",
+            ),
+            "group_kind": (
+                pl.String(),
+                "value (machines with a value for the key), missing (machines without the tag: "
+                "untagged cost, a group of its own) or unattributed (charges on no machine; "
+                "under subscription they belong to their subscription's group).",
+            ),
+            "group_value": (
+                pl.String(),
+                "The tag value, resource group or subscription; null for missing and unattributed.",
+            ),
+            "machines": (
+                pl.Int64(),
+                "Machines (machine_key) with billable hours or charges in the group that month "
+                "(a VM moved during the month counts in the groups of both its ids).",
+            ),
+            "billable_hours": (pl.Float64(), "Their billable hours."),
+            "billed_cost": (
+                pl.Float64(),
+                "Defender for Servers charges attributed to the group's machines (on their ids "
+                "and their allocated shares), or the unattributed charges.",
+            ),
+            "allocated_cost": (
+                pl.Float64(),
+                "Of billed_cost, the shares of subscription-level (or scale-set-level) charges "
+                "allocated to the group's machines by billable hours.",
+            ),
+            "like_for_like_cost": (
+                pl.Float64(),
+                "Keeping the plan with one MDE seat per machine with covered billable hours: "
+                "seat_cost + hourly_cost - mde_component_cost of licensing_comparison_monthly.",
+            ),
+            "currency": (pl.String(), "Currency of every money column."),
+        },
+    },
+    "findings": {
+        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed; "
+        "subscription x month for a subscription's cost_anomaly and plan_changed; showback "
+        "group x month for a group's cost_anomaly)",
+        "columns": {
+            "resource_id": (
+                pl.String(),
+                "Machine concerned; null for subscription-wide, group and estate-wide findings.",
+            ),
+            "subscription_id": (
+                pl.String(),
+                "Its subscription (the subscription of a subscription-wide finding); null for "
+                "showback group and estate-wide findings.",
+            ),
             "month": (pl.Date(), "First day of the month."),
             "finding": (
                 pl.String(),
@@ -393,9 +457,14 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "mde_benefit_unclaimed (MDE seats owned while machines pay the full rate, no "
                 "MDATP benefit meter), mde_benefit_not_applied (full-rate meters after the "
                 "configured benefit approval day), stopped_allocated (billable while stopped "
-                "but allocated: deallocating would not be billed), defender_off or "
+                "but allocated: deallocating would not be billed), defender_off, "
                 "duplicate_onboarding (an Arc machine also charged, the same days, as a server "
-                "of its name onboarded directly through Defender for Endpoint). A day's "
+                "of its name onboarded directly through Defender for Endpoint), cost_anomaly (a "
+                "complete month's billed cost of a subscription or showback group moved more than "
+                "[report] anomaly_threshold_percent against the median of the 3 months before it "
+                "without a matching change in billable hours; the figures in detail) or "
+                "plan_changed (a machine's plan, or a subscription's for at least half its "
+                "machines on one day, changed from the day before). A day's "
                 "billed and billable hours closer than 0.01 h (fractional hours) or 1 h (whole "
                 "clock hours) agree.",
             ),
@@ -409,7 +478,10 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "Money at stake: the excess's share of the billed cost, the unbilled or stopped "
                 "hours at each day's plan rate, the month's hourly_cost, or the MDE component "
                 "that the benefit would discount, the directly onboarded duplicate's charges; "
-                "null for defender_off.",
+                "for cost_anomaly what billable hours do not "
+                "explain (billed - median billed x hours / median hours; null for a showback "
+                "group, whose money its subscriptions' findings count); null for defender_off "
+                "and plan_changed.",
             ),
             "currency": (pl.String(), "Currency of amount."),
         },

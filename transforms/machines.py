@@ -24,6 +24,7 @@ import polars as pl
 
 from transforms import billing
 from transforms.contract import conform_view, view_schema
+from transforms.tags import effective_tags
 
 # The Compute `timeCreated` and the Activity Log's creating `write` are stamped by different
 # services; a write that starts no later than this after `timeCreated` is the creation, a later
@@ -271,6 +272,13 @@ def _latest_inventory(
 
     `latest_date` (one row, `latest_snapshot_date`) defaults to this inventory's own latest day.
     """
+    present = inventory.collect_schema().names()
+    # Snapshots taken before tags or resource groups' tags were collected have none.
+    inventory = inventory.with_columns(
+        pl.lit(None, dtype=pl.String).alias(name)
+        for name in ("tags", "resource_group_tags")
+        if name not in present
+    )
     kind = pl.col("machine_kind").str.to_lowercase()
     rows = inventory.with_columns(
         resource_id(),
@@ -317,6 +325,8 @@ _IDENTITY_COLUMNS: Final = (
     "created_at",
     "mde_sensor",
     "power_state",
+    "tags",
+    "resource_group_tags",
     "first_seen_at",
     "last_seen_at",
     "in_latest_snapshot",
@@ -580,6 +590,7 @@ def machines_from(
             defender_plan=pl.coalesce("resource_setting", "subscription_setting").replace(
                 "off", None
             ),
+            tags=effective_tags("tags", "resource_group_tags"),
         )
         .sort("resource_id")
     )

@@ -39,6 +39,8 @@ INVENTORY: Final = pa.schema(
         pa.field("size", pa.string()),
         pa.field("os_type", pa.string()),
         pa.field("tags", pa.string()),
+        # The resource group's tags (JSON object), inherited where the machine has none.
+        pa.field("resource_group_tags", pa.string()),
         pa.field("created_at", UTC_TIMESTAMP),
         pa.field("power_state", pa.string()),
         pa.field("mde_sensor", pa.bool_(), nullable=False),

@@ -290,11 +290,15 @@ def collect_inventory(
         arc_machines = arc.fetch_arc_machines(
             clients.hybrid(subscription_id), subscription_id, _logger(), origin=origin
         )
+        group_tags = inventory.fetch_resource_group_tags(
+            clients.resources(subscription_id), origin=origin
+        )
         table = inventory.inventory_table(
             [*fetched.records, *arc_machines],
             snapshot_at=as_of,
             ingested_at=ingested_at,
             scope=scope,
+            resource_group_tags=group_tags,
         )
         write_partition(
             settings.lake.path,

@@ -180,7 +180,8 @@ def scale_set_instance_record(
 ) -> dict[str, Any]:
     """One INVENTORY row for a scale-set VM (wire format, listed with `$expand=instanceView`).
 
-    Size and OS come from the instance, else from the scale set's model.
+    Size and OS come from the instance, else from the scale set's model; tags are the scale
+    set's with the instance's own over them.
     """
     properties = instance.get("properties") or {}
     set_properties = scale_set.get("properties") or {}
@@ -199,8 +200,11 @@ def scale_set_instance_record(
         or (properties.get("hardwareProfile") or {}).get("vmSize")
         or (scale_set.get("sku") or {}).get("name")
     )
+    # Cost Management bills a scale set's instances on the set's id, with the set's tags: an
+    # instance carries them, with its own (if Compute lists any) over them.
+    tags = {**(scale_set.get("tags") or {}), **(instance.get("tags") or {})}
     return {
-        **machine_common(instance, subscription_id),
+        **machine_common({**instance, "tags": tags}, subscription_id),
         "machine_kind": "vmss_instance",
         "vm_id": properties.get("vmId"),
         "scale_set_name": scale_set["name"],
@@ -221,10 +225,20 @@ def inventory_table(
     snapshot_at: datetime,
     ingested_at: datetime,
     scope: str,
+    resource_group_tags: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """INVENTORY rows for one subscription's snapshot (VMs, scale-set VMs and Arc machines),
-    sorted by resource id."""
+    sorted by resource id.
+
+    `resource_group_tags`: each resource group's tags (lower-cased name -> JSON object, as
+    `fetch_resource_group_tags` gives them), set beside each machine of the group.
+    """
     times = ("created_at", "status_changed_at")
+    group_tags = resource_group_tags or {}
+    records = [
+        {**record, "resource_group_tags": group_tags.get(record["resource_group"])}
+        for record in records
+    ]
     names = [
         name
         for name in INVENTORY.names
@@ -250,6 +264,20 @@ def inventory_table(
         scope=pl.lit(scope),
     ).sort("resource_id")
     return arrow_table(frame, INVENTORY)
+
+
+def fetch_resource_group_tags(resources: Any, *, origin: str) -> dict[str, str]:
+    """Each resource group's tags in the subscription `resources` (a ResourceManagementClient)
+    is bound to: lower-cased group name -> tags as a JSON object. One paged call
+    (`GET /subscriptions/{id}/resourcegroups`); Cost Management's tag inheritance applies these
+    to the usage of the machines in the group that lack them (`transforms.tags`)."""
+    return {
+        group["name"].lower(): _tags(group)
+        for group in (
+            listed.as_dict()
+            for listed in follow_pages(resources.resource_groups.list, f"{origin}: resource groups")
+        )
+    }
 
 
 @dataclass

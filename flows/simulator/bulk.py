@@ -474,6 +474,10 @@ def _inventory(machines: pl.DataFrame, subscription_id: str, now: int) -> pl.Dat
         ),
         os_type="os_type",
         tags=tags,
+        # Resource groups carry a department, inherited by their machines (showback).
+        resource_group_tags=pl.format(
+            '{{"department": "{}"}}', pl.col("resource_group").str.strip_prefix("rg-")
+        ),
         created_at=pl.col("created_at").cast(TIMESTAMP),
         power_state=state,
         mde_sensor="mde_sensor",

@@ -15,7 +15,7 @@ change is at 00:00 UTC (see `plans`). The cases:
 9. a Production VM moved to Shared Services at 00:00 on day 22 (its move day is billed under
    Production with its new id);
 10. the same scale set deallocated as a whole on the evening of day 24 (or the next free day)
-    and started the next morning, logged only on the set.
+    and started the next morning, logged only on the set;
 11. Azure Arc (issue 14), all in Production: on-premises servers (one disconnected from day 12
     02:00 to day 13 10:00, one without the MDE extension, one disconnected 3 days into the window
     and Expired 45 days later, one removed on day 26 14:00 by a Hybrid Compute delete), an AWS EC2
@@ -24,7 +24,10 @@ change is at 00:00 UTC (see `plans`). The cases:
     (an AWS and a GCP connector with the Plan 2 offering); 3 h a day billed on the AWS
     connector's id on days 23-24; two servers billed as directly onboarded through Defender for
     Endpoint on days 8-10 (their names, not ARM ids), one of them the same server as the first
-    Arc machine (billed twice: the duplicate_onboarding case).
+    Arc machine (billed twice: the duplicate_onboarding case);
+12. a cost anomaly: a Shared Services workspace billed for Plan 2 for servers reporting to it
+    (none of them in the inventory) on every day of the month, so the subscription's billed
+    cost jumps without its billable hours moving (a `cost_anomaly`).
 """
 
 from __future__ import annotations
@@ -55,11 +58,17 @@ TRIAL_STARTED_DAYS_AGO = 10
 COST_LAG = timedelta(days=3)
 BENEFIT_MACHINES = 3
 WORKSPACE_HOURS_PER_DAY = 48.0  # two servers reporting to the workspace around the clock
+UNEXPECTED_SERVERS = 12  # case 12: servers billed through a workspace all month
 
 
 def last_complete_month(now: datetime) -> date:
     """The first day of the calendar month before `now`'s."""
     return (now.date().replace(day=1) - timedelta(days=1)).replace(day=1)
+
+
+def _days_in(month: date) -> int:
+    following = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return (following - timedelta(days=1)).day
 
 
 def _midnight(day: date) -> datetime:
@@ -75,6 +84,7 @@ class CaseDates:
     enablement: datetime | None
     move: datetime | None
     workspace_days: tuple[date, ...]
+    whole_month: tuple[date, ...]
     scale_set_days: tuple[date, ...]
     trial_start: datetime | None
 
@@ -102,6 +112,7 @@ class CaseDates:
             enablement=instant(ENABLEMENT_DAY),
             move=instant(MOVE_DAY),
             workspace_days=days(WORKSPACE_DAYS),
+            whole_month=days(range(1, _days_in(month) + 1)),
             scale_set_days=days(SCALE_SET_DEALLOCATE_DAYS),
             trial_start=_midnight(trial_day) if observed(trial_day) else None,
         )
@@ -173,6 +184,24 @@ def workspace_charge(
                 plan="P2",
                 days=dates.workspace_days,
                 hours_per_day=WORKSPACE_HOURS_PER_DAY,
+            )
+        )
+
+
+def unexpected_charges(
+    builder: EstateBuilder, subscription: SubscriptionSpec, resource_group: str, dates: CaseDates
+) -> None:
+    """Case 12: Plan 2 billed on a workspace for `UNEXPECTED_SERVERS` servers around the clock
+    all month: charges without uptime, which the month's cost anomaly must show."""
+    if dates.whole_month:
+        builder.add_workspace_charge(
+            WorkspaceCharge(
+                subscription=subscription,
+                resource_group=resource_group,
+                name=f"log-{subscription.subscription_id[:8]}-direct-onboarding",
+                plan="P2",
+                days=dates.whole_month,
+                hours_per_day=24.0 * UNEXPECTED_SERVERS,
             )
         )
 

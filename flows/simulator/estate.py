@@ -93,6 +93,14 @@ class EstateBuilder:
         self.other_charges: list[OtherCharge] = []
         self.connectors: list[ConnectorSpec] = []
         self.scale_set_events: list[tuple[ScaleSetSpec, Event]] = []
+        # Tags of resource groups, keyed by (subscription id, group name as spelled).
+        self.resource_group_tags: dict[tuple[str, str], dict[str, str]] = {}
+
+    def tag_resource_group(
+        self, subscription: SubscriptionSpec, name: str, tags: dict[str, str]
+    ) -> None:
+        """Give resource group `name` tags (inherited by its machines that lack them)."""
+        self.resource_group_tags[(subscription.subscription_id, name)] = dict(tags)
 
     def add_subscription(self, subscription: SubscriptionSpec) -> SubscriptionSpec:
         self.subscriptions.append(subscription)
@@ -182,6 +190,7 @@ class Estate:
         self.other_charges = list(builder.other_charges)
         self.connector_specs = list(builder.connectors)
         self.scale_set_events = list(builder.scale_set_events)
+        self.resource_group_tags = dict(builder.resource_group_tags)
         self.tenant_id = TENANT_ID
         self.machine_by_id = {t.machine.arm_id.lower(): t for t in self.timelines}
         self.subscription_by_id = {s.subscription_id: s for s in self.subscription_specs}
@@ -192,6 +201,30 @@ class Estate:
         from flows.simulator.profiles import generate_estate
 
         return generate_estate(seed=seed, machines=machines, months=months, now=now)
+
+    def resource_groups(self, subscription_id: str) -> list[tuple[str, dict[str, str]]]:
+        """The subscription's resource groups (every group a machine, scale set, workspace or
+        tag names), sorted by name, with their tags."""
+        names = {
+            m.resource_group
+            for m in (t.machine for t in self.timelines)
+            if m.subscription.subscription_id == subscription_id
+        }
+        names |= {
+            s.resource_group
+            for s in self.scale_set_specs
+            if s.subscription.subscription_id == subscription_id
+        }
+        names |= {
+            w.resource_group
+            for w in self.workspace_charges
+            if w.subscription.subscription_id == subscription_id
+        }
+        names |= {name for sub, name in self.resource_group_tags if sub == subscription_id}
+        return [
+            (name, self.resource_group_tags.get((subscription_id, name), {}))
+            for name in sorted(names, key=str.lower)
+        ]
 
     # -- ground truth --------------------------------------------------------------------------
     @property

@@ -387,6 +387,16 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         self._send(200, wire.subscription_json(sim.subscription(sub), sim.estate.tenant_id))
 
+    # -- resource groups -----------------------------------------------------------------------
+    @_route("GET", rf"^{_SUB}/resourcegroups$", "resource_groups_list")
+    def resource_groups_list(self, sub: str) -> None:
+        sim = self.server.simulator
+        subscription = sim.subscription(sub)
+        groups = sim.estate.resource_groups(subscription.subscription_id)
+        page, next_link = self._page(groups, sim.page_sizes.subscriptions_list)
+        value = [wire.resource_group_json(subscription, name, tags) for name, tags in page]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
+
     # -- compute -------------------------------------------------------------------------------
     @_route("GET", rf"^{_SUB}(?:{_RG})?{_COMPUTE}/virtualmachines$", "vm_list")
     def vm_list(self, sub: str, rg: str | None = None) -> None:
@@ -814,6 +824,7 @@ class SimulatedAzure:
             '\n[lake]\npath = "lake"\n'
             '\n[warehouse]\npath = "warehouse.duckdb"\n'
             '\n[report]\npath = "reports"\n'
+            'group_by = ["tag:CostCenter", "resource_group"]\n'
             "\n[pricing]\n"
             f'retail_prices_endpoint = "{self.arm_endpoint}/api/retail/prices"\n'
             + (

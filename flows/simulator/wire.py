@@ -369,6 +369,20 @@ def vmss_json(scale_set: ScaleSetSpec, capacity: int) -> dict[str, Any]:
     }
 
 
+def resource_group_json(
+    subscription: SubscriptionSpec, name: str, tags: dict[str, str]
+) -> dict[str, Any]:
+    """A resource group as `GET /subscriptions/{id}/resourcegroups` lists it."""
+    return {
+        "id": f"/subscriptions/{subscription.subscription_id}/resourceGroups/{name}",
+        "name": name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": subscription.location,
+        "tags": dict(tags),
+        "properties": {"provisioningState": "Succeeded"},
+    }
+
+
 def subscription_json(subscription: SubscriptionSpec, tenant_id: str) -> dict[str, Any]:
     return {
         "id": f"/subscriptions/{subscription.subscription_id}",

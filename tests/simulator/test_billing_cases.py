@@ -205,12 +205,11 @@ def test_mde_benefit_meter_from_the_approval_day(clients, simulator):
 def test_defender_charge_on_a_log_analytics_workspace(clients, simulator):
     """Case 5: Plan 2 billed on a workspace 2026-10-23..27: 48 h x 0.02 = 0.96 a day."""
     estate = simulator.estate
-    truth = estate.non_machine_charges().filter(
-        pl.col("resource_id").str.contains("/providers/microsoft.operationalinsights/")
-    )
-    workspace = truth["resource_id"].unique().item()
-    assert "/providers/microsoft.operationalinsights/workspaces/" in workspace
+    truth = estate.non_machine_charges()
     production = subscription_named(estate, "Contoso Production")
+    workspace = f"log-{production.subscription_id[:8]}-security"
+    (workspace,) = {rid for rid in truth["resource_id"] if rid.endswith(workspace)}
+    assert "/providers/microsoft.operationalinsights/workspaces/" in workspace
     rows = cost_rows(clients, production.subscription_id, date(2026, 10, 22), date(2026, 10, 28))
     served = defender(rows, workspace)
     assert served["UsageDate"].to_list() == [date(2026, 10, d) for d in range(23, 28)]
@@ -255,6 +254,21 @@ def test_arc_machines_connectors_and_direct_onboarding_in_cost_data(clients, sim
     # An Arc machine has no compute or disk rows: Azure does not bill its hardware.
     arc_ids = {arm_id.lower() for arm_id in arc.values()}
     assert set(rows.filter(pl.col("ResourceId").is_in(arc_ids))["Meter"]) == {"Standard P2 Node"}
+
+
+def test_unexpected_workspace_charges_all_month(clients, simulator):
+    """Case 12: Plan 2 billed on a Shared Services workspace every day of October 2026 for 12
+    servers around the clock: 12 x 24 = 288 h x 0.02 = 5.76 a day, 31 x 5.76 = 178.56."""
+    shared = subscription_named(simulator.estate, "Contoso Shared Services")
+    workspace = (
+        f"/subscriptions/{shared.subscription_id}/resourcegroups/rg-shared-tools/providers/"
+        f"microsoft.operationalinsights/workspaces/log-{shared.subscription_id[:8]}-direct-onboarding"
+    )
+    rows = cost_rows(clients, shared.subscription_id, date(2026, 10, 1), date(2026, 11, 1))
+    served = defender(rows, workspace)
+    assert served["UsageDate"].to_list() == [date(2026, 10, d) for d in range(1, 32)]
+    assert served["UsageQuantity"].to_list() == [288.0] * 31
+    assert sum(served["Cost"]) == pytest.approx(178.56)
 
 
 def test_shared_services_cost_data_lags_three_days(clients, simulator):
