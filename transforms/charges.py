@@ -343,8 +343,13 @@ def _not_pooled(rows: pl.LazyFrame, machine_ids: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(pl.lit("non_machine_resource"))
     )
     on_machine = pl.col("attribution_detail") == "machine"
+    # Rows of one id, day, plan and meter are one charge (exports may split a day's usage over
+    # several rows); summed here, on the raw keys, before anything is derived from them.
+    daily = rows.group_by(
+        "usage_date", "resource_id", "subscription_id", "plan", "benefit", "currency"
+    ).agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum(), pl.col("id_kind").first())
     return (
-        rows.join(
+        daily.join(
             machine_ids.with_columns(known_machine=pl.lit(True)), on="resource_id", how="left"
         )
         .with_columns(
@@ -410,44 +415,30 @@ def defender_charges_from(
         .select("usage_date", member_id="resource_id", plan="plan")
         .unique()
     )
+    # One row per key already: `_not_pooled` sums its rows per id and day, and a pooled charge
+    # gives each member one part (its pool kind and charged id set it apart from the others).
     parts = pl.concat([not_pooled, _split(pooled, members, charged)])
-    keys = (
+    view = parts.select(
         "usage_date",
         "subscription_id",
         "resource_id",
         "plan",
         "benefit",
+        "billed_hours",
+        "billed_cost",
         "currency",
         "attribution",
         "attribution_detail",
         "charged_resource_id",
-    )
-    view = (
-        parts.group_by(keys)
-        .agg(pl.col("billed_hours").sum(), pl.col("billed_cost").sum())
-        .select(
-            "usage_date",
-            "subscription_id",
-            "resource_id",
-            "plan",
-            "benefit",
-            "billed_hours",
-            "billed_cost",
-            "currency",
-            "attribution",
-            "attribution_detail",
-            "charged_resource_id",
-        )
-        .sort(
-            "usage_date",
-            "subscription_id",
-            "resource_id",
-            "plan",
-            "attribution",
-            "attribution_detail",
-            "charged_resource_id",
-            "benefit",
-            nulls_last=True,
-        )
+    ).sort(
+        "usage_date",
+        "subscription_id",
+        "resource_id",
+        "plan",
+        "attribution",
+        "attribution_detail",
+        "charged_resource_id",
+        "benefit",
+        nulls_last=True,
     )
     return conform_view(view, "defender_charges_daily")
