@@ -142,21 +142,39 @@ def cost_anomalies(
 def plan_changes(machine_plans_daily: pl.LazyFrame) -> pl.LazyFrame:
     """`plan_changed` findings from the machines' daily plans (see the module docstring)."""
     plan = pl.col("plan").fill_null(_NO_PLAN)
-    days = (
-        machine_plans_daily.select("usage_date", "resource_id", "subscription_id", plan=plan)
+    rows = machine_plans_daily.select("usage_date", "resource_id", "subscription_id", plan=plan)
+    # Only a machine seen with two plans can have changed: its days alone are sorted and compared
+    # with the day before (a row follows on when the id is the same and the date the next).
+    varying = (
+        rows.group_by("resource_id")
+        .agg(plans=pl.col("plan").n_unique())
+        .filter(pl.col("plans") > 1)
+        .select("resource_id")
+    )
+    follows_on = (pl.col("resource_id") == pl.col("resource_id").shift(1)) & (
+        pl.col("usage_date").shift(1) == pl.col("usage_date") - timedelta(days=1)
+    )
+    changed = (
+        rows.join(varying, on="resource_id", how="semi")
         .sort("resource_id", "usage_date")
-        .with_columns(
-            before=pl.col("plan").shift(1).over("resource_id"),
-            day_before=pl.col("usage_date").shift(1).over("resource_id"),
-        )
-        .filter(pl.col("day_before") == pl.col("usage_date") - timedelta(days=1))
+        .with_columns(before=pl.when(follows_on).then(pl.col("plan").shift(1)))
+        .filter(pl.col("before").is_not_null() & (pl.col("plan") != pl.col("before")))
         .with_columns(change=pl.format("{} -> {}", "before", "plan"))
     )
-    changed = days.filter(pl.col("plan") != pl.col("before"))
-    per_subscription = (
-        days.group_by("subscription_id", "usage_date")
-        .agg(seen=pl.len())
+    # On the days something changed: the subscription's machines seen that day and the day before.
+    change_days = changed.select("subscription_id", "usage_date").unique()
+    seen = (
+        rows.join(change_days, on=["subscription_id", "usage_date"], how="semi")
         .join(
+            rows.select("resource_id", usage_date=pl.col("usage_date") + timedelta(days=1)),
+            on=["resource_id", "usage_date"],
+            how="semi",
+        )
+        .group_by("subscription_id", "usage_date")
+        .agg(seen=pl.len())
+    )
+    per_subscription = (
+        seen.join(
             changed.group_by("subscription_id", "usage_date").agg(
                 changed=pl.len(), changes=pl.col("change").unique()
             ),
