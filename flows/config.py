@@ -41,6 +41,15 @@ STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
 # scope, each matched as a whole string (fullmatch: `$` alone lets a trailing newline through).
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _SCOPE = re.compile(r"/subscriptions/" + _GUID.pattern)
+# Scopes a Cost Management query may be asked at, above or at one subscription
+# (`[azure] cost_scopes`; transforms.billing "Cost Management Query API quota").
+_NAME = r"[A-Za-z0-9][A-Za-z0-9:._()-]*"
+_COST_SCOPE = re.compile(
+    rf"/subscriptions/{_GUID.pattern}"
+    rf"|/providers/Microsoft\.Billing/billingAccounts/{_NAME}(?:/billingProfiles/{_NAME})?"
+    rf"|/providers/Microsoft\.Management/managementGroups/{_NAME}",
+    re.IGNORECASE,
+)
 
 CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
@@ -74,6 +83,22 @@ class AzureSettings(_Section):
     tenant_id: str | None = None
     client_id: str | None = None
     cost_client_type: str = "mdecost"
+    # Where cost queries are asked (empty: each subscription of `scopes`): a billing account (EA
+    # enrollment), an MCA billing profile or a management group answers for every subscription
+    # under it at the cost of one query. `mdecost scopes` says which ones the credential reads.
+    cost_scopes: list[str] = Field(default_factory=list)
+
+    @field_validator("cost_scopes")
+    @classmethod
+    def _cost_scopes(cls, scopes: list[str]) -> list[str]:
+        for scope in scopes:
+            if not _COST_SCOPE.fullmatch(scope.rstrip("/")):
+                raise ValueError(
+                    f"{scope!r} is not a cost scope: /providers/Microsoft.Billing/billingAccounts/"
+                    "<id>[/billingProfiles/<id>], /providers/Microsoft.Management/"
+                    "managementGroups/<id> or /subscriptions/<guid>"
+                )
+        return [scope.rstrip("/") for scope in scopes]
 
     @field_validator("arm_endpoint")
     @classmethod
@@ -122,6 +147,12 @@ class CollectSettings(_Section):
     # can take a minute to start answering.
     connect_timeout_seconds: float = Field(default=20.0, gt=0)
     read_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Which cost rows the Query API is asked for: Defender for Servers meters only, or "all"
+    # (every row of the scope in `costs`, for analysts who want them; far more rows).
+    cost_rows: Literal["defender", "all"] = "defender"
+    # Azure's QPU windows (10 s, 1 min, 1 h) multiplied by this: 1 against Azure; the
+    # simulator's config sets it below 1 when it runs the windows faster (its benchmark).
+    qpu_window_scale: float = Field(default=1.0, gt=0, le=1)
 
 
 def _is_loopback_url(url: str) -> bool:

@@ -67,7 +67,9 @@ from flows.collect import (
 )
 from flows.collect.cost_query import QueryShapeError
 from flows.collect.paging import EndlessPaging, follow_pages
+from flows.collect.qpu import QpuBudget, ledger_path
 from flows.collect.scopes import (
+    SCOPE_PREFIX,
     Month,
     enabled_subscription_scopes,
     months_between,
@@ -78,8 +80,9 @@ from flows.collect.scopes import (
 )
 from flows.collect.tables import arrow_table
 from flows.collect.throttling import RetryLimits, ThrottleStats
-from flows.config import load_settings
+from flows.config import Settings, load_settings
 from flows.lake import lake_lock, partition_path, write_partition
+from transforms.billing import QPU_PER_MONTH_QUERIED, QPU_WINDOWS
 from transforms.costs import QUERY_SOURCE, CostDataError, query_result_to_costs, to_costs_table
 from transforms.schemas import POWER_EVENTS, PROVENANCE_COLUMNS, SchemaError
 
@@ -107,8 +110,10 @@ PRICINGS_WITHOUT_MACHINES = "the inventory could not be read, so machine overrid
 
 
 def _worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
-    """Prefect retry condition: retry a failed chunk unless its data was unreadable."""
-    return not isinstance(state.data, UNREADABLE_DATA)
+    """Prefect retry condition: retry a failed chunk unless its data was unreadable or the
+    service refused the request itself (a 400: asked again, it says the same)."""
+    refused = isinstance(state.data, HttpResponseError) and state.data.status_code == 400
+    return not (isinstance(state.data, UNREADABLE_DATA) or refused)
 
 
 @dataclass
@@ -124,6 +129,9 @@ class ChunkResult:
     throttled: int = 0
     server_errors: int = 0
     waited_seconds: float = 0.0
+    # Cost queries: the QPU they cost and the seconds spent pacing to the tenant's quota.
+    qpu: float = 0.0
+    paced_seconds: float = 0.0
     skipped: str | None = None
     failure: str | None = None
     # Inventory: the ids whose resource-level pricings the pricings task reads (scale sets,
@@ -174,6 +182,18 @@ class CollectSummary:
         return sum(chunk.waited_seconds for chunk in self.chunks)
 
     @property
+    def qpu(self) -> float:
+        return sum(chunk.qpu for chunk in self.chunks)
+
+    @property
+    def paced_seconds(self) -> float:
+        return sum(chunk.paced_seconds for chunk in self.chunks)
+
+    def uncollected_months(self) -> list[ChunkResult]:
+        """Cost chunks (scope x month x cost type) that could not be collected."""
+        return [chunk for chunk in self.chunks if chunk.failure and chunk.dataset == "costs"]
+
+    @property
     def failures(self) -> list[ChunkResult]:
         return [chunk for chunk in self.chunks if chunk.failure]
 
@@ -187,7 +207,9 @@ class CollectSummary:
         lines = [
             f"collected [{self.start}, {self.end}) as of {self.as_of:%Y-%m-%dT%H:%M:%SZ} "
             f"for {len(self.scopes)} scope(s): rows {rows}",
-            f"cost queries throttled {self.throttled} time(s), waited {self.waited_seconds:.1f} s",
+            f"cost queries used {self.qpu:g} QPU, waited {self.paced_seconds:.1f} s pacing to "
+            f"the tenant's quota; throttled {self.throttled} time(s), waited "
+            f"{self.waited_seconds:.1f} s",
             *(f"power history: {line}" for line in self.coverage),
         ]
         skipped = [chunk for chunk in self.chunks if chunk.skipped]
@@ -197,6 +219,14 @@ class CollectSummary:
         if self.failures:
             lines.append(f"could not read {len(self.skipped_scopes)} scope(s):")
             lines.extend(f"  {chunk.line()}" for chunk in self.failures)
+        missing = self.uncollected_months()
+        if missing:
+            qpu = len(missing) * QPU_PER_MONTH_QUERIED
+            lines.append(
+                f"{len(missing)} cost month(s) not collected (listed above); running the same "
+                f"command again collects them and skips final months already in the lake: about "
+                f"{qpu} QPU, {quota_time(qpu)} of the tenant's quota"
+            )
         return lines
 
 
@@ -555,6 +585,28 @@ def _deterministic_order(table: pa.Table) -> pa.Table:
     return table.sort_by(keys)
 
 
+def _tenant_key(settings: Settings) -> str:
+    """Whose QPU windows a run's queries count in: the tenant, else the one of the credential."""
+    return settings.azure.tenant_id or "default"
+
+
+def qpu_budget(settings: Settings) -> QpuBudget:
+    """The tenant's QPU ledger beside the lake, shared by every task and run on that lake."""
+    return QpuBudget(
+        ledger_path(settings.lake.path, _tenant_key(settings)),
+        scale=settings.collect.qpu_window_scale,
+    )
+
+
+def _cost_partition(subscription_id: str, month: Month, cost_type: str) -> dict[str, str]:
+    return {
+        "source": QUERY_SOURCE,
+        "month": month.label,
+        "subscription_id": subscription_id,
+        "cost_type": cost_type,
+    }
+
+
 @task(
     name="costs",
     task_run_name="costs {scope} {month} {cost_type}",
@@ -571,23 +623,32 @@ def collect_costs(
     as_of: datetime,
     ingested_at: datetime,
     force: bool = False,
+    covers: list[str] | None = None,
 ) -> ChunkResult:
-    """Query one month of daily costs of one cost type and replace its `costs` partition."""
+    """Query one month of daily costs of one cost type at `scope` and replace the `costs`
+    partition of each subscription it covers.
+
+    `scope` is a subscription, or a scope above several (`[azure] cost_scopes`: billing account,
+    billing profile, management group) asked once, grouped by subscription; `covers` are the
+    subscription scopes the run expects it to answer for: each gets its partition, empty when
+    the month billed it nothing, so a charge restated away does not linger.
+    """
     settings = load_settings(config_file)
-    subscription_id = subscription_id_of(scope)
+    wide = not scope.lower().startswith(SCOPE_PREFIX)
     chunk = Month.parse(month)
-    partition = {
-        "source": QUERY_SOURCE,
-        "month": chunk.label,
-        "subscription_id": subscription_id,
-        "cost_type": cost_type,
-    }
+    subscription_ids = [subscription_id_of(s) for s in (covers or ([] if wide else [scope]))]
     result = ChunkResult("costs", scope, f"{chunk} {cost_type}")
     final_since = chunk.end + timedelta(days=settings.collect.restatement_days)
     if (
         not force
         and as_of >= final_since
-        and partition_path(settings.lake.path, "costs", partition).exists()
+        and subscription_ids
+        and all(
+            partition_path(
+                settings.lake.path, "costs", _cost_partition(sub, chunk, cost_type)
+            ).exists()
+            for sub in subscription_ids
+        )
     ):
         result.skipped = (
             f"final since {final_since:%Y-%m-%d} ([collect] restatement_days) and already in "
@@ -612,26 +673,70 @@ def collect_costs(
                 ),
                 stats=stats,
                 log=_logger(),
+                cost_rows=settings.collect.cost_rows,
+                by_subscription=wide,
+                budget=qpu_budget(settings),
             )
         finally:
             result.throttled = stats.throttled
             result.server_errors = stats.server_errors
             result.waited_seconds = stats.waited_seconds
+            result.qpu = stats.qpu
+            result.paced_seconds = stats.paced_seconds
         costs = query_result_to_costs(
             pages.columns,
             pages.rows,
-            subscription_id=subscription_id,
+            subscription_id=None if wide else subscription_ids[0],
             cost_type=cost_type,
             scope=scope,
             ingested_at=ingested_at,
             origin=origin,
         )
         table = _deterministic_order(to_costs_table(costs, origin))
-        write_partition(settings.lake.path, "costs", partition, table, origin=origin)
+        by_subscription = {
+            str(key[0]): part
+            for key, part in pl.from_arrow(table)  # type: ignore[union-attr]
+            .partition_by("subscription_id", as_dict=True)
+            .items()
+        }
+        for subscription_id in sorted({*subscription_ids, *by_subscription}):
+            part = by_subscription.get(subscription_id)
+            rows = (
+                table.schema.empty_table() if part is None else part.to_arrow().cast(table.schema)
+            )
+            write_partition(
+                settings.lake.path,
+                "costs",
+                _cost_partition(subscription_id, chunk, cost_type),
+                rows,
+                origin=f"{origin} for /subscriptions/{subscription_id}",
+            )
         result.rows = table.num_rows
         result.pages = pages.pages
 
     return _read_scope(result, work)
+
+
+def _covered(scope: str, wide: list[str], cost_scopes: list[str], chosen: list[str]) -> list[str]:
+    """The subscriptions whose partitions a cost scope's query replaces, rows or none.
+
+    A subscription scope covers itself. The one scope above subscriptions covers every chosen
+    subscription not queried on its own. With several such scopes, which one bills a subscription
+    is known only from the answers, so each covers just the subscriptions its answer names.
+    """
+    if scope.lower().startswith(SCOPE_PREFIX):
+        return [scope]
+    if len(wide) > 1:
+        return []
+    own = {s.lower() for s in cost_scopes}
+    return [s for s in chosen if s.lower() not in own]
+
+
+def quota_time(qpu: float) -> str:
+    """How long `qpu` QPU take at the tenant's hourly quota (the binding window at length)."""
+    seconds, limit = QPU_WINDOWS[-1]
+    minutes = qpu / limit * seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
 # --- the flow -------------------------------------------------------------------------------
@@ -735,17 +840,38 @@ def collect(
                 specs[events] = ChunkResult("power_events", scope, month.label)
 
         cost_months = [month for month in months_between(start, end) if month.start < as_of]
+        cost_scopes = list(settings.azure.cost_scopes) or chosen
+        queries = len(cost_scopes) * len(cost_months) * len(settings.collect.cost_types)
+        log.info(
+            "cost queries: %d scope(s) x %d month(s) x %d cost type(s) = %d, about %d QPU "
+            "(%s of the tenant's quota)",
+            len(cost_scopes),
+            len(cost_months),
+            len(settings.collect.cost_types),
+            queries,
+            queries * QPU_PER_MONTH_QUERIED,
+            quota_time(queries * QPU_PER_MONTH_QUERIED),
+        )
         limit = settings.collect.cost_query_concurrency
         in_flight: list[PrefectFuture[Any]] = []
-        for scope in chosen:
+        wide = [s for s in cost_scopes if not s.lower().startswith(SCOPE_PREFIX)]
+        for cost_scope in cost_scopes:
+            covers = _covered(cost_scope, wide, cost_scopes, chosen)
             for month in cost_months:
                 for cost_type in settings.collect.cost_types:
                     if len(in_flight) >= limit:
                         in_flight.remove(next(as_completed(in_flight)))
                     costs = collect_costs.submit(
-                        config_file, scope, month.label, cost_type, as_of, ingested_at, force
+                        config_file,
+                        cost_scope,
+                        month.label,
+                        cost_type,
+                        as_of,
+                        ingested_at,
+                        force,
+                        covers,
                     )
-                    specs[costs] = ChunkResult("costs", scope, f"{month} {cost_type}")
+                    specs[costs] = ChunkResult("costs", cost_scope, f"{month} {cost_type}")
                     in_flight.append(costs)
 
         results = [_result(future, spec) for future, spec in specs.items()]

@@ -31,7 +31,7 @@ import polars as pl
 import trustme
 
 from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
-from flows.simulator import plans, wire, workspace
+from flows.simulator import billing, plans, wire, workspace
 from flows.simulator.catalog import CURRENCY_RATES, retail_items
 from flows.simulator.estate import Estate
 from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
@@ -39,11 +39,16 @@ from flows.simulator.queries import (
     BadRequest,
     activity_log_filter,
     parse_cost_query,
+    query_units,
     retail_predicate,
     run_cost_query,
     select_fields,
 )
+from flows.simulator.quota import QpuQuota
 
+# The simulator runs Cost Management's QPU windows this many times as fast as Azure (an hour in
+# 36 s), and says so in the mdecost.toml it writes, so tests and the benchmark pace in seconds.
+QPU_SCALE = 0.01
 # The token the simulator accepts when MDECOST_STATIC_TOKEN is not set. It only ever opens the
 # simulator on loopback; the config refuses a static token for any other endpoint.
 DEVELOPMENT_TOKEN = "mdecost-simulator-development-token"
@@ -520,6 +525,63 @@ class _Handler(BaseHTTPRequestHandler):
     def cost_query(self, sub: str, rg: str | None = None) -> None:
         sim = self.server.simulator
         subscription = sim.subscription(sub)
+        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
+            pl.col("subscription_id") == subscription.subscription_id
+        )
+        if rg is not None:
+            rows = rows.filter(pl.col("resource_group") == rg.lower())
+        self._cost_answer(f"subscriptions/{subscription.subscription_id}", rows)
+
+    @_route(
+        "POST",
+        r"^/providers/microsoft\.billing/billingaccounts/(?P<account>[^/]+)"
+        r"(?:/billingprofiles/(?P<profile>[^/]+))?/providers/microsoft\.costmanagement/query$",
+        "cost_query",
+    )
+    def billing_cost_query(self, account: str, profile: str | None = None) -> None:
+        """A billing account's (EA) or billing profile's (MCA) rows: every subscription's."""
+        sim = self.server.simulator
+        layout = sim.billing
+        asked = f"{billing.BILLING}/{account}" + (f"/billingProfiles/{profile}" if profile else "")
+        if asked.lower() not in {s.lower() for s in (layout.account_id, layout.profile_id) if s}:
+            raise _NotFound("BillingAccountNotFound", f"The scope '{asked}' was not found.")
+        if layout.agreement == billing.MCA and profile is None:
+            raise BadRequest(
+                "Cost queries of a Microsoft Customer Agreement are asked at a billing profile.",
+                "BillingScopeNotSupported",
+            )
+        self._cost_answer(asked.lstrip("/"), sim.estate.cost_rows(as_of=sim.clock))
+
+    @_route(
+        "POST",
+        r"^/providers/microsoft\.management/managementgroups/(?P<group>[^/]+)"
+        r"/providers/microsoft\.costmanagement/query$",
+        "cost_query",
+    )
+    def group_cost_query(self, group: str) -> None:
+        """A management group's rows (EA and pay-as-you-go only, as Azure: not MCA)."""
+        sim = self.server.simulator
+        if sim.billing.agreement == billing.MCA:
+            raise BadRequest(
+                "Management group scope is not supported for Microsoft Customer Agreement "
+                "billing accounts.",
+                "ManagementGroupScopeNotSupported",
+            )
+        try:
+            members = billing.subscriptions_under(
+                sim.estate.subscription_specs, group, sim.estate.tenant_id
+            )
+        except KeyError:
+            raise _NotFound(
+                "ManagementGroupNotFound", f"The management group '{group}' was not found."
+            ) from None
+        ids = [s.subscription_id for s in members]
+        rows = sim.estate.cost_rows(as_of=sim.clock).filter(pl.col("subscription_id").is_in(ids))
+        self._cost_answer(f"providers/Microsoft.Management/managementGroups/{group}", rows)
+
+    def _cost_answer(self, scope: str, rows: pl.DataFrame) -> None:
+        """Answer a Query API request over `rows` (the scope's): throttling, quota, paging."""
+        sim = self.server.simulator
         if sim.throttle_cost_query():
             sim.count("cost_query_429")
             seconds = sim.faults.cost_retry_after_seconds
@@ -536,11 +598,15 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as error:
             raise BadRequest(f"The request body is not valid JSON: {error}") from None
         query = parse_cost_query(body, sim.clock)
-        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
-            pl.col("subscription_id") == subscription.subscription_id
-        )
-        if rg is not None:
-            rows = rows.filter(pl.col("resource_group") == rg.lower())
+        status, quota_headers = sim.quota.admit(sim.estate.tenant_id, query_units(query))
+        if status == 429:
+            sim.count("cost_query_429")
+            self._send(
+                429,
+                wire.error_body("429", "Too many requests. Please retry after a while."),
+                quota_headers,
+            )
+            return
         columns, frame = run_cost_query(rows, query)
         page, next_link = self._page(frame, sim.page_sizes.cost_query)
         served_rows = [list(row) for row in page.iter_rows()]
@@ -548,7 +614,6 @@ class _Handler(BaseHTTPRequestHandler):
             name, kind = self.fault.extra_column
             columns = [{"name": name, "type": kind}, *columns]
             served_rows = [[self.fault.extra_value(), *row] for row in served_rows]
-        scope = f"subscriptions/{subscription.subscription_id}"
         query_id = _request_id()
         self._send(
             200,
@@ -562,7 +627,45 @@ class _Handler(BaseHTTPRequestHandler):
                     "rows": served_rows,
                 },
             },
+            quota_headers,
         )
+
+    # -- billing accounts and management groups ------------------------------------------------
+    @_route("GET", r"^/providers/microsoft\.billing/billingaccounts$", "billing_accounts")
+    def billing_accounts(self) -> None:
+        self._send(200, billing.billing_accounts_json(self.server.simulator.billing))
+
+    @_route(
+        "GET",
+        r"^/providers/microsoft\.billing/billingaccounts/(?P<account>[^/]+)/billingprofiles$",
+        "billing_profiles",
+    )
+    def billing_profiles(self, account: str) -> None:
+        layout = self.server.simulator.billing
+        if account.lower() != layout.account_name.lower():
+            raise _NotFound(
+                "BillingAccountNotFound", f"The billing account '{account}' was not found."
+            )
+        self._send(200, billing.billing_profiles_json(layout))
+
+    @_route("GET", r"^/providers/microsoft\.management/managementgroups$", "management_groups")
+    def management_groups(self) -> None:
+        self._send(200, billing.management_groups_json(self.server.simulator.estate.tenant_id))
+
+    @_route(
+        "GET",
+        r"^/providers/microsoft\.management/managementgroups/(?P<group>[^/]+)/descendants$",
+        "management_group_descendants",
+    )
+    def management_group_descendants(self, group: str) -> None:
+        estate = self.server.simulator.estate
+        try:
+            answer = billing.descendants_json(estate.subscription_specs, group, estate.tenant_id)
+        except KeyError:
+            raise _NotFound(
+                "ManagementGroupNotFound", f"The management group '{group}' was not found."
+            ) from None
+        self._send(200, answer)
 
     # -- log analytics -------------------------------------------------------------------------
     @_route("POST", r"^/v1/workspaces/(?P<workspace_id>[^/]+)/query$", "log_analytics")
@@ -688,6 +791,10 @@ class SimulatedAzure:
         self.token = os.environ.get(STATIC_TOKEN_ENV) or DEVELOPMENT_TOKEN
         self.faults = Faults()
         self.page_sizes = PageSizes()
+        self.billing = billing.BillingLayout()
+        # Cost Management's QPU windows, run QPU_SCALE times as fast (see `quota`); enforcing
+        # them is switched on by the tests and benchmark that measure pacing.
+        self.quota = QpuQuota(scale=QPU_SCALE)
         self.requests: Counter[str] = Counter()
         self._clock = estate.now
         self._lock = threading.Lock()
@@ -750,6 +857,7 @@ class SimulatedAzure:
             'credential = "static_token"\n'
             f'static_token = "{self.token}"\n'
             "scopes = []\n"
+            f"\n[collect]\nqpu_window_scale = {self.quota.scale}\n"
             '\n[lake]\npath = "lake"\n'
             '\n[warehouse]\npath = "warehouse.duckdb"\n'
             '\n[report]\npath = "reports"\n'
@@ -789,6 +897,8 @@ class SimulatedAzure:
         self._clock = self.estate.now
         self.faults = Faults()
         self.page_sizes = PageSizes()
+        self.billing = billing.BillingLayout()
+        self.quota = QpuQuota(scale=self.quota.scale)
 
     def count(self, route: str) -> None:
         with self._lock:
