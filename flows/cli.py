@@ -292,6 +292,36 @@ def collect_command(
     typer.echo("\n".join(summary.lines()))
 
 
+@app.command("scopes")
+def scopes_command(
+    months: Annotated[
+        int, typer.Option("--months", min=1, help="Months of data to price in QPU (backfill).")
+    ] = 13,
+    config: ConfigOption = None,
+) -> None:
+    """List the cost scopes the credential reads and the one collection would query, with the
+    QPU each choice costs."""
+    from azure.core.exceptions import HttpResponseError
+
+    from flows.azure_clients import AzureClients
+    from flows.collect import discover_scopes
+    from flows.collect.discovery import discover
+
+    settings = settings_or_exit(config)
+    try:
+        subscriptions = discover_scopes.fn(config)
+        report = discover(
+            AzureClients(settings).cost(), settings.azure.arm_endpoint, len(subscriptions)
+        )
+    except HttpResponseError as error:
+        first = error.message.splitlines()[0] if error.message else str(error)
+        raise fail(f"listing scopes: {first}") from None
+    except ConfigError as error:
+        raise fail(str(error), 2) from None
+    lines = report.lines(list(settings.azure.cost_scopes), months, len(settings.collect.cost_types))
+    typer.echo("\n".join(lines))
+
+
 @app.command("build")
 def build_command(
     allow_empty: Annotated[

@@ -49,6 +49,7 @@ import polars as pl
 import pyarrow as pa
 from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError, UnfinishedRun
 from prefect.futures import PrefectFuture, as_completed
@@ -878,6 +879,11 @@ def collect(
     summary = CollectSummary(start, end, as_of, chosen, results, coverage)
     for line in summary.lines():
         log.info("%s", line)
+    create_markdown_artifact(
+        key="mdecost-collect",
+        description="What the collection read, the QPU it used and the time it waited",
+        markdown="\n".join(["# mdecost collect", "", *(f"- {line}" for line in summary.lines())]),
+    )
     if summary.failures:
         raise CollectIncomplete(summary)
     return summary

@@ -156,3 +156,30 @@ def test_qpu_pacing_keeps_every_window_under_its_limit_against_an_enforcing_simu
     # 20 QPU through a window of 12 per second: the 13th waited for the first to leave it.
     assert summary.paced_seconds > 0
     assert any("used 20 QPU" in line for line in summary.lines())
+
+
+def test_scopes_lists_what_the_credential_reads_and_recommends_the_widest(simulator):
+    from flows.azure_clients import AzureClients
+    from flows.collect.discovery import discover
+
+    settings = simulator.settings()
+    client = AzureClients(settings).cost()
+    report = discover(client, settings.azure.arm_endpoint, subscriptions=5)
+    assert [(s.kind, s.subscriptions) for s in report.scopes] == [
+        ("billing account", None),
+        ("management group", 5),  # the tenant root group
+        ("management group", 3),  # mg-production: positions 0, 2, 4
+        ("management group", 2),  # mg-development: positions 1, 3
+    ]
+    lines = report.lines([], months=13, cost_types=1)
+    # Each subscription: 5 QPU a month, 13 months = 65 QPU; the billing account: 13 QPU.
+    assert "  QPU per month of data: 5; 13 month(s): 65 QPU, 6 min of the tenant's quota" in lines
+    assert lines[-1].startswith(
+        f"widest readable scope: {simulator.billing.account_id} (billing account): 1 QPU per "
+        "month, 13 month(s) 13 QPU"
+    )
+
+    simulator.billing = billing.BillingLayout(billing.MCA)
+    report = discover(client, settings.azure.arm_endpoint, subscriptions=5)
+    assert report.recommended().scope == simulator.billing.profile_id
+    assert {s.usable for s in report.scopes if s.kind == "management group"} == {False}
