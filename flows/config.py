@@ -192,6 +192,29 @@ class ArchiveSettings(_Section):
         return value.rstrip("/")
 
 
+class ExportSource(ArchiveSettings):
+    """A folder of a storage account that a Cost Management export writes its runs to.
+
+    `directory` is the export's root folder (runs sit below it, each with a `manifest.json`).
+    Read like an archive: with `[azure] credential` (Storage Blob Data Reader), or the
+    connection string held by the environment variable `connection_string_env`.
+    """
+
+    container: str
+    directory: str = ""
+
+    @field_validator("directory")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class ExportsSettings(_Section):
+    """Cost Management exports read where Azure writes them (`mdecost collect`)."""
+
+    sources: list[ExportSource] = Field(default_factory=list)
+
+
 class HistorySettings(_Section):
     """Where the Activity Log is kept beyond its 90 days, for a first run that reaches back.
 
@@ -288,6 +311,7 @@ class Settings(BaseSettings):
     collect: CollectSettings = Field(default_factory=CollectSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    exports: ExportsSettings = Field(default_factory=ExportsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -61,6 +61,7 @@ from flows.collect import (
     activity_log,
     archive_storage,
     cost_query,
+    export_storage,
     history,
     inventory,
     log_analytics,
@@ -107,6 +108,7 @@ UNREADABLE_DATA = (
     log_analytics.PartialAnswer,
     archive_storage.ArchiveFormatError,
 )
+# (export_storage.ExportRunError is a CostDataError: an export run is never read twice in vain.)
 PRICINGS_WITHOUT_MACHINES = "the inventory could not be read, so machine overrides are unknown"
 
 
@@ -586,6 +588,36 @@ def _deterministic_order(table: pa.Table) -> pa.Table:
     return table.sort_by(keys)
 
 
+@task(
+    name="export-runs",
+    task_run_name="export runs {source}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
+def collect_export_runs(config_file: Path | None, source: str, index: int) -> ChunkResult:
+    """Import the export runs of `[exports] sources[index]` the lake has not imported yet."""
+    settings = load_settings(config_file)
+    where = settings.exports.sources[index]
+
+    def work(result: ChunkResult) -> None:
+        outcome = export_storage.import_new_runs(
+            AzureClients(settings).archive(where),
+            source,
+            where.directory,
+            settings.lake.path,
+            logging.getLogger("mdecost.collect"),
+        )
+        result.rows = outcome.rows
+        result.pages = len(outcome.imported)
+        result.skipped = (
+            None if outcome.imported else f"no new run ({len(outcome.already)} already imported)"
+        )
+
+    return _read_scope(ChunkResult("costs", source, "export runs"), work)
+
+
 def _tenant_key(settings: Settings) -> str:
     """Whose QPU windows a run's queries count in: the tenant, else the one of the credential."""
     return settings.azure.tenant_id or "default"
@@ -839,6 +871,11 @@ def collect(
                     config_file, scope, month.label, as_of, ingested_at, wait_for=earlier
                 )
                 specs[events] = ChunkResult("power_events", scope, month.label)
+
+        for index, source in enumerate(settings.exports.sources):
+            name = f"export {source.account_url}/{source.container}/{source.directory}"
+            runs = collect_export_runs.submit(config_file, name, index)
+            specs[runs] = ChunkResult("costs", name, "export runs")
 
         cost_months = [month for month in months_between(start, end) if month.start < as_of]
         cost_scopes = list(settings.azure.cost_scopes) or chosen
