@@ -341,6 +341,8 @@ def stage_estate(
     for name in ESTATE_VIEWS:
         new.append(name, _arrow(estate[name]))
     new.append("prices", book)
+    names = latest_subscriptions(settings.lake.path)
+    new.append("subscriptions", names)
     cost_files = files.every("costs")
     whole = [path for path in cost_files if str(path) not in files.left_out]
     new.append_parquet("costs", whole, DATASETS["costs"])
@@ -359,11 +361,27 @@ def stage_estate(
     rows["licensing_options_monthly"] = estate["licensing_options_monthly"].height
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
+    rows["subscriptions"] = names.num_rows
     rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
         counted.height if counted is not None else 0
     )
     start, end = facts.history or (None, None)
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
+
+
+def latest_subscriptions(lake: Path) -> pa.Table:
+    """Each subscription as the latest collection that listed it saw it (names, group path)."""
+    files = dataset_files(lake, "subscriptions")
+    if not files:
+        return DATASETS["subscriptions"].empty_table()
+    latest = (
+        scan_files("subscriptions", files)
+        .sort("snapshot_at", "ingested_at")
+        .unique("subscription_id", keep="last")
+        .sort("subscription_id")
+        .collect()
+    )
+    return latest.to_arrow().cast(DATASETS["subscriptions"])
 
 
 def build_info(

@@ -46,6 +46,22 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "scope": "The Azure scope or billing account the row was read from.",
         },
     },
+    "subscriptions": {
+        "grain": "one row per subscription the credential reads, from the latest collection "
+        "that saw it: join on subscription_id to show names beside GUIDs",
+        "columns": {
+            "snapshot_at": "When the collection listed the subscription (UTC).",
+            "subscription_id": "Lower-cased subscription GUID.",
+            "display_name": "The subscription's display name.",
+            "state": "Enabled, Warned, PastDue, Disabled or Deleted, as Azure lists it.",
+            "tenant_id": "The Entra tenant the subscription belongs to.",
+            "management_group_path": "Management groups from the root down to the "
+            "subscription's, by display name, joined by ' / ' (null: not readable).",
+            "ingested_at": "When mdecost collected the row (UTC).",
+            "source": "The API the row came from (subscriptions).",
+            "scope": "The scope listed (/subscriptions).",
+        },
+    },
     "prices": {
         "grain": "one price book entry: an option's rate over an effective period",
         "columns": {

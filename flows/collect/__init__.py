@@ -66,6 +66,7 @@ from flows.collect import (
     inventory,
     log_analytics,
     pricings,
+    subscriptions,
 )
 from flows.collect.cost_query import QueryShapeError
 from flows.collect.paging import EndlessPaging, follow_pages
@@ -171,7 +172,9 @@ class CollectSummary:
     coverage: list[str] = field(default_factory=list)
 
     def rows_by_dataset(self) -> dict[str, int]:
-        totals = dict.fromkeys(("inventory", "pricings", "power_events", "costs"), 0)
+        totals = dict.fromkeys(
+            ("subscriptions", "inventory", "pricings", "power_events", "costs"), 0
+        )
         for chunk in self.chunks:
             totals[chunk.dataset] = totals.get(chunk.dataset, 0) + chunk.rows
         return totals
@@ -290,6 +293,40 @@ def discover_scopes(config_file: Path | None) -> list[str]:
         AzureClients(settings).subscriptions().subscriptions.list, "subscription discovery"
     )
     return enabled_subscription_scopes(item.as_dict() for item in listed)
+
+
+@task(
+    name="subscriptions",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
+def collect_subscriptions(
+    config_file: Path | None, as_of: datetime, ingested_at: datetime
+) -> ChunkResult:
+    """Snapshot the names, states, tenants and management group paths of every subscription
+    the credential reads into `subscriptions`."""
+    settings = load_settings(config_file)
+    snapshot_date = as_of.date().isoformat()
+
+    def work(result: ChunkResult) -> None:
+        clients = AzureClients(settings)
+        listed = subscriptions.fetch_subscriptions(clients.subscriptions())
+        paths = subscriptions.group_paths(clients.cost(), settings.azure.arm_endpoint)
+        table = subscriptions.subscriptions_table(
+            listed, paths, snapshot_at=as_of, ingested_at=ingested_at
+        )
+        write_partition(
+            settings.lake.path,
+            "subscriptions",
+            {"snapshot_date": snapshot_date},
+            table,
+            origin=f"subscriptions at {snapshot_date}",
+        )
+        result.rows = table.num_rows
+
+    return _read_scope(ChunkResult("subscriptions", "/subscriptions", snapshot_date), work)
 
 
 @task(
@@ -832,6 +869,8 @@ def collect(
             log.info("discovered %d enabled subscription(s)", len(chosen))
 
         specs: dict[PrefectFuture[Any], ChunkResult] = {}
+        names = collect_subscriptions.submit(config_file, as_of, ingested_at)
+        specs[names] = ChunkResult("subscriptions", "/subscriptions", "snapshot")
         # Months older than the Activity Log's retention come from the [history] sources, once
         # each has said how far back it reaches (see `history`).
         history_tasks: dict[str, PrefectFuture[Any]] = {}

@@ -90,7 +90,7 @@ def quota_minutes(qpu: float) -> float:
     return qpu / limit * seconds / 60
 
 
-def _listing(client: CostManagementClient, url: str, what: str) -> Iterator[dict[str, Any]]:
+def listing(client: CostManagementClient, url: str, what: str) -> Iterator[dict[str, Any]]:
     links = NextLinks(what)
     next_url: str | None = url
     while next_url:
@@ -111,7 +111,7 @@ def discover(client: CostManagementClient, arm_endpoint: str, subscriptions: int
     report = ScopeReport(subscriptions=subscriptions)
     agreements: set[str] = set()
     try:
-        for account in _listing(
+        for account in listing(
             client,
             f"{base}/providers/Microsoft.Billing/billingAccounts?api-version={BILLING_API_VERSION}",
             "billing accounts",
@@ -121,7 +121,7 @@ def discover(client: CostManagementClient, arm_endpoint: str, subscriptions: int
             agreements.add(agreement)
             name = properties.get("displayName") or account.get("name", "")
             if agreement == MCA:
-                for profile in _listing(
+                for profile in listing(
                     client,
                     f"{base}{account['id']}/billingProfiles?api-version={BILLING_API_VERSION}",
                     "billing profiles",
@@ -147,13 +147,13 @@ def discover(client: CostManagementClient, arm_endpoint: str, subscriptions: int
     except HttpResponseError as error:
         report.unreadable.append(f"billing accounts ({unreadable_reason(error) or error.reason})")
     try:
-        for group in _listing(
+        for group in listing(
             client,
             f"{base}/providers/Microsoft.Management/managementGroups"
             f"?api-version={MANAGEMENT_GROUPS_API_VERSION}",
             "management groups",
         ):
-            descendants = _listing(
+            descendants = listing(
                 client,
                 f"{base}{group['id']}/descendants?api-version={MANAGEMENT_GROUPS_API_VERSION}",
                 f"descendants of {group['id']}",

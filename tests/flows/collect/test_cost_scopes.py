@@ -183,3 +183,22 @@ def test_scopes_lists_what_the_credential_reads_and_recommends_the_widest(simula
     report = discover(client, settings.azure.arm_endpoint, subscriptions=5)
     assert report.recommended().scope == simulator.billing.profile_id
     assert {s.usable for s in report.scopes if s.kind == "management group"} == {False}
+
+
+def test_subscription_names_and_management_group_paths_are_collected(simulator, tmp_path):
+    from flows.collect import collect_subscriptions
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MDECOST_LAKE__PATH", str(tmp_path))
+        result = collect_subscriptions.fn(simulator.config_path, AS_OF, AS_OF)
+    assert (result.failure, result.rows) == (None, 5)
+    names = scan_dataset(tmp_path, "subscriptions").collect().sort("subscription_id")
+    specs = {s.subscription_id: s for s in simulator.estate.subscription_specs}
+    order = simulator.estate.subscriptions
+    for row in names.iter_rows(named=True):
+        sub = row["subscription_id"]
+        assert row["display_name"] == specs[sub].display_name
+        assert row["tenant_id"] == simulator.estate.tenant_id
+        # Even positions sit in Production, odd ones in Development, both under the root.
+        group = "Production" if order.index(sub) % 2 == 0 else "Development"
+        assert row["management_group_path"] == f"Tenant Root Group / {group}"
