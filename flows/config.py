@@ -312,6 +312,22 @@ class Settings(BaseSettings):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     exports: ExportsSettings = Field(default_factory=ExportsSettings)
+    # Several Entra tenants (or Lighthouse delegations) collected into one lake: each entry is
+    # an `[azure]` table of its own (tenant_id required); what it leaves out is `[azure]`'s.
+    tenants: list[AzureSettings] = Field(default_factory=list)
+
+    def for_tenant(self, tenant: str | None) -> Settings:
+        """These settings with `[azure]` replaced by the `[[tenants]]` entry of `tenant`."""
+        if tenant is None:
+            return self
+        for entry in self.tenants:
+            if (entry.tenant_id or "").lower() == tenant.lower():
+                return self.model_copy(update={"azure": entry})
+        raise ConfigError(f"no [[tenants]] entry has tenant_id {tenant!r}")
+
+    def tenant_keys(self) -> list[str | None]:
+        """The tenants a collection runs for: each `[[tenants]]` entry's, else `[azure]`'s."""
+        return [entry.tenant_id for entry in self.tenants] or [None]
 
     @classmethod
     def settings_customise_sources(
@@ -372,6 +388,10 @@ def _one_line(error: ValidationError, origin: str) -> str:
 
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths in a config file are relative to the file, so a config works from any directory."""
+    for entry in raw.get("tenants") or []:
+        value = entry.get("ca_bundle") if isinstance(entry, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            entry["ca_bundle"] = str(base / value)
     for section, key in (
         ("lake", "path"),
         ("warehouse", "path"),
@@ -383,6 +403,27 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(value, str) and not Path(value).is_absolute():
             raw[section][key] = str(base / value)
     return raw
+
+
+def _tenants_inherit_azure(raw: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Each `[[tenants]]` entry over `[azure]`: an entry names what differs (tenant, credential,
+    scopes), the rest (endpoint, CA bundle, client type) is `[azure]`'s."""
+    tenants = raw.get("tenants")
+    if not isinstance(tenants, list):
+        return raw
+    azure = raw.get("azure")
+    if not isinstance(azure, dict):
+        azure = {}
+    merged = []
+    for index, entry in enumerate(tenants):
+        if not isinstance(entry, dict) or not entry.get("tenant_id"):
+            raise ConfigError(f"{origin}: tenants[{index}] needs a tenant_id")
+        base = {key: value for key, value in azure.items() if key not in ("scopes", "cost_scopes")}
+        merged.append({**base, **entry})
+    ids = [str(entry["tenant_id"]).lower() for entry in merged]
+    if len(set(ids)) < len(ids):
+        raise ConfigError(f"{origin}: two [[tenants]] entries have the same tenant_id")
+    return {**raw, "tenants": merged}
 
 
 ENV_PREFIX = "MDECOST_"
@@ -441,6 +482,7 @@ def load_settings(config_file: Path | None = None) -> Settings:
     origin = "environment"
     if config_file is not None:
         raw = _resolve_relative_paths(_read_toml(config_file), config_file.resolve().parent)
+        raw = _tenants_inherit_azure(raw, str(config_file))
         origin = str(config_file)
     _check_environment_names()
     try:
@@ -449,6 +491,12 @@ def load_settings(config_file: Path | None = None) -> Settings:
         raise ConfigError(_one_line(error, origin)) from None
     except SettingsError as error:
         raise _unparsable_environment(error) from None
+    for tenant in settings.tenants:
+        if tenant.credential == "static_token" and not tenant.endpoint_is_loopback():
+            raise ConfigError(
+                f"{origin}: tenants {tenant.tenant_id}: credential 'static_token' is for "
+                f"emulators only and is refused for {tenant.arm_endpoint}"
+            )
     if settings.azure.credential == "static_token" and not settings.azure.endpoint_is_loopback():
         raise ConfigError(
             f"{origin}: azure.credential 'static_token' is for emulators only and is refused "

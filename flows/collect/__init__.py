@@ -47,7 +47,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -116,7 +116,11 @@ PRICINGS_WITHOUT_MACHINES = "the inventory could not be read, so machine overrid
 def _worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
     """Prefect retry condition: retry a failed chunk unless its data was unreadable or the
     service refused the request itself (a 400: asked again, it says the same)."""
-    refused = isinstance(state.data, HttpResponseError) and state.data.status_code == 400
+    refused = isinstance(state.data, HttpResponseError) and state.data.status_code in (
+        400,
+        401,
+        403,
+    )
     return not (isinstance(state.data, UNREADABLE_DATA) or refused)
 
 
@@ -173,7 +177,7 @@ class CollectSummary:
 
     def rows_by_dataset(self) -> dict[str, int]:
         totals = dict.fromkeys(
-            ("subscriptions", "inventory", "pricings", "power_events", "costs"), 0
+            ("inventory", "pricings", "power_events", "costs", "subscriptions"), 0
         )
         for chunk in self.chunks:
             totals[chunk.dataset] = totals.get(chunk.dataset, 0) + chunk.rows
@@ -286,9 +290,9 @@ def _read_scope(result: ChunkResult, work: Callable[[ChunkResult], None]) -> Chu
     retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
-def discover_scopes(config_file: Path | None) -> list[str]:
-    """Every enabled subscription the credential can read."""
-    settings = load_settings(config_file)
+def discover_scopes(config_file: Path | None, tenant: str | None = None) -> list[str]:
+    """Every enabled subscription the credential (of `tenant`, see `[[tenants]]`) can read."""
+    settings = load_settings(config_file).for_tenant(tenant)
     listed = follow_pages(
         AzureClients(settings).subscriptions().subscriptions.list, "subscription discovery"
     )
@@ -303,11 +307,11 @@ def discover_scopes(config_file: Path | None) -> list[str]:
     cache_policy=NO_CACHE,
 )
 def collect_subscriptions(
-    config_file: Path | None, as_of: datetime, ingested_at: datetime
+    config_file: Path | None, as_of: datetime, ingested_at: datetime, tenant: str | None = None
 ) -> ChunkResult:
     """Snapshot the names, states, tenants and management group paths of every subscription
-    the credential reads into `subscriptions`."""
-    settings = load_settings(config_file)
+    the credential reads into `subscriptions` (one partition per tenant and day)."""
+    settings = load_settings(config_file).for_tenant(tenant)
     snapshot_date = as_of.date().isoformat()
 
     def work(result: ChunkResult) -> None:
@@ -320,7 +324,7 @@ def collect_subscriptions(
         write_partition(
             settings.lake.path,
             "subscriptions",
-            {"snapshot_date": snapshot_date},
+            {"snapshot_date": snapshot_date, "tenant": tenant or "default"},
             table,
             origin=f"subscriptions at {snapshot_date}",
         )
@@ -338,10 +342,14 @@ def collect_subscriptions(
     cache_policy=NO_CACHE,
 )
 def collect_inventory(
-    config_file: Path | None, scope: str, as_of: datetime, ingested_at: datetime
+    config_file: Path | None,
+    scope: str,
+    as_of: datetime,
+    ingested_at: datetime,
+    tenant: str | None = None,
 ) -> ChunkResult:
     """Snapshot the scope's VMs and scale-set VMs at `as_of` into `inventory`."""
-    settings = load_settings(config_file)
+    settings = load_settings(config_file).for_tenant(tenant)
     subscription_id = subscription_id_of(scope)
     snapshot_date = as_of.date().isoformat()
     origin = f"inventory of {scope} at {snapshot_date}"
@@ -379,6 +387,7 @@ def collect_pricings(
     as_of: datetime,
     ingested_at: datetime,
     machines: ChunkResult,
+    tenant: str | None = None,
 ) -> ChunkResult:
     """Snapshot the scope's Defender for Servers plan, each scale set's and each machine's into
     `pricings`.
@@ -386,7 +395,7 @@ def collect_pricings(
     `machines` is the scope's inventory result: without it the machines' overrides are unknown,
     and a partial snapshot would replace a complete one, so nothing is written.
     """
-    settings = load_settings(config_file)
+    settings = load_settings(config_file).for_tenant(tenant)
     subscription_id = subscription_id_of(scope)
     snapshot_date = as_of.date().isoformat()
     result = ChunkResult("pricings", scope, f"snapshot {snapshot_date}")
@@ -424,10 +433,15 @@ def collect_pricings(
     cache_policy=NO_CACHE,
 )
 def collect_power_events(
-    config_file: Path | None, scope: str, month: str, as_of: datetime, ingested_at: datetime
+    config_file: Path | None,
+    scope: str,
+    month: str,
+    as_of: datetime,
+    ingested_at: datetime,
+    tenant: str | None = None,
 ) -> ChunkResult:
     """Re-collect one month of compute power events into `power_events` (see `activity_log`)."""
-    settings = load_settings(config_file)
+    settings = load_settings(config_file).for_tenant(tenant)
     subscription_id = subscription_id_of(scope)
     chunk = Month.parse(month)
     since, until = activity_log.collected_span(chunk, as_of)
@@ -466,11 +480,15 @@ def collect_power_events(
     cache_policy=NO_CACHE,
 )
 def history_coverage(
-    config_file: Path | None, scopes: list[str], start: date, as_of: datetime
+    config_file: Path | None,
+    scopes: list[str],
+    start: date,
+    as_of: datetime,
+    tenant: str | None = None,
 ) -> list[history.Coverage]:
     """How far back each `[history]` source reaches (see `history`); a source the credential
     cannot read covers nothing, and says why."""
-    settings = load_settings(config_file)
+    settings = load_settings(config_file).for_tenant(tenant)
     clients = AzureClients(settings)
     limits = RetryLimits(settings.collect.max_retries, settings.collect.max_retry_wait_seconds)
     subscription_ids = [subscription_id_of(scope) for scope in scopes]
@@ -522,10 +540,11 @@ def collect_history(
     month: str,
     as_of: datetime,
     ingested_at: datetime,
+    tenant: str | None = None,
 ) -> ChunkResult:
     """Read one month of power events of `scopes` from every `[history]` source and rebuild the
     month's `power_events` partitions with them (see `history`)."""
-    settings = load_settings(config_file)
+    settings = load_settings(config_file).for_tenant(tenant)
     chunk = Month.parse(month)
     since, until = history.history_span(chunk, as_of)
     subscription_ids = [subscription_id_of(scope) for scope in scopes]
@@ -694,6 +713,7 @@ def collect_costs(
     ingested_at: datetime,
     force: bool = False,
     covers: list[str] | None = None,
+    tenant: str | None = None,
 ) -> ChunkResult:
     """Query one month of daily costs of one cost type at `scope` and replace the `costs`
     partition of each subscription it covers.
@@ -703,7 +723,7 @@ def collect_costs(
     subscription scopes the run expects it to answer for: each gets its partition, empty when
     the month billed it nothing, so a charge restated away does not linger.
     """
-    settings = load_settings(config_file)
+    settings = load_settings(config_file).for_tenant(tenant)
     wide = not scope.lower().startswith(SCOPE_PREFIX)
     chunk = Month.parse(month)
     subscription_ids = [subscription_id_of(s) for s in (covers or ([] if wide else [scope]))]
@@ -827,6 +847,113 @@ def _result(future: PrefectFuture[Any], spec: ChunkResult) -> ChunkResult:
     return spec
 
 
+def _submit_tenant(
+    config_file: Path | None,
+    tenant: str | None,
+    start: date,
+    end: date,
+    scopes: list[str] | None,
+    as_of: datetime,
+    ingested_at: datetime,
+    force: bool,
+    specs: dict[PrefectFuture[Any], ChunkResult],
+) -> tuple[list[str], list[str]]:
+    """Submit one tenant's tasks (its own credential, scopes and QPU budget) into `specs`;
+    the scopes chosen and the power history coverage lines."""
+    settings = load_settings(config_file).for_tenant(tenant)
+    log = _logger()
+    if scopes:
+        chosen = validated_scopes(scopes)
+    elif settings.azure.scopes:
+        chosen = list(settings.azure.scopes)
+    else:
+        chosen = discover_scopes(config_file, tenant)
+        log.info("discovered %d enabled subscription(s)", len(chosen))
+
+    # Months older than the Activity Log's retention come from the [history] sources, once
+    # each has said how far back it reaches (see `history`).
+    history_tasks: dict[str, PrefectFuture[Any]] = {}
+    coverage: list[str] = []
+    older = history.history_months(start, as_of)
+    if older:
+        coverages = history_coverage(config_file, chosen, start, as_of, tenant)
+        coverage = [
+            *history.coverage_lines(older, coverages),
+            f"the Activity Log covers {activity_log.retention_floor(as_of):%Y-%m-%dT%H:%MZ} "
+            "onwards",
+        ]
+        for line in coverage:
+            log.info("power history: %s", line)
+        history.check_coverage(start, as_of, older, coverages)
+        for month in older:
+            older_events = collect_history.submit(
+                config_file, chosen, month.label, as_of, ingested_at, tenant
+            )
+            specs[older_events] = ChunkResult("power_events", "history", month.label)
+            history_tasks[month.label] = older_events
+    if not scopes:
+        # Every subscription the credential reads (names, groups); a run limited to `scopes`
+        # leaves the snapshot to the runs that see the whole tenant.
+        names = collect_subscriptions.submit(config_file, as_of, ingested_at, tenant)
+        specs[names] = ChunkResult("subscriptions", "/subscriptions", "snapshot")
+    floor = activity_log.retention_floor(as_of)
+    for scope in chosen:
+        machines = collect_inventory.submit(config_file, scope, as_of, ingested_at, tenant)
+        specs[machines] = ChunkResult("inventory", scope, "snapshot")
+        # Prefect resolves a future passed as a parameter to its result before the task runs.
+        plans = collect_pricings.submit(  # type: ignore[call-overload]
+            config_file, scope, as_of, ingested_at, machines, tenant
+        )
+        specs[plans] = ChunkResult("pricings", scope, "snapshot")
+        for month in activity_log.power_event_months(start, as_of):
+            if month.end <= floor:
+                continue  # nothing of it is left in the Activity Log
+            # Same partitions as the month's history task: written after it.
+            earlier = [history_tasks[month.label]] if month.label in history_tasks else []
+            events = collect_power_events.submit(  # type: ignore[call-overload]
+                config_file, scope, month.label, as_of, ingested_at, tenant, wait_for=earlier
+            )
+            specs[events] = ChunkResult("power_events", scope, month.label)
+
+    cost_months = [month for month in months_between(start, end) if month.start < as_of]
+    cost_scopes = list(settings.azure.cost_scopes) or chosen
+    queries = len(cost_scopes) * len(cost_months) * len(settings.collect.cost_types)
+    log.info(
+        "cost queries%s: %d scope(s) x %d month(s) x %d cost type(s) = %d, about %d QPU "
+        "(%s of the tenant's quota)",
+        f" of tenant {tenant}" if tenant else "",
+        len(cost_scopes),
+        len(cost_months),
+        len(settings.collect.cost_types),
+        queries,
+        queries * QPU_PER_MONTH_QUERIED,
+        quota_time(queries * QPU_PER_MONTH_QUERIED),
+    )
+    limit = settings.collect.cost_query_concurrency
+    in_flight: list[PrefectFuture[Any]] = []
+    wide = [s for s in cost_scopes if not s.lower().startswith(SCOPE_PREFIX)]
+    for cost_scope in cost_scopes:
+        covers = _covered(cost_scope, wide, cost_scopes, chosen)
+        for month in cost_months:
+            for cost_type in settings.collect.cost_types:
+                if len(in_flight) >= limit:
+                    in_flight.remove(next(as_completed(in_flight)))
+                costs = collect_costs.submit(
+                    config_file,
+                    cost_scope,
+                    month.label,
+                    cost_type,
+                    as_of,
+                    ingested_at,
+                    force,
+                    covers,
+                    tenant,
+                )
+                specs[costs] = ChunkResult("costs", cost_scope, f"{month} {cost_type}")
+                in_flight.append(costs)
+    return chosen, coverage
+
+
 @flow(
     name="mdecost-collect",
     # Prefect's own annotations reject its thread-pool runner here (TaskRunner is invariant).
@@ -844,7 +971,9 @@ def collect(
     """Collect `[start, end)` (UTC dates) for `scopes` into the lake, as Azure answers at `as_of`.
 
     `scopes`: `/subscriptions/{id}`; default `[azure] scopes`, else every enabled subscription
-    the credential can read. `as_of` (default: now) is the instant the run stands at: power
+    the credential can read. With `[[tenants]]`, each tenant is collected in turn with its own
+    credential, scopes and QPU budget; a tenant whose sign-in fails is one failure line.
+    `as_of` (default: now) is the instant the run stands at: power
     events are collected up to it, inventory and plans are snapshotted at it, restatement is
     judged from it (the demo passes the simulator's clock). `force` re-collects cost months
     that are past the restatement window. Raises WindowError before any call when the window
@@ -859,99 +988,31 @@ def collect(
     activity_log.check_window(start, end, as_of, history=settings.history.configured)
     log = _logger()
     ingested_at = datetime.now(UTC)
+    chosen: list[str] = []
+    coverage: list[str] = []
+    specs: dict[PrefectFuture[Any], ChunkResult] = {}
+    refused: list[ChunkResult] = []
     with lake_lock(settings.lake.path):
-        if scopes:
-            chosen = validated_scopes(scopes)
-        elif settings.azure.scopes:
-            chosen = list(settings.azure.scopes)
-        else:
-            chosen = discover_scopes(config_file)
-            log.info("discovered %d enabled subscription(s)", len(chosen))
-
-        specs: dict[PrefectFuture[Any], ChunkResult] = {}
-        names = collect_subscriptions.submit(config_file, as_of, ingested_at)
-        specs[names] = ChunkResult("subscriptions", "/subscriptions", "snapshot")
-        # Months older than the Activity Log's retention come from the [history] sources, once
-        # each has said how far back it reaches (see `history`).
-        history_tasks: dict[str, PrefectFuture[Any]] = {}
-        coverage: list[str] = []
-        older = history.history_months(start, as_of)
-        if older:
-            coverages = history_coverage(config_file, chosen, start, as_of)
-            coverage = [
-                *history.coverage_lines(older, coverages),
-                f"the Activity Log covers {activity_log.retention_floor(as_of):%Y-%m-%dT%H:%MZ} "
-                "onwards",
-            ]
-            for line in coverage:
-                log.info("power history: %s", line)
-            history.check_coverage(start, as_of, older, coverages)
-            for month in older:
-                older_events = collect_history.submit(
-                    config_file, chosen, month.label, as_of, ingested_at
+        for tenant in settings.tenant_keys():
+            try:
+                tenant_scopes, tenant_coverage = _submit_tenant(
+                    config_file, tenant, start, end, scopes, as_of, ingested_at, force, specs
                 )
-                specs[older_events] = ChunkResult("power_events", "history", month.label)
-                history_tasks[month.label] = older_events
-        floor = activity_log.retention_floor(as_of)
-        for scope in chosen:
-            machines = collect_inventory.submit(config_file, scope, as_of, ingested_at)
-            specs[machines] = ChunkResult("inventory", scope, "snapshot")
-            # Prefect resolves a future passed as a parameter to its result before the task runs.
-            plans = collect_pricings.submit(  # type: ignore[call-overload]
-                config_file, scope, as_of, ingested_at, machines
-            )
-            specs[plans] = ChunkResult("pricings", scope, "snapshot")
-            for month in activity_log.power_event_months(start, as_of):
-                if month.end <= floor:
-                    continue  # nothing of it is left in the Activity Log
-                # Same partitions as the month's history task: written after it.
-                earlier = [history_tasks[month.label]] if month.label in history_tasks else []
-                events = collect_power_events.submit(  # type: ignore[call-overload]
-                    config_file, scope, month.label, as_of, ingested_at, wait_for=earlier
-                )
-                specs[events] = ChunkResult("power_events", scope, month.label)
-
+            except ClientAuthenticationError as error:
+                # One tenant's credential failing is reported; the other tenants go on.
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                failed = ChunkResult("subscriptions", f"tenant {tenant}", "sign-in")
+                failed.failure = f"{type(error).__name__}: {first}"
+                log.warning("%s", failed.line())
+                refused.append(failed)
+                continue
+            chosen.extend(tenant_scopes)
+            coverage.extend(tenant_coverage)
         for index, source in enumerate(settings.exports.sources):
             name = f"export {source.account_url}/{source.container}/{source.directory}"
             runs = collect_export_runs.submit(config_file, name, index)
             specs[runs] = ChunkResult("costs", name, "export runs")
-
-        cost_months = [month for month in months_between(start, end) if month.start < as_of]
-        cost_scopes = list(settings.azure.cost_scopes) or chosen
-        queries = len(cost_scopes) * len(cost_months) * len(settings.collect.cost_types)
-        log.info(
-            "cost queries: %d scope(s) x %d month(s) x %d cost type(s) = %d, about %d QPU "
-            "(%s of the tenant's quota)",
-            len(cost_scopes),
-            len(cost_months),
-            len(settings.collect.cost_types),
-            queries,
-            queries * QPU_PER_MONTH_QUERIED,
-            quota_time(queries * QPU_PER_MONTH_QUERIED),
-        )
-        limit = settings.collect.cost_query_concurrency
-        in_flight: list[PrefectFuture[Any]] = []
-        wide = [s for s in cost_scopes if not s.lower().startswith(SCOPE_PREFIX)]
-        for cost_scope in cost_scopes:
-            covers = _covered(cost_scope, wide, cost_scopes, chosen)
-            for month in cost_months:
-                for cost_type in settings.collect.cost_types:
-                    if len(in_flight) >= limit:
-                        in_flight.remove(next(as_completed(in_flight)))
-                    costs = collect_costs.submit(
-                        config_file,
-                        cost_scope,
-                        month.label,
-                        cost_type,
-                        as_of,
-                        ingested_at,
-                        force,
-                        covers,
-                    )
-                    specs[costs] = ChunkResult("costs", cost_scope, f"{month} {cost_type}")
-                    in_flight.append(costs)
-
-        results = [_result(future, spec) for future, spec in specs.items()]
+        results = [_result(future, spec) for future, spec in specs.items()] + refused
     summary = CollectSummary(start, end, as_of, chosen, results, coverage)
     for line in summary.lines():
         log.info("%s", line)
