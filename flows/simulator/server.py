@@ -31,7 +31,7 @@ import polars as pl
 import trustme
 
 from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
-from flows.simulator import billing, plans, wire, workspace
+from flows.simulator import billing, exports, plans, wire, workspace
 from flows.simulator.catalog import CURRENCY_RATES, retail_items
 from flows.simulator.estate import Estate
 from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
@@ -49,6 +49,8 @@ from flows.simulator.quota import QpuQuota
 # The simulator runs Cost Management's QPU windows this many times as fast as Azure (an hour in
 # 36 s), and says so in the mdecost.toml it writes, so tests and the benchmark pace in seconds.
 QPU_SCALE = 0.01
+# Cost query results kept for their later pages.
+QUERY_RESULTS_KEPT = 16
 # The token the simulator accepts when MDECOST_STATIC_TOKEN is not set. It only ever opens the
 # simulator on loopback; the config refuses a static token for any other endpoint.
 DEVELOPMENT_TOKEN = "mdecost-simulator-development-token"
@@ -525,11 +527,13 @@ class _Handler(BaseHTTPRequestHandler):
     def cost_query(self, sub: str, rg: str | None = None) -> None:
         sim = self.server.simulator
         subscription = sim.subscription(sub)
-        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
-            pl.col("subscription_id") == subscription.subscription_id
-        )
-        if rg is not None:
-            rows = rows.filter(pl.col("resource_group") == rg.lower())
+
+        def rows() -> pl.DataFrame:
+            mine = sim.estate.cost_rows(as_of=sim.clock).filter(
+                pl.col("subscription_id") == subscription.subscription_id
+            )
+            return mine if rg is None else mine.filter(pl.col("resource_group") == rg.lower())
+
         self._cost_answer(f"subscriptions/{subscription.subscription_id}", rows)
 
     @_route(
@@ -550,7 +554,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "Cost queries of a Microsoft Customer Agreement are asked at a billing profile.",
                 "BillingScopeNotSupported",
             )
-        self._cost_answer(asked.lstrip("/"), sim.estate.cost_rows(as_of=sim.clock))
+        self._cost_answer(asked.lstrip("/"), lambda: sim.estate.cost_rows(as_of=sim.clock))
 
     @_route(
         "POST",
@@ -576,11 +580,20 @@ class _Handler(BaseHTTPRequestHandler):
                 "ManagementGroupNotFound", f"The management group '{group}' was not found."
             ) from None
         ids = [s.subscription_id for s in members]
-        rows = sim.estate.cost_rows(as_of=sim.clock).filter(pl.col("subscription_id").is_in(ids))
-        self._cost_answer(f"providers/Microsoft.Management/managementGroups/{group}", rows)
+        self._cost_answer(
+            f"providers/Microsoft.Management/managementGroups/{group}",
+            lambda: sim.estate.cost_rows(as_of=sim.clock).filter(
+                pl.col("subscription_id").is_in(ids)
+            ),
+        )
 
-    def _cost_answer(self, scope: str, rows: pl.DataFrame) -> None:
-        """Answer a Query API request over `rows` (the scope's): throttling, quota, paging."""
+    def _cost_answer(self, scope: str, rows: Callable[[], pl.DataFrame]) -> None:
+        """Answer a Query API request over the scope's `rows`: throttling, quota, paging.
+
+        A query costs one QPU per month of data it spans; the pages after the first (asked with
+        the `$skiptoken` of a nextLink) are served from the first page's result and cost none
+        (mdecost's assumption: Microsoft documents the cost per month of data, not per page).
+        """
         sim = self.server.simulator
         if sim.throttle_cost_query():
             sim.count("cost_query_429")
@@ -598,7 +611,8 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as error:
             raise BadRequest(f"The request body is not valid JSON: {error}") from None
         query = parse_cost_query(body, sim.clock)
-        status, quota_headers = sim.quota.admit(sim.estate.tenant_id, query_units(query))
+        units = 0 if self.query.get("$skiptoken") else query_units(query)
+        status, quota_headers = sim.quota.admit(sim.estate.tenant_id, units)
         if status == 429:
             sim.count("cost_query_429")
             self._send(
@@ -607,7 +621,9 @@ class _Handler(BaseHTTPRequestHandler):
                 quota_headers,
             )
             return
-        columns, frame = run_cost_query(rows, query)
+        columns, frame = sim.query_result(
+            (scope.lower(), self.body, sim.clock), lambda: run_cost_query(rows(), query)
+        )
         page, next_link = self._page(frame, sim.page_sizes.cost_query)
         served_rows = [list(row) for row in page.iter_rows()]
         if self.fault is not None and self.fault.kind == "extra_column":
@@ -629,6 +645,81 @@ class _Handler(BaseHTTPRequestHandler):
             },
             quota_headers,
         )
+
+    # -- cost management exports ---------------------------------------------------------------
+    @_route(
+        "PUT",
+        r"^(?P<scope>/subscriptions/[^/]+|/providers/microsoft\.billing/billingaccounts/[^/]+)"
+        r"/providers/microsoft\.costmanagement/exports/(?P<name>[^/]+)$",
+        "export_put",
+    )
+    def export_put(self, scope: str, name: str) -> None:
+        sim = self.server.simulator
+        try:
+            body = json.loads(self.body or b"{}")
+            properties = body["properties"]
+            properties["definition"]["type"]
+            properties["deliveryInfo"]["destination"]["container"]
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest(
+                "An export needs properties.definition and properties.deliveryInfo.destination"
+            ) from None
+        answer = {
+            "id": f"{scope}/providers/Microsoft.CostManagement/exports/{name}",
+            "name": name,
+            "type": "Microsoft.CostManagement/exports",
+            "properties": properties,
+        }
+        with sim._lock:
+            sim.exports[f"{scope.lower()}|{name.lower()}"] = answer
+        self._send(201, answer)
+
+    @_route(
+        "GET",
+        r"^(?P<scope>/subscriptions/[^/]+|/providers/microsoft\.billing/billingaccounts/[^/]+)"
+        r"/providers/microsoft\.costmanagement/exports/(?P<name>[^/]+)$",
+        "export_get",
+    )
+    def export_get(self, scope: str, name: str) -> None:
+        self._send(200, self.server.simulator.export(scope, name))
+
+    @_route(
+        "POST",
+        r"^(?P<scope>/subscriptions/[^/]+|/providers/microsoft\.billing/billingaccounts/[^/]+)"
+        r"/providers/microsoft\.costmanagement/exports/(?P<name>[^/]+)/run$",
+        "export_run",
+    )
+    def export_run(self, scope: str, name: str) -> None:
+        """Write a run of the export into its storage container (see `exports`)."""
+        sim = self.server.simulator
+        export = sim.export(scope, name)
+        properties = export["properties"]
+        destination = properties["deliveryInfo"]["destination"]
+        if sim.export_storage is None:
+            raise BadRequest(
+                f"The storage account {destination.get('resourceId')} cannot be reached.",
+                "StorageAccountUnreachable",
+            )
+        first, last = exports.period(properties["definition"], sim.clock)
+        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
+            pl.col("usage_date").is_between(first, last)
+        )
+        if scope.lower().startswith("/subscriptions/"):
+            rows = rows.filter(
+                pl.col("subscription_id") == sim.subscription(scope[15:]).subscription_id
+            )
+        container = sim.export_storage(str(destination.get("resourceId")), destination["container"])
+        exports.write_run(
+            container,
+            export["name"],
+            export["id"].split("/providers/Microsoft.CostManagement/")[0],
+            properties["definition"],
+            str(destination.get("rootFolderPath") or ""),
+            rows,
+            first,
+            last,
+        )
+        self._send(200, {})
 
     # -- billing accounts and management groups ------------------------------------------------
     @_route("GET", r"^/providers/microsoft\.billing/billingaccounts$", "billing_accounts")
@@ -796,6 +887,12 @@ class SimulatedAzure:
         # them is switched on by the tests and benchmark that measure pacing.
         self.quota = QpuQuota(scale=QPU_SCALE)
         self.requests: Counter[str] = Counter()
+        self._query_results: dict[tuple[str, bytes, datetime], Any] = {}
+        # The Exports API's definitions, and where runs are written: a function giving the
+        # container of a storage account (resource id, container), e.g. Azurite's; None: runs
+        # are refused as unreachable storage.
+        self.exports: dict[str, dict[str, Any]] = {}
+        self.export_storage: exports.StorageFactory | None = None
         self._clock = estate.now
         self._lock = threading.Lock()
         self._requested_port = port
@@ -907,6 +1004,30 @@ class SimulatedAzure:
     def throttle_cost_query(self) -> bool:
         with self._lock:
             return self.faults.throttle_next_cost_query()
+
+    def query_result(
+        self,
+        key: tuple[str, bytes, datetime],
+        compute: Callable[[], tuple[list[dict[str, str]], pl.DataFrame]],
+    ) -> tuple[list[dict[str, str]], pl.DataFrame]:
+        """A cost query's result, computed once for all its pages (the last few kept)."""
+        with self._lock:
+            known = self._query_results.get(key)
+        if known is not None:
+            return known
+        result = compute()
+        with self._lock:
+            self._query_results[key] = result
+            while len(self._query_results) > QUERY_RESULTS_KEPT:
+                self._query_results.pop(next(iter(self._query_results)))
+        return result
+
+    def export(self, scope: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            found = self.exports.get(f"{scope.lower()}|{name.lower()}")
+        if found is None:
+            raise _NotFound("NotFound", f"The export '{name}' of '{scope}' was not found.")
+        return found
 
     def take_fault(self, route: str) -> InjectedFault | None:
         with self._lock:
