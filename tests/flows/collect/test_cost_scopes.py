@@ -202,3 +202,31 @@ def test_subscription_names_and_management_group_paths_are_collected(simulator, 
         # Even positions sit in Production, odd ones in Development, both under the root.
         group = "Production" if order.index(sub) % 2 == 0 else "Development"
         assert row["management_group_path"] == f"Tenant Root Group / {group}"
+
+
+def test_a_backfill_names_each_month_it_could_not_collect_and_the_quota_the_rest_needs():
+    from flows.collect import ChunkResult, CollectSummary
+
+    chunks = [ChunkResult("costs", "/subscriptions/a", "2025-11 ActualCost", rows=40, qpu=1)]
+    for month in ("2025-12", "2026-01"):
+        failed = ChunkResult("costs", "/subscriptions/a", f"{month} ActualCost")
+        failed.failure = "RetriesExhausted: still 429 throttled after 8 retries"
+        chunks.append(failed)
+    summary = CollectSummary(
+        date(2025, 11, 1), date(2026, 2, 1), AS_OF, ["/subscriptions/a"], chunks
+    )
+    lines = summary.lines()
+    assert (
+        "  costs /subscriptions/a 2025-12 ActualCost: NOT READ - RetriesExhausted: still 429 "
+        "throttled after 8 retries" in lines
+    )
+    assert (
+        "  costs /subscriptions/a 2026-01 ActualCost: NOT READ - RetriesExhausted: still 429 "
+        "throttled after 8 retries" in lines
+    )
+    # Two months of one scope: 2 QPU, at 600 QPU an hour well under a minute.
+    assert lines[-1] == (
+        "2 cost month(s) not collected (listed above); running the same command again collects "
+        "them and skips final months already in the lake: about 2 QPU, 0 min of the tenant's "
+        "quota"
+    )
