@@ -23,13 +23,24 @@ and the lake, so any task runner or worker pool can run them):
   replaced whole -> `costs/source=query/month=/subscription_id=/cost_type=`. A month is
   re-collected while `as_of` is less than `[collect] restatement_days` after its end (Cost
   Management restates days after the fact); an older month already in the lake is final and is
-  skipped unless `force` is given. A final month not yet in the lake is collected.
+  skipped unless `force` is given. A final month not yet in the lake is collected. A scope of
+  `[azure] cost_scopes` above subscriptions (billing account, billing profile, management group)
+  is asked once per month, grouped by subscription, and writes each subscription's partition.
+  Every query waits for room in the tenant's QPU windows first (`qpu`, a ledger beside the lake).
+- `subscriptions` (once per tenant, when the run is not limited to `--scope`): names, states,
+  tenants and management group paths -> `subscriptions/snapshot_date=/tenant=`.
+- `export runs` (each `[[exports.sources]]` entry): the export runs not imported yet, through
+  `import-costs`' checks (see `export_storage`) -> `costs/source=export/...`.
+
+With `[[tenants]]`, every task above runs once per tenant with that tenant's credential, scopes
+and QPU ledger; a tenant whose sign-in fails is reported and the others are collected.
 
 Cost Management concurrency: the flow itself keeps at most `[collect] cost_query_concurrency`
 cost tasks in flight (it submits the next one when one finishes). That needs no Prefect server
 object (a global concurrency limit would have to be created on the server first, and the
 ephemeral test server starts empty) and holds on any task runner, because the flow is the only
-submitter. Each process's own quota answers (429) are then handled by `throttling`.
+submitter. The QPU ledger paces them to the tenant's quota; a 429 that still comes (another
+tool of the tenant, a window the ledger did not know) is handled by `throttling`.
 
 A scope that answers 401/403/404 is reported by name and the other scopes go on; the run ends
 by raising `CollectIncomplete` (carrying the summary) so a scheduled run shows as failed, after

@@ -9,7 +9,7 @@ SQL only as bound parameters.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
@@ -200,6 +200,8 @@ class ReportData:
     subscription_answers: list[PlanAnswer]  # per subscription and plan, largest billed first
     options: pa.Table  # the month's rows of licensing_options_monthly, every scope
     assumptions: Assumptions
+    # Subscription GUID -> display name (the warehouse's `subscriptions`), shown beside GUIDs.
+    subscription_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def month_complete(self) -> bool:
@@ -295,7 +297,21 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
             params=[start],
         ).to_arrow_table(),
         assumptions=assumptions,
+        subscription_names=_subscription_names(con),
     )
+
+
+def _subscription_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Display names by subscription GUID; none from a warehouse built before names were kept."""
+    tables = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'subscriptions'"
+    ).fetchone()
+    if not tables or not tables[0]:
+        return {}
+    rows = con.execute(
+        "SELECT subscription_id, display_name FROM subscriptions WHERE display_name IS NOT NULL"
+    ).fetchall()
+    return {subscription: name for subscription, name in rows}
 
 
 def _machines(con: duckdb.DuckDBPyConnection, start: date) -> pa.Table:
