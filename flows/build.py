@@ -35,7 +35,7 @@ from flows.config import Settings, load_settings
 from flows.lake import dataset_files, partition_value, scan_files
 from pricing.book import load_price_book, pricing_choices
 from transforms.charges import charge_subscription
-from transforms.dictionary import column_comments, table_comments
+from transforms.dictionary import column_comments, table_comments, tenant_tables
 from transforms.marts import (
     CHUNKED_VIEWS,
     ESTATE_VIEWS,
@@ -352,6 +352,7 @@ def stage_estate(
         new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
     overlaps = resolution_notes
     new.append("build_info", build_info(settings, fingerprint, facts.history, overlaps))
+    new.add_tenants(tenant_tables())
     new.document(table_comments(), column_comments())
     rows = {name: 0 for name in CHUNKED_VIEWS}
     for chunk in chunks:

@@ -112,6 +112,14 @@ def table_comments() -> dict[str, str]:
     return comments
 
 
+# Every table with a subscription_id also says the tenant (several tenants share one lake).
+TENANT_COLUMN: Final = "tenant_id"
+TENANT_COMMENT: Final = (
+    "The Entra tenant of the subscription (from `subscriptions`; null when no collection has "
+    "listed the subscription)."
+)
+
+
 def column_comments() -> dict[str, dict[str, str]]:
     """Each warehouse column's description, for COMMENT ON COLUMN."""
     comments = {
@@ -122,7 +130,19 @@ def column_comments() -> dict[str, dict[str, str]]:
         columns = spec["columns"]
         assert isinstance(columns, dict)
         comments[name] = dict(columns)
+    for columns in comments.values():
+        if "subscription_id" in columns and TENANT_COLUMN not in columns:
+            columns[TENANT_COLUMN] = TENANT_COMMENT
     return comments
+
+
+def tenant_tables() -> list[str]:
+    """The tables the build gives a tenant_id column (they have a subscription_id)."""
+    return [
+        name
+        for name, columns in column_comments().items()
+        if "subscription_id" in columns and name != "subscriptions"
+    ]
 
 
 def markdown() -> str:

@@ -3,9 +3,10 @@ scopes; a tenant whose sign-in fails is reported and the others are collected.""
 
 from datetime import UTC, date, datetime
 
-import polars as pl
+import duckdb
 import pytest
 
+from flows.build import build
 from flows.collect import CollectIncomplete, collect
 from flows.lake import scan_dataset
 from flows.simulator import simulated_azure
@@ -40,7 +41,9 @@ def test_two_tenants_collect_into_one_lake_and_a_third_that_cannot_sign_in_is_re
         assert not set(first.estate.subscriptions) & set(second.estate.subscriptions)
         config = tmp_path / "mdecost.toml"
         config.write_text(
-            f'[lake]\npath = "{tmp_path / "lake"}"\n[collect]\nqpu_window_scale = 0.01\n'
+            f'[lake]\npath = "{tmp_path / "lake"}"\n'
+            f'[warehouse]\npath = "{tmp_path / "warehouse.duckdb"}"\n'
+            "[collect]\nqpu_window_scale = 0.01\n"
             + tenant_entry(first, TENANT_A, first.token)
             + tenant_entry(second, TENANT_B, second.token)
             # Tenant C's token is refused (401): its sign-in fails.
@@ -73,4 +76,12 @@ def test_two_tenants_collect_into_one_lake_and_a_third_that_cannot_sign_in_is_re
         f"{TENANT_A}.json",
         f"{TENANT_B}.json",
     ]
-    assert pl.Series(list(tenants.values())).n_unique() == 2
+    # The warehouse says the tenant on every view with a subscription.
+    build(config_file=config)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        for view in ("machines", "costs", "machine_hours_daily", "fleet_comparison_monthly"):
+            pairs = con.sql(
+                f"SELECT DISTINCT subscription_id, tenant_id FROM {view} "
+                "WHERE subscription_id IS NOT NULL"
+            ).fetchall()
+            assert pairs and all(tenant == tenants[sub] for sub, tenant in pairs), view
