@@ -23,7 +23,9 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.costmanagement import CostManagementClient
+from azure.mgmt.hybridcompute import HybridComputeManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.security import SecurityCenter
 from azure.monitor.query import LogsQueryClient
@@ -142,11 +144,18 @@ class AzureClients:
     def compute(self, subscription_id: str) -> ComputeManagementClient:
         return ComputeManagementClient(self.credential, subscription_id, **self._options)
 
+    def hybrid(self, subscription_id: str) -> HybridComputeManagementClient:
+        return HybridComputeManagementClient(self.credential, subscription_id, **self._options)
+
     def monitor(self, subscription_id: str) -> MonitorManagementClient:
         return MonitorManagementClient(self.credential, subscription_id, **self._options)
 
     def cost(self) -> CostManagementClient:
         return CostManagementClient(self.credential, **self._options)
+
+    def resources(self, subscription_id: str) -> ResourceManagementClient:
+        """Resource groups (their tags, inherited by the machines in them for showback)."""
+        return ResourceManagementClient(self.credential, subscription_id, **self._options)
 
     def subscriptions(self) -> SubscriptionClient:
         return SubscriptionClient(self.credential, **self._options)

@@ -34,6 +34,7 @@ from flows import warehouse
 from flows.config import Settings, load_settings
 from flows.lake import dataset_files, partition_value, scan_files
 from pricing.book import load_price_book, pricing_choices
+from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
 from transforms.dictionary import column_comments, table_comments, tenant_tables
 from transforms.marts import (
@@ -60,6 +61,7 @@ from transforms.sources import (
     survey,
     without,
 )
+from transforms.tags import TAG_DTYPE
 
 
 class BuildRefusedError(RuntimeError):
@@ -252,6 +254,11 @@ def _options(settings: Settings, book: pa.Table) -> MartOptions:
             seat_eligibility=dict(pricing.seat_eligibility),
             mde_benefit_from=pricing.mde_benefit_from,
         ),
+        group_by=tuple(settings.report.group_by),
+        anomaly=AnomalyRule(
+            threshold_percent=settings.report.anomaly_threshold_percent,
+            min_amount=settings.report.anomaly_min_amount,
+        ),
     )
 
 
@@ -262,7 +269,26 @@ def _book(book: pa.Table) -> pl.LazyFrame:
 def _arrow(frame: pl.DataFrame) -> pa.Table:
     # Arrow string views: polars hands its buffers over as they are (the default converts every
     # string column to large_string, a full copy of the view in memory); DuckDB reads both.
-    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    for index, name in enumerate(table.column_names):
+        if frame.schema[name] == TAG_DTYPE:
+            table = table.set_column(index, name, _as_map(table.column(index)))
+    return table
+
+
+_TAG_ENTRIES: Final = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
+
+
+def _as_map(entries: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Key/value lists (polars' and Arrow's way of carrying a map) as an Arrow map, which
+    DuckDB stores as MAP(VARCHAR, VARCHAR): `tags['CostCenter']` in SQL."""
+    chunks = [
+        pa.MapArray.from_arrays(
+            chunk.offsets, chunk.values.field("key"), chunk.values.field("value")
+        )
+        for chunk in entries.cast(_TAG_ENTRIES).chunks
+    ]
+    return pa.chunked_array(chunks, pa.map_(pa.string(), pa.string()))
 
 
 @task(cache_policy=NO_CACHE)
@@ -360,6 +386,7 @@ def stage_estate(
             rows[name] += count
     rows["fleet_comparison_monthly"] = estate["fleet_comparison_monthly"].height
     rows["licensing_options_monthly"] = estate["licensing_options_monthly"].height
+    rows["showback_monthly"] = estate["showback_monthly"].height
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
     rows["subscriptions"] = names.num_rows

@@ -590,15 +590,36 @@ def run_command(
     typer.echo("\n".join(summary.lines()))
 
 
+def month_range(text: str) -> tuple[date, date]:
+    """`YYYY-MM..YYYY-MM` -> the first days of both months, the first not after the second."""
+    first, separator, last = text.partition("..")
+    try:
+        if not separator:
+            raise ValueError
+        start, end = (datetime.strptime(part.strip(), "%Y-%m").date() for part in (first, last))
+    except ValueError:
+        raise fail(f"--months {text!r} must look like YYYY-MM..YYYY-MM", 2) from None
+    if start > end:
+        raise fail(f"--months {text!r}: {first} is after {last}", 2)
+    return plausible_month(start), plausible_month(end)
+
+
 @app.command("report")
 def report_command(
     month: MonthOption = None,
+    months: Annotated[
+        str | None,
+        typer.Option(
+            "--months",
+            help="YYYY-MM..YYYY-MM: the trend over these months, the report of the last one.",
+        ),
+    ] = None,
     formats: Annotated[
         str, typer.Option("--format", help="Comma-separated: html,csv,xlsx.")
     ] = "html,csv,xlsx",
     config: ConfigOption = None,
 ) -> None:
-    """Render the finance report for a month from the warehouse."""
+    """Render the finance report for a month (or a range of months) from the warehouse."""
     from flows.pipeline import previous_full_month
     from flows.report import ReportDataError, parse_formats, render_report
 
@@ -607,7 +628,15 @@ def report_command(
         wanted = parse_formats(formats)
     except ValueError as error:
         raise fail(str(error), 2) from None
-    first_day = plausible_month(month.date()) if month else previous_full_month(datetime.now(UTC))
+    if month and months:
+        raise fail("give --month or --months, not both", 2)
+    trend_from = None
+    if months:
+        trend_from, first_day = month_range(months)
+    elif month:
+        first_day = plausible_month(month.date())
+    else:
+        first_day = previous_full_month(datetime.now(UTC))
     try:
         paths = render_report(
             settings.warehouse.path,
@@ -615,12 +644,38 @@ def report_command(
             settings.report.path,
             formats=wanted,
             pricing=settings.pricing,
+            trend_from=trend_from,
         )
     except (ReportDataError, warehouse.WarehouseMissingError) as error:
         raise fail(str(error)) from None
     for written in (paths.html, paths.csv, paths.xlsx):
         if written is not None:
             typer.echo(f"wrote {written}")
+
+
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("export")
+def export_command(
+    directory: Annotated[Path, typer.Argument(help="Folder for one file per warehouse table.")],
+    file_format: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.parquet,
+    config: ConfigOption = None,
+) -> None:
+    """Write every warehouse table to DIRECTORY as Parquet or CSV (Power BI, Excel)."""
+    from flows.export_views import export_warehouse
+
+    settings = settings_or_exit(config)
+    try:
+        exported = export_warehouse(settings.warehouse.path, directory, file_format.value)
+    except warehouse.WarehouseMissingError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"cannot write to {directory}: {error.strerror or error}") from None
+    for table in exported:
+        typer.echo(f"{table.path} ({table.rows:,} rows)")
 
 
 @app.command("serve")

@@ -129,8 +129,45 @@ class WarehouseSettings(_Section):
     chunk_megabytes: float = Field(default=32.0, gt=0)
 
 
+class EmailSettings(_Section):
+    """Where the monthly finance report is mailed (SMTP). The password is read from the
+    environment variable named by `password_env`, never from a file."""
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    username: str | None = None
+    password_env: str | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    ca_bundle: Path | None = None  # a private CA the server's certificate chains to
+
+    @field_validator("sender", "recipients")
+    @classmethod
+    def _addresses(cls, value: str | list[str]) -> str | list[str]:
+        for address in [value] if isinstance(value, str) else value:
+            if not re.fullmatch(r"[^@\s<>,]+@[^@\s<>,]+", address):
+                raise ValueError(f"{address!r} is not an e-mail address (name@domain)")
+        return value
+
+
 class ReportSettings(_Section):
     path: Path = Path("data/reports")
+    # Showback groupings: subscription, resource_group, tag:<name> (transforms.showback).
+    group_by: list[str] = Field(default_factory=lambda: ["subscription"])
+    # A month's billed cost is a cost_anomaly when it moves more than this against the median
+    # of the three months before it without a matching change in billable hours.
+    anomaly_threshold_percent: float = Field(default=25.0, gt=0, lt=10000)
+    anomaly_min_amount: float = Field(default=1.0, ge=0)
+    email: EmailSettings | None = None
+
+    @field_validator("group_by")
+    @classmethod
+    def _groupings(cls, keys: list[str]) -> list[str]:
+        from transforms.showback import check_group_key
+
+        return list(dict.fromkeys(check_group_key(key) for key in keys))
 
 
 class CollectSettings(_Section):

@@ -8,7 +8,7 @@ of the machines where per-hour billing saves the most.
 Schedules (see `deployments`): `daily-refresh` at 03:00 UTC re-collects the trailing restatement
 window (Cost Management restates days after the fact) and the power events since the last
 successful refresh; `monthly-finance-report` on the 5th at 06:00 UTC, after the month's cost
-data has settled, reports the previous full month.
+data has settled, reports the previous full month and mails it to `[report.email]` if set.
 """
 
 from __future__ import annotations
@@ -223,7 +223,20 @@ def monthly_finance_report(
         build(config_file=config_file)
     paths = render_finance_report(settings, month)
     publish_artifacts(settings.warehouse.path, month)
+    if settings.report.email is not None:
+        mail_report(settings, paths)
     return paths
+
+
+@task(cache_policy=NO_CACHE)
+def mail_report(settings: Settings, paths: ReportPaths) -> list[str]:
+    """Send the report to `[report.email]` recipients (HTML headline, files attached)."""
+    from flows.report.mail import send_report
+
+    assert settings.report.email is not None
+    recipients = send_report(paths, settings.report.email)
+    _logger().info(f"report for {paths.month:%Y-%m} mailed to {len(recipients)} recipient(s)")
+    return recipients
 
 
 def deployments(config_file: Path | None = None) -> list:

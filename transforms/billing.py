@@ -31,9 +31,42 @@ VM_POWER_STATES: Final = (
 VM_BILLABLE_STATES: Final = frozenset({"running", "stopping", "stopped"})
 
 # Source: same FAQ: "Azure Arc machines are billed while Connected; not while Offline,
-# Disconnected or Expired".
-ARC_STATES: Final = ("connected", "disconnected", "offline", "expired")
+# Disconnected or Expired". The Hybrid Compute API reports `properties.status` Connected,
+# Disconnected, Error or Expired (REST spec Microsoft.HybridCompute/machines, StatusTypes): an
+# agent is Disconnected after 15-30 minutes without a heartbeat and Expired after 45 days
+# (Learn: azure-arc/servers/overview, "Agent status"). Error is not Connected: not billable.
+ARC_STATES: Final = ("connected", "disconnected", "offline", "error", "expired")
 ARC_BILLABLE_STATES: Final = frozenset({"connected"})
+# The status an Arc machine is taken to have had before its first `lastStatusChange` when no
+# earlier evidence says (documented in the data dictionary): Disconnected and Error follow a
+# connection; Expired follows `ARC_EXPIRY` Disconnected, itself after a connection. A change to
+# Connected follows a disconnection of unknown length, taken as none (as between two snapshots:
+# a status that began and ended unseen is not counted), so Connected holds backwards.
+ARC_STATUS_BEFORE: Final = {
+    "connected": "connected",
+    "disconnected": "connected",
+    "offline": "connected",
+    "error": "connected",
+    "expired": "disconnected",
+}
+# Source: Learn, azure-arc/servers/overview ("Agent status"): a machine Disconnected for 45 days
+# is Expired. An Expired status that began at T was Disconnected from T - 45 days.
+ARC_EXPIRY_DAYS: Final = 45
+ARC_EXPIRED: Final = "expired"
+ARC_DISCONNECTED: Final = "disconnected"
+# The Arc machine's counterpart of a VM's `running` (its state once onboarded, and the state
+# assumed for one known only from events).
+ARC_CONNECTED: Final = "connected"
+
+# Where each server runs (`machines.provider`). Azure VMs and scale-set instances run in Azure;
+# an Arc machine's `properties.cloudMetadata.provider` (else `detectedProperties.cloudprovider`)
+# says AWS, GCP, or N/A (on premises, or a cloud the agent did not recognise). AWS EC2 and GCP
+# instances onboarded through a Defender for Cloud multicloud connector are Arc machines
+# (auto-provisioned) and billed as such (Learn: defender-for-cloud/quickstart-onboard-aws,
+# quickstart-onboard-gcp; BILLING-FACTS "Azure Arc").
+PROVIDERS: Final = ("azure", "on_premises", "aws", "gcp")
+ARC_PROVIDER_NAMES: Final = {"aws": "aws", "gcp": "gcp", "azure": "azure"}
+ARC_DEFAULT_PROVIDER: Final = "on_premises"
 
 # Source: same FAQ: "every VM scale set instance counts" - each instance is a machine of its own.
 MACHINE_KINDS: Final = ("vm", "vmss_instance", "arc")
@@ -68,6 +101,14 @@ _MACHINE_RESOURCE_TYPES: Final = (
     "microsoft.compute/virtualmachinescalesets/virtualmachines",
     "microsoft.compute/virtualmachines",
 )
+# An Azure Arc machine's registration (`write`, when the agent connects it) and removal
+# (`delete`) are its only Activity Log operations (Learn: resource-provider-operations#
+# microsofthybridcompute); its status changes log nothing (no heartbeats).
+ARC_RESOURCE_TYPE: Final = "microsoft.hybridcompute/machines"
+_ARC_OPERATION_VERBS: Final = {"write": "write", "delete": "delete"}
+# The resource providers whose Activity Log events mdecost reads (`resourceProvider eq` takes
+# one at a time).
+EVENT_RESOURCE_PROVIDERS: Final = ("Microsoft.Compute", "Microsoft.HybridCompute")
 SCALE_SET_RESOURCE_TYPE: Final = "microsoft.compute/virtualmachinescalesets"
 # Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId.
 EVENT_STATUSES: Final = ("Started", "Accepted", "Succeeded", "Failed")
@@ -97,9 +138,9 @@ def event_status_expr(status: pl.Expr) -> pl.Expr:
 def power_operation(operation_name: str) -> str | None:
     """Map an Activity Log operationName to mdecost's verb, or None if it is not a power operation.
 
-    Machine operations (a VM, a scale-set instance) and the power operations of a whole scale
-    set (`_SCALE_SET_OPERATION_VERBS`, which act on its instances) count; a scale set's `write`
-    and every other provider return None.
+    Machine operations (a VM, a scale-set instance), the power operations of a whole scale
+    set (`_SCALE_SET_OPERATION_VERBS`, which act on its instances) and an Arc machine's `write`
+    and `delete` count; a scale set's `write` and every other provider return None.
     """
     lowered = operation_name.lower()
     for resource_type in _MACHINE_RESOURCE_TYPES:
@@ -109,6 +150,9 @@ def power_operation(operation_name: str) -> str | None:
     prefix = SCALE_SET_RESOURCE_TYPE + "/"
     if lowered.startswith(prefix):
         return _SCALE_SET_OPERATION_VERBS.get(lowered[len(prefix) :])
+    prefix = ARC_RESOURCE_TYPE + "/"
+    if lowered.startswith(prefix):
+        return _ARC_OPERATION_VERBS.get(lowered[len(prefix) :])
     return None
 
 
@@ -144,7 +188,8 @@ def power_operation_names() -> list[str]:
     scale_set_operations = [
         f"Microsoft.Compute/virtualMachineScaleSets/{path}" for path in SCALE_SET_OPERATION_PATHS
     ]
-    return machine_operations + scale_set_operations
+    arc_operations = [f"Microsoft.HybridCompute/machines/{verb}" for verb in _ARC_OPERATION_VERBS]
+    return machine_operations + scale_set_operations + arc_operations
 
 
 # Activity Log retention. Source: Learn, azure-monitor/essentials/activity-log ("90 days").
@@ -289,18 +334,71 @@ def is_subscription_pricing_id(resource_id: str | None) -> bool:
     return bool(normalised and SUBSCRIPTION_PRICING_ID.match(normalised))
 
 
+# Defender for Cloud multicloud connectors (`Microsoft.Security/securityConnectors`, REST spec
+# 2023-10-01-preview): `properties.environmentName` AWS / GCP, and the Defender for Servers plan
+# in `properties.offerings[]` of `offeringType` DefenderForServersAws / DefenderForServersGcp
+# with its `subPlan` (P1 / P2). A charge on a connector's id is the connector's, never a machine's.
+SECURITY_CONNECTOR_PATH: Final = "/providers/microsoft.security/securityconnectors/"
+DEFENDER_FOR_SERVERS_OFFERINGS: Final = {
+    "defenderforserversaws": "aws",
+    "defenderforserversgcp": "gcp",
+}
+CONNECTOR_CLOUDS: Final = {"aws": "aws", "gcp": "gcp"}
+
+# Servers onboarded directly through Defender for Endpoint, without Azure Arc (Learn:
+# defender-for-cloud/onboard-machines-with-defender-for-endpoint): a tenant-level setting shows
+# them "under a designated Azure Subscription you configure", which "is used for licensing,
+# billing, alerts"; they are not ARM resources (no Policy, extensions or guest configuration).
+# Learn does not document the resource id their cost rows carry. *Unconfirmed*, mdecost's rule:
+# a Defender for Servers row whose resource id is not an ARM path (it does not start with
+# `/subscriptions/`) names a directly onboarded device, by its MDE device id or its name; its
+# money stays unattributed (`direct_onboarding`), never a machine. Servers onboarded through
+# several methods may be charged twice ("Simultaneous onboarding limited support": devices on
+# older Defender for Endpoint agents "could result in overcharges"; same page): the
+# `duplicate_onboarding` finding matches such a device with an Arc machine of the same name
+# (the first DNS label, without case) billed the same day.
+DIRECT_ONBOARDING_MIN_AGENT_VERSIONS: Final = {
+    "Windows Server 2019": "10.8555",
+    "Windows Server 2012 R2, 2016 (modern unified agent)": "10.8560",
+    "Linux": "30.101.23052.009",
+}
+
+
+def is_arm_id_expr(resource_id: pl.Expr) -> pl.Expr:
+    """True for a (lower-cased) ARM resource id: it starts with `/subscriptions/`."""
+    return resource_id.str.starts_with("/subscriptions/")
+
+
+def device_name_expr(name: pl.Expr) -> pl.Expr:
+    """The name a server is matched by across onboarding methods: the last path segment, its
+    first DNS label, lower-cased (`/…/machines/SQL-01`, `sql-01.contoso.local` -> `sql-01`)."""
+    return (
+        name.str.strip_chars()
+        .str.strip_chars_end("/")
+        .str.extract(r"([^/]+)$", 1)
+        .str.split(".")
+        .list.first()
+        .str.to_lowercase()
+    )
+
+
 # Why a Defender charge is where it is (`defender_charges_daily.attribution_detail`). A charge
-# lands on a machine only when its id is one: a collected VM or scale-set instance, or an Arc
-# machine (`Microsoft.HybridCompute/machines`, a machine even before Arc inventory exists). Any
-# other id (a connector, a Log Analytics workspace, another `Microsoft.Security` resource) is
-# never a machine: its money stays unattributed, with the reason. The tests check the view's
-# values against these keys (accepted values).
+# lands on a machine only when its id is one mdecost collected (or saw in the Activity Log): a VM,
+# a scale-set instance, or an Arc machine. A machine id never collected is an `unknown_machine`,
+# a connector's id a `connector`, a directly onboarded device `direct_onboarding`, and any other
+# id (a Log Analytics workspace, another `Microsoft.Security` resource) is never a machine: its
+# money stays unattributed, with the reason. The tests check the view's values against these
+# keys (accepted values).
 ATTRIBUTION_DETAILS: Final = {
     "machine": "resource: charged on the machine's own id",
     "subscription_pricing": "allocated: a share of the subscription-level charge",
     "scale_set": "allocated: a share of the scale set's charge",
     "no_covered_machine": "unattributed: no machine covered by the plan was billable that day",
-    "unknown_machine": "unattributed: a VM or scale-set instance id mdecost never collected",
+    "unknown_machine": "unattributed: a VM, scale-set instance or Arc machine id mdecost never "
+    "collected",
+    "connector": "unattributed: a Defender for Cloud multicloud connector's id",
+    "direct_onboarding": "unattributed: a server onboarded directly through Defender for "
+    "Endpoint (not an ARM resource)",
     "non_machine_resource": "unattributed: an id that is not a machine",
     "no_resource_id": "unattributed: the row names no resource",
 }

@@ -126,37 +126,69 @@ def defender_rows(
     costs: pl.LazyFrame, cost_types: tuple[str, ...] = BILLED_COST_TYPES
 ) -> pl.LazyFrame:
     """Defender for Servers cost rows, one per input row, with their pool if they have one and
-    what kind of id they carry (`id_kind`: compute_machine, arc, other; null without an id)."""
-    rows = (
-        costs.filter(is_billed_defender_row(cost_types))
-        .with_columns(plan=defender_plan_expr(pl.col("sku_meter"), pl.col("charge_description")))
-        .select(
-            usage_date=pl.col("charge_period_start").dt.date(),
-            resource_id=resource_id().alias("resource_id"),
-            subscription_id=charge_subscription(),
-            plan="plan",
+    what kind of id they carry (`id_kind`: compute_machine, arc, connector, device (not an ARM
+    id: a directly onboarded server), other; null without an id).
+
+    A machine's meter and ids repeat on every day it is billed: each distinct meter, and each
+    distinct (resource id, subscription, sub-account), is read once and joined back to its rows
+    (in their order), rather than parsed again on every row."""
+    meter_columns = ["sku_meter", "charge_description"]
+    id_columns = ["resource_id", "subscription_id", "sub_account_id"]
+    billed = costs.filter(
+        pl.col("cost_type").str.to_lowercase().is_in([kind.lower() for kind in cost_types])
+    )
+    meters = (
+        billed.select(meter_columns)
+        .unique()
+        .with_columns(
+            plan=defender_plan_expr(pl.col("sku_meter"), pl.col("charge_description")),
             benefit=defender_benefit_expr(pl.col("sku_meter")),
-            billed_hours=pl.col("consumed_quantity").fill_null(0.0),
-            billed_cost="billed_cost",
-            currency=pl.col("billing_currency").str.strip_chars().str.to_uppercase(),
+        )
+        .filter(pl.col("plan").is_not_null())
+    )
+    rows = billed.join(
+        meters, on=meter_columns, how="inner", nulls_equal=True, maintain_order="left"
+    )
+    normalised = resource_id()
+    pricing_subscription = normalised.str.extract(billing.SUBSCRIPTION_PRICING_ID.pattern, 1)
+    on_scale_set = is_scale_set_id(normalised)
+    ids = (
+        rows.select(id_columns)
+        .unique()
+        .with_columns(
+            normalised_id=normalised,
+            charge_subscription=charge_subscription(),
+            pool_kind=pl.when(pricing_subscription.is_not_null())
+            .then(pl.lit("subscription_pricing"))
+            .when(on_scale_set)
+            .then(pl.lit("scale_set")),
+            pool_key=pl.coalesce(pricing_subscription, pl.when(on_scale_set).then(normalised)),
+            id_kind=pl.when(is_compute_machine_id(normalised))
+            .then(pl.lit("compute_machine"))
+            .when(is_arc_id(normalised))
+            .then(pl.lit("arc"))
+            .when(normalised.str.contains(billing.SECURITY_CONNECTOR_PATH, literal=True))
+            .then(pl.lit("connector"))
+            .when(~billing.is_arm_id_expr(normalised))
+            .then(pl.lit("device"))
+            .when(normalised.is_not_null())
+            .then(pl.lit("other")),
         )
     )
-    pricing_subscription = pl.col("resource_id").str.extract(
-        billing.SUBSCRIPTION_PRICING_ID.pattern, 1
-    )
-    on_scale_set = is_scale_set_id(pl.col("resource_id"))
-    return rows.with_columns(
-        pool_kind=pl.when(pricing_subscription.is_not_null())
-        .then(pl.lit("subscription_pricing"))
-        .when(on_scale_set)
-        .then(pl.lit("scale_set")),
-        pool_key=pl.coalesce(pricing_subscription, pl.when(on_scale_set).then("resource_id")),
-        id_kind=pl.when(is_compute_machine_id(pl.col("resource_id")))
-        .then(pl.lit("compute_machine"))
-        .when(is_arc_id(pl.col("resource_id")))
-        .then(pl.lit("arc"))
-        .when(pl.col("resource_id").is_not_null())
-        .then(pl.lit("other")),
+    return rows.join(
+        ids, on=id_columns, how="left", nulls_equal=True, maintain_order="left"
+    ).select(
+        usage_date=pl.col("charge_period_start").dt.date(),
+        resource_id="normalised_id",
+        subscription_id="charge_subscription",
+        plan="plan",
+        benefit="benefit",
+        billed_hours=pl.col("consumed_quantity").fill_null(0.0),
+        billed_cost="billed_cost",
+        currency=pl.col("billing_currency").str.strip_chars().str.to_uppercase(),
+        pool_kind="pool_kind",
+        pool_key="pool_key",
+        id_kind="id_kind",
     )
 
 
@@ -183,10 +215,17 @@ def _pool_members(machine_hours_daily: pl.LazyFrame, coverage: pl.LazyFrame) -> 
     by_subscription = billable.with_columns(
         pool_kind=pl.lit("subscription_pricing"), pool_key=pl.col("member_subscription_id")
     )
-    by_scale_set = billable.with_columns(
-        pool_kind=pl.lit("scale_set"), pool_key=scale_set_id_of(pl.col("member_id"))
-    ).filter(pl.col("pool_key").is_not_null())
-    return pl.concat([by_subscription, by_scale_set])
+    # Scale-set ids parsed once per machine, not on each of its days.
+    scale_sets = (
+        billable.select("member_id")
+        .unique()
+        .select("member_id", pool_key=scale_set_id_of(pl.col("member_id")))
+        .filter(pl.col("pool_key").is_not_null())
+    )
+    by_scale_set = billable.join(scale_sets, on="member_id", how="inner").with_columns(
+        pool_kind=pl.lit("scale_set")
+    )
+    return pl.concat([by_subscription, by_scale_set], how="diagonal")
 
 
 def _split(pooled: pl.LazyFrame, members: pl.LazyFrame, charged: pl.LazyFrame) -> pl.LazyFrame:
@@ -285,17 +324,22 @@ def defender_charges_daily(
 def _not_pooled(rows: pl.LazyFrame, machine_ids: pl.LazyFrame) -> pl.LazyFrame:
     """Charges on one id: a machine's (`resource`), else unattributed with the reason.
 
-    A machine is a VM or scale-set instance with a power timeline (`machine_ids`), or any Arc
-    machine id (a machine even before Arc inventory exists). A VM id never collected is an
-    `unknown_machine`; any other id (connector, workspace, ...) a `non_machine_resource`.
+    A machine is a VM, scale-set instance or Arc machine with a power timeline
+    (`machine_ids`). A machine id never collected is an `unknown_machine`, a multicloud
+    connector's id a `connector`, a directly onboarded device (`billing`, "Servers onboarded
+    directly") `direct_onboarding`; any other id (workspace, ...) a `non_machine_resource`.
     """
     detail = (
         pl.when(pl.col("id_kind").is_null())
         .then(pl.lit("no_resource_id"))
-        .when((pl.col("id_kind") == "arc") | pl.col("known_machine"))
+        .when(pl.col("known_machine"))
         .then(pl.lit("machine"))
-        .when(pl.col("id_kind") == "compute_machine")
+        .when(pl.col("id_kind").is_in(["compute_machine", "arc"]))
         .then(pl.lit("unknown_machine"))
+        .when(pl.col("id_kind") == "connector")
+        .then(pl.lit("connector"))
+        .when(pl.col("id_kind") == "device")
+        .then(pl.lit("direct_onboarding"))
         .otherwise(pl.lit("non_machine_resource"))
     )
     on_machine = pl.col("attribution_detail") == "machine"

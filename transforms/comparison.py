@@ -33,7 +33,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view, order_free_sum
+from transforms.contract import conform_view, exact_sum, order_free_sum
 from transforms.machines import machine_kind_of, machine_name_of, run_index
 from transforms.options import LicensingTerms, in_scopes, plan_rates
 from transforms.power import clock_hour_spans
@@ -111,48 +111,29 @@ def _seat_prices(calendar: pl.LazyFrame, months: pl.LazyFrame, seat_option: str)
     return month_days.join(seat, on="month", how="left")
 
 
-def _machine_days(
-    machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
-    defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
-    currency: str,
-) -> pl.LazyFrame:
-    """One row per machine id and day with billable hours or charges attributed to it.
+def _machine_days(machines: pl.LazyFrame, machine_days: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per machine id and day with billable hours or charges in the currency priced
+    (`plans.machine_days`).
 
     Columns: usage_date, month, resource_id, subscription_id, machine_key, billable_hours,
-    billed_hours and billed_cost (charges in `currency`; 0 when none), and that day's `plan`
-    and `trial` (`plans.machine_plans_daily`).
+    billed_hours and billed_cost (charges in the currency; 0 when none), and that day's `plan`
+    and `trial`.
     """
-    charged = (
-        defender_charges_daily.filter(
-            pl.col("resource_id").is_not_null() & (pl.col("currency") == currency)
-        )
-        .group_by("usage_date", "resource_id")
-        .agg(
-            pl.col("subscription_id").first().alias("charged_subscription_id"),
-            pl.col("billed_hours").sum(),
-            pl.col("billed_cost").sum(),
-        )
-    )
     keys = machines.select("resource_id", "machine_key")
-    plans = machine_plans_daily.select("usage_date", "resource_id", "plan", "trial")
     return (
-        machine_hours_daily.select("usage_date", "resource_id", "subscription_id", "billable_hours")
-        .join(charged, on=["usage_date", "resource_id"], how="full", coalesce=True)
+        machine_days.filter(pl.col("billable_hours").is_not_null() | pl.col("charged_in_currency"))
         .join(keys, on="resource_id", how="left")
-        .join(plans, on=["usage_date", "resource_id"], how="left")
         .select(
             "usage_date",
             _month("usage_date"),
             "resource_id",
-            subscription_id=pl.coalesce("subscription_id", "charged_subscription_id"),
+            subscription_id=pl.coalesce("machine_subscription_id", "charged_subscription_id"),
             machine_key=pl.coalesce("machine_key", "resource_id"),
             billable_hours=pl.col("billable_hours").fill_null(0.0),
-            billed_hours=pl.col("billed_hours").fill_null(0.0),
-            billed_cost=pl.col("billed_cost").fill_null(0.0),
+            billed_hours="billed_hours",
+            billed_cost="billed_cost",
             plan="plan",
-            trial=pl.col("trial").fill_null(False),
+            trial="trial",
         )
     )
 
@@ -162,13 +143,22 @@ def machine_plans_monthly(machine_days: pl.LazyFrame) -> pl.LazyFrame:
     plan (shown: the plan on most billable days, then most covered days, a tie to P2; null =
     covered on no day), plan_days_p1, plan_days_p2, trial_days, and `days` / `covered_days`
     (days it was seen, days a plan covered it). Days, not machine-id days: a moved machine's
-    two ids on one day count once. One pass over the days."""
-    day = pl.col("usage_date")
+    two ids on one day count once. One pass over the days: each condition's days are a bit mask
+    of days of the month (bit d for day d), OR-ed over the group and counted, so a day seen on two
+    ids sets its bit once, without a distinct count per condition."""
     plan = pl.col("plan")
     billable = pl.col("billable_hours") > 0
+    day_bit = pl.lit(2, dtype=pl.Int64).pow(pl.col("usage_date").dt.day().cast(pl.Int64))
 
     def days_of(condition: pl.Expr) -> pl.Expr:
-        return day.filter(condition).n_unique().cast(pl.Int64)
+        return (
+            pl.when(condition)
+            .then(day_bit)
+            .otherwise(0)
+            .bitwise_or()
+            .bitwise_count_ones()
+            .cast(pl.Int64)
+        )
 
     counted = machine_days.group_by("machine_key", "month").agg(
         days=days_of(pl.lit(True)),
@@ -219,17 +209,20 @@ def _priced_days(machine_days: pl.LazyFrame, rates: pl.LazyFrame) -> pl.LazyFram
     )
 
 
+def _exact_sum_or_null(column: str) -> pl.Expr:
+    """`exact_sum` that is null when any part is null."""
+    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(exact_sum(pl.col(column)))
+
+
 def _sum_or_null(column: str) -> pl.Expr:
     """Sum that is null when any part is null: a missing rate must not look like a cheap month."""
-    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(order_free_sum(column))
+    return _exact_sum_or_null(column).cast(pl.Float64)
 
 
-def _months_of(
-    machine_hours_daily: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
-) -> pl.LazyFrame:
+def _months_of(machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat(
         [
-            machine_hours_daily.select(_month("usage_date")),
+            machine_days.select(_month("usage_date")),
             defender_charges_daily.select(_month("usage_date")),
         ]
     ).unique()
@@ -263,20 +256,20 @@ class PricedUsage:
 
 def priced_usage(
     machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
+    machine_days: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
     currency: str,
     terms: LicensingTerms | None = None,
 ) -> PricedUsage:
-    """Price the machine days of the views. Raises MissingPriceError when the book has no
-    price for `seat_option` or no hourly rate in `currency`."""
+    """Price the machine days (`plans.machine_days`, made for the same `currency`). Raises
+    MissingPriceError when the book has no price for `seat_option` or no hourly rate in
+    `currency`."""
     currency = currency.upper()
     _require_prices(price_book, seat_option, currency)
-    months = _months_of(machine_hours_daily, defender_charges_daily)
+    months = _months_of(machine_days, defender_charges_daily)
     calendar = price_calendar(price_book, months, currency)
     seat_prices = _seat_prices(calendar, months, seat_option)
     rates = plan_rates(calendar, terms or LicensingTerms())
@@ -296,12 +289,10 @@ def priced_usage(
             ).then("full_month_component"),
         )
     )
-    machine_days = _machine_days(
-        machines, machine_hours_daily, defender_charges_daily, machine_plans_daily, currency
-    )
+    days = _machine_days(machines, machine_days)
     return PricedUsage(
-        _priced_days(machine_days, rates),
-        machine_plans_monthly(machine_days),
+        _priced_days(days, rates),
+        machine_plans_monthly(days),
         seat_prices,
         full_month_component,
     )
@@ -309,9 +300,8 @@ def priced_usage(
 
 def licensing_comparison_monthly(
     machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
+    machine_days: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -319,16 +309,15 @@ def licensing_comparison_monthly(
 ) -> pl.LazyFrame:
     """The `licensing_comparison_monthly` view: per machine and month, per hour versus per seat.
 
-    Inputs are the `machines`, `machine_hours_daily`, `defender_charges_daily` and
-    `machine_plans_daily` views and the price book (schemas.PRICE_BOOK). Raises
+    Inputs are the `machines` view, the machine days (`plans.machine_days`, made for
+    `currency`), the `defender_charges_daily` view and the price book (schemas.PRICE_BOOK). Raises
     MissingPriceError when the book has no price for `seat_option` or no hourly rate in
     `currency`.
     """
     usage = priced_usage(
         machines,
-        machine_hours_daily,
+        machine_days,
         defender_charges_daily,
-        machine_plans_daily,
         price_book,
         seat_option=seat_option,
         currency=currency,
@@ -346,9 +335,9 @@ def licensing_comparison_from(
     per_machine = (
         usage.days.group_by("machine_key", "month")
         .agg(
-            pl.col("billable_hours").sum(),
-            pl.col("billed_hours").sum(),
-            pl.col("billed_cost").sum(),
+            order_free_sum("billable_hours"),
+            order_free_sum("billed_hours"),
+            order_free_sum("billed_cost"),
             _sum_or_null("hourly_cost").alias("hourly_cost"),
             _sum_or_null("mde_component_cost").alias("mde_component_cost"),
             resource_id=pl.col("resource_id").filter(last_day).max(),
@@ -510,29 +499,43 @@ def fleet_part(
     subscriptions of it, with every id of a moved machine)."""
     currency = currency.upper()
     keys = ("scope", "month")
+    # Per machine and month first, as exact decimal sums, then per scope: the scope explosion
+    # doubles a row per machine-month, not every machine-day, and the figures are the same to
+    # the bit as one sum over the days.
     usage_rows = (
         usage.days.filter(pl.col("plan").is_not_null())
+        .group_by("machine_key", "subscription_id", "month")
+        .agg(
+            billable=(pl.col("billable_hours") > 0).any(),
+            billable_hours=exact_sum(pl.col("billable_hours")),
+            hourly_cost=_exact_sum_or_null("hourly_cost"),
+        )
         .with_columns(scope=in_scopes())
         .explode("scope")
         .group_by(keys)
         .agg(
             machines_distinct=pl.col("machine_key")
-            .filter(pl.col("billable_hours") > 0)
+            .filter(pl.col("billable"))
             .n_unique()
             .cast(pl.Int64),
-            billable_hours=order_free_sum("billable_hours"),
-            hourly_cost=_sum_or_null("hourly_cost"),
+            billable_hours=pl.col("billable_hours").sum().cast(pl.Float64),
+            hourly_cost=_exact_sum_or_null("hourly_cost").cast(pl.Float64),
         )
     )
     unattributed = pl.col("attribution") == "unattributed"
     billed = (
         defender_charges_daily.filter(pl.col("currency") == currency)
-        .with_columns(_month("usage_date"), scope=in_scopes())
+        .group_by("subscription_id", _month("usage_date"))
+        .agg(
+            billed_cost=exact_sum(pl.col("billed_cost")),
+            unattributed_cost=exact_sum(pl.col("billed_cost").filter(unattributed)),
+        )
+        .with_columns(scope=in_scopes())
         .explode("scope")
         .group_by(keys)
         .agg(
-            billed_cost=order_free_sum("billed_cost"),
-            unattributed_cost=pl.col("billed_cost").filter(unattributed).sum(),
+            pl.col("billed_cost").sum().cast(pl.Float64),
+            pl.col("unattributed_cost").sum().cast(pl.Float64),
         )
     )
     keyed = machines.select("resource_id", "machine_key")
@@ -660,10 +663,9 @@ def finish_fleet(
 
 def fleet_comparison_monthly(
     machines: pl.LazyFrame,
-    machine_hours_daily: pl.LazyFrame,
+    machine_days: pl.LazyFrame,
     power_intervals: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
-    machine_plans_daily: pl.LazyFrame,
     price_book: pl.LazyFrame,
     *,
     seat_option: str,
@@ -677,9 +679,8 @@ def fleet_comparison_monthly(
     """
     usage = priced_usage(
         machines,
-        machine_hours_daily,
+        machine_days,
         defender_charges_daily,
-        machine_plans_daily,
         price_book,
         seat_option=seat_option,
         currency=currency,

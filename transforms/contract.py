@@ -15,6 +15,8 @@ from typing import Final, TypedDict
 
 import polars as pl
 
+from transforms.tags import TAG_DTYPE
+
 UTC_TIMESTAMP: Final = pl.Datetime("us", "UTC")
 
 
@@ -46,10 +48,19 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "location": (pl.String(), "Azure region."),
             "size": (pl.String(), "VM size (SKU)."),
             "os_type": (pl.String(), "Windows or Linux."),
+            "provider": (
+                pl.String(),
+                "Where the server runs: azure (VMs, scale-set instances), on_premises, aws, gcp "
+                "(Arc machines: Hybrid Compute's cloudMetadata.provider, else "
+                "detectedProperties.cloudprovider; AWS EC2 and GCP instances a Defender for "
+                "Cloud connector protects are auto-provisioned Arc machines). Null for an Arc "
+                "machine no inventory snapshot listed.",
+            ),
             "created_at": (
                 UTC_TIMESTAMP,
-                "Creation time: timeCreated from Compute, else the start of the creating write "
-                "in the Activity Log; null if unknown (created before the events window).",
+                "Creation time: timeCreated from Compute (Arc: systemData.createdAt), else the "
+                "start of the creating write in the Activity Log; null if unknown (created "
+                "before the events window).",
             ),
             "deleted_at": (
                 UTC_TIMESTAMP,
@@ -84,6 +95,14 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "the plan it was billed under comes from its charges "
                 "(licensing_comparison_monthly.plan).",
             ),
+            "tags": (
+                TAG_DTYPE,
+                "Tags as Cost Management's tag inheritance sees them (a DuckDB MAP, "
+                "tags['CostCenter']): the machine's own (a scale-set instance's as Compute "
+                "lists it), plus its resource group's for every name it lacks (names compared "
+                "without case, the machine's value wins); empty for machines seen only in "
+                "events. From the latest inventory snapshot.",
+            ),
         },
     },
     "power_intervals": {
@@ -95,8 +114,20 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "state": (
                 pl.String(),
                 "Power state: creating, starting, running, stopping, stopped, deallocating, "
-                "deallocated, deleting (Arc: connected, disconnected, ...; unknown if the "
-                "inventory had no power state).",
+                "deallocated, deleting; Arc machines: connected, disconnected, error, expired "
+                "(Hybrid Compute status); unknown if the inventory had no power state. An Arc "
+                "machine exists from its registration (Hybrid Compute write, or "
+                "systemData.createdAt) to its delete, but the Activity Log logs no heartbeats: "
+                "each "
+                "daily inventory snapshot gives its status and lastStatusChange, when that "
+                "status began, so the last change before each snapshot is exact and any "
+                "earlier change since the previous snapshot is not seen (a disconnection that "
+                "began and ended between two snapshots is invisible). Gap assumption: between "
+                "two pieces of evidence the earlier status holds until the next "
+                "lastStatusChange (a status that began and ended unseen counts for nothing); "
+                "before a machine's first change (from its creation, systemData.createdAt) it "
+                "was connected, except that an Expired status was Disconnected for the 45 days "
+                "before it.",
             ),
             "start_at": (UTC_TIMESTAMP, "Interval start (inclusive)."),
             "end_at": (UTC_TIMESTAMP, "Interval end (exclusive)."),
@@ -151,8 +182,12 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 pl.String(),
                 "Why: machine, subscription_pricing, scale_set, no_covered_machine (a pooled "
                 "charge with no billable machine covered by its plan that day), unknown_machine "
-                "(a VM or scale-set instance id never collected), non_machine_resource (a "
-                "connector, a workspace, another resource), no_resource_id.",
+                "(a VM, scale-set instance or Arc machine id never collected), connector (a "
+                "Defender for Cloud multicloud connector's id), direct_onboarding (a server "
+                "onboarded directly through Defender for Endpoint: the cost row names it by a "
+                "non-ARM id, its name or MDE device id; an unconfirmed reading, see "
+                "transforms/billing.py), non_machine_resource (a workspace, another resource), "
+                "no_resource_id.",
             ),
             "charged_resource_id": (
                 pl.String(),
@@ -353,11 +388,65 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "currency": (pl.String(), "Currency of every money column."),
         },
     },
-    "findings": {
-        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed)",
+    "showback_monthly": {
+        "grain": "month x group key ([report] group_by: subscription, resource_group, "
+        "tag:<name>) x group: the Defender for Servers bill by whose machines it was; the rows "
+        "of one month and key add up to the estate's billed_cost",
         "columns": {
-            "resource_id": (pl.String(), "Machine concerned; null for estate-wide findings."),
-            "subscription_id": (pl.String(), "Its subscription; null for estate-wide findings."),
+            "month": (pl.Date(), "First day of the month."),
+            "group_key": (
+                pl.String(),
+                "The grouping, as configured: subscription, resource_group or tag:<name> (the "
+                "tag's name matched without case).",
+            ),
+            "group_kind": (
+                pl.String(),
+                "value (machines with a value for the key), missing (machines without the tag: "
+                "untagged cost, a group of its own) or unattributed (charges on no machine; "
+                "under subscription they belong to their subscription's group).",
+            ),
+            "group_value": (
+                pl.String(),
+                "The tag value, resource group or subscription; null for missing and unattributed.",
+            ),
+            "machines": (
+                pl.Int64(),
+                "Machines (machine_key) with billable hours or charges in the group that month "
+                "(a VM moved during the month counts in the groups of both its ids).",
+            ),
+            "billable_hours": (pl.Float64(), "Their billable hours."),
+            "billed_cost": (
+                pl.Float64(),
+                "Defender for Servers charges attributed to the group's machines (on their ids "
+                "and their allocated shares), or the unattributed charges.",
+            ),
+            "allocated_cost": (
+                pl.Float64(),
+                "Of billed_cost, the shares of subscription-level (or scale-set-level) charges "
+                "allocated to the group's machines by billable hours.",
+            ),
+            "like_for_like_cost": (
+                pl.Float64(),
+                "Keeping the plan with one MDE seat per machine with covered billable hours: "
+                "seat_cost + hourly_cost - mde_component_cost of licensing_comparison_monthly.",
+            ),
+            "currency": (pl.String(), "Currency of every money column."),
+        },
+    },
+    "findings": {
+        "grain": "finding: machine x month x kind (estate x month for mde_benefit_unclaimed; "
+        "subscription x month for a subscription's cost_anomaly and plan_changed; showback "
+        "group x month for a group's cost_anomaly)",
+        "columns": {
+            "resource_id": (
+                pl.String(),
+                "Machine concerned; null for subscription-wide, group and estate-wide findings.",
+            ),
+            "subscription_id": (
+                pl.String(),
+                "Its subscription (the subscription of a subscription-wide finding); null for "
+                "showback group and estate-wide findings.",
+            ),
             "month": (pl.Date(), "First day of the month."),
             "finding": (
                 pl.String(),
@@ -368,7 +457,14 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 "mde_benefit_unclaimed (MDE seats owned while machines pay the full rate, no "
                 "MDATP benefit meter), mde_benefit_not_applied (full-rate meters after the "
                 "configured benefit approval day), stopped_allocated (billable while stopped "
-                "but allocated: deallocating would not be billed) or defender_off. A day's "
+                "but allocated: deallocating would not be billed), defender_off, "
+                "duplicate_onboarding (an Arc machine also charged, the same days, as a server "
+                "of its name onboarded directly through Defender for Endpoint), cost_anomaly (a "
+                "complete month's billed cost of a subscription or showback group moved more than "
+                "[report] anomaly_threshold_percent against the median of the 3 months before it "
+                "without a matching change in billable hours; the figures in detail) or "
+                "plan_changed (a machine's plan, or a subscription's for at least half its "
+                "machines on one day, changed from the day before). A day's "
                 "billed and billable hours closer than 0.01 h (fractional hours) or 1 h (whole "
                 "clock hours) agree.",
             ),
@@ -381,7 +477,11 @@ VIEWS: Final[dict[str, ViewSpec]] = {
                 pl.Float64(),
                 "Money at stake: the excess's share of the billed cost, the unbilled or stopped "
                 "hours at each day's plan rate, the month's hourly_cost, or the MDE component "
-                "that the benefit would discount; null for defender_off.",
+                "that the benefit would discount, the directly onboarded duplicate's charges; "
+                "for cost_anomaly what billable hours do not "
+                "explain (billed - median billed x hours / median hours; null for a showback "
+                "group, whose money its subscriptions' findings count); null for defender_off "
+                "and plan_changed.",
             ),
             "currency": (pl.String(), "Currency of amount."),
         },
@@ -405,7 +505,13 @@ def order_free_sum(column: str) -> pl.Expr:
     in its last bits between two builds of the same lake (and sorting first does not help: the
     optimiser drops a sort before a sum). Decimal addition is exact, hence order-free.
     """
-    return pl.col(column).cast(pl.Decimal(38, ORDER_FREE_SUM_PLACES)).sum().cast(pl.Float64)
+    return exact_sum(pl.col(column)).cast(pl.Float64)
+
+
+def exact_sum(values: pl.Expr) -> pl.Expr:
+    """The decimal sum of `values`, before `order_free_sum` turns it back into a float: partial
+    sums kept as decimals add up later (per machine, then per scope) to exactly the one sum."""
+    return values.cast(pl.Decimal(38, ORDER_FREE_SUM_PLACES)).sum()
 
 
 def view_schema(view: str) -> pl.Schema:

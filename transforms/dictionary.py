@@ -22,8 +22,10 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "charge_period_end": "End of the charge period, exclusive (UTC).",
             "subscription_id": "Lower-cased subscription GUID the row belongs to.",
             "sub_account_id": "FOCUS SubAccountId: /subscriptions/<guid> (lower-cased).",
-            "resource_id": "Lower-cased resource id as billed: a machine, a scale set, or the "
-            "subscription's Microsoft.Security/pricings/VirtualMachines id.",
+            "resource_id": "Lower-cased resource id as billed: a machine (VM, scale-set "
+            "instance, Arc machine), a scale set, the subscription's Microsoft.Security/pricings/"
+            "VirtualMachines id, a multicloud connector, or the name of a server onboarded "
+            "directly through Defender for Endpoint (not an ARM id).",
             "resource_type": "Resource type of the billed resource.",
             "service_name": "Service name as Cost Management reports it.",
             "meter_category": "Meter category (Defender has been 'Security Center', 'Azure "

@@ -26,6 +26,12 @@ One row per machine id and month per kind (per month for the estate-wide
   powered off, still allocated) on covered, non-trial days. amount = those hours at the day's
   plan rate: deallocating instead would not have been billed.
 - `defender_off`: a machine with billable time and no plan that month. amount null.
+- `duplicate_onboarding`: an Arc machine charged on its own id on days a server of the same
+  name (first DNS label, without case: `billing.device_name_expr`) was also charged as
+  onboarded directly through Defender for Endpoint (`attribution_detail` `direct_onboarding`):
+  the same server billed twice, which Microsoft says old Defender for Endpoint agents can cause.
+  amount = the directly onboarded charges of those days. The designated subscription is built
+  with the subscriptions of its Arc namesakes (`marts.linked_subscriptions`).
 
 Differences below `tolerance_hours` a day are rounding, not findings
 (`billing.FINDINGS_TOLERANCE_HOURS`: 0.01 h for fractional hours, a whole hour when hours are
@@ -41,10 +47,12 @@ from typing import Final
 import polars as pl
 
 from transforms.billing import (
+    DIRECT_ONBOARDING_MIN_AGENT_VERSIONS,
     FINDINGS_TOLERANCE_HOURS,
     HOURLY_OPTIONS,
     MDE_BENEFIT,
     PARTIAL_HOURS_DEFAULT,
+    device_name_expr,
 )
 from transforms.comparison import price_calendar
 from transforms.contract import conform_view, empty_view, order_free_sum
@@ -91,34 +99,39 @@ def _billed_while_not_billable(
     # inventory exists has no known hours, not zero hours. A day is judged per machine, all its
     # ids together: a move between two snapshots is known only to the day of the snapshot, so
     # the charges may still name the old id on days mdecost counts on the new one.
+    # Sums first; only the few days over the tolerance look up the id that carried most hours.
     keys = machines.select("resource_id", "machine_key")
-    billed = (
-        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .join(keys, on="resource_id", how="inner")
-        .group_by("usage_date", "machine_key", "currency")
-        .agg(
-            pl.col("resource_id").sort_by("billed_hours").last(),
-            pl.col("subscription_id").sort_by("billed_hours").last(),
-            pl.col("billed_hours").sum(),
-            pl.col("billed_cost").sum(),
-        )
+    day_keys = ["usage_date", "machine_key", "currency"]
+    charged = defender_charges_daily.filter(pl.col("resource_id").is_not_null()).join(
+        keys, on="resource_id", how="inner"
+    )
+    billed = charged.group_by(day_keys).agg(
+        pl.col("billed_hours").sum(), pl.col("billed_cost").sum()
     )
     hours = (
         machine_hours_daily.join(keys, on="resource_id", how="inner")
         .group_by("usage_date", "machine_key")
         .agg(pl.col("billable_hours").sum())
     )
-    days = (
+    over = (
         billed.join(hours, on=["usage_date", "machine_key"], how="left")
         .with_columns(
             billable_hours=pl.col("billable_hours").fill_null(0.0),
             excess_hours=pl.col("billed_hours") - pl.col("billable_hours").fill_null(0.0),
         )
         .filter((pl.col("billed_hours") > 0) & (pl.col("excess_hours") > tolerance))
-        .with_columns(
-            excess_cost=pl.col("billed_cost")
-            * (pl.col("excess_hours") / pl.col("billed_hours")).clip(upper_bound=1.0)
+    )
+    named = (
+        charged.join(over.select(day_keys), on=day_keys, how="semi")
+        .group_by(day_keys)
+        .agg(
+            pl.col("resource_id").sort_by("billed_hours").last(),
+            pl.col("subscription_id").sort_by("billed_hours").last(),
         )
+    )
+    days = over.join(named, on=day_keys, how="left").with_columns(
+        excess_cost=pl.col("billed_cost")
+        * (pl.col("excess_hours") / pl.col("billed_hours")).clip(upper_bound=1.0)
     )
     return (
         days.group_by("resource_id", _month("usage_date"), "currency")
@@ -177,8 +190,12 @@ def _billable_not_billed(
     own_cut_off = defender_charges_daily.group_by("subscription_id").agg(
         own_billed_through=pl.col("usage_date").max()
     )
+    # Most billable days are billed on the machine's own id: those leave first, in one anti
+    # join on the id, before the joins that judge the few left.
+    charged_ids = defender_charges_daily.select("usage_date", "resource_id")
     days = (
         machine_hours_daily.filter(pl.col("billable_hours") > tolerance)
+        .join(charged_ids, on=["usage_date", "resource_id"], how="anti")
         .join(covered, on=["usage_date", "resource_id"], how="inner")
         .join(own_cut_off, on="subscription_id", how="left")
         .join(estate_cut_off, how="cross")
@@ -404,6 +421,67 @@ def _stopped_allocated(
     )
 
 
+_AGENT_ADVICE: Final = "; ".join(
+    f"{system} >= {version}" for system, version in DIRECT_ONBOARDING_MIN_AGENT_VERSIONS.items()
+)
+
+
+def _duplicate_onboarding(
+    machines: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Arc machines also billed, the same days, as a directly onboarded server of their name."""
+    direct = defender_charges_daily.filter(
+        pl.col("attribution_detail") == "direct_onboarding"
+    ).select(
+        "usage_date",
+        "billed_cost",
+        "currency",
+        device=device_name_expr(pl.col("charged_resource_id")),
+        charged_as="charged_resource_id",
+    )
+    arc_billed = (
+        defender_charges_daily.filter(
+            (pl.col("attribution") == "resource") & pl.col("resource_id").is_not_null()
+        )
+        .select("usage_date", "resource_id")
+        .unique()
+        .join(
+            machines.filter(pl.col("machine_kind") == "arc").select(
+                "resource_id", "subscription_id", device=device_name_expr(pl.col("machine_name"))
+            ),
+            on="resource_id",
+            how="inner",
+        )
+    )
+    return (
+        arc_billed.join(direct, on=["usage_date", "device"], how="inner")
+        .with_columns(_month("usage_date"))
+        .group_by("resource_id", "month", "currency")
+        .agg(
+            pl.col("subscription_id").first(),
+            pl.col("charged_as").min(),
+            days=pl.col("usage_date").n_unique(),
+            amount=order_free_sum("billed_cost"),
+        )
+        .select(
+            "resource_id",
+            "subscription_id",
+            "month",
+            finding=pl.lit("duplicate_onboarding"),
+            detail=pl.format(
+                "billed as an Arc machine and as '{}' onboarded directly through Defender for "
+                "Endpoint on {} day(s): the same server billed twice (older agents cause it; "
+                "minimum versions: {})",
+                "charged_as",
+                "days",
+                pl.lit(_AGENT_ADVICE),
+            ),
+            amount="amount",
+            currency="currency",
+        )
+    )
+
+
 def machine_findings(
     machines: pl.LazyFrame,
     machine_hours_daily: pl.LazyFrame,
@@ -456,6 +534,7 @@ def machine_findings(
             currency,
         ),
         _stopped_allocated(power_intervals, machine_plans_daily, calendar, currency),
+        _duplicate_onboarding(machines, defender_charges_daily),
     ]
     return combine_findings(parts)
 

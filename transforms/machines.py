@@ -24,6 +24,7 @@ import polars as pl
 
 from transforms import billing
 from transforms.contract import conform_view, view_schema
+from transforms.tags import effective_tags
 
 # The Compute `timeCreated` and the Activity Log's creating `write` are stamped by different
 # services; a write that starts no later than this after `timeCreated` is the creation, a later
@@ -41,6 +42,8 @@ _VM_PATH: Final = "/providers/microsoft.compute/virtualmachines/"
 _SCALE_SET_PATH: Final = "/providers/microsoft.compute/virtualmachinescalesets/"
 _ARC_PATH: Final = "/providers/microsoft.hybridcompute/machines/"
 _RESOURCE_SLASHES: Final = 8
+# Where a VM or scale-set instance runs (`billing.PROVIDERS`).
+INVENTORY_AZURE_PROVIDER: Final = billing.PROVIDERS[0]
 _CHILD_RESOURCE_SLASHES: Final = 10
 
 
@@ -240,12 +243,13 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
 
 
 def power_snapshots(inventory: pl.LazyFrame) -> pl.LazyFrame:
-    """Every power state an inventory snapshot observed: resource_id, snapshot_at, power_state.
+    """Every power state an inventory snapshot observed: resource_id, snapshot_at, power_state,
+    and for an Arc machine `status_changed_at` (its `lastStatusChange`: when that status began).
 
     Snapshots without a power state tell nothing about it and are left out.
     """
     return (
-        inventory.select(resource_id(), "snapshot_at", power_state())
+        inventory.select(resource_id(), "snapshot_at", power_state(), "status_changed_at")
         .filter(pl.col("power_state").is_not_null() & (pl.col("power_state") != ""))
         .unique(subset=["resource_id", "snapshot_at"], keep="any")
     )
@@ -268,13 +272,26 @@ def _latest_inventory(
 
     `latest_date` (one row, `latest_snapshot_date`) defaults to this inventory's own latest day.
     """
+    present = inventory.collect_schema().names()
+    # Snapshots taken before tags or resource groups' tags were collected have none.
+    inventory = inventory.with_columns(
+        pl.lit(None, dtype=pl.String).alias(name)
+        for name in ("tags", "resource_group_tags")
+        if name not in present
+    )
+    kind = pl.col("machine_kind").str.to_lowercase()
     rows = inventory.with_columns(
         resource_id(),
         pl.col("subscription_id").str.to_lowercase(),
         pl.col("resource_group").str.to_lowercase(),
-        pl.col("machine_kind").str.to_lowercase(),
+        kind,
         pl.col("vm_id").str.to_lowercase(),
         power_state(),
+        # Partitions collected before Arc carry no provider: a VM's is Azure all the same.
+        provider=pl.coalesce(
+            pl.col("provider").str.to_lowercase(),
+            pl.when(kind != "arc").then(pl.lit(INVENTORY_AZURE_PROVIDER)),
+        ),
     )
     if latest_date is None:
         latest_date = latest_snapshot_date(inventory)
@@ -304,9 +321,12 @@ _IDENTITY_COLUMNS: Final = (
     "location",
     "size",
     "os_type",
+    "provider",
     "created_at",
     "mde_sensor",
     "power_state",
+    "tags",
+    "resource_group_tags",
     "first_seen_at",
     "last_seen_at",
     "in_latest_snapshot",
@@ -321,6 +341,7 @@ _SEEN_IN_EVENTS: Final = frozenset(
         "machine_name",
         "machine_kind",
         "scale_set_name",
+        "provider",
         "in_latest_snapshot",
     }
 )
@@ -376,6 +397,10 @@ def machine_identities(
             machine_name=machine_name_of(pl.col("resource_id")),
             machine_kind=machine_kind_of(pl.col("resource_id")),
             scale_set_name=pl.col("resource_id").str.extract(_VMSS_INSTANCE_ID, 1),
+            # An Arc machine's provider is in its inventory only; a VM runs in Azure.
+            provider=pl.when(~is_arc_id(pl.col("resource_id"))).then(
+                pl.lit(INVENTORY_AZURE_PROVIDER)
+            ),
             in_latest_snapshot=pl.lit(False),
         )
         .select(
@@ -486,8 +511,8 @@ def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFr
     before it). An instance created later never sees it, so its creation stays its first
     operation. The Activity Log does not reliably say which instances a request listed, so an
     operation is taken to act on every instance of the set (documented in the data dictionary).
-    One left join on the set's id does it in a single pass over the operations: a machine's own
-    operation meets no instance and stays as it is.
+    Only the set-level operations, a few, are joined to the instances; a machine's own
+    operations pass as they are.
     """
     known_from = pl.min_horizontal("created_at", "first_seen_at", "first_event_at")
     last_sighting = pl.max_horizontal("last_seen_at", "last_event_at")
@@ -497,17 +522,19 @@ def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFr
         known_from=known_from,
         gone_after=pl.when(~pl.col("in_latest_snapshot")).then(last_sighting),
     ).filter(pl.col("scale_set_id").is_not_null())
-    took_it = (
-        pl.col("instance_id").is_not_null()
-        & (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at")))
-        & (pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at")))
+    took_it = (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at"))) & (
+        pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at"))
     )
     columns = ops.collect_schema().names()
-    return (
-        ops.join(instances, left_on="resource_id", right_on="scale_set_id", how="left")
-        .filter(~is_scale_set_id(pl.col("resource_id")) | took_it)
-        .with_columns(resource_id=pl.coalesce("instance_id", "resource_id"))
-        .select(columns)
+    marked = ops.with_columns(of_scale_set=is_scale_set_id(pl.col("resource_id")))
+    handed = (
+        marked.filter(pl.col("of_scale_set"))
+        .join(instances, left_on="resource_id", right_on="scale_set_id", how="inner")
+        .filter(took_it)
+        .with_columns(resource_id="instance_id")
+    )
+    return pl.concat(
+        [marked.filter(~pl.col("of_scale_set")).select(columns), handed.select(columns)]
     )
 
 
@@ -563,6 +590,7 @@ def machines_from(
             defender_plan=pl.coalesce("resource_setting", "subscription_setting").replace(
                 "off", None
             ),
+            tags=effective_tags("tags", "resource_group_tags"),
         )
         .sort("resource_id")
     )

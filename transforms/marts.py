@@ -29,7 +29,8 @@ from typing import Final
 
 import polars as pl
 
-from transforms.billing import FINDINGS_TOLERANCE_HOURS
+from transforms.anomalies import AnomalyRule, cost_anomalies, plan_changes
+from transforms.billing import FINDINGS_TOLERANCE_HOURS, device_name_expr, is_arm_id_expr
 from transforms.charges import (
     cost_row_subscription,
     defender_charges_from,
@@ -68,8 +69,9 @@ from transforms.options import (
     option_parts,
     term_priced_book,
 )
-from transforms.plans import machine_plans_daily, pricing_coverage
+from transforms.plans import machine_days, machine_plans_daily, pricing_coverage
 from transforms.power import machine_hours_daily, power_intervals_from
+from transforms.showback import SUBSCRIPTION, finish_showback, showback_part
 
 # Polars' streaming engine (polars' default) runs a plan in morsels; in a per-view profile of
 # the 10k benchmark estate it ran the machine and power views in ~60% of the in-memory time
@@ -91,7 +93,12 @@ CHUNKED_VIEWS: Final = (
     "findings",
 )
 # The views the estate step computes from every chunk's parts.
-ESTATE_VIEWS: Final = ("fleet_comparison_monthly", "licensing_options_monthly", "findings")
+ESTATE_VIEWS: Final = (
+    "fleet_comparison_monthly",
+    "licensing_options_monthly",
+    "showback_monthly",
+    "findings",
+)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -104,6 +111,9 @@ class MartOptions:
     partial_hours: str
     seats_owned: Mapping[str, int] = field(default_factory=dict)
     terms: LicensingTerms = field(default_factory=LicensingTerms)
+    # Showback groupings ([report] group_by) and when a month's cost is an anomaly.
+    group_by: tuple[str, ...] = (SUBSCRIPTION,)
+    anomaly: AnomalyRule = field(default_factory=AnomalyRule)
 
 
 @dataclass(frozen=True)
@@ -142,14 +152,16 @@ class EstateFacts:
 class EstateParts:
     """What one chunk hands the estate step: its part of the fleet comparison (`fleet_rows`,
     `estate_deltas`: see `comparison.FleetPart`), of the licensing options
-    (`options.option_parts`), its MDE component leaders (`findings.mde_component_leaders`) and
-    its scopes' last billed days (`options.cut_offs`)."""
+    (`options.option_parts`), its MDE component leaders (`findings.mde_component_leaders`),
+    its scopes' last billed days (`options.cut_offs`) and its showback rows
+    (`showback.showback_part`)."""
 
     fleet_rows: pl.DataFrame
     estate_deltas: pl.DataFrame
     option_parts: pl.DataFrame
     leaders: pl.DataFrame
     cut_offs: pl.DataFrame
+    showback: pl.DataFrame
 
 
 @dataclass(frozen=True)
@@ -221,10 +233,12 @@ def linked_subscriptions(
     inventory: pl.LazyFrame, costs: pl.LazyFrame | None = None
 ) -> list[frozenset[str]]:
     """Sets of subscriptions that must be built together: those that share a machine (a vmId
-    listed in each: a moved VM), and those a Defender charge links (billed under one
+    listed in each: a moved VM), those a Defender charge links (billed under one
     subscription, `cost_row_subscription`, on a resource of another: a moved VM's move-day
-    charge, a billing-account export row). Built apart, the charge would meet no machine in its
-    billing subscription's chunk and the machine none of its charges in its own.
+    charge, a billing-account export row), and a subscription billed for a server onboarded
+    directly through Defender for Endpoint with those holding an Arc machine of that name (the
+    `duplicate_onboarding` finding compares them). Built apart, the charge would meet no machine
+    in its billing subscription's chunk and the machine none of its charges in its own.
     """
     by_vm = (
         inventory.select(
@@ -250,9 +264,29 @@ def linked_subscriptions(
             .unique()
             .with_columns(key=pl.concat_str("billed_under", "charged_on", separator="|"))
         )
+        # Directly onboarded servers' rows carry no ARM id: never their own subscription's.
+        devices = (
+            elsewhere.lazy()
+            .filter(is_billed_defender_row() & ~is_arm_id_expr(resource_id()))
+            .select(
+                key=pl.lit("device|") + device_name_expr(resource_id()),
+                subscription_id=cost_row_subscription(),
+            )
+            .unique()
+        )
+        arc_namesakes = (
+            inventory.filter(pl.col("machine_kind").str.to_lowercase() == "arc")
+            .select(
+                key=pl.lit("device|") + device_name_expr(pl.col("machine_name")),
+                subscription_id=pl.col("subscription_id").str.to_lowercase(),
+            )
+            .join(devices, on="key", how="semi")
+        )
         pairs += [
             crossing.select("key", subscription_id="billed_under"),
             crossing.select("key", subscription_id="charged_on"),
+            devices,
+            arc_namesakes,
         ]
     shared = (
         pl.concat(pairs)
@@ -348,15 +382,15 @@ def chunk_views(
     ).collect(engine=ORDERED_ENGINE)
     del charged_rows
     charges = views["defender_charges_daily"].lazy()
-    views["machine_plans_daily"] = machine_plans_daily(coverage, charges).collect(
-        engine=ORDERED_ENGINE
-    )
+    days = machine_days(coverage, charges, options.currency).collect(engine=ORDERED_ENGINE).lazy()
     del coverage
+    views["machine_plans_daily"] = machine_plans_daily(days).collect(engine=ORDERED_ENGINE)
     plans = views["machine_plans_daily"].lazy()
     pricing = {"seat_option": options.seat_option, "currency": options.currency}
     usage = _materialised(
-        priced_usage(machines, hours, charges, plans, price_book, **pricing, terms=options.terms)
+        priced_usage(machines, days, charges, price_book, **pricing, terms=options.terms)
     )
+    del days
     views["licensing_comparison_monthly"] = licensing_comparison_from(
         machines, usage, **pricing
     ).collect(engine=ORDERED_ENGINE)
@@ -364,17 +398,23 @@ def chunk_views(
     intervals = views["power_intervals"].lazy()
     part = fleet_part(machines, intervals, charges, usage, currency=options.currency)
     history_months = _history_months(facts)
-    fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs = pl.collect_all(
-        [
-            part.rows,
-            part.estate_deltas,
-            option_parts(usage.days, history_months, options.terms),
-            mde_component_leaders(licensing, charges, most_seats_owned(options.seats_owned)),
-            cut_offs(charges),
-        ],
-        engine=ORDERED_ENGINE,
+    showback = showback_part(
+        machines, hours, charges, licensing, options.group_by, currency=options.currency
     )
-    views["findings"] = machine_findings(
+    fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs, showback_rows = (
+        pl.collect_all(
+            [
+                part.rows,
+                part.estate_deltas,
+                option_parts(usage.days, history_months, options.terms),
+                mde_component_leaders(licensing, charges, most_seats_owned(options.seats_owned)),
+                cut_offs(charges),
+                showback,
+            ],
+            engine=ORDERED_ENGINE,
+        )
+    )
+    found = machine_findings(
         machines,
         hours,
         charges,
@@ -386,8 +426,13 @@ def chunk_views(
         terms=options.terms,
         billed_through=facts.billed_through,
         tolerance_hours=FINDINGS_TOLERANCE_HOURS[options.partial_hours],
-    ).collect(engine=ORDERED_ENGINE)
-    parts = EstateParts(fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs)
+    )
+    views["findings"] = combine_findings([found, plan_changes(plans)]).collect(
+        engine=ORDERED_ENGINE
+    )
+    parts = EstateParts(
+        fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs, showback_rows
+    )
     return ChunkViews(views, parts)
 
 
@@ -451,7 +496,7 @@ def estate_views(
     )
     scope_cut_offs = pl.concat(
         [
-            *(part.cut_offs.lazy().filter(pl.col("scope").is_not_null()) for part in parts),
+            *(part.cut_offs.lazy() for part in parts),
             estate_cut_off,
         ]
     )
@@ -467,12 +512,70 @@ def estate_views(
         pl.concat([part.leaders.lazy() for part in parts]),
         currency=options.currency,
         seats_owned=options.seats_owned,
-    ).collect(engine=ORDERED_ENGINE)
+    )
+    showback = finish_showback(pl.concat([part.showback.lazy() for part in parts])).collect(
+        engine=ORDERED_ENGINE
+    )
+    anomalies = _cost_anomalies(fleet, showback, licensing_options, options)
+    findings = combine_findings([unclaimed, anomalies]).collect(engine=ORDERED_ENGINE)
     return {
         "fleet_comparison_monthly": fleet,
         "licensing_options_monthly": licensing_options,
-        "findings": unclaimed,
+        "showback_monthly": showback,
+        "findings": findings,
     }
+
+
+def _cost_anomalies(
+    fleet: pl.DataFrame,
+    showback: pl.DataFrame,
+    licensing_options: pl.DataFrame,
+    options: MartOptions,
+) -> pl.LazyFrame:
+    """`cost_anomaly` findings per subscription (its fleet rows) and per showback group, for
+    the months complete in the licensing options (the subscription's, else the estate's)."""
+    complete = (
+        licensing_options.lazy()
+        .group_by("month", "subscription_id")
+        .agg(complete=pl.col("month_complete").all())
+    )
+    subscriptions = (
+        fleet.lazy()
+        .filter(pl.col("subscription_id").is_not_null())
+        .select("subscription_id", "month", "billed_cost", "billable_hours")
+        .join(complete, on=["month", "subscription_id"], how="left")
+        .with_columns(pl.col("complete").fill_null(False))
+    )
+    estate_complete = complete.filter(pl.col("subscription_id").is_null()).drop("subscription_id")
+    groups = (
+        showback.lazy()
+        .join(estate_complete, on="month", how="left")
+        .with_columns(pl.col("complete").fill_null(False), subscription_id=pl.lit(None, pl.String))
+    )
+    group_words = pl.format(
+        "showback group {} = {}",
+        "group_key",
+        pl.coalesce("group_value", pl.concat_str(pl.lit("("), "group_kind", pl.lit(")"))),
+    )
+    return pl.concat(
+        [
+            cost_anomalies(
+                subscriptions,
+                scope=pl.format("subscription {}", "subscription_id"),
+                keys=["subscription_id"],
+                rule=options.anomaly,
+                currency=options.currency,
+            ),
+            cost_anomalies(
+                groups,
+                scope=group_words,
+                keys=["group_key", "group_kind", "group_value"],
+                rule=options.anomaly,
+                currency=options.currency,
+                with_amount=False,
+            ),
+        ]
+    )
 
 
 def build_marts(

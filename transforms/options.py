@@ -401,10 +401,10 @@ def finish_options(
 
 
 def cut_offs(defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
-    """Each scope's last billed day in this part: per subscription, and for the estate."""
+    """Each subscription's last billed day in this part (column `scope`). The estate's own
+    cut-off is the estate's last billed day (`marts.EstateFacts.billed_through`), not a part's."""
     return (
-        defender_charges_daily.with_columns(scope=in_scopes())
-        .explode("scope")
-        .group_by("scope")
+        defender_charges_daily.filter(pl.col("subscription_id").is_not_null())
+        .group_by(scope="subscription_id")
         .agg(billed_through=pl.col("usage_date").max())
     )

@@ -33,7 +33,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view
+from transforms.contract import conform_view, view_schema
 from transforms.machines import pricing_setting, resource_id, scale_set_id_of
 
 
@@ -77,6 +77,7 @@ COVERAGE_SCHEMA: Final = pl.Schema(
         "pricing_plan": pl.String(),
         "pricing_source": pl.String(),
         "trial": pl.Boolean(),
+        "billable_hours": pl.Float64(),
     }
 )
 
@@ -106,27 +107,21 @@ def _snapshot_validity(subscription_rows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) -> pl.LazyFrame:
-    """Per machine-day of `machine_hours_daily`: the plan the pricings history says covered it.
-
-    Output: usage_date, resource_id, subscription_id, pricing_plan (P1 / P2, null = not
-    covered), pricing_source (`pricings_history`, `earliest_snapshot`, null = no snapshot),
-    trial (a covered day of the subscription's free trial). See the module docstring.
-    """
-    rows = _pricing_rows(pricings)
-    subscription_rows = rows.filter(pl.col("is_subscription_level"))
-    snapshots = _snapshot_validity(subscription_rows)
+def _subscription_days(days: pl.LazyFrame, subscription_rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Per subscription and day of `days`: the snapshot in force (`snapshot_at`,
+    `pricing_source`), the subscription's setting in it and when that was enabled, and the end of
+    the subscription's free trial. A subscription-day is a few hundred machine-days: the as-of
+    search runs on these, not on every machine."""
     day_start = pl.col("usage_date").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    days = machine_hours_daily.select(
-        "usage_date",
-        "resource_id",
-        pl.col("subscription_id").str.to_lowercase(),
-        day_last_instant=day_start + timedelta(days=1) - timedelta(microseconds=1),
-        day_start=day_start,
-    ).sort("day_last_instant")
-    ordered = snapshots.sort("valid_from")
+    subscription_days = (
+        days.select("subscription_id", "usage_date")
+        .unique()
+        .with_columns(day_last_instant=day_start + timedelta(days=1) - timedelta(microseconds=1))
+        .sort("day_last_instant")
+    )
+    ordered = _snapshot_validity(subscription_rows).sort("valid_from")
     chosen = (
-        days.join_asof(
+        subscription_days.join_asof(
             ordered.select("subscription_id", "valid_from", snapshot_before="snapshot_at"),
             left_on="day_last_instant",
             right_on="valid_from",
@@ -148,7 +143,6 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
             .then(pl.lit("pricings_history"))
             .when(pl.col("snapshot_after").is_not_null())
             .then(pl.lit("earliest_snapshot")),
-            scale_set_id=scale_set_id_of(pl.col("resource_id")),
         )
     )
     subscription_settings = subscription_rows.group_by("snapshot_at", "subscription_id").agg(
@@ -165,6 +159,75 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
         .group_by("subscription_id")
         .agg(trial_ends_at=trial_end.max())
     )
+    return (
+        chosen.join(subscription_settings, on=["snapshot_at", "subscription_id"], how="left")
+        .join(trials, on="subscription_id", how="left")
+        .select(
+            "subscription_id",
+            "usage_date",
+            "snapshot_at",
+            "pricing_source",
+            "subscription_setting",
+            "subscription_enabled_at",
+            trial=pl.col("trial_ends_at").is_not_null() & (day_start < pl.col("trial_ends_at")),
+        )
+    )
+
+
+def _overridden_days(
+    days: pl.LazyFrame, subscription_days: pl.LazyFrame, rows: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The machine-days of machines with a setting of their own or of their scale set, with
+    both settings of the snapshot in force that day. Few machines have one, so the scale-set
+    id is parsed per machine and only their days are joined to the settings."""
+    own = _level_settings(rows, "resource_id")
+    of_scale_sets = _level_settings(rows, "scale_set_id")
+    machines = (
+        days.select("resource_id")
+        .unique()
+        .with_columns(scale_set_id=scale_set_id_of(pl.col("resource_id")))
+    )
+    overridden = pl.concat(
+        [
+            machines.join(own.select("resource_id").unique(), on="resource_id", how="semi"),
+            machines.join(
+                of_scale_sets.select("scale_set_id").unique(), on="scale_set_id", how="semi"
+            ),
+        ]
+    ).unique()
+    return (
+        days.join(overridden, on="resource_id", how="inner")
+        .join(
+            subscription_days.select("subscription_id", "usage_date", "snapshot_at"),
+            on=["subscription_id", "usage_date"],
+            how="left",
+        )
+        .join(own, on=["snapshot_at", "resource_id"], how="left")
+        .join(of_scale_sets, on=["snapshot_at", "scale_set_id"], how="left")
+        .select(
+            "usage_date",
+            "resource_id",
+            "resource_id_setting",
+            "resource_id_enabled_at",
+            "scale_set_id_setting",
+            "scale_set_id_enabled_at",
+        )
+    )
+
+
+def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) -> pl.LazyFrame:
+    """Per machine-day of `machine_hours_daily`: the plan the pricings history says covered it.
+
+    Output: usage_date, resource_id, subscription_id, pricing_plan (P1 / P2, null = not
+    covered), pricing_source (`pricings_history`, `earliest_snapshot`, null = no snapshot),
+    trial (a covered day of the subscription's free trial), and the day's billable_hours carried
+    along for `machine_days`. See the module docstring.
+    """
+    rows = _pricing_rows(pricings)
+    days = machine_hours_daily.select(
+        "usage_date", "resource_id", pl.col("subscription_id").str.to_lowercase(), "billable_hours"
+    )
+    subscription_days = _subscription_days(days, rows.filter(pl.col("is_subscription_level")))
     own = pl.col("resource_id_setting").is_not_null()
     of_scale_set = pl.col("scale_set_id_setting").is_not_null()
     setting = pl.coalesce("resource_id_setting", "scale_set_id_setting", "subscription_setting")
@@ -180,59 +243,82 @@ def pricing_coverage(machine_hours_daily: pl.LazyFrame, pricings: pl.LazyFrame) 
     )
     plan = pl.when(covers_day).then(setting)
     return (
-        chosen.join(
-            _level_settings(rows, "resource_id"), on=["snapshot_at", "resource_id"], how="left"
+        days.join(subscription_days, on=["subscription_id", "usage_date"], how="left")
+        .join(
+            _overridden_days(days, subscription_days, rows),
+            on=["usage_date", "resource_id"],
+            how="left",
         )
-        .join(_level_settings(rows, "scale_set_id"), on=["snapshot_at", "scale_set_id"], how="left")
-        .join(subscription_settings, on=["snapshot_at", "subscription_id"], how="left")
-        .join(trials, on="subscription_id", how="left")
         .select(
             "usage_date",
             "resource_id",
             "subscription_id",
             pricing_plan=plan,
             pricing_source="pricing_source",
-            trial=plan.is_not_null()
-            & pl.col("trial_ends_at").is_not_null()
-            & (pl.col("day_start") < pl.col("trial_ends_at")),
+            trial=plan.is_not_null() & pl.col("trial").fill_null(False),
+            billable_hours="billable_hours",
         )
     )
 
 
-def machine_plans_daily(
-    coverage: pl.LazyFrame, defender_charges_daily: pl.LazyFrame
+def machine_days(
+    coverage: pl.LazyFrame, defender_charges_daily: pl.LazyFrame, currency: str
 ) -> pl.LazyFrame:
-    """The `machine_plans_daily` view from `pricing_coverage` and `defender_charges_daily`.
+    """Every machine id and day it existed on (the rows of `coverage`) or was charged on (an Arc
+    machine before its inventory): the day's plan evidence and what the comparisons price, in one
+    join of the machine days with their charges, read by `machine_plans_daily` and
+    `comparison.priced_usage` alike.
 
-    One row per machine and day it existed on (the rows of `coverage`), plus the days a machine
-    was charged without a power timeline (an Arc machine before its inventory). The billed plan
-    wins (the one with most billed hours that day; a tie goes to P2), else the pricings'.
+    Columns: usage_date, resource_id, subscription_id (the machine's, else the largest charged),
+    plan, plan_source, trial (see `machine_plans_daily`), billable_hours (null: no power
+    timeline that day), and of the charges in `currency` only: billed_hours, billed_cost,
+    charged_subscription_id (the smallest) and `charged_in_currency`. The billed plan wins (the
+    one with most billed hours that day, in any currency; a tie goes to P2), else the pricings'.
     """
+    in_currency = pl.col("currency") == currency.upper()
+    p1_hours, p2_hours = (
+        pl.col("billed_hours").filter(pl.col("plan") == plan).sum() for plan in ("P1", "P2")
+    )
+    has_p1, has_p2 = ((pl.col("plan") == plan).any() for plan in ("P1", "P2"))
     billed = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .group_by("usage_date", "resource_id", "plan")
-        .agg(pl.col("billed_hours").sum(), charged_subscription_id=pl.col("subscription_id").max())
         .group_by("usage_date", "resource_id")
         .agg(
-            billed_plan=pl.col("plan")
-            .sort_by("billed_hours", "plan", descending=[True, True])
-            .first(),
-            charged_subscription_id=pl.col("charged_subscription_id").max(),
+            billed_plan=pl.when(has_p2 & (~has_p1 | (p2_hours >= p1_hours)))
+            .then(pl.lit("P2"))
+            .when(has_p1)
+            .then(pl.lit("P1")),
+            any_charged_subscription_id=pl.col("subscription_id").max(),
+            charged_subscription_id=pl.col("subscription_id").filter(in_currency).min(),
+            charged_in_currency=in_currency.any(),
+            billed_hours=pl.col("billed_hours").filter(in_currency).sum(),
+            billed_cost=pl.col("billed_cost").filter(in_currency).sum(),
         )
     )
-    view = (
-        coverage.join(billed, on=["usage_date", "resource_id"], how="full", coalesce=True)
-        .select(
-            "usage_date",
-            "resource_id",
-            subscription_id=pl.coalesce("subscription_id", "charged_subscription_id"),
-            plan=pl.coalesce("billed_plan", "pricing_plan"),
-            plan_source=pl.when(pl.col("billed_plan").is_not_null())
-            .then(pl.lit("billed"))
-            .otherwise("pricing_source"),
-            trial=pl.col("trial").fill_null(False)
-            & pl.coalesce("billed_plan", "pricing_plan").is_not_null(),
-        )
-        .sort("usage_date", "resource_id")
+    plan = pl.coalesce("billed_plan", "pricing_plan")
+    return coverage.join(
+        billed, on=["usage_date", "resource_id"], how="full", coalesce=True
+    ).select(
+        "usage_date",
+        "resource_id",
+        pl.coalesce("subscription_id", "any_charged_subscription_id").alias("subscription_id"),
+        plan=plan,
+        plan_source=pl.when(pl.col("billed_plan").is_not_null())
+        .then(pl.lit("billed"))
+        .otherwise("pricing_source"),
+        trial=pl.col("trial").fill_null(False) & plan.is_not_null(),
+        billable_hours="billable_hours",
+        machine_subscription_id="subscription_id",
+        charged_subscription_id="charged_subscription_id",
+        charged_in_currency=pl.col("charged_in_currency").fill_null(False),
+        billed_hours=pl.col("billed_hours").fill_null(0.0),
+        billed_cost=pl.col("billed_cost").fill_null(0.0),
     )
-    return conform_view(view, "machine_plans_daily")
+
+
+def machine_plans_daily(machine_days: pl.LazyFrame) -> pl.LazyFrame:
+    """The `machine_plans_daily` view from `machine_days`: one row per machine and day it
+    existed on, plus the days a machine was charged without a power timeline (an Arc machine
+    before its inventory)."""
+    view = machine_days.select(view_schema("machine_plans_daily").names())
+    return conform_view(view.sort("usage_date", "resource_id"), "machine_plans_daily")

@@ -20,6 +20,15 @@ order, is its Activity Log operations and the power states its inventory snapsho
   vanished from the inventory without a delete event: then at its last sighting); deleted
   machines, known only from the Activity Log, are kept.
 
+Azure Arc machines (billable while Connected) have two Activity Log operations, their
+registration (`write`, a creation: Connected after it) and removal (`delete`), and no heartbeat
+events. Each inventory snapshot of one carries its status and `lastStatusChange`, the instant
+that status began: one more piece of evidence, a status change with no transitional state. It
+settles the status from then on, and the status before it holds until it (a status that began
+and ended between two snapshots is not seen). Before its first change an Arc machine was
+Connected (`billing.ARC_STATUS_BEFORE`), except that an Expired status was Disconnected for the
+45 days before it (`billing.ARC_EXPIRY_DAYS`, added as a change of its own).
+
 Decisions, documented: a `restart` keeps the machine allocated and its power state `running`
 throughout (Azure reports no transitional power state for a restart), so it is billable; a
 configuration `write` of an existing machine changes nothing. Everything is computed with sorts,
@@ -151,6 +160,7 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         "is_creation",
         at="started_at",
         observed_state=pl.lit(None, dtype=pl.String),
+        changed_to=pl.lit(None, dtype=pl.String),
     )
     snapshot_rows = snapshots.select(
         "resource_id",
@@ -161,11 +171,43 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         is_creation=pl.lit(False),
         at="snapshot_at",
         observed_state="power_state",
+        changed_to=pl.lit(None, dtype=pl.String),
+    )
+    # An Arc snapshot's `lastStatusChange`: the status it saw began then (several snapshots of
+    # one unchanged status name the same change once). An Expired status began 45 days after
+    # the disconnection that led to it (`billing.ARC_EXPIRY_DAYS`).
+    changes = snapshots.filter(pl.col("status_changed_at").is_not_null()).select(
+        "resource_id", at="status_changed_at", changed_to="power_state"
+    )
+    expired = pl.col("changed_to") == billing.ARC_EXPIRED
+    disconnections = changes.filter(expired).select(
+        "resource_id",
+        at=pl.col("at") - timedelta(days=billing.ARC_EXPIRY_DAYS),
+        changed_to=pl.lit(billing.ARC_DISCONNECTED),
+    )
+    status_change_rows = (
+        pl.concat([changes, disconnections])
+        .unique(subset=["resource_id", "at", "changed_to"], keep="any")
+        .select(
+            "resource_id",
+            correlation_id=pl.lit(None, dtype=pl.String),
+            operation=pl.lit(None, dtype=pl.String),
+            outcome=pl.lit(None, dtype=pl.String),
+            ended_at=pl.lit(None, dtype=UTC_TIMESTAMP),
+            is_creation=pl.lit(False),
+            at="at",
+            observed_state=pl.lit(None, dtype=pl.String),
+            changed_to="changed_to",
+        )
     )
     is_operation = pl.col("operation").is_not_null()
     busy_until = pl.when(is_operation).then(pl.col("ended_at").fill_null(pl.col("hi")))
     return (
-        bounds.join(pl.concat([operation_rows, snapshot_rows]), on="resource_id", how="left")
+        bounds.join(
+            pl.concat([operation_rows, snapshot_rows, status_change_rows]),
+            on="resource_id",
+            how="left",
+        )
         .sort("resource_id", "at", "ended_at", "correlation_id", nulls_last=True)
         .with_columns(machine=run_index("resource_id"))
         .with_columns(busy_until=busy_until.cum_max().shift(1).over("machine"))
@@ -173,6 +215,16 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
             is_operation | pl.col("busy_until").is_null() | (pl.col("at") >= pl.col("busy_until"))
         )
         .drop("busy_until")
+    )
+
+
+def _running(state: pl.Expr) -> pl.Expr:
+    """`state` for the machine's kind: an Arc machine's counterpart of `running` (a VM's state
+    once created, before a deallocate, assumed without evidence) is Connected."""
+    return (
+        pl.when((pl.col("machine_kind") == "arc") & (state == "running"))
+        .then(pl.lit(billing.ARC_CONNECTED))
+        .otherwise(state)
     )
 
 
@@ -185,23 +237,39 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     operation spends [started_at, ended_at) in its transitional state.
     """
     operation = pl.col("operation")
+    # Snapshots and Arc status changes: evidence that is not an operation.
     is_snapshot = operation.is_null()
+    changed_to = pl.col("changed_to")
     per_machine = "machine"
     succeeded = pl.col("outcome") == "succeeded"
     states = (
         evidence.with_columns(
-            state_after=pl.when(is_snapshot)
+            state_after=pl.when(changed_to.is_not_null())
+            .then(changed_to)
+            .when(is_snapshot)
             .then("observed_state")
             .when(pl.col("is_creation"))
-            .then(pl.lit("running"))
+            .then(_running(pl.lit("running")))
             .when(succeeded)
-            .then(operation.replace_strict(_STATE_AFTER, default=None, return_dtype=pl.String)),
-            state_before=pl.when(is_snapshot)
+            .then(
+                _running(
+                    operation.replace_strict(_STATE_AFTER, default=None, return_dtype=pl.String)
+                )
+            ),
+            state_before=pl.when(changed_to.is_not_null())
+            .then(
+                changed_to.replace_strict(
+                    billing.ARC_STATUS_BEFORE, default=None, return_dtype=pl.String
+                )
+            )
+            .when(is_snapshot)
             .then("observed_state")
             .when(pl.col("is_creation"))
             .then(pl.lit(ABSENT))
             .otherwise(
-                operation.replace_strict(_STATE_BEFORE, default=None, return_dtype=pl.String)
+                _running(
+                    operation.replace_strict(_STATE_BEFORE, default=None, return_dtype=pl.String)
+                )
             ),
             next_at=pl.col("at").shift(-1).over(per_machine),
             next_observed_state=pl.col("observed_state").shift(-1).over(per_machine),
@@ -212,7 +280,7 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
                 .filter(pl.col("state_after").is_not_null() | (pl.col("outcome") == "in_progress"))
                 .first()
                 .over(per_machine),
-                pl.lit(ASSUMED_STATE),
+                _running(pl.lit(ASSUMED_STATE)),
             ),
             settled=pl.col("state_after").forward_fill().over(per_machine),
         )
@@ -244,7 +312,7 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     no_evidence_state = (
         pl.when(pl.col("last_seen_at").is_not_null())
         .then(pl.lit(UNKNOWN_STATE))
-        .otherwise(pl.lit(ASSUMED_STATE))
+        .otherwise(_running(pl.lit(ASSUMED_STATE)))
     )
     is_first = pl.int_range(pl.len()).over(per_machine) == 0
     kept = ("resource_id", "machine_kind", "lo", "hi")

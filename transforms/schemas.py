@@ -39,10 +39,32 @@ INVENTORY: Final = pa.schema(
         pa.field("size", pa.string()),
         pa.field("os_type", pa.string()),
         pa.field("tags", pa.string()),
+        # The resource group's tags (JSON object), inherited where the machine has none.
+        pa.field("resource_group_tags", pa.string()),
         pa.field("created_at", UTC_TIMESTAMP),
         pa.field("power_state", pa.string()),
         pa.field("mde_sensor", pa.bool_(), nullable=False),
         pa.field("mde_extension_type", pa.string()),
+        # Where the server runs (billing.PROVIDERS); null in partitions written before Arc.
+        pa.field("provider", pa.string()),
+        # Arc: `lastStatusChange`, when the status in `power_state` began; null for VMs.
+        pa.field("status_changed_at", UTC_TIMESTAMP),
+        *_PROVENANCE,
+    ]
+)
+
+# Defender for Cloud multicloud connectors (`Microsoft.Security/securityConnectors`) per
+# subscription snapshot: which cloud account each connects, and the Defender for Servers plan its
+# offerings set (null when it has no Defender for Servers offering).
+CONNECTORS: Final = pa.schema(
+    [
+        pa.field("snapshot_at", UTC_TIMESTAMP, nullable=False),
+        pa.field("subscription_id", pa.string(), nullable=False),
+        pa.field("connector_id", pa.string(), nullable=False),
+        pa.field("connector_name", pa.string(), nullable=False),
+        pa.field("cloud", pa.string()),
+        pa.field("hierarchy_identifier", pa.string()),
+        pa.field("defender_plan", pa.string()),
         *_PROVENANCE,
     ]
 )
@@ -163,6 +185,7 @@ SUBSCRIPTIONS: Final = pa.schema(
 DATASETS: Final = {
     "inventory": INVENTORY,
     "pricings": PRICINGS,
+    "connectors": CONNECTORS,
     "power_events": POWER_EVENTS,
     "costs": COSTS,
     "retail_prices": RETAIL_PRICES,

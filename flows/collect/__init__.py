@@ -1,18 +1,23 @@
 """`collect`: Azure -> the Parquet lake, as a Prefect flow (inventory, plans, power events, costs).
 
 This module only wires Prefect tasks to the helpers beside it (like a dlt verified source's
-`__init__`): `inventory`, `pricings`, `activity_log` and `cost_query` fetch and shape, the lake
+`__init__`): `inventory`, `arc`, `pricings`, `connectors`, `activity_log` and `cost_query`
+fetch and shape, the lake
 writer (`flows.lake`) replaces partitions atomically, `transforms.costs` turns Query API rows
 into the `costs` dataset.
 
 Tasks (one per scope x chunk, never per VM; each talks only through parameters, its return value
 and the lake, so any task runner or worker pool can run them):
-- `inventory` (scope): VMs and scale-set VMs -> `inventory/snapshot_date=/subscription_id=`.
+- `inventory` (scope): VMs, scale-set VMs and Azure Arc machines (on premises, and AWS / GCP
+  instances a connector auto-provisions) -> `inventory/snapshot_date=/subscription_id=`.
 - `pricings` (scope, after inventory: it needs the machine and scale-set ids) ->
   `pricings/snapshot_date=/...`.
+- `connectors` (scope): Defender for Cloud multicloud connectors ->
+  `connectors/snapshot_date=/subscription_id=`.
 - `power_events` (scope x month): every month from the window's first month to `as_of`'s that
   the Activity Log still holds part of, whole months within the Activity Log retention, merged
-  with what the lake already holds outside that span (see `activity_log`) ->
+  with what the lake already holds outside that span (see `activity_log`; Compute's events and
+  Hybrid Compute's, an Arc machine's registration and removal) ->
   `power_events/month=/subscription_id=`.
 - `power history` (month, every scope at once; only for months before the Activity Log's
   retention floor, when `[history]` names sources): the Log Analytics workspaces and archive
@@ -70,7 +75,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.azure_clients import AzureClients
 from flows.collect import (
     activity_log,
+    arc,
     archive_storage,
+    connectors,
     cost_query,
     export_storage,
     history,
@@ -188,7 +195,7 @@ class CollectSummary:
 
     def rows_by_dataset(self) -> dict[str, int]:
         totals = dict.fromkeys(
-            ("inventory", "pricings", "power_events", "costs", "subscriptions"), 0
+            ("inventory", "pricings", "connectors", "power_events", "costs", "subscriptions"), 0
         )
         for chunk in self.chunks:
             totals[chunk.dataset] = totals.get(chunk.dataset, 0) + chunk.rows
@@ -359,17 +366,28 @@ def collect_inventory(
     ingested_at: datetime,
     tenant: str | None = None,
 ) -> ChunkResult:
-    """Snapshot the scope's VMs and scale-set VMs at `as_of` into `inventory`."""
+    """Snapshot the scope's VMs, scale-set VMs and Arc machines at `as_of` into `inventory`."""
     settings = load_settings(config_file).for_tenant(tenant)
     subscription_id = subscription_id_of(scope)
     snapshot_date = as_of.date().isoformat()
     origin = f"inventory of {scope} at {snapshot_date}"
 
     def work(result: ChunkResult) -> None:
-        compute = AzureClients(settings).compute(subscription_id)
+        clients = AzureClients(settings)
+        compute = clients.compute(subscription_id)
         fetched = inventory.fetch_inventory(compute, subscription_id, _logger(), origin=origin)
+        arc_machines = arc.fetch_arc_machines(
+            clients.hybrid(subscription_id), subscription_id, _logger(), origin=origin
+        )
+        group_tags = inventory.fetch_resource_group_tags(
+            clients.resources(subscription_id), origin=origin
+        )
         table = inventory.inventory_table(
-            fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
+            [*fetched.records, *arc_machines],
+            snapshot_at=as_of,
+            ingested_at=ingested_at,
+            scope=scope,
+            resource_group_tags=group_tags,
         )
         write_partition(
             settings.lake.path,
@@ -379,7 +397,11 @@ def collect_inventory(
             origin=origin,
         )
         result.rows = table.num_rows
-        result.pricing_resource_ids = fetched.pricing_resource_ids
+        # Resource-level Defender settings exist on Arc machines too (see `pricings`).
+        result.pricing_resource_ids = [
+            *fetched.pricing_resource_ids,
+            *(machine["resource_id"] for machine in arc_machines),
+        ]
 
     return _read_scope(ChunkResult("inventory", scope, f"snapshot {snapshot_date}"), work)
 
@@ -433,6 +455,45 @@ def collect_pricings(
         result.rows = table.num_rows
 
     return _read_scope(result, work)
+
+
+@task(
+    name="connectors",
+    task_run_name="connectors {scope}",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
+def collect_connectors(
+    config_file: Path | None,
+    scope: str,
+    as_of: datetime,
+    ingested_at: datetime,
+    tenant: str | None = None,
+) -> ChunkResult:
+    """Snapshot the scope's Defender for Cloud multicloud connectors into `connectors`."""
+    settings = load_settings(config_file).for_tenant(tenant)
+    subscription_id = subscription_id_of(scope)
+    snapshot_date = as_of.date().isoformat()
+    origin = f"connectors of {scope} at {snapshot_date}"
+
+    def work(result: ChunkResult) -> None:
+        security = AzureClients(settings).security(subscription_id)
+        records = connectors.fetch_connectors(security, subscription_id, origin=origin)
+        table = connectors.connectors_table(
+            records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
+        )
+        write_partition(
+            settings.lake.path,
+            "connectors",
+            {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
+            table,
+            origin=origin,
+        )
+        result.rows = table.num_rows
+
+    return _read_scope(ChunkResult("connectors", scope, f"snapshot {snapshot_date}"), work)
 
 
 @task(
@@ -916,6 +977,8 @@ def _submit_tenant(
             config_file, scope, as_of, ingested_at, machines, tenant
         )
         specs[plans] = ChunkResult("pricings", scope, "snapshot")
+        clouds = collect_connectors.submit(config_file, scope, as_of, ingested_at, tenant)
+        specs[clouds] = ChunkResult("connectors", scope, "snapshot")
         for month in activity_log.power_event_months(start, as_of):
             if month.end <= floor:
                 continue  # nothing of it is left in the Activity Log

@@ -30,6 +30,7 @@ from flows.collect.scopes import Month
 from flows.collect.tables import arrow_table
 from transforms.billing import (
     ACTIVITY_LOG_RETENTION_DAYS,
+    EVENT_RESOURCE_PROVIDERS,
     event_status_expr,
     power_operation,
     power_operation_names,
@@ -38,7 +39,6 @@ from transforms.event_sources import one_row_per_event
 from transforms.schemas import POWER_EVENTS
 
 SOURCE: Final = "activity_log"
-COMPUTE_PROVIDER: Final = "Microsoft.Compute"
 # Only what the POWER_EVENTS schema needs; $select keeps pages small.
 EVENT_SELECT: Final = ",".join(
     (
@@ -111,30 +111,40 @@ def _odata_instant(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_filter(since: datetime, until: datetime) -> str:
-    """The `$filter` for compute events in `[since, until]` (Azure's `le` is inclusive: the
+def event_filter(since: datetime, until: datetime, provider: str) -> str:
+    """The `$filter` for `provider`'s events in `[since, until]` (Azure's `le` is inclusive: the
     upper bound is re-applied exclusively when the rows are read)."""
     return (
         f"eventTimestamp ge '{_odata_instant(since)}' and "
         f"eventTimestamp le '{_odata_instant(until)}' and "
-        f"resourceProvider eq '{COMPUTE_PROVIDER}'"
+        f"resourceProvider eq '{provider}'"
     )
 
 
 def fetch_events(
     monitor: Any, since: datetime, until: datetime, *, origin: str
 ) -> Iterator[dict[str, Any]]:
-    """The Activity Log events (wire format) of compute resources in `[since, until]`, read
-    through `monitor` (a MonitorManagementClient) page by page, only the `EVENT_SELECT` fields.
+    """The Activity Log events (wire format) of compute and Arc machines in `[since, until]`,
+    read through `monitor` (a MonitorManagementClient) page by page, only the `EVENT_SELECT`
+    fields: one listing per provider of `billing.EVENT_RESOURCE_PROVIDERS` (a `$filter` names
+    one resource provider), Compute first.
 
     A listing whose nextLinks make no progress raises `paging.EndlessPaging` naming `origin`
     (scope and month) before the month's partition is touched.
     """
-    list_events = partial(
-        monitor.activity_logs.list, filter=event_filter(since, until), select=EVENT_SELECT
-    )
-    for event in follow_pages(list_events, f"{origin}: Activity Log list"):
-        yield event.serialize(keep_readonly=True)
+    for provider in EVENT_RESOURCE_PROVIDERS:
+        list_events = partial(
+            monitor.activity_logs.list,
+            filter=event_filter(since, until, provider),
+            select=EVENT_SELECT,
+        )
+        what = (
+            "Activity Log list"
+            if provider == EVENT_RESOURCE_PROVIDERS[0]
+            else (f"Activity Log list ({provider})")
+        )
+        for event in follow_pages(list_events, f"{origin}: {what}"):
+            yield event.serialize(keep_readonly=True)
 
 
 def _value(localizable: Any) -> str | None:
@@ -152,7 +162,7 @@ def power_events_frame(
 ) -> pl.DataFrame:
     """Activity Log events (wire format) -> POWER_EVENTS rows without provenance.
 
-    Keeps compute power operations of VMs and scale-set VMs only, every status, events in
+    Keeps power operations of VMs, scale-set VMs and Arc machines only, every status, events in
     `[since, until)`; resource ids lower-cased; statuses in the Activity Log's spelling whatever
     spelling they came in (`billing.event_status_expr`: the history sources spell them as a
     diagnostic setting does); sorted by time, resource, event id. An event lacking an id, time,

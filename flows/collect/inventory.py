@@ -41,6 +41,8 @@ from transforms.billing import MDE_EXTENSION_PUBLISHER, MDE_EXTENSION_TYPES, nor
 from transforms.schemas import INVENTORY
 
 SOURCE: Final = "compute"
+ARC_SOURCE: Final = "hybridcompute"
+AZURE_PROVIDER: Final = "azure"
 POWER_STATE_PREFIX: Final = "PowerState/"
 _RESOURCE_GROUP: Final = re.compile(r"/resourceGroups/([^/]+)/", re.IGNORECASE)
 _TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f%#z"
@@ -124,7 +126,8 @@ def _tags(item: Mapping[str, Any]) -> str:
     return json.dumps(item.get("tags") or {}, sort_keys=True, ensure_ascii=False)
 
 
-def _common(item: Mapping[str, Any], subscription_id: str) -> dict[str, Any]:
+def machine_common(item: Mapping[str, Any], subscription_id: str) -> dict[str, Any]:
+    """The INVENTORY fields every kind of machine (VM, scale-set VM, Arc) spells the same way."""
     resource_id = item["id"]
     return {
         "resource_id": normalise_resource_id(resource_id),
@@ -151,7 +154,7 @@ def vm_record(
     view = properties.get("instanceView") or instance_view or {}
     extension_type = mde_extension_type(extensions)
     return {
-        **_common(vm, subscription_id),
+        **machine_common(vm, subscription_id),
         "machine_kind": "vm",
         "vm_id": properties.get("vmId"),
         "scale_set_name": None,
@@ -161,6 +164,8 @@ def vm_record(
         "power_state": power_state(view.get("statuses")),
         "mde_sensor": extension_type is not None,
         "mde_extension_type": extension_type,
+        "provider": AZURE_PROVIDER,
+        "status_changed_at": None,
     }
 
 
@@ -175,7 +180,8 @@ def scale_set_instance_record(
 ) -> dict[str, Any]:
     """One INVENTORY row for a scale-set VM (wire format, listed with `$expand=instanceView`).
 
-    Size and OS come from the instance, else from the scale set's model.
+    Size and OS come from the instance, else from the scale set's model; tags are the scale
+    set's with the instance's own over them.
     """
     properties = instance.get("properties") or {}
     set_properties = scale_set.get("properties") or {}
@@ -194,8 +200,11 @@ def scale_set_instance_record(
         or (properties.get("hardwareProfile") or {}).get("vmSize")
         or (scale_set.get("sku") or {}).get("name")
     )
+    # Cost Management bills a scale set's instances on the set's id, with the set's tags: an
+    # instance carries them, with its own (if Compute lists any) over them.
+    tags = {**(scale_set.get("tags") or {}), **(instance.get("tags") or {})}
     return {
-        **_common(instance, subscription_id),
+        **machine_common({**instance, "tags": tags}, subscription_id),
         "machine_kind": "vmss_instance",
         "vm_id": properties.get("vmId"),
         "scale_set_name": scale_set["name"],
@@ -205,6 +214,8 @@ def scale_set_instance_record(
         "power_state": power_state((properties.get("instanceView") or {}).get("statuses")),
         "mde_sensor": extension_type is not None,
         "mde_extension_type": extension_type,
+        "provider": AZURE_PROVIDER,
+        "status_changed_at": None,
     }
 
 
@@ -214,31 +225,59 @@ def inventory_table(
     snapshot_at: datetime,
     ingested_at: datetime,
     scope: str,
+    resource_group_tags: Mapping[str, str] | None = None,
 ) -> pa.Table:
-    """INVENTORY rows for one subscription's snapshot, sorted by resource id."""
+    """INVENTORY rows for one subscription's snapshot (VMs, scale-set VMs and Arc machines),
+    sorted by resource id.
+
+    `resource_group_tags`: each resource group's tags (lower-cased name -> JSON object, as
+    `fetch_resource_group_tags` gives them), set beside each machine of the group.
+    """
+    times = ("created_at", "status_changed_at")
+    group_tags = resource_group_tags or {}
+    records = [
+        {**record, "resource_group_tags": group_tags.get(record["resource_group"])}
+        for record in records
+    ]
     names = [
         name
         for name in INVENTORY.names
-        if name not in ("snapshot_at", "created_at", "ingested_at", "source", "scope")
+        if name not in ("snapshot_at", "ingested_at", "source", "scope", *times)
     ]
     frame = pl.DataFrame(
-        {name: [record[name] for record in records] for name in [*names, "created_at"]},
+        {name: [record[name] for record in records] for name in [*names, *times]},
         schema={
-            **{name: pl.String for name in names},
+            **{name: pl.String for name in [*names, *times]},
             "mde_sensor": pl.Boolean,
-            "created_at": pl.String,
         },
     )
     frame = frame.with_columns(
-        created_at=pl.col("created_at").str.to_datetime(
-            _TIMESTAMP_FORMAT, time_unit="us", time_zone="UTC"
+        *(
+            pl.col(name).str.to_datetime(_TIMESTAMP_FORMAT, time_unit="us", time_zone="UTC")
+            for name in times
         ),
         snapshot_at=pl.lit(snapshot_at, dtype=pl.Datetime("us", "UTC")),
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")),
-        source=pl.lit(SOURCE),
+        source=pl.when(pl.col("machine_kind") == "arc")
+        .then(pl.lit(ARC_SOURCE))
+        .otherwise(pl.lit(SOURCE)),
         scope=pl.lit(scope),
     ).sort("resource_id")
     return arrow_table(frame, INVENTORY)
+
+
+def fetch_resource_group_tags(resources: Any, *, origin: str) -> dict[str, str]:
+    """Each resource group's tags in the subscription `resources` (a ResourceManagementClient)
+    is bound to: lower-cased group name -> tags as a JSON object. One paged call
+    (`GET /subscriptions/{id}/resourcegroups`); Cost Management's tag inheritance applies these
+    to the usage of the machines in the group that lack them (`transforms.tags`)."""
+    return {
+        group["name"].lower(): _tags(group)
+        for group in (
+            listed.as_dict()
+            for listed in follow_pages(resources.resource_groups.list, f"{origin}: resource groups")
+        )
+    }
 
 
 @dataclass

@@ -87,6 +87,19 @@ class SubscriptionCosts:
 
 
 @dataclass(frozen=True)
+class ProviderCosts:
+    """The month's machines that run in one place (`machines.provider`: azure, on_premises, aws,
+    gcp): Azure VMs and scale-set instances, and Arc machines outside Azure."""
+
+    provider: str
+    machines: int
+    arc_machines: int
+    billable_hours: float
+    billed_cost: float
+    hourly_cost: float
+
+
+@dataclass(frozen=True)
 class MachineTotals:
     """Column totals of the month's machine rows, as the warehouse sums them."""
 
@@ -200,6 +213,9 @@ class ReportData:
     subscription_answers: list[PlanAnswer]  # per subscription and plan, largest billed first
     options: pa.Table  # the month's rows of licensing_options_monthly, every scope
     assumptions: Assumptions
+    providers: list[ProviderCosts] = field(default_factory=list)  # largest billed first
+    # Charges on no machine by reason (`attribution_detail`: connector, direct_onboarding, ...).
+    unattributed_by_reason: dict[str, float] = field(default_factory=dict)
     # Subscription GUID -> display name (the warehouse's `subscriptions`), shown beside GUIDs.
     subscription_names: dict[str, str] = field(default_factory=dict)
 
@@ -297,7 +313,42 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
             params=[start],
         ).to_arrow_table(),
         assumptions=assumptions,
+        providers=_providers(con, start),
+        unattributed_by_reason=_unattributed_by_reason(con, start, end),
         subscription_names=_subscription_names(con),
+    )
+
+
+def _providers(con: duckdb.DuckDBPyConnection, start: date) -> list[ProviderCosts]:
+    rows = con.execute(
+        """
+        SELECT coalesce(m.provider, 'unknown'), count(*),
+               count(*) FILTER (WHERE l.machine_kind = 'arc'),
+               CAST(coalesce(sum(l.billable_hours), 0) AS DOUBLE),
+               CAST(coalesce(sum(l.billed_cost), 0) AS DOUBLE),
+               CAST(coalesce(sum(l.hourly_cost), 0) AS DOUBLE)
+        FROM licensing_comparison_monthly l LEFT JOIN machines m USING (resource_id)
+        WHERE l.month = ?
+        GROUP BY 1 ORDER BY 5 DESC, 1
+        """,
+        [start],
+    ).fetchall()
+    return [ProviderCosts(row[0], int(row[1]), int(row[2]), *row[3:]) for row in rows]
+
+
+def _unattributed_by_reason(
+    con: duckdb.DuckDBPyConnection, start: date, end: date
+) -> dict[str, float]:
+    return dict(
+        con.execute(
+            """
+            SELECT coalesce(attribution_detail, 'unattributed'), CAST(sum(billed_cost) AS DOUBLE)
+            FROM defender_charges_daily
+            WHERE attribution = 'unattributed' AND usage_date >= ? AND usage_date < ?
+            GROUP BY 1 ORDER BY 2 DESC, 1
+            """,
+            [start, end],
+        ).fetchall()
     )
 
 

@@ -1,4 +1,5 @@
-"""`report.html`: one self-contained page (inline CSS, inline SVG, no script, no fetch).
+"""`report.html`: one self-contained page (inline CSS, inline SVG, one inline script for the
+machines table, no fetch: it reads offline and, scripts off, still reads as a document).
 
 Built from `ReportData` by a Jinja2 template with autoescaping, so any text from the estate
 (machine names, finding details, price sources) is shown, never interpreted.
@@ -15,6 +16,13 @@ from markupsafe import Markup
 
 from flows.report import charts, formatting
 from flows.report.data import MachineSaving, ReportData
+from flows.report.periods import Periods
+from flows.report.sections import (
+    MACHINE_PAGE_ROWS,
+    build_period_charts,
+    machine_table,
+    machines_json,
+)
 from transforms.billing import (
     ARC_BILLABLE_STATES,
     ARC_STATES,
@@ -35,6 +43,28 @@ FINDING_MEANINGS: Mapping[str, str] = {
     "mde_benefit_not_applied": "Full-rate meters after the MDE benefit was approved",
     "stopped_allocated": "Billable while stopped but still allocated: deallocate instead",
     "defender_off": "Machine not covered by Defender for Servers (no amount: nothing billed)",
+    "cost_anomaly": "A month's billed cost moved against the 3 months before it without a "
+    "matching change in billable hours (amount: what the hours do not explain)",
+    "plan_changed": "A subscription or machine changed Defender for Servers plan",
+    "duplicate_onboarding": "Arc server also billed as onboarded directly through Defender for "
+    "Endpoint: the same server paid twice (update its agent)",
+}
+# Where a server runs (`machines.provider`), as a finance reader says it.
+PROVIDER_NAMES: Mapping[str, str] = {
+    "azure": "Azure",
+    "on_premises": "On premises (Azure Arc)",
+    "aws": "AWS (Azure Arc, connector)",
+    "gcp": "GCP (Azure Arc, connector)",
+    "unknown": "Unknown (Arc machines removed before an inventory listed them)",
+}
+# Why a charge is on no machine (`defender_charges_daily.attribution_detail`), in words.
+UNATTRIBUTED_REASONS: Mapping[str, str] = {
+    "connector": "on multicloud connectors",
+    "direct_onboarding": "on servers onboarded directly through Defender for Endpoint",
+    "unknown_machine": "on machine ids never collected",
+    "non_machine_resource": "on other resources (e.g. Log Analytics workspaces)",
+    "no_covered_machine": "subscription-level, with no covered billable machine that day",
+    "no_resource_id": "naming no resource",
 }
 # The page lists this many findings, largest first, and charts this many subscriptions,
 # largest billed first; the tables and the workbook have every one.
@@ -194,12 +224,19 @@ def render_html(
     generated_at: datetime,
     partial_hours: str,
     overrides: Mapping[str, str],
+    periods: Periods | None = None,
+    trend_range: bool = False,
 ) -> str:
-    """The whole page as a string; `overrides` lists configured price changes (option: what)."""
+    """The whole page as a string; `overrides` lists configured price changes (option: what);
+    `periods` the trend, showback and month in progress (none: those sections are left out);
+    `trend_range` says the trend's months were asked for (`--months`)."""
     if partial_hours not in PARTIAL_HOURS_MODES:
         raise ValueError(
             f"partial_hours {partial_hours!r} is not one of {', '.join(PARTIAL_HOURS_MODES)}"
         )
+    periods = periods or Periods(trends=[], showback=[], month_to_date=None)
+    block = block_name(data.assumptions.seat_reassignment_days)
+    machines = machine_table(data)
     return (
         _environment()
         .get_template("report.html.j2")
@@ -226,7 +263,16 @@ def render_html(
             plan_names=PLAN_NAMES,
             seat_name=SEAT_NAMES.get(data.assumptions.seat_option, data.assumptions.seat_option),
             seat_requirement=SEAT_REQUIREMENTS.get(data.assumptions.seat_option),
-            block_name=block_name(data.assumptions.seat_reassignment_days),
+            block_name=block,
             p2_lost=LOST_WITHOUT_DEFENDER_FOR_SERVERS["P2"],
+            provider_names=PROVIDER_NAMES,
+            unattributed_reasons=UNATTRIBUTED_REASONS,
+            periods=periods,
+            period_charts=build_period_charts(data, periods, block),
+            trend_range=trend_range,
+            machine_rows=machines.head(MACHINE_PAGE_ROWS).rows(),
+            machine_count=machines.height,
+            machine_page_rows=MACHINE_PAGE_ROWS,
+            machines_json=machines_json(machines),
         )
     )

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
+
 from flows.config import PricingSettings
 from flows.report.csvfile import write_comparison_csv
-from flows.report.data import ReportData, load_report_data
+from flows.report.data import ReportData, ReportDataError, load_report_data
 from flows.report.html import render_html
+from flows.report.periods import Periods, load_periods
 from flows.report.xlsx import write_workbook
 from flows.warehouse import connect_read_only
 
@@ -38,6 +41,14 @@ class ReportPaths:
     xlsx: Path | None
     options_csv: Path | None  # licensing_options.csv, written with the csv format
     data: ReportData  # what the files say, for summaries and Prefect artifacts
+    periods: Periods | None = None  # trend, showback, month in progress (with html)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file written, in a stable order (the mail attaches them)."""
+        return [
+            path for path in (self.html, self.csv, self.options_csv, self.xlsx) if path is not None
+        ]
 
 
 def report_directory(out_dir: Path, month: date) -> Path:
@@ -64,13 +75,15 @@ def render_report(
     formats: Iterable[str] = FORMATS,
     pricing: PricingSettings | None = None,
     generated_at: datetime | None = None,
+    trend_from: date | None = None,
 ) -> ReportPaths:
     """Render the report for the month containing `month` from `warehouse_path`.
 
     Writes `report.html`, `comparison.csv` (with `licensing_options.csv`) and `comparison.xlsx`
     (those in `formats`) into `<out_dir>/YYYY-MM/`. `pricing` supplies what the methodology
     states about settings the warehouse does not record (partial hours, configured overrides);
-    default: the defaults.
+    default: the defaults. `trend_from`: the first month of the trend (`--months A..B`);
+    default: the last 12 complete months.
     Raises WarehouseMissingError when there is no warehouse, ReportDataError when the month
     has no data, ValueError for an unknown format.
     """
@@ -78,6 +91,15 @@ def render_report(
     pricing = pricing or PricingSettings()
     with connect_read_only(warehouse_path) as con:
         data = load_report_data(con, month, str(warehouse_path))
+        try:
+            periods = load_periods(
+                con, data.month, data.assumptions, data.headline.currency, trend_from
+            )
+        except (duckdb.CatalogException, duckdb.BinderException) as error:
+            raise ReportDataError(
+                f"warehouse {warehouse_path} lacks a view or column the report reads "
+                f"({str(error).splitlines()[0]}); rebuild it with `mdecost build`"
+            ) from None
     directory = report_directory(out_dir, data.month)
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -88,13 +110,15 @@ def render_report(
             generated_at=generated_at or datetime.now(UTC),
             partial_hours=pricing.partial_hours,
             overrides=_overrides(pricing),
+            periods=periods,
+            trend_range=trend_from is not None,
         )
         path.write_text(page, encoding="utf-8")
 
     writers: dict[str, Callable[[Path], None]] = {
         "html": write_html,
         "csv": lambda path: write_comparison_csv(data.machines, path),
-        "xlsx": lambda path: write_workbook(data, path),
+        "xlsx": lambda path: write_workbook(data, path, periods),
     }
     written = {
         name: _write_atomically(directory / FILE_NAMES[name], writers[name])
@@ -113,6 +137,7 @@ def render_report(
         xlsx=written.get("xlsx"),
         options_csv=options_csv,
         data=data,
+        periods=periods,
     )
 
 

@@ -37,6 +37,7 @@ from flows.report.data import (
     ReportDataError,
 )
 from flows.report.formatting import xlsx_money_format
+from flows.report.periods import Periods
 
 SHEETS = ("summary", "machines", "findings", "options")
 TOTAL_LABEL = "Total"
@@ -66,6 +67,10 @@ _MONEY = frozenset(
         "cost",
         "billed",
         "cost_vs_billed",
+        "allocated_cost",
+        "like_for_like_cost",
+        "billed_p1",
+        "billed_p2",
     }
 )
 _HOURS = frozenset({"billable_hours", "hours_in_month", "billed_hours"})
@@ -107,10 +112,10 @@ class _Formats:
         return self.bold if bold else None
 
 
-def write_workbook(data: ReportData, path: Path) -> None:
+def write_workbook(data: ReportData, path: Path, periods: Periods | None = None) -> None:
     """Write the four sheets of `data` to `path` (an .xlsx file; replaced if present): the
     summary, the machines, the findings and the licensing options (`licensing_options_monthly`
-    of the month, every scope)."""
+    of the month, every scope); with `periods`, the month's showback and the trend too."""
     with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as book:
         money = xlsx_money_format(data.headline.currency)
         formats = _Formats(
@@ -149,6 +154,52 @@ def write_workbook(data: ReportData, path: Path) -> None:
             formats,
         )
         _table_sheet(book.add_worksheet("options"), data.options, OPTION_COLUMNS, {}, formats)
+        if periods is not None and periods.showback:
+            showback = _showback_table(periods)
+            _table_sheet(
+                book.add_worksheet("showback"), showback, showback.column_names, {}, formats
+            )
+        if periods is not None and periods.trends:
+            trends = _trend_table(periods)
+            _table_sheet(book.add_worksheet("trends"), trends, trends.column_names, {}, formats)
+
+
+def _showback_table(periods: Periods) -> pa.Table:
+    """The month's showback rows (`showback_monthly`), each key's groups in the report's order."""
+    rows = [
+        {
+            "group_key": showback.key,
+            "group_kind": group.kind,
+            "group_value": group.value,
+            "machines": group.machines,
+            "billable_hours": group.billable_hours,
+            "billed_cost": group.billed,
+            "allocated_cost": group.allocated,
+            "like_for_like_cost": group.like_for_like,
+        }
+        for showback in periods.showback
+        for group in showback.groups
+    ]
+    return pa.Table.from_pylist(rows)
+
+
+def _trend_table(periods: Periods) -> pa.Table:
+    """The trend's months, as the report's trend table states them."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "month": month.month,
+                "billed_p1": month.billed_p1,
+                "billed_p2": month.billed_p2,
+                "billed_cost": month.billed,
+                "like_for_like_cost": month.like_for_like,
+                "machines": month.machines,
+                "utilization": month.utilization,
+                "month_complete": month.complete,
+            }
+            for month in periods.trends
+        ]
+    )
 
 
 def _cell(

@@ -7,7 +7,9 @@ through `flows.lake.write_partition` in the raw lake schemas, partitioned as the
 inventory and pricings per snapshot date x subscription, power events per month x subscription,
 Query API cost rows per month x subscription x cost type.
 
-The estate: subscriptions of ~100-400 machines; VMs and scale-set instances; four usage
+The estate: subscriptions of ~100-400 machines; VMs, scale-set instances and Azure Arc machines
+(`ARC_SHARE`, on premises, in AWS or in GCP, Connected all window: no events, billed like the
+always-on VMs, no compute rows); four usage
 profiles (always on with the odd restart, office hours on weekdays, sporadic runs some days,
 created or deleted inside the window); each operation logged as Started, Accepted (not for a
 write) and Succeeded under one correlation id. Cost rows follow from the same timelines by the
@@ -55,6 +57,9 @@ VM_SIZES: Final = (
     ("Standard_F8s_v2", "FSv2 Series", "F8s v2", 0.338),
 )
 LOCATIONS: Final = ("westeurope", "northeurope", "uksouth", "eastus2")
+# Share of the non-scale-set machines that are Azure Arc machines, and where they run.
+ARC_SHARE: Final = 0.1
+ARC_PROVIDERS: Final = ("on_premises", "aws", "gcp")
 RESOURCE_GROUPS: Final = ("rg-prod-web", "rg-prod-data", "rg-devtest", "rg-batch", "rg-sandbox")
 # (tier, sub plan, share of subscriptions)
 PLANS: Final = (("Standard", "P2", 0.7), ("Standard", "P1", 0.2), ("Free", None, 0.1))
@@ -129,18 +134,21 @@ def _machines(
     start, now = window
     index = np.arange(first, first + count)
     is_vmss = rng.random(count) < 0.2
+    is_arc = ~is_vmss & (rng.random(count) < ARC_SHARE)
+    arc_provider = np.array(ARC_PROVIDERS)[rng.integers(0, len(ARC_PROVIDERS), count)]
     groups = np.array(RESOURCE_GROUPS)[rng.integers(0, len(RESOURCE_GROUPS), count)]
     scale_sets = np.char.add("vmss-", (index // 50).astype(str))
     names = np.char.add("vm-", np.char.zfill(index.astype(str), 6))
     base = np.char.add(f"/subscriptions/{subscription_id}/resourcegroups/", groups)
     vm_ids = np.char.add(np.char.add(base, "/providers/microsoft.compute/virtualmachines/"), names)
+    arc_ids = np.char.add(np.char.add(base, "/providers/microsoft.hybridcompute/machines/"), names)
     vmss_ids = np.char.add(
         np.char.add(
             np.char.add(base, "/providers/microsoft.compute/virtualmachinescalesets/"), scale_sets
         ),
         np.char.add("/virtualmachines/", (index % 50).astype(str)),
     )
-    profile = rng.choice(list(PROFILES), count, p=list(PROFILES.values()))
+    profile = np.where(is_arc, "arc", rng.choice(list(PROFILES), count, p=list(PROFILES.values())))
     lifetime = rng.integers(start + MICROSECONDS_PER_DAY, now - MICROSECONDS_PER_DAY, count)
     size = rng.integers(0, len(VM_SIZES), count)
     windows = rng.random(count) < 0.4
@@ -148,12 +156,13 @@ def _machines(
     return pl.DataFrame(
         {
             "machine": index,
-            "resource_id": np.where(is_vmss, vmss_ids, vm_ids),
+            "resource_id": np.where(is_vmss, vmss_ids, np.where(is_arc, arc_ids, vm_ids)),
             "resource_group": groups,
             "machine_name": np.where(
                 is_vmss, np.char.add(np.char.add(scale_sets, "_"), (index % 50).astype(str)), names
             ),
-            "machine_kind": np.where(is_vmss, "vmss_instance", "vm"),
+            "machine_kind": np.where(is_vmss, "vmss_instance", np.where(is_arc, "arc", "vm")),
+            "provider": np.where(is_arc, arc_provider, "azure"),
             "scale_set_name": pl.Series(np.where(is_vmss, scale_sets, "")).replace("", None),
             "size_index": size,
             "location": np.array(LOCATIONS)[rng.integers(0, len(LOCATIONS), count)],
@@ -271,7 +280,7 @@ def _billable_hours_daily(
                 "machine",
                 begin=pl.max_horizontal(pl.lit(start), "created_at"),
                 end=pl.col("first").fill_null(now),
-                billable=pl.col("profile").is_in(["always_on", "deleted"]),
+                billable=pl.col("profile").is_in(["always_on", "deleted", "arc"]),
             ),
         ]
     ).filter(pl.col("billable") & (pl.col("end") > pl.col("begin")))
@@ -380,6 +389,8 @@ def _cost_rows(
             hours=pl.col("billable_microseconds") / MICROSECONDS_PER_HOUR,
             resource_type=pl.when(pl.col("machine_kind") == "vm")
             .then(pl.lit("microsoft.compute/virtualmachines"))
+            .when(pl.col("machine_kind") == "arc")
+            .then(pl.lit("microsoft.hybridcompute/machines"))
             .otherwise(pl.lit("microsoft.compute/virtualmachinescalesets/virtualmachines")),
         )
     )
@@ -392,7 +403,8 @@ def _cost_rows(
         "cost_type": pl.lit("ActualCost"),
         "cost_source": pl.lit("query"),
     }
-    compute = billed.select(
+    # An Arc machine's hardware is not billed by Azure: only its Defender rows exist.
+    compute = billed.filter(pl.col("machine_kind") != "arc").select(
         "charge_period_start",
         "charge_period_end",
         "resource_id",
@@ -436,8 +448,11 @@ def _inventory(machines: pl.DataFrame, subscription_id: str, now: int) -> pl.Dat
     state = (
         pl.when(pl.col("profile").is_in(["office_hours", "sporadic"]))
         .then(pl.lit("deallocated"))
+        .when(pl.col("profile") == "arc")
+        .then(pl.lit("connected"))
         .otherwise(pl.lit("running"))
     )
+    is_arc = pl.col("machine_kind") == "arc"
     tags = pl.format(
         '{{"costCenter": "CC-{}", "environment": "{}"}}',
         pl.col("machine") % 97,
@@ -454,13 +469,22 @@ def _inventory(machines: pl.DataFrame, subscription_id: str, now: int) -> pl.Dat
         vm_id="vm_id",
         scale_set_name="scale_set_name",
         location="location",
-        size=pl.col("size_index").replace_strict(dict(enumerate(sizes)), return_dtype=pl.String),
+        size=pl.when(~is_arc).then(
+            pl.col("size_index").replace_strict(dict(enumerate(sizes)), return_dtype=pl.String)
+        ),
         os_type="os_type",
         tags=tags,
+        # Resource groups carry a department, inherited by their machines (showback).
+        resource_group_tags=pl.format(
+            '{{"department": "{}"}}', pl.col("resource_group").str.strip_prefix("rg-")
+        ),
         created_at=pl.col("created_at").cast(TIMESTAMP),
         power_state=state,
         mde_sensor="mde_sensor",
         mde_extension_type="mde_extension_type",
+        provider="provider",
+        # Connected since it was onboarded (lastStatusChange).
+        status_changed_at=pl.when(is_arc).then(pl.col("created_at").cast(TIMESTAMP)),
     )
 
 

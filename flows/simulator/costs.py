@@ -17,6 +17,7 @@ restated one. The billing cases of issue 11:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ from flows.simulator.catalog import (
 from flows.simulator.model import (
     MICROSECONDS_PER_HOUR,
     TIMESTAMP,
+    OtherCharge,
     SubscriptionSpec,
     WorkspaceCharge,
 )
@@ -147,7 +149,8 @@ def _machine_billing(estate: Estate) -> pl.DataFrame:
         m = timeline.machine
         sub = m.subscription
         style = sub.cost_id_case
-        size = VM_SIZES[m.size]
+        # An Arc machine's compute and disks are not Azure's: only its Defender rows exist.
+        size = None if m.arc_provider else VM_SIZES[m.size]
         disk_arm_id = (
             f"/subscriptions/{sub.subscription_id}/resourceGroups/{m.resource_group}"
             f"/providers/Microsoft.Compute/disks/{m.machine_name}_OsDisk_1"
@@ -164,19 +167,19 @@ def _machine_billing(estate: Estate) -> pl.DataFrame:
                 "charge_target": sub.charge_target,
                 "defender_category": sub.meter_category,
                 "machine_cost_id": cost_spelling(m.arm_id, style),
-                "compute_cost_id": cost_spelling(compute_arm_id, style),
+                "compute_cost_id": cost_spelling(compute_arm_id, style) if size else None,
                 "compute_type": (
                     "microsoft.compute/virtualmachinescalesets"
                     if m.scale_set
                     else "microsoft.compute/virtualmachines"
                 ),
                 "machine_type": m.resource_type.lower(),
-                "disk_cost_id": cost_spelling(disk_arm_id, style),
+                "disk_cost_id": cost_spelling(disk_arm_id, style) if size else None,
                 "resource_group_cost": m.resource_group.lower(),
                 "location": m.location,
-                "vm_subcategory": size.meter_subcategory(m.os_type),
-                "vm_meter": size.meter,
-                "vm_usd_per_hour": size.usd_per_hour(m.os_type),
+                "vm_subcategory": size.meter_subcategory(m.os_type) if size else None,
+                "vm_meter": size.meter if size else None,
+                "vm_usd_per_hour": size.usd_per_hour(m.os_type) if size else None,
                 "tag_pairs": [f"{k}:{v}".lower() for k, v in sorted(m.tags.items())],
             }
         )
@@ -234,8 +237,9 @@ def _defender_meter_columns() -> list[pl.Expr]:
     ]
 
 
-def workspace_rows(charges: list[WorkspaceCharge]) -> pl.LazyFrame:
-    """Defender for Servers rows on Log Analytics workspaces, ready for the meter columns."""
+def workspace_rows(charges: Sequence[WorkspaceCharge | OtherCharge]) -> pl.LazyFrame:
+    """Defender for Servers rows on ids that are not machines (Log Analytics workspaces,
+    connectors, directly onboarded servers), ready for the meter columns."""
     frames = [
         pl.LazyFrame({"usage_date": list(c.days)}, schema={"usage_date": pl.Date}).with_columns(
             subscription_id=pl.lit(c.subscription.subscription_id),
@@ -246,9 +250,9 @@ def workspace_rows(charges: list[WorkspaceCharge]) -> pl.LazyFrame:
             benefit=pl.lit(None, dtype=pl.String),
             defender_category=pl.lit(c.subscription.meter_category),
             tag_pairs=pl.lit([], dtype=pl.List(pl.String)),
-            resource_id=pl.lit(cost_spelling(c.arm_id, c.subscription.cost_id_case)),
+            resource_id=pl.lit(cost_spelling(c.resource_id, c.subscription.cost_id_case)),
             resource_group=pl.lit(c.resource_group.lower()),
-            resource_type=pl.lit("microsoft.operationalinsights/workspaces"),
+            resource_type=pl.lit(c.resource_type),
             resource_location=pl.lit(c.subscription.location),
         )
         for c in charges
@@ -351,16 +355,17 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     defender = pl.concat([per_machine, per_subscription], how="diagonal").with_columns(
         _defender_meter_columns()
     )
-    if estate.workspace_charges:
+    if estate.workspace_charges or estate.other_charges:
         workspaces = (
-            workspace_rows(estate.workspace_charges)
+            workspace_rows([*estate.workspace_charges, *estate.other_charges])
             .join(reporting, on="subscription_id", how="inner")
             .filter(pl.col("usage_date") <= pl.col("last_billed_day"))
         )
         defender = pl.concat([defender, workspaces], how="diagonal")
 
     compute = (
-        billed.group_by(
+        billed.filter(pl.col("compute_cost_id").is_not_null())
+        .group_by(
             "usage_date",
             "subscription_id",
             "subscription_name",
@@ -401,7 +406,7 @@ def cost_versions(estate: Estate) -> pl.DataFrame:
     )
 
     month_share = 1.0 / pl.col("usage_date").dt.days_in_month().cast(pl.Float64)
-    disks = daily.select(
+    disks = daily.filter(pl.col("disk_cost_id").is_not_null()).select(
         "usage_date",
         "subscription_id",
         "subscription_name",

@@ -21,18 +21,27 @@ from flows.simulator.model import (
     TIMESTAMP,
     VMSS_TYPE,
     Anomaly,
+    ConnectorSpec,
     Event,
     MachineSpec,
     MachineTimeline,
+    OtherCharge,
     ScaleSetSpec,
     SubscriptionSpec,
     WorkspaceCharge,
     operation_events,
     scale_set_operation_name,
 )
-from transforms.billing import ACTIVITY_LOG_RETENTION_DAYS, VM_BILLABLE_STATES
+from transforms.billing import (
+    ACTIVITY_LOG_RETENTION_DAYS,
+    ARC_BILLABLE_STATES,
+    VM_BILLABLE_STATES,
+)
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
+
+# VM states and Arc statuses have different names, so one set tells what is billable.
+BILLABLE_STATES = sorted(VM_BILLABLE_STATES | ARC_BILLABLE_STATES)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -81,7 +90,17 @@ class EstateBuilder:
         self.timelines: list[MachineTimeline] = []
         self.anomalies: list[Anomaly] = []
         self.workspace_charges: list[WorkspaceCharge] = []
+        self.other_charges: list[OtherCharge] = []
+        self.connectors: list[ConnectorSpec] = []
         self.scale_set_events: list[tuple[ScaleSetSpec, Event]] = []
+        # Tags of resource groups, keyed by (subscription id, group name as spelled).
+        self.resource_group_tags: dict[tuple[str, str], dict[str, str]] = {}
+
+    def tag_resource_group(
+        self, subscription: SubscriptionSpec, name: str, tags: dict[str, str]
+    ) -> None:
+        """Give resource group `name` tags (inherited by its machines that lack them)."""
+        self.resource_group_tags[(subscription.subscription_id, name)] = dict(tags)
 
     def add_subscription(self, subscription: SubscriptionSpec) -> SubscriptionSpec:
         self.subscriptions.append(subscription)
@@ -108,6 +127,13 @@ class EstateBuilder:
 
     def add_workspace_charge(self, charge: WorkspaceCharge) -> None:
         self.workspace_charges.append(charge)
+
+    def add_other_charge(self, charge: OtherCharge) -> None:
+        self.other_charges.append(charge)
+
+    def add_connector(self, connector: ConnectorSpec) -> ConnectorSpec:
+        self.connectors.append(connector)
+        return connector
 
     def operate_scale_set(
         self,
@@ -161,7 +187,10 @@ class Estate:
         self.timelines = list(builder.timelines)
         self.anomaly_specs = list(builder.anomalies)
         self.workspace_charges = list(builder.workspace_charges)
+        self.other_charges = list(builder.other_charges)
+        self.connector_specs = list(builder.connectors)
         self.scale_set_events = list(builder.scale_set_events)
+        self.resource_group_tags = dict(builder.resource_group_tags)
         self.tenant_id = TENANT_ID
         self.machine_by_id = {t.machine.arm_id.lower(): t for t in self.timelines}
         self.subscription_by_id = {s.subscription_id: s for s in self.subscription_specs}
@@ -172,6 +201,30 @@ class Estate:
         from flows.simulator.profiles import generate_estate
 
         return generate_estate(seed=seed, machines=machines, months=months, now=now)
+
+    def resource_groups(self, subscription_id: str) -> list[tuple[str, dict[str, str]]]:
+        """The subscription's resource groups (every group a machine, scale set, workspace or
+        tag names), sorted by name, with their tags."""
+        names = {
+            m.resource_group
+            for m in (t.machine for t in self.timelines)
+            if m.subscription.subscription_id == subscription_id
+        }
+        names |= {
+            s.resource_group
+            for s in self.scale_set_specs
+            if s.subscription.subscription_id == subscription_id
+        }
+        names |= {
+            w.resource_group
+            for w in self.workspace_charges
+            if w.subscription.subscription_id == subscription_id
+        }
+        names |= {name for sub, name in self.resource_group_tags if sub == subscription_id}
+        return [
+            (name, self.resource_group_tags.get((subscription_id, name), {}))
+            for name in sorted(names, key=str.lower)
+        ]
 
     # -- ground truth --------------------------------------------------------------------------
     @property
@@ -199,12 +252,13 @@ class Estate:
                     "deleted_at": timeline.deleted_at,
                     "moved_at": timeline.moved_out_at,
                     "os_type": m.os_type,
-                    "size": m.size,
+                    "size": m.size or None,  # an Arc machine has none
                     "location": m.location,
                     "mde_sensor": m.mde_sensor,
                     "defender_plan": plans.machine_plan_at(m, self.now),
                     "pricing_override": m.pricing_override,
                     "profile": m.profile,
+                    "provider": m.provider,
                     "tags": json.dumps(m.tags, sort_keys=True),
                 }
             )
@@ -228,6 +282,7 @@ class Estate:
             "defender_plan": pl.String(),
             "pricing_override": pl.String(),
             "profile": pl.String(),
+            "provider": pl.String(),
             "tags": pl.String(),
         }
         return _columns_frame({name: [row[name] for row in rows] for name in schema}, schema)
@@ -255,6 +310,7 @@ class Estate:
             "mde_sensor",
             "defender_plan",
             "profile",
+            "provider",
         )
 
     @cached_property
@@ -271,9 +327,7 @@ class Estate:
 
     def state_intervals(self) -> pl.DataFrame:
         """The true timeline: resource_id, state, start_at, end_at ([start, end), UTC, to `now`)."""
-        return self._intervals.with_columns(
-            billable=pl.col("state").is_in(sorted(VM_BILLABLE_STATES))
-        )
+        return self._intervals.with_columns(billable=pl.col("state").is_in(BILLABLE_STATES))
 
     @cached_property
     def _billable_hours_daily(self) -> pl.DataFrame:
@@ -301,7 +355,7 @@ class Estate:
             .group_by("usage_date", "resource_id")
             .agg(
                 billable_microseconds=pl.col("overlap")
-                .filter(pl.col("state").is_in(sorted(VM_BILLABLE_STATES)))
+                .filter(pl.col("state").is_in(BILLABLE_STATES))
                 .sum()
             )
             .with_columns(billable_hours=pl.col("billable_microseconds") / MICROSECONDS_PER_HOUR)
@@ -546,9 +600,10 @@ class Estate:
         )
 
     def non_machine_charges(self) -> pl.DataFrame:
-        """Defender for Servers charged on resources that are not machines (a Log Analytics
-        workspace), as billed: usage_date, subscription_id, resource_id, plan, quantity, cost."""
-        return workspace_rows(self.workspace_charges).collect()
+        """Defender for Servers charged on ids that are not collected machines (a Log Analytics
+        workspace, a connector, a directly onboarded server), as billed: usage_date,
+        subscription_id, resource_id, plan, quantity, cost."""
+        return workspace_rows([*self.workspace_charges, *self.other_charges]).collect()
 
     def moves(self) -> pl.DataFrame:
         """Machines moved between subscriptions: the vmId kept, the old and new ids, the move
@@ -579,14 +634,21 @@ class Estate:
     def alive_at(self, clock: datetime) -> pl.DataFrame:
         """Machines that exist at `clock` (created, not yet deleted) with their power state."""
         at = min(clock, self.now - timedelta(microseconds=1))
+        # `state_since`: when the current state began (an Arc machine's lastStatusChange); a
+        # state held since before the window began at the machine's creation.
         states = self._intervals.filter(
             (pl.col("start_at") <= at) & (pl.col("end_at") > at)
-        ).select("resource_id", "state")
+        ).select("resource_id", "state", state_since="start_at")
         return (
             self._machines.filter(
                 (pl.col("created_at") <= clock)
                 & (pl.col("deleted_at").is_null() | (pl.col("deleted_at") > clock))
             )
             .join(states, on="resource_id", how="inner")
+            .with_columns(
+                state_since=pl.when(pl.col("state_since") <= self.window_start)
+                .then(pl.min_horizontal("created_at", "state_since"))
+                .otherwise("state_since")
+            )
             .sort("subscription_id", "resource_id")
         )

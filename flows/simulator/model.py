@@ -55,6 +55,9 @@ _OPERATION_SUFFIX = {
 # 200/201 directly and logs no Accepted event.
 _LOGS_ACCEPTED = frozenset({"start", "deallocate", "power_off", "restart", "delete"})
 
+ARC_TYPE = "Microsoft.HybridCompute/machines"
+# What Hybrid Compute's `cloudMetadata.provider` says for each provider (`billing.PROVIDERS`).
+ARC_CLOUD_NAMES = {"on_premises": "N/A", "aws": "AWS", "gcp": "GCP"}
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 VMSS_TYPE = "Microsoft.Compute/virtualMachineScaleSets"
 VMSS_VM_TYPE = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
@@ -137,10 +140,20 @@ class MachineSpec:
     # The machine this one was moved from (another subscription, same vmId); this resource id
     # exists from the move on.
     moved_from: MachineSpec | None = None
+    # An Azure Arc machine (`Microsoft.HybridCompute/machines`) and where it runs: on_premises,
+    # aws or gcp (billing.PROVIDERS); None for a VM or scale-set instance. An Arc machine has no
+    # size and no compute or disk cost rows.
+    arc_provider: str | None = None
 
     @property
     def kind(self) -> str:
+        if self.arc_provider:
+            return "arc"
         return "vmss_instance" if self.scale_set else "vm"
+
+    @property
+    def provider(self) -> str:
+        return self.arc_provider or "azure"
 
     @property
     def machine_name(self) -> str:
@@ -149,6 +162,8 @@ class MachineSpec:
 
     @property
     def resource_type(self) -> str:
+        if self.arc_provider:
+            return ARC_TYPE
         return VMSS_VM_TYPE if self.scale_set else VM_TYPE
 
     @property
@@ -157,8 +172,45 @@ class MachineSpec:
             return f"{self.scale_set.arm_id}/virtualMachines/{self.instance_id}"
         return (
             f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
-            f"{self.resource_group}/providers/Microsoft.Compute/virtualMachines/{self.name}"
+            f"{self.resource_group}/providers/{self.resource_type}/{self.name}"
         )
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A Defender for Cloud multicloud connector (`Microsoft.Security/securityConnectors`): an
+    AWS account or GCP project whose instances it auto-provisions as Arc machines, with the
+    Defender for Servers plan its offering sets."""
+
+    subscription: SubscriptionSpec
+    resource_group: str
+    name: str
+    cloud: str  # "aws" or "gcp"
+    hierarchy_identifier: str  # the AWS account id or GCP project number
+    plan: str
+    created_at: datetime
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
+            f"{self.resource_group}/providers/Microsoft.Security/securityConnectors/{self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class OtherCharge:
+    """Defender for Servers billed on an id that is not a collected machine, some days: a
+    connector's id, or a server onboarded directly through Defender for Endpoint (its name, not
+    an ARM id). `resource_id` is the id as cost data carries it."""
+
+    subscription: SubscriptionSpec
+    resource_id: str
+    resource_type: str
+    resource_group: str
+    plan: str
+    days: tuple[date, ...]
+    hours_per_day: float
 
 
 @dataclass(frozen=True)
@@ -178,6 +230,14 @@ class WorkspaceCharge:
             f"/subscriptions/{self.subscription.subscription_id}/resourceGroups/"
             f"{self.resource_group}/providers/Microsoft.OperationalInsights/workspaces/{self.name}"
         )
+
+    @property
+    def resource_id(self) -> str:
+        return self.arm_id
+
+    @property
+    def resource_type(self) -> str:
+        return "microsoft.operationalinsights/workspaces"
 
 
 @dataclass(frozen=True)
@@ -275,6 +335,28 @@ class MachineTimeline:
         self._move_to("stopped", at)
         self._busy_until = at
 
+    def onboard(self, at: datetime, duration: timedelta, caller: str) -> None:
+        """An Arc machine onboarded at `at`: the agent's registration is a Hybrid Compute
+        `write` (Started, Succeeded), Connected once it succeeds."""
+        if self.machine.arc_provider is None:
+            raise OperationRefused(f"{self.machine.arm_id} is not an Arc machine")
+        self.create(at, duration, caller)
+
+    def offboard(self, at: datetime, duration: timedelta, caller: str) -> None:
+        """An Arc machine removed at `at` (`azcmagent disconnect`): a Hybrid Compute `delete`;
+        gone once it succeeds."""
+        if self._state is None or at < self._busy_until or self.machine.arc_provider is None:
+            raise OperationRefused(f"offboarding refused for {self.machine.arm_id}")
+        self._record("delete", at, duration, succeeded=True, caller=caller)
+
+    def arc_status(self, status: str, at: datetime) -> None:
+        """An Arc machine's agent status changes (heartbeats stop or resume, 45 days without
+        one expire it): the Activity Log logs nothing."""
+        if self._state is None or at < self._busy_until or self.machine.arc_provider is None:
+            raise OperationRefused(f"status {status} refused for {self.machine.arm_id}")
+        self._move_to(status, at)
+        self._busy_until = at
+
     def move_out(self, at: datetime) -> None:
         """Moved to another subscription at `at`: this resource id ends, and the Compute
         provider logs no power event (the move is a `Microsoft.Resources` operation)."""
@@ -328,6 +410,8 @@ class MachineTimeline:
         self, operation: str, at: datetime, duration: timedelta, *, succeeded: bool
     ) -> None:
         transitional, target = _TRANSITIONS[operation]
+        if target == "running" and self.machine.arc_provider:
+            target = "connected"  # an Arc machine's counterpart of running
         finished_at = at + duration
         previous = self._state
         if transitional is not None:

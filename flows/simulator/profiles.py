@@ -106,6 +106,13 @@ _ENVIRONMENT = {
     ANALYTICS: "analytics",
 }
 _TEAMS = ("platform", "payments", "data", "web")
+_COST_CENTRES = ("CC-1001", "CC-2002", "CC-3003")
+# Resource groups' tags (Cost Management's tag inheritance gives them to machines without their
+# own): Production's web group and Analytics' group carry a cost centre.
+_GROUP_TAGS = {
+    (PRODUCTION, 0): {"CostCenter": "CC-4004", "environment": "prod"},
+    (ANALYTICS, 0): {"CostCenter": "CC-5005"},
+}
 SCHEDULER = "4c1f5e4a-3d8b-4a52-9a53-6f1e9e7d2a10"  # an automation account's app id
 AUTOSCALE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # the autoscale service principal
 PEOPLE = ("alice@contoso.com", "bob@contoso.com", "carol@contoso.com")
@@ -175,6 +182,9 @@ class _Generator:
             subscription = billing_case.get(index, lambda s: s)(subscription)
             self.subscriptions.append(builder.add_subscription(subscription))
             self.resource_groups.append(groups)
+            for group_index, group in enumerate(groups):
+                if tags := _GROUP_TAGS.get((index, group_index)):
+                    builder.tag_resource_group(subscription, group, tags)
         self.serial = 0
         self.defender_machines = 0
         self.unprotected_machines = 0
@@ -198,10 +208,14 @@ class _Generator:
         cases.workspace_charge(
             self.builder, production, self.resource_groups[PRODUCTION][1], self.dates
         )
+        cases.unexpected_charges(
+            self.builder, self.subscriptions[SHARED], self.resource_groups[SHARED][1], self.dates
+        )
         if self.builder.scale_sets:
             cases.deallocate_scale_set(
                 self.builder, self.builder.scale_sets[0], self.dates, self.rng, PEOPLE[0]
             )
+        cases.arc_estate(self.builder, production, self.rng)
 
     def _days(self, seconds_low: float, seconds_high: float) -> timedelta:
         return timedelta(
@@ -243,15 +257,20 @@ class _Generator:
             profile=profile,
             mde_sensor=self._mde_sensor(subscription, override),
             created_at=created_at,
-            tags={
-                "environment": _ENVIRONMENT[subscription_index],
-                "owner": rng.choice(_TEAMS),
-                "costCenter": f"CC-{rng.randint(1000, 9999)}",
-            },
+            tags=self._tags(subscription_index),
             pricing_override=override,
             override_until=override_until,
             extra_extensions=self._extensions(os_type),
         )
+
+    def _tags(self, subscription_index: int) -> dict[str, str]:
+        """A VM's tags: its environment, an owning team and, for three in four, a cost centre
+        (the others inherit their resource group's, or are untagged for showback)."""
+        tags = {"environment": _ENVIRONMENT[subscription_index], "owner": self.rng.choice(_TEAMS)}
+        draw = self.rng.randint(1000, 9999)
+        if draw % 4:
+            tags["costCenter"] = _COST_CENTRES[draw % len(_COST_CENTRES)]
+        return tags
 
     def _mde_sensor(self, subscription: SubscriptionSpec, override: str | None) -> bool:
         # Most protected machines run the MDE sensor, one in seven does not; a third of the

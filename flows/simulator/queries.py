@@ -94,7 +94,6 @@ _EVENT_FIELDS = {
     "status": "status",
     "caller": "caller",
 }
-_EVENT_PROVIDER = "microsoft.compute"
 
 
 def activity_log_filter(text: str | None) -> pl.Expr:
@@ -123,7 +122,8 @@ def activity_log_filter(text: str | None) -> pl.Expr:
                     .is_in(sorted(wanted))
                 )
         elif field == "resourceprovider" and clause.op == "eq":
-            predicate &= pl.lit(clause.value.lower() == _EVENT_PROVIDER)
+            provider = clause.value.lower() + "/"
+            predicate &= pl.col("resource_type").str.to_lowercase().str.starts_with(provider)
         elif field in _EVENT_FIELDS and clause.op == "eq":
             value = clause.value.lower()
             if field in ("resourceuri", "resourceid"):

@@ -77,6 +77,7 @@ PAGED_ROUTES = (
     "vm_list",
     "vmss_list",
     "vmss_vm_list",
+    "arc_machine_list",
     "activity_log",
     "cost_query",
 )
@@ -216,6 +217,7 @@ def _route(method: str, pattern: str, name: str) -> Callable:
 _SUB = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = r"/resourcegroups/(?P<rg>[^/]+)"
 _COMPUTE = r"/providers/microsoft\.compute"
+_HYBRID = r"/providers/microsoft\.hybridcompute"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -392,6 +394,16 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         self._send(200, wire.subscription_json(sim.subscription(sub), sim.estate.tenant_id))
 
+    # -- resource groups -----------------------------------------------------------------------
+    @_route("GET", rf"^{_SUB}/resourcegroups$", "resource_groups_list")
+    def resource_groups_list(self, sub: str) -> None:
+        sim = self.server.simulator
+        subscription = sim.subscription(sub)
+        groups = sim.estate.resource_groups(subscription.subscription_id)
+        page, next_link = self._page(groups, sim.page_sizes.subscriptions_list)
+        value = [wire.resource_group_json(subscription, name, tags) for name, tags in page]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
+
     # -- compute -------------------------------------------------------------------------------
     @_route("GET", rf"^{_SUB}(?:{_RG})?{_COMPUTE}/virtualmachines$", "vm_list")
     def vm_list(self, sub: str, rg: str | None = None) -> None:
@@ -500,6 +512,47 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, wire.instance_view_json(machine, state))
         else:
             self._extensions(machine, ext)
+
+    # -- hybrid compute (Azure Arc) ------------------------------------------------------------
+    @_route("GET", rf"^{_SUB}(?:{_RG})?{_HYBRID}/machines$", "arc_machine_list")
+    def arc_machine_list(self, sub: str, rg: str | None = None) -> None:
+        sim = self.server.simulator
+        alive = sim.alive(sub, rg).filter(pl.col("machine_kind") == "arc")
+        page, next_link = self._page(alive, sim.page_sizes.vm_list)
+        value = [
+            wire.arc_machine_json(
+                sim.machine(row["resource_id"]),
+                row["state"],
+                row["state_since"],
+                sim.estate.tenant_id,
+            )
+            for row in page.iter_rows(named=True)
+        ]
+        self._send(200, {"value": value, **({"nextLink": next_link} if next_link else {})})
+
+    @_route(
+        "GET",
+        rf"^{_SUB}{_RG}{_HYBRID}/machines/(?P<name>[^/]+)(?P<tail>/extensions(?:/(?P<ext>[^/]+))?)?$",
+        "arc_machine_get",
+    )
+    def arc_machine_get(
+        self, sub: str, rg: str, name: str, tail: str | None, ext: str | None
+    ) -> None:
+        sim = self.server.simulator
+        sim.subscription(sub)
+        arm_id = (
+            f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.HybridCompute/"
+            f"machines/{name}"
+        )
+        machine, _ = sim.find_machine(arm_id)
+        if tail:
+            self._extensions(machine, ext)
+            return
+        row = sim.alive(sub, rg).filter(pl.col("resource_id") == arm_id.lower()).row(0, named=True)
+        self._send(
+            200,
+            wire.arc_machine_json(machine, row["state"], row["state_since"], sim.estate.tenant_id),
+        )
 
     # -- monitor -------------------------------------------------------------------------------
     @_route(
@@ -797,7 +850,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     @_route(
         "GET",
-        rf"^(?P<resource>{_SUB}{_RG}{_COMPUTE}/.+?)/providers/microsoft\.security/pricings"
+        rf"^{_SUB}(?:{_RG})?/providers/microsoft\.security/securityconnectors$",
+        "security_connectors",
+    )
+    def security_connectors(self, sub: str, rg: str | None = None) -> None:
+        sim = self.server.simulator
+        subscription = sim.subscription(sub)
+        value = [
+            wire.connector_json(connector)
+            for connector in sim.estate.connector_specs
+            if connector.subscription is subscription
+            and connector.created_at <= sim.clock
+            and (rg is None or connector.resource_group.lower() == rg.lower())
+        ]
+        self._send(200, {"value": value})
+
+    @_route(
+        "GET",
+        rf"^(?P<resource>{_SUB}{_RG}/providers/microsoft\.(?:compute|hybridcompute)/.+?)"
+        r"/providers/microsoft\.security/pricings"
         r"(?:/(?P<name>[^/]+))?$",
         "resource_pricings",
     )
@@ -958,6 +1029,7 @@ class SimulatedAzure:
             '\n[lake]\npath = "lake"\n'
             '\n[warehouse]\npath = "warehouse.duckdb"\n'
             '\n[report]\npath = "reports"\n'
+            'group_by = ["tag:CostCenter", "resource_group"]\n'
             "\n[pricing]\n"
             f'retail_prices_endpoint = "{self.arm_endpoint}/api/retail/prices"\n'
             + (

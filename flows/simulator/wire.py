@@ -10,7 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
+from flows.simulator.model import (
+    ARC_CLOUD_NAMES,
+    ConnectorSpec,
+    MachineSpec,
+    ScaleSetSpec,
+    SubscriptionSpec,
+)
 from flows.simulator.plans import Pricing
 from transforms.billing import MDE_EXTENSION_PUBLISHER
 
@@ -363,6 +369,20 @@ def vmss_json(scale_set: ScaleSetSpec, capacity: int) -> dict[str, Any]:
     }
 
 
+def resource_group_json(
+    subscription: SubscriptionSpec, name: str, tags: dict[str, str]
+) -> dict[str, Any]:
+    """A resource group as `GET /subscriptions/{id}/resourcegroups` lists it."""
+    return {
+        "id": f"/subscriptions/{subscription.subscription_id}/resourceGroups/{name}",
+        "name": name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": subscription.location,
+        "tags": dict(tags),
+        "properties": {"provisioningState": "Succeeded"},
+    }
+
+
 def subscription_json(subscription: SubscriptionSpec, tenant_id: str) -> dict[str, Any]:
     return {
         "id": f"/subscriptions/{subscription.subscription_id}",
@@ -456,8 +476,8 @@ def event_json(row: dict[str, Any], tenant_id: str) -> dict[str, Any]:
         "level": "Error" if status == "Failed" else "Informational",
         "resourceGroupName": row["resource_group"],
         "resourceProviderName": {
-            "value": "Microsoft.Compute",
-            "localizedValue": "Microsoft.Compute",
+            "value": row["resource_type"].split("/", 1)[0],
+            "localizedValue": row["resource_type"].split("/", 1)[0],
         },
         "resourceId": row["arm_id"],
         "resourceType": {"value": row["resource_type"], "localizedValue": row["resource_type"]},
@@ -539,3 +559,181 @@ def other_pricings_json(subscription_id: str, enabled: datetime) -> list[dict[st
         }
         for name, tier in _OTHER_PLANS
     ]
+
+
+# Hybrid Compute's status spelling of each simulated Arc status.
+_ARC_STATUS = {
+    "connected": "Connected",
+    "disconnected": "Disconnected",
+    "error": "Error",
+    "expired": "Expired",
+}
+_ARC_HARDWARE = {
+    "on_premises": ("Dell Inc.", "PowerEdge R740"),
+    "aws": ("Amazon EC2", "m5.large"),
+    "gcp": ("Google", "Google Compute Engine"),
+}
+
+
+def arc_machine_json(
+    machine: MachineSpec, state: str, status_since: datetime, tenant_id: str
+) -> dict[str, Any]:
+    """An Azure Arc machine as `Microsoft.HybridCompute/machines` list and GET return it
+    (REST spec 2024-07-10 example Machines_ListBySubscription): `status` and `lastStatusChange`
+    (when that status began), the OS, `cloudMetadata.provider` and `detectedProperties`."""
+    provider = machine.arc_provider or "on_premises"
+    cloud = ARC_CLOUD_NAMES[provider]
+    manufacturer, model = _ARC_HARDWARE[provider]
+    windows = machine.os_type == "Windows"
+    os_name, os_version = _OS_NAMES[machine.os_type]
+    fqdn = f"{machine.name.lower()}.contoso.local"
+    return {
+        "id": machine.arm_id,
+        "name": machine.name,
+        "location": machine.location,
+        "tags": dict(machine.tags),
+        "identity": {"type": "SystemAssigned", "principalId": machine.vm_id, "tenantId": tenant_id},
+        "type": machine.resource_type,
+        "kind": "AWS" if provider == "aws" else "GCP" if provider == "gcp" else None,
+        "systemData": {
+            "createdBy": "arc-onboarding@contoso.com",
+            "createdByType": "Application",
+            "createdAt": timestamp(machine.created_at),
+            "lastModifiedBy": "arc-onboarding@contoso.com",
+            "lastModifiedByType": "Application",
+            "lastModifiedAt": timestamp(status_since),
+        },
+        "properties": {
+            "provisioningState": "Succeeded",
+            "agentVersion": "1.48.02881.1941",
+            "status": _ARC_STATUS[state],
+            "lastStatusChange": timestamp(status_since),
+            "errorDetails": [],
+            "displayName": machine.name,
+            "machineFqdn": fqdn,
+            "vmUuid": machine.vm_id.upper(),
+            "osSku": os_name if windows else "Ubuntu 24.04 LTS",
+            "osEdition": "Datacenter" if windows else "",
+            "domainName": "contoso.local",
+            "adFqdn": fqdn,
+            "dnsFqdn": fqdn,
+            "osVersion": os_version,
+            "osType": machine.os_type.lower(),
+            "osName": machine.os_type.lower(),
+            "osProfile": {
+                "computerName": machine.name,
+                "windowsConfiguration": {
+                    "patchSettings": {
+                        "assessmentMode": "ImageDefault",
+                        "patchMode": "AutomaticByOS",
+                        "enableHotpatching": False,
+                        "status": {"hotpatchEnablementStatus": "Disabled", "error": None},
+                    }
+                },
+                "linuxConfiguration": {
+                    "patchSettings": {"assessmentMode": "ImageDefault", "patchMode": "ImageDefault"}
+                },
+            },
+            "vmId": machine.vm_id,
+            "locationData": {"name": "Amsterdam" if provider == "on_premises" else cloud},
+            "clientPublicKey": "MIIBCgKCAQEAsimulatedkey",
+            "parentClusterResourceId": None,
+            "mssqlDiscovered": "true" if "sql" in machine.name.lower() else "false",
+            "detectedProperties": {
+                "cloudprovider": cloud,
+                "manufacturer": manufacturer,
+                "model": model,
+            },
+            "cloudMetadata": {"provider": cloud},
+            "agentConfiguration": {
+                "proxyUrl": "",
+                "incomingConnectionsPorts": [],
+                "extensionsAllowList": [],
+                "extensionsBlockList": [],
+                "proxyBypass": [],
+                "extensionsEnabled": "true",
+                "guestConfigurationEnabled": "true",
+                "configMode": "full",
+            },
+        },
+    }
+
+
+def connector_json(connector: ConnectorSpec) -> dict[str, Any]:
+    """A Defender for Cloud multicloud connector as `Microsoft.Security/securityConnectors` list
+    returns it (REST spec 2023-10-01-preview example GetSecurityConnectorsSubscription): the
+    CSPM offering, and the Defender for Servers offering with its sub-plan and Arc
+    auto-provisioning (which makes the account's instances Arc machines)."""
+    aws = connector.cloud == "aws"
+    account = connector.hierarchy_identifier
+    if aws:
+        environment: dict[str, Any] = {"environmentType": "AwsAccount"}
+        role = f"arn:aws:iam::{account}:role/"
+        offerings: list[dict[str, Any]] = [
+            {
+                "offeringType": "CspmMonitorAws",
+                "nativeCloudConnection": {"cloudRoleArn": f"{role}CspmMonitorAws"},
+            },
+            {
+                "offeringType": "DefenderForServersAws",
+                "defenderForServers": {
+                    "cloudRoleArn": f"{role}DefenderForCloud-DefenderForServers"
+                },
+                "arcAutoProvisioning": {
+                    "enabled": True,
+                    "cloudRoleArn": f"{role}DefenderForCloud-ArcAutoProvisioning",
+                },
+                "subPlan": {"type": connector.plan},
+            },
+        ]
+    else:
+        environment = {
+            "environmentType": "GcpProject",
+            "projectDetails": {
+                "projectNumber": account,
+                "projectId": f"contoso-{account[-4:]}",
+                "workloadIdentityPoolId": f"{account}pool",
+            },
+        }
+        identity = {
+            "workloadIdentityProviderId": "defender-for-servers",
+            "serviceAccountEmailAddress": f"mdc-servers@contoso-{account[-4:]}.iam",
+        }
+        offerings = [
+            {
+                "offeringType": "CspmMonitorGcp",
+                "nativeCloudConnection": {
+                    "workloadIdentityProviderId": "cspm",
+                    "serviceAccountEmailAddress": f"mdc-cspm@contoso-{account[-4:]}.iam",
+                },
+            },
+            {
+                "offeringType": "DefenderForServersGcp",
+                "defenderForServers": identity,
+                "arcAutoProvisioning": {"enabled": True},
+                "subPlan": {"type": connector.plan},
+            },
+        ]
+    return {
+        "id": connector.arm_id,
+        "name": connector.name,
+        "type": "Microsoft.Security/securityConnectors",
+        "etag": f'"{connector.hierarchy_identifier}"',
+        "kind": "",
+        "location": connector.subscription.location,
+        "tags": {},
+        "systemData": {
+            "createdBy": "alice@contoso.com",
+            "createdByType": "User",
+            "createdAt": timestamp(connector.created_at),
+            "lastModifiedBy": "alice@contoso.com",
+            "lastModifiedByType": "User",
+            "lastModifiedAt": timestamp(connector.created_at),
+        },
+        "properties": {
+            "hierarchyIdentifier": account,
+            "environmentData": environment,
+            "environmentName": "AWS" if aws else "GCP",
+            "offerings": offerings,
+        },
+    }

@@ -59,7 +59,9 @@ def activity_rows(events: pl.DataFrame) -> pl.DataFrame:
         Level=pl.when(pl.col("status") == "Failed")
         .then(pl.lit("Error"))
         .otherwise(pl.lit("Informational")),
-        ResourceProviderValue=pl.lit("MICROSOFT.COMPUTE"),
+        ResourceProviderValue=pl.col("operation_name")
+        .str.extract(r"^([^/]+)/", 1)
+        .str.to_uppercase(),
         SubscriptionId=pl.col("subscription_id"),
         ResourceGroup=pl.col("resource_group").str.to_uppercase(),
         _ResourceId=pl.col("resource_id"),

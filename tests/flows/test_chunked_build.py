@@ -216,10 +216,22 @@ def tables(warehouse: Path) -> dict[str, pl.DataFrame]:
     """Every table of `warehouse`, its times in polars' spelling of UTC (DuckDB's: Etc/UTC)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         names = [row[0] for row in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()]
-        frames = {
-            name: pl.from_arrow(con.sql(f'SELECT * FROM "{name}"').to_arrow_table())
-            for name in sorted(names)
-        }
+        frames = {}
+        for name in sorted(names):
+            # A MAP (machines.tags) as its key/value list: the views' own polars type.
+            columns = ", ".join(
+                f'map_entries("{column}") AS "{column}"'
+                if kind.startswith("MAP(")
+                else f'"{column}"'
+                for column, kind in con.execute(
+                    "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                    "ORDER BY column_index",
+                    [name],
+                ).fetchall()
+            )
+            frames[name] = pl.from_arrow(
+                con.sql(f'SELECT {columns} FROM "{name}"').to_arrow_table()
+            )
     return {
         name: frame.with_columns(pl.col(pl.Datetime(time_zone="*")).dt.convert_time_zone("UTC"))
         for name, frame in frames.items()

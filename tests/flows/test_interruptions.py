@@ -45,7 +45,7 @@ BASE_AS_OF = datetime(2026, 11, 8, 12, tzinfo=UTC)
 BASE_WINDOW = (date(2026, 11, 1), date(2026, 11, 9))
 WINDOW = (date(2026, 11, 1), date(2026, 11, 16))
 SUBSCRIPTIONS = 2
-PARTITIONS_PER_RUN = SUBSCRIPTIONS * 4  # inventory, pricings, power events, ActualCost
+PARTITIONS_PER_RUN = SUBSCRIPTIONS * 5  # inventory, pricings, connectors, power events, costs
 CHILD_TIMEOUT_SECONDS = 120
 
 

@@ -1,6 +1,7 @@
 """The scheduled flows: their windows, their deployments, and the demo end to end."""
 
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -109,6 +110,29 @@ def test_the_workbook_totals_match_the_warehouse_to_the_cent(demo):
     ):
         cells = [row[header.index(column)] or 0.0 for row in machine_rows]
         assert round(sum(cells), 2) == round(expected, 2), column
+
+
+def test_the_demo_report_shows_trends_showback_month_to_date_and_the_planted_anomaly(demo):
+    page = demo.refresh.report.html.read_text(encoding="utf-8")
+    # Trends: the twelve complete months, Nov 2025 .. Oct 2026.
+    trend_months = re.findall(r'<tr data-month="(\d{4}-\d{2})-01">', page)
+    assert trend_months == ["2025-11", "2025-12"] + [f"2026-{m:02d}" for m in range(1, 11)]
+    # Showback by cost centre (the simulator's config: group_by tag:CostCenter, resource_group).
+    assert 'data-showback-key="tag:CostCenter"' in page
+    assert 'data-showback-key="resource_group"' in page
+    # The month in progress, apart: November 2026 to date (the demo's now is Nov 28 14:00).
+    assert '<section id="month-to-date" data-month="2026-11-01">' in page
+    assert "run rate of the last 7 days" in page
+    # Case 12: Shared Services' workspace billed all October: 31 days x 12 servers x 24 h x
+    # 0.02 = 178.56 on top of its machines, with no billable hours: a cost_anomaly.
+    anomalies = warehouse.query(
+        demo.refresh.build.warehouse,
+        "SELECT subscription_id, amount FROM findings WHERE finding = 'cost_anomaly' "
+        "AND month = DATE '2026-10-01' AND subscription_id IS NOT NULL",
+    ).to_pylist()
+    assert len(anomalies) == 1
+    assert anomalies[0]["amount"] > 178.56 * 0.9
+    assert "<code>cost_anomaly</code>" in page
 
 
 def test_the_demo_summary_names_the_warehouse_and_the_report(demo):

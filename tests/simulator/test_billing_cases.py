@@ -206,9 +206,10 @@ def test_defender_charge_on_a_log_analytics_workspace(clients, simulator):
     """Case 5: Plan 2 billed on a workspace 2026-10-23..27: 48 h x 0.02 = 0.96 a day."""
     estate = simulator.estate
     truth = estate.non_machine_charges()
-    workspace = truth["resource_id"].unique().item()
-    assert "/providers/microsoft.operationalinsights/workspaces/" in workspace
     production = subscription_named(estate, "Contoso Production")
+    workspace = f"log-{production.subscription_id[:8]}-security"
+    (workspace,) = {rid for rid in truth["resource_id"] if rid.endswith(workspace)}
+    assert "/providers/microsoft.operationalinsights/workspaces/" in workspace
     rows = cost_rows(clients, production.subscription_id, date(2026, 10, 22), date(2026, 10, 28))
     served = defender(rows, workspace)
     assert served["UsageDate"].to_list() == [date(2026, 10, d) for d in range(23, 28)]
@@ -217,6 +218,57 @@ def test_defender_charge_on_a_log_analytics_workspace(clients, simulator):
     assert served["Cost"].to_list() == pytest.approx([0.96] * 5)
     machine_ids = set(estate.machines()["resource_id"])
     assert workspace not in machine_ids
+
+
+def test_arc_machines_connectors_and_direct_onboarding_in_cost_data(clients, simulator):
+    """Case 11 as the Query API serves it (Production, Plan 2 at 0.02 per hour):
+    - SQL-OnPrem-01, disconnected 10-12 02:00 to 10-13 10:00: 2 h (0.04) on the 12th, 14 h
+      (0.28) on the 13th, 24 h (0.48) on the 11th, on its Arc id;
+    - i-0a1b2c3d4e5f60718 (AWS), its registration (a Hybrid Compute write) 10-05 09:30:00 to
+      09:30:40, Connected after: 14.5 h - 40 s = 14.48889 h (0.2897778) on the 5th;
+    - the AWS connector's id: 3 h (0.06) on 10-23 and 10-24;
+    - sql-onprem-01.contoso.local and branch-fs-01.contoso.local, directly onboarded: 24 h
+      (0.48) on 10-08..10-10 each, not ARM ids.
+    """
+    estate = simulator.estate
+    production = subscription_named(estate, "Contoso Production")
+    rows = cost_rows(clients, production.subscription_id, date(2026, 10, 1), date(2026, 10, 31))
+    arc = {t.machine.name: t.machine.arm_id for t in estate.timelines if t.machine.arc_provider}
+    sql = defender(rows, arc["SQL-OnPrem-01"]).filter(
+        pl.col("UsageDate").is_in([date(2026, 10, d) for d in (11, 12, 13)])
+    )
+    assert sql["UsageQuantity"].to_list() == [24.0, 2.0, 14.0]
+    assert sql["Cost"].to_list() == pytest.approx([0.48, 0.04, 0.28])
+    ec2 = defender(rows, arc["i-0a1b2c3d4e5f60718"])
+    assert ec2["UsageDate"][0] == date(2026, 10, 5)
+    assert ec2["UsageQuantity"][0] == pytest.approx(14.5 - 40 / 3600)
+    assert ec2["Cost"][0] == pytest.approx(0.02 * (14.5 - 40 / 3600))
+    aws = next(c for c in estate.connector_specs if c.cloud == "aws")
+    on_connector = defender(rows, aws.arm_id)
+    assert on_connector["UsageDate"].to_list() == [date(2026, 10, 23), date(2026, 10, 24)]
+    assert on_connector["Cost"].to_list() == pytest.approx([0.06, 0.06])
+    for server in ("sql-onprem-01.contoso.local", "branch-fs-01.contoso.local"):
+        direct = defender(rows, server)
+        assert direct["UsageDate"].to_list() == [date(2026, 10, d) for d in (8, 9, 10)]
+        assert direct["Cost"].to_list() == pytest.approx([0.48] * 3)
+    # An Arc machine has no compute or disk rows: Azure does not bill its hardware.
+    arc_ids = {arm_id.lower() for arm_id in arc.values()}
+    assert set(rows.filter(pl.col("ResourceId").is_in(arc_ids))["Meter"]) == {"Standard P2 Node"}
+
+
+def test_unexpected_workspace_charges_all_month(clients, simulator):
+    """Case 12: Plan 2 billed on a Shared Services workspace every day of October 2026 for 12
+    servers around the clock: 12 x 24 = 288 h x 0.02 = 5.76 a day, 31 x 5.76 = 178.56."""
+    shared = subscription_named(simulator.estate, "Contoso Shared Services")
+    workspace = (
+        f"/subscriptions/{shared.subscription_id}/resourcegroups/rg-shared-tools/providers/"
+        f"microsoft.operationalinsights/workspaces/log-{shared.subscription_id[:8]}-direct-onboarding"
+    )
+    rows = cost_rows(clients, shared.subscription_id, date(2026, 10, 1), date(2026, 11, 1))
+    served = defender(rows, workspace)
+    assert served["UsageDate"].to_list() == [date(2026, 10, d) for d in range(1, 32)]
+    assert served["UsageQuantity"].to_list() == [288.0] * 31
+    assert sum(served["Cost"]) == pytest.approx(178.56)
 
 
 def test_shared_services_cost_data_lags_three_days(clients, simulator):

@@ -42,3 +42,11 @@ def test_the_bulk_estate_is_partitioned_like_collect_and_bills_its_own_hours(tmp
     assert costs["charge_period_start"].min() == datetime(2026, 9, 1, tzinfo=UTC)
     inventory = scan_dataset(tmp_path, "inventory").collect()
     assert inventory["snapshot_at"].unique().to_list() == [NOW]
+    # Arc machines too (issue 14): on premises, AWS and GCP, Connected, billed for Defender only.
+    arc = inventory.filter(pl.col("machine_kind") == "arc")
+    assert set(arc["provider"]) == {"on_premises", "aws", "gcp"}
+    assert set(arc["power_state"]) == {"connected"}
+    arc_ids = arc["resource_id"].implode()
+    assert set(costs.filter(pl.col("resource_id").is_in(arc_ids))["meter_category"]) == {
+        "Microsoft Defender for Cloud"
+    }

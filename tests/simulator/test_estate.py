@@ -186,10 +186,15 @@ def test_generation_is_deterministic_and_sized_by_parameters(generated):
     assert again.cost_rows().equals(generated.cost_rows())
     other = Estate.generate(seed=12, machines=60, months=4, now=now)
     assert not other.machines()["vm_id"].equals(generated.machines()["vm_id"])
-    # 60 machines; one was moved between subscriptions, so it has two resource ids.
-    assert generated.machines().height == 61
+    # 60 machines; one was moved between subscriptions, so it has two resource ids. Besides
+    # them, the 6 Arc machines of case 11 (5 in a one-month window: the AWS instance is
+    # onboarded on Oct 5, before it starts).
+    azure = pl.col("machine_kind") != "arc"
+    assert generated.machines().filter(azure).height == 61
+    assert generated.machines().filter(~azure).height == 6
     assert generated.moves().height == 1
-    assert Estate.generate(seed=11, machines=5, months=1, now=now).machines().height == 5
+    small = Estate.generate(seed=11, machines=5, months=1, now=now).machines()
+    assert (small.filter(azure).height, small.filter(~azure).height) == (5, 5)
     assert generated.window_start == datetime(2026, 7, 15, tzinfo=UTC)
     assert window_start_for(datetime(2026, 5, 31, 8, tzinfo=UTC), 3) == datetime(
         2026, 2, 28, tzinfo=UTC
@@ -207,7 +212,10 @@ def test_generated_estate_has_every_kind_of_machine(generated):
         "guest_os_stopped",
         "short_lived",
         "scale_set",
+        "arc",
     }
+    assert set(machines["machine_kind"]) == {"vm", "vmss_instance", "arc"}
+    assert set(machines["provider"]) == {"azure", "on_premises", "aws", "gcp"}
     assert set(machines["defender_plan"].to_list()) == {"P1", "P2", None}
     assert machines.filter(pl.col("defender_plan").is_not_null() & ~pl.col("mde_sensor")).height
     # A move is not a delete: the id moved out ends at `moved_at`, with no `deleted_at`.
@@ -220,7 +228,7 @@ def test_generated_estate_has_every_kind_of_machine(generated):
     assert moved_out["deleted_at"].is_null().all()
     assert machines.filter(pl.col("deleted_at").is_not_null())[
         "profile"
-    ].unique().sort().to_list() == ["scale_set", "short_lived"]
+    ].unique().sort().to_list() == ["arc", "scale_set", "short_lived"]
     pricings = generated.pricings()
     assert set(pricings.filter(pl.col("level") == "resource")["pricing_tier"]) == {
         "Standard",

@@ -3,9 +3,9 @@
 The examples are copied from Azure/azure-rest-api-specs into tests/fixtures/specs (see
 SOURCES.md there). Every key an example has must exist in our answer at the same place with the
 same JSON type; our answers may carry more keys. Documented optional keys we omit are listed
-in OMITTED with the reason. No spec example was copied for the subscription list, VM
-extensions, scale sets or the Retail Prices API (not an ARM API): those shapes are exercised
-through the SDK models in test_server.py.
+in OMITTED with the reason. No spec example was copied for the subscription list, VM and Arc
+machine extensions, scale sets or the Retail Prices API (not an ARM API): those shapes are
+exercised through the SDK models in test_server.py.
 """
 
 import json
@@ -30,6 +30,13 @@ OMITTED = {
     # `vhd` is for unmanaged disks; simulated VMs have managed disks (`managedDisk` instead).
     "$.value[].properties.storageProfile.osDisk.vhd": "managed disks",
     "$.properties.storageProfile.osDisk.vhd": "managed disks",
+    # Arc machines: no Windows Server licence bought through Azure Arc (ESU, pay-as-you-go), no
+    # private link scope.
+    "$.properties.licenseProfile": "no Azure Arc licences",
+    "$.properties.privateLinkScopeResourceId": "no private link scopes",
+    # Connectors: only the CSPM offering has a native cloud connection (the Defender for Servers
+    # offering has its own roles: defenderForServers, arcAutoProvisioning).
+    "$.properties.offerings[].nativeCloudConnection": "Defender for Servers offering",
 }
 # Objects whose keys are data, not schema (dictionaries in the spec): only value types compared.
 FREE_MAPS = {
@@ -267,3 +274,38 @@ def test_trial_and_scale_set_pricings_keep_the_example_shapes(simulator):
             inherited == "True"
         ):  # the example is an inherited pricing; an own one has no inheritedFrom
             assert mismatches(resource_example, resource) == []
+
+
+def item_mismatches(examples: list[Any], items: list[Any]) -> list[str]:
+    """Each listed resource against the closest example resource, from `$` (a list's
+    `$.value[].properties` is a free map for the pricings, not for these resources)."""
+    return [
+        problem
+        for item in items
+        for problem in min((mismatches(example, item) for example in examples), key=len)
+    ]
+
+
+def test_arc_machines_have_the_example_shape(simulator):
+    """Every Arc machine (on premises, AWS, GCP; Connected, Expired) as the list returns it."""
+    production = simulator.estate.connector_specs[0].subscription.subscription_id
+    listed = get(
+        simulator,
+        f"/subscriptions/{production}/providers/Microsoft.HybridCompute/machines"
+        "?api-version=2024-07-10",
+    )
+    assert {m["properties"]["status"] for m in listed["value"]} == {"Connected", "Expired"}
+    examples = example_body("hybridcompute/Machines_ListBySubscription.json")["value"]
+    assert item_mismatches(examples, listed["value"]) == []
+
+
+def test_security_connectors_have_the_example_shape(simulator):
+    production = simulator.estate.connector_specs[0].subscription.subscription_id
+    listed = get(
+        simulator,
+        f"/subscriptions/{production}/providers/Microsoft.Security/securityConnectors"
+        "?api-version=2023-10-01-preview",
+    )
+    assert {c["properties"]["environmentName"] for c in listed["value"]} == {"AWS", "GCP"}
+    examples = example_body("security/GetSecurityConnectorsSubscription_example.json")["value"]
+    assert item_mismatches(examples, listed["value"]) == []

@@ -75,6 +75,8 @@ class RawLake:
         kind: str | None = None,
         mde_sensor: bool = True,
         snapshot_at: datetime | None = None,
+        provider: str | None = None,
+        status_changed_at: datetime | None = None,
     ) -> str:
         """A machine listed in an inventory snapshot (the latest one unless `snapshot_at`).
 
@@ -100,6 +102,8 @@ class RawLake:
                 "power_state": power_state,
                 "mde_sensor": mde_sensor,
                 "mde_extension_type": "MDE.Linux" if mde_sensor else None,
+                "provider": provider,
+                "status_changed_at": status_changed_at,
                 **self._provenance(subscription),
             }
         )
@@ -301,7 +305,7 @@ def build_views(
     from transforms.comparison import fleet_comparison_monthly, licensing_comparison_monthly
     from transforms.findings import findings
     from transforms.machines import machines
-    from transforms.plans import machine_plans_daily, pricing_coverage
+    from transforms.plans import machine_days, machine_plans_daily, pricing_coverage
     from transforms.power import machine_hours_daily, power_intervals
 
     views: dict[str, pl.DataFrame] = {}
@@ -323,18 +327,17 @@ def build_views(
     )
     coverage = pricing_coverage(hours, lake.pricings).collect().lazy()
     charges = keep("defender_charges_daily", defender_charges_daily(lake.costs, hours, coverage))
-    plans = keep("machine_plans_daily", machine_plans_daily(coverage, charges))
+    days = machine_days(coverage, charges, currency).collect().lazy()
+    plans = keep("machine_plans_daily", machine_plans_daily(days))
     pricing = {"seat_option": seat_option, "currency": currency}
     licensing = keep(
         "licensing_comparison_monthly",
-        licensing_comparison_monthly(
-            machine_view, hours, charges, plans, lake.price_book, **pricing
-        ),
+        licensing_comparison_monthly(machine_view, days, charges, lake.price_book, **pricing),
     )
     keep(
         "fleet_comparison_monthly",
         fleet_comparison_monthly(
-            machine_view, hours, intervals, charges, plans, lake.price_book, **pricing
+            machine_view, days, intervals, charges, lake.price_book, **pricing
         ),
     )
     keep(

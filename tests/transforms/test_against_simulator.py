@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import polars as pl
 import pytest
 
+from flows.simulator import cases
 from flows.simulator.estate import Estate
 from tests.transforms.conftest import RawLake, build_views
 
@@ -63,6 +64,9 @@ class SimulatedLake(RawLake):
             power_state="state",
             mde_sensor="mde_sensor",
             mde_extension_type=pl.lit(None, dtype=pl.String),
+            provider="provider",
+            # Arc machines report when their status began (lastStatusChange).
+            status_changed_at=pl.when(pl.col("machine_kind") == "arc").then("state_since"),
             **provenance,
         )
         self._events = estate.activity_events().lazy().with_columns(**provenance)
@@ -274,8 +278,24 @@ def test_money_is_conserved_and_only_the_planted_billing_errors_are_found(simula
         pl.col("resource_id").is_in(estate.non_machine_charges()["resource_id"].implode())
     )
     assert workspace.height == len(estate.non_machine_charges()) > 0
-    assert set(unattributed["attribution_detail"]) == {"non_machine_resource"}
+    # So do the AWS connector's charge and the directly onboarded servers' (case 11).
+    assert set(unattributed["attribution_detail"]) == {
+        "non_machine_resource",
+        "connector",
+        "direct_onboarding",
+    }
     assert unattributed["billed_cost"].sum() == pytest.approx(workspace["cost"].sum(), abs=1e-9)
+    on_connector = unattributed.filter(pl.col("attribution_detail") == "connector")
+    assert set(on_connector["charged_resource_id"]) == {
+        c.arm_id.lower() for c in estate.connector_specs if c.cloud == "aws"
+    }
+    # The Arc server also billed as directly onboarded is the only duplicate_onboarding.
+    duplicates = views["findings"].filter(pl.col("finding") == "duplicate_onboarding")
+    assert duplicates["resource_id"].to_list() == [
+        t.machine.arm_id.lower()
+        for t in estate.timelines
+        if t.machine.name == cases.DUPLICATED_SERVER
+    ]
 
     planted = {
         (row["finding"], row["resource_id"], row["usage_date"].replace(day=1))
@@ -307,4 +327,45 @@ def test_money_is_conserved_and_only_the_planted_billing_errors_are_found(simula
     )
     assert {(r["finding"], r["resource_id"], r["month"]) for r in found.iter_rows(named=True)} == (
         planted
+    )
+
+
+def test_showback_adds_up_to_the_estate_bill_to_the_cent():
+    """Every group key's rows of a month add up to the estate's billed cost, to the cent, on a
+    simulated estate: untagged machines and charges on no machine (the workspaces) are groups of
+    their own, never dropped."""
+    from transforms.marts import MartOptions, build_marts
+    from transforms.marts import RawLake as Lake
+
+    estate = Estate.generate(seed=7, machines=40, months=2, now=NOW)
+    days = (estate.now - estate.window_start).days
+    clocks = [estate.window_start + timedelta(days=k) for k in range(days + 1)] + [estate.now]
+    lake = SimulatedLake(estate, clocks)
+    keys = ("tag:CostCenter", "resource_group", "subscription")
+    views = build_marts(
+        Lake(lake.inventory, lake.pricings, lake.power_events, lake.costs),
+        lake.price_book,
+        MartOptions("mde_for_servers", "USD", "fractional", group_by=keys),
+    )
+    estate_billed = views["fleet_comparison_monthly"].filter(pl.col("subscription_id").is_null())
+    showback = views["showback_monthly"]
+    sums = showback.group_by("month", "group_key").agg(pl.col("billed_cost").sum())
+    joined = sums.join(estate_billed.select("month", "billed_cost"), on="month", suffix="_estate")
+    assert joined.height == len(keys) * estate_billed.height > 0
+    for row in joined.iter_rows(named=True):
+        assert round(row["billed_cost"], 2) == round(row["billed_cost_estate"], 2), row
+    # The workspaces' charges (cases 5 and 11) are the unattributed group of the tag key.
+    unattributed = showback.filter(
+        (pl.col("group_key") == "tag:CostCenter") & (pl.col("group_kind") == "unattributed")
+    )["billed_cost"].sum()
+    workspaces = views["defender_charges_daily"].filter(pl.col("attribution") == "unattributed")
+    assert unattributed > 0
+    assert unattributed == pytest.approx(workspaces["billed_cost"].sum(), abs=1e-9)
+    # Machines whose tags lack a cost centre are a group of their own (costCenter is drawn for
+    # three machines in four; scale-set instances carry none).
+    assert (
+        showback.filter(
+            (pl.col("group_key") == "tag:CostCenter") & (pl.col("group_kind") == "missing")
+        )["machines"].sum()
+        > 0
     )

@@ -39,9 +39,14 @@ def test_power_operation_names_map_to_verbs(operation_name, verb):
 
 def test_every_collected_operation_name_maps_back_to_its_verb():
     names = billing.power_operation_names()
-    # 6 verbs x (VM, scale-set instance) + 6 operations of a whole scale set.
-    assert len(names) == 18
+    # 6 verbs x (VM, scale-set instance) + 6 operations of a whole scale set + an Arc
+    # machine's write and delete.
+    assert len(names) == 20
     assert {billing.power_operation(name) for name in names} == set(billing.POWER_OPERATIONS)
+    assert billing.power_operation("Microsoft.HybridCompute/machines/write") == "write"
+    assert billing.power_operation("microsoft.hybridcompute/machines/delete") == "delete"
+    # An Arc extension's write is not the machine's.
+    assert billing.power_operation("Microsoft.HybridCompute/machines/extensions/write") is None
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,8 @@ DESIGN_KEY_COLUMNS = {
     "licensing_options_monthly": "month, subscription_id, plan, option, seat_rule, seats, cost, "
     "cost_vs_billed, month_complete, eligible, eligibility_note, currency",
     "findings": "resource_id, month, finding, detail, amount, currency",
+    "showback_monthly": "month, group_key, group_value, machines, billable_hours, billed_cost, "
+    "allocated_cost, like_for_like_cost, currency",
 }
 
 

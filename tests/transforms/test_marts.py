@@ -123,6 +123,25 @@ def test_a_vm_listed_in_two_subscriptions_links_exactly_that_pair():
     assert linked_subscriptions(lake.inventory) == [frozenset({SUB_A, SUB_B})]
 
 
+def test_a_directly_onboarded_server_links_its_subscription_with_its_arc_namesake_s():
+    lake = RawLake()
+    # SQL-01 is an Arc machine of SUB_B; the designated subscription SUB_A is billed for
+    # "sql-01.contoso.local", onboarded directly through Defender for Endpoint: the two must be
+    # built together. SUB_C's Arc machine WEB-9 has no directly onboarded namesake: no link, nor
+    # does "branch-7", directly onboarded with no Arc twin.
+    lake.machine(
+        f"/subscriptions/{SUB_B}/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/SQL-01",
+        kind="arc",
+    )
+    lake.machine(
+        f"/subscriptions/{SUB_C}/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/WEB-9",
+        kind="arc",
+    )
+    lake.cost(date(2026, 1, 8), "sql-01.contoso.local", hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 8), "branch-7.contoso.local", hours=24, amount=0.48)
+    assert linked_subscriptions(lake.inventory, lake.costs) == [frozenset({SUB_A, SUB_B})]
+
+
 def test_no_shared_vm_means_no_links():
     lake = RawLake()
     lake.machine(vm_id(SUB_A, "rg", "a1"), vm_id="a1")

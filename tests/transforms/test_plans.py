@@ -37,6 +37,14 @@ ARC = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/"
     "Microsoft.HybridCompute/machines/onprem-1"
 )
+ARC_SQL = (
+    f"/subscriptions/{SUB_A}/resourceGroups/rg-arc/providers/"
+    "Microsoft.HybridCompute/machines/SQL-01"
+)
+CONNECTOR = (
+    f"/subscriptions/{SUB_A}/resourceGroups/rg-clouds/providers/"
+    "Microsoft.Security/securityConnectors/aws-prod"
+)
 SCALE_SET = (
     f"/subscriptions/{SUB_A}/resourceGroups/rg-a/providers/Microsoft.Compute/"
     "virtualMachineScaleSets/web"
@@ -205,10 +213,12 @@ def test_the_mdatp_benefit_meter_is_a_defender_charge_with_its_benefit():
 
 def test_charges_on_no_machine_stay_unattributed_with_the_reason():
     # Jan 5: 2 h (0.04) on a Log Analytics workspace; Jan 6: 24 h (0.48) on a VM id never
-    # collected; Jan 7: 24 h (0.48) on an Arc machine not yet inventoried (a machine all the
-    # same, with no power timeline, so no finding against it). W is billed every day (31 x
-    # 0.48). The fleet's billed cost is all of it: 14.88 + 0.04 + 0.48 + 0.48 = 15.88, of which
-    # 0.52 on no machine.
+    # collected; Jan 7: 24 h (0.48) on an Arc machine id never collected (no inventory, no
+    # event: as unknown as the VM); Jan 8: 24 h (0.48) on an AWS connector's id; Jan 9: 24 h
+    # (0.48) on a server onboarded directly through Defender for Endpoint (its name, not an ARM
+    # id). None is a machine, none is a finding. W is billed every day (31 x 0.48 = 14.88). The
+    # fleet's billed cost is all of it: 14.88 + 0.04 + 4 x 0.48 = 16.84, of which 1.96 on no
+    # machine.
     lake = priced(RawLake())
     lake.pricing(SUB_A, "Standard", "P2")
     lake.machine(W)
@@ -216,24 +226,53 @@ def test_charges_on_no_machine_stay_unattributed_with_the_reason():
     lake.cost(date(2026, 1, 5), WORKSPACE, hours=2, amount=0.04)
     lake.cost(date(2026, 1, 6), NEVER_COLLECTED, hours=24, amount=0.48)
     lake.cost(date(2026, 1, 7), ARC, hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 8), CONNECTOR, hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 9), "sql-07.contoso.local", hours=24, amount=0.48)
     views = build_views(lake)
-    charges = views["defender_charges_daily"].filter(pl.col("usage_date").dt.day().is_in([5, 6, 7]))
+    charges = views["defender_charges_daily"].filter(
+        pl.col("usage_date").dt.day().is_in([5, 6, 7, 8, 9])
+    )
     charges = charges.filter(pl.col("charged_resource_id") != W.lower())
     assert charges.select(
         "resource_id", "attribution", "attribution_detail", "charged_resource_id"
     ).rows() == [
         (None, "unattributed", "non_machine_resource", WORKSPACE.lower()),
         (None, "unattributed", "unknown_machine", NEVER_COLLECTED.lower()),
-        (ARC.lower(), "resource", "machine", ARC.lower()),
+        (None, "unattributed", "unknown_machine", ARC.lower()),
+        (None, "unattributed", "connector", CONNECTOR.lower()),
+        (None, "unattributed", "direct_onboarding", "sql-07.contoso.local"),
     ]
     assert set(views["defender_charges_daily"]["attribution_detail"]) <= set(ATTRIBUTION_DETAILS)
     machines = views["licensing_comparison_monthly"]
-    assert sorted(machines["resource_id"].to_list()) == sorted([W.lower(), ARC.lower()])
-    assert row_of(views, ARC)["machine_kind"] == "arc"
+    assert machines["resource_id"].to_list() == [W.lower()]
     assert findings_of(views) == {}
     estate = views["fleet_comparison_monthly"].filter(pl.col("subscription_id").is_null())
-    assert estate["billed_cost"].item() == pytest.approx(15.88)
-    assert estate["unattributed_cost"].item() == pytest.approx(0.52)
+    assert estate["billed_cost"].item() == pytest.approx(16.84)
+    assert estate["unattributed_cost"].item() == pytest.approx(1.96)
+
+
+def test_an_arc_server_also_billed_as_directly_onboarded_is_a_duplicate_onboarding():
+    # SQL-01 is an Arc machine Connected all January, billed 24 h a day on its own id (31 x
+    # 0.48 = 14.88). On Jan 8-10 the same server is also billed as "SQL-01.contoso.local",
+    # onboarded directly through Defender for Endpoint (24 h, 0.48 a day): billed twice on 3
+    # days, amount 3 x 0.48 = 1.44. BRANCH-01, directly onboarded only (Jan 8, 0.48), has no
+    # Arc twin: no finding. The Arc machine's own charges match its hours: no other finding.
+    lake = priced(RawLake())
+    lake.pricing(SUB_A, "Standard", "P2")
+    lake.machine(ARC_SQL, kind="arc", power_state="Connected", provider="on_premises")
+    billed(lake, ARC_SQL, range(1, 32), rate=0.02, meter="Standard P2 Node", sub=SUB_A)
+    for day in (8, 9, 10):
+        lake.cost(date(2026, 1, day), "SQL-01.contoso.local", hours=24, amount=0.48)
+    lake.cost(date(2026, 1, 8), "branch-01.contoso.local", hours=24, amount=0.48)
+    views = build_views(lake)
+    found = findings_of(views)
+    assert set(found) == {("duplicate_onboarding", ARC_SQL.lower())}
+    duplicate = found[("duplicate_onboarding", ARC_SQL.lower())]
+    assert duplicate["amount"] == pytest.approx(1.44)
+    assert "'sql-01.contoso.local'" in duplicate["detail"]
+    assert "3 day(s)" in duplicate["detail"]
+    machine = views["machines"].row(0, named=True)
+    assert (machine["machine_kind"], machine["provider"]) == ("arc", "on_premises")
 
 
 # --- 5. allocation of pooled charges ---------------------------------------------------------

@@ -288,3 +288,124 @@ def test_arc_machines_bill_while_connected(lake):
     daily = daily_hours(lake)
     assert sum(hours_by_day(daily, connected % SUB_A).values()) == 744.0
     assert sum(hours_by_day(daily, disconnected % SUB_A).values()) == 0.0
+
+
+ARC_ID = "/subscriptions/%s/resourceGroups/rg-arc/providers/Microsoft.HybridCompute/machines/%s"
+
+
+def test_arc_status_history_from_daily_snapshots_and_last_status_change(lake):
+    # The refresh saw `hq` Connected on Jan 10 (since Dec 1), Disconnected on Jan 11 (since
+    # Jan 10 18:00), Connected on Jan 12 and at the present (since Jan 11 06:00): connected
+    # until Jan 10 18:00, disconnected 12 h, connected again. Billable 744 - 12 = 732 h; Jan 10
+    # 18 h, Jan 11 18 h (06:00-24:00).
+    hq = ARC_ID % (SUB_A, "hq")
+    since_december = at(1, month=12, year=2025)
+    lake.machine(
+        hq,
+        kind="arc",
+        power_state="Connected",
+        status_changed_at=since_december,
+        snapshot_at=at(10),
+        created_at=None,
+    )
+    lake.machine(
+        hq,
+        kind="arc",
+        power_state="Disconnected",
+        status_changed_at=at(10, 18),
+        snapshot_at=at(11),
+        created_at=None,
+    )
+    for snapshot in (at(12), WINDOW_END):
+        lake.machine(
+            hq,
+            kind="arc",
+            power_state="Connected",
+            status_changed_at=at(11, 6),
+            snapshot_at=snapshot,
+            created_at=None,
+        )
+    assert intervals_of(lake, hq) == [
+        ("connected", WINDOW_START, at(10, 18), True),
+        ("disconnected", at(10, 18), at(11, 6), False),
+        ("connected", at(11, 6), WINDOW_END, True),
+    ]
+    hours = hours_by_day(daily_hours(lake), hq)
+    assert sum(hours.values()) == 732.0
+    assert (hours[date(2026, 1, 10)], hours[date(2026, 1, 11)]) == (18.0, 18.0)
+
+
+def test_arc_machines_first_seen_after_a_change(lake):
+    # Before a machine's first status change only the change itself is known:
+    # - `old`, first snapshotted Jan 10 Disconnected since Dec 6 and Expired at the present
+    #   since Jan 20 (45 days later): disconnected, then expired; never billable.
+    # - `lapsed`, first seen at the present Expired since Jan 20: Disconnected from 45 days
+    #   before (Dec 6), so the same, 0 h.
+    # - `dropped`, first seen Disconnected since Jan 15: connected before (a machine
+    #   disconnects from Connected), billable Jan 1-15, 14 x 24 = 336 h.
+    # - `back`, first seen Connected since Jan 25 12:00: the disconnection before that change is
+    #   of unknown length, taken as none, so connected all window: 744 h.
+    # - `new`, onboarded Jan 25 12:00 (systemData.createdAt) and Connected since: it exists
+    #   from then, 6.5 days = 156 h.
+    old, lapsed = ARC_ID % (SUB_A, "old"), ARC_ID % (SUB_A, "lapsed")
+    dropped, back, new = (ARC_ID % (SUB_A, name) for name in ("dropped", "back", "new"))
+    lake.machine(
+        old,
+        kind="arc",
+        power_state="Disconnected",
+        snapshot_at=at(10),
+        status_changed_at=at(6, month=12, year=2025),
+        created_at=None,
+    )
+    for machine in (old, lapsed):
+        lake.machine(
+            machine, kind="arc", power_state="Expired", status_changed_at=at(20), created_at=None
+        )
+    lake.machine(
+        dropped, kind="arc", power_state="Disconnected", status_changed_at=at(15), created_at=None
+    )
+    lake.machine(
+        back, kind="arc", power_state="Connected", status_changed_at=at(25, 12), created_at=None
+    )
+    lake.machine(
+        new,
+        kind="arc",
+        power_state="Connected",
+        status_changed_at=at(25, 12),
+        created_at=at(25, 12),
+    )
+    expired = [
+        ("disconnected", WINDOW_START, at(20), False),
+        ("expired", at(20), WINDOW_END, False),
+    ]
+    assert intervals_of(lake, old) == expired
+    assert intervals_of(lake, lapsed) == expired
+    assert intervals_of(lake, dropped) == [
+        ("connected", WINDOW_START, at(15), True),
+        ("disconnected", at(15), WINDOW_END, False),
+    ]
+    assert intervals_of(lake, back) == [("connected", WINDOW_START, WINDOW_END, True)]
+    assert intervals_of(lake, new) == [("connected", at(25, 12), WINDOW_END, True)]
+    daily = daily_hours(lake)
+    totals = {m: sum(hours_by_day(daily, m).values()) for m in (old, dropped, back, new)}
+    assert totals == {old: 0.0, dropped: 336.0, back: 744.0, new: 156.0}
+
+
+def test_an_arc_disconnection_between_two_snapshots_is_not_seen(lake):
+    # Snapshots at Jan 10 00:00 and Jan 11 00:00 both say Connected; the second since Jan 10
+    # 20:00, so the machine was not connected just before then, but when that began the
+    # snapshots cannot say. The assumption fills the gap: the earlier status holds until the
+    # change, so all 744 h are billable (the precision the daily refresh gives).
+    dip = ARC_ID % (SUB_A, "dip")
+    lake.machine(
+        dip,
+        kind="arc",
+        power_state="Connected",
+        snapshot_at=at(10),
+        status_changed_at=at(1, month=12, year=2025),
+        created_at=None,
+    )
+    lake.machine(
+        dip, kind="arc", power_state="Connected", status_changed_at=at(10, 20), created_at=None
+    )
+    assert intervals_of(lake, dip) == [("connected", WINDOW_START, WINDOW_END, True)]

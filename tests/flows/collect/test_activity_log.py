@@ -4,13 +4,16 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from flows.azure_clients import AzureClients
 from flows.collect.activity_log import (
     WindowError,
     check_window,
     collected_span,
     event_filter,
+    fetch_events,
     merged_month,
     power_event_months,
     power_events_frame,
@@ -81,11 +84,35 @@ def test_power_events_are_collected_from_the_window_start_month_up_to_as_of():
 
 
 def test_the_filter_is_one_the_activity_log_accepts():
-    assert event_filter(datetime(2026, 10, 1, tzinfo=UTC), AS_OF) == (
+    assert event_filter(datetime(2026, 10, 1, tzinfo=UTC), AS_OF, "Microsoft.Compute") == (
         "eventTimestamp ge '2026-10-01T00:00:00.000000Z' and "
         "eventTimestamp le '2026-11-15T12:00:00.000000Z' and "
         "resourceProvider eq 'Microsoft.Compute'"
     )
+
+
+def test_arc_machines_are_read_from_their_own_provider_s_events(simulator):
+    # Case 11's AWS instance is registered 2026-10-05 09:30:00-09:30:40 (a Hybrid Compute
+    # write: Started, Succeeded) and Decom-OnPrem-04 removed 10-26 14:00:00-14:00:20 (a delete:
+    # Started, Accepted, Succeeded): 5 events, read through the SDK with the Hybrid Compute
+    # filter, none with the Compute one.
+    production = simulator.estate.connector_specs[0].subscription.subscription_id
+    monitor = AzureClients(simulator.settings()).monitor(production)
+    since, until = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    rows = power_events_frame(
+        fetch_events(monitor, since, until, origin="test"),
+        subscription_id=production,
+        since=since,
+        until=until,
+    )
+    arc = rows.filter(pl.col("resource_id").str.contains("/microsoft.hybridcompute/machines/"))
+    assert arc.sort("event_at").select("operation", "status").rows() == [
+        ("write", "Started"),
+        ("write", "Succeeded"),
+        ("delete", "Started"),
+        ("delete", "Accepted"),
+        ("delete", "Succeeded"),
+    ]
 
 
 def test_only_power_operations_in_the_span_are_kept_every_status_ids_lower_cased():

@@ -289,6 +289,7 @@ def test_a_scope_that_cannot_be_read_is_reported_and_the_others_land(
     assert summary.skipped_scopes == [unknown]
     assert {(chunk.dataset, chunk.failure[:3]) for chunk in summary.failures} == {
         ("inventory", "404"),
+        ("connectors", "404"),
         ("power_events", "404"),
         ("costs", "404"),
     }

@@ -36,8 +36,11 @@ def test_the_query_asks_for_the_power_operations_without_case_in_a_half_open_spa
     operations = next(line for line in lines if "OperationNameValue" in line)
     assert operations.startswith("| where OperationNameValue in~ (")
     # Every operation billing.py names, in Azure's spelling (6 verbs x VMs and scale-set VMs
-    # at least), compared without case by `in~`.
-    assert operations.count('"Microsoft.Compute/') == len(power_operation_names()) >= 12
+    # at least, and an Arc machine's write and delete), compared without case by `in~`.
+    compute = operations.count('"Microsoft.Compute/')
+    arc = operations.count('"Microsoft.HybridCompute/machines/')
+    assert (compute, arc) == (len(power_operation_names()) - 2, 2)
+    assert compute >= 12
     assert '"Microsoft.Compute/virtualMachines/powerOff/action"' in operations
     assert f'| where SubscriptionId in~ ("{SUB}")' in lines
 

@@ -68,6 +68,8 @@ def test_a_listed_vm_becomes_one_row_with_its_power_state_and_no_sensor():
         "power_state": "running",
         "mde_sensor": False,
         "mde_extension_type": None,
+        "provider": "azure",
+        "status_changed_at": None,
     }
 
 
@@ -302,3 +304,20 @@ def test_fetching_calls_per_vm_only_where_the_list_does_not_say_and_skips_delete
     ]
     assert fetched.gone == [_vm("deleted-meanwhile")["id"]]
     assert (fetched.extension_calls, fetched.instance_view_calls) == (2, 1)
+
+
+def test_a_scale_set_instance_carries_the_sets_tags_under_its_own():
+    scale_set = {
+        "name": "vmss-web",
+        "tags": {"CostCenter": "CC-7", "env": "prod"},
+        "properties": {},
+    }
+    instance = {
+        "id": f"/subscriptions/{SUB}/resourceGroups/RG/providers/Microsoft.Compute/"
+        "virtualMachineScaleSets/vmss-web/virtualMachines/3",
+        "name": "vmss-web_3",
+        "tags": {"env": "canary"},
+        "properties": {},
+    }
+    record = scale_set_instance_record(instance, scale_set=scale_set, subscription_id=SUB)
+    assert json.loads(record["tags"]) == {"CostCenter": "CC-7", "env": "canary"}

@@ -79,6 +79,10 @@ REPORTED_VIEWS = (
     "defender_charges_daily",
     "licensing_options_monthly",
     "findings",
+    "showback_monthly",
+    "power_intervals",
+    "machine_hours_daily",
+    "machine_plans_daily",
 )
 
 
@@ -285,7 +289,9 @@ def build_warehouse(path: Path) -> Path:
         con.execute(
             "CREATE TABLE build_info AS SELECT 'mde_for_servers' AS seat_option, "
             "'annual' AS seat_term, 20.0 AS monthly_term_uplift_percent, "
-            "90 AS seat_reassignment_days, '{}' AS mde_component, '{}' AS seat_eligibility"
+            "90 AS seat_reassignment_days, '{}' AS mde_component, '{}' AS seat_eligibility, "
+            # The history ends as November starts: no month in progress.
+            "TIMESTAMPTZ '2026-11-01 00:00:00+00' AS history_end"
         )
         con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _price_rows())
     return path

@@ -156,3 +156,37 @@ def test_a_warehouse_without_a_view_says_to_rebuild(warehouse, tmp_path):
         con.execute("DROP TABLE prices")
     with pytest.raises(ReportDataError, match=r"prices.*mdecost build"):
         render_report(copy, date(2026, 10, 1), tmp_path / "reports")
+
+
+def test_the_fleet_by_provider_and_the_charges_on_no_machine_by_reason(warehouse, tmp_path):
+    # The October machines, arc-onprem-01 on premises and the others in Azure:
+    # Azure: app, batch, old, nodefender, scale-1_0 = 5 machines, 744 + 100 + 3 + 744 + 250.5 =
+    # 1841.5 h, billed 14.88 + 2.00 + 0.10 + 0 + 5.00 = 21.98, hourly 14.88 + 2.00 + 0.06 + 5.01
+    # = 21.95; on premises: arc-onprem-01, 372 h, 2.49984 billed and hourly. The 1.50 on no
+    # machine is a connector's.
+    copy = tmp_path / "providers.duckdb"
+    shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute(
+            "UPDATE machines SET provider = CASE machine_kind WHEN 'arc' THEN 'on_premises' "
+            "ELSE 'azure' END"
+        )
+        con.execute(
+            "UPDATE defender_charges_daily SET attribution_detail = 'connector' "
+            "WHERE attribution = 'unattributed'"
+        )
+    with duckdb.connect(str(copy), read_only=True) as con:
+        data = load_report_data(con, date(2026, 10, 1), str(copy))
+    rows = [
+        (p.provider, p.machines, p.arc_machines, p.billable_hours, p.billed_cost, p.hourly_cost)
+        for p in data.providers
+    ]
+    assert rows == [
+        ("azure", 5, 0, pytest.approx(1841.5), pytest.approx(21.98), pytest.approx(21.95)),
+        ("on_premises", 1, 1, pytest.approx(372.0), pytest.approx(2.49984), pytest.approx(2.49984)),
+    ]
+    assert data.unattributed_by_reason == {"connector": pytest.approx(1.50)}
+    html = render_report(copy, date(2026, 10, 1), tmp_path / "reports").html.read_text()
+    assert "Where the servers run" in html
+    assert "On premises (Azure Arc)" in html
+    assert "on multicloud connectors $1.50" in html
