@@ -4,7 +4,9 @@ Each measured step runs in a child process of its own, so its wall time and peak
 child's maximum resident set, from `os.wait4`) are those of that step alone, as a user running
 the command would see them. Sizes come from `BENCH_SIZES` (machines, comma-separated; default
 1000,10000,100000), months from `BENCH_MONTHS` (default 12). Generated lakes are kept under
-`benchmarks/work/` and reused when their size, months and seed match.
+`benchmarks/work/` and reused when their size, months and seed match. `BENCH_COLLECT=0` and
+`BENCH_QPU=0` leave out the collection benchmarks (`benchmarks.qpu`: cost collection of a
+200-subscription tenant per scope strategy, under the simulator's QPU windows).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+
+from benchmarks import qpu
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work"
@@ -289,6 +293,12 @@ def main() -> None:
         saved["collect"] = {"run": _kept(measured), **json.loads(line.removeprefix("RESULT "))}
         print(f"collect: {saved['collect']}", flush=True)
         SAVED.write_text(json.dumps(saved, indent=1))
+    if os.environ.get("BENCH_QPU", "1") != "0":
+        measured = run_child([PYTHON, "-m", "benchmarks.qpu"])
+        line = next(x for x in measured.output.splitlines() if x.startswith("RESULT "))
+        saved["qpu"] = json.loads(line.removeprefix("RESULT "))
+        print(f"qpu: {saved['qpu']}", flush=True)
+        SAVED.write_text(json.dumps(saved, indent=1))
     # The machine as this run found it: a later re-render of results.md must not restate it.
     saved["run"] = {
         "finished_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -468,6 +478,8 @@ def render(saved: dict) -> str:
             f"- throttled (429): {figures['throttled']}, waited {figures['waited_seconds']:.1f} s",
             f"- rows: {figures['rows']}",
         ]
+    if "qpu" in saved:
+        lines += ["", *qpu.render(saved["qpu"])]
     if ANALYSIS.exists():
         lines += ["", ANALYSIS.read_text().strip()]
     return "\n".join(lines) + "\n"

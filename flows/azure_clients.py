@@ -174,7 +174,7 @@ class AzureClients:
         )
 
     def archive(self, archive: ArchiveSettings) -> ContainerClient:
-        """The archive container, read with the connection string named by
+        """The archive (or export) container, read with the connection string named by
         `connection_string_env` when set (account key or SAS), else with the credential."""
         options = {
             key: value
@@ -185,7 +185,7 @@ class AzureClients:
             secret = os.environ.get(archive.connection_string_env)
             if not secret:
                 raise ConfigError(
-                    f"history.storage {archive.account_url}: the environment variable "
+                    f"storage account {archive.account_url}: the environment variable "
                     f"{archive.connection_string_env} (connection_string_env) is not set"
                 )
             return ContainerClient.from_connection_string(secret, archive.container, **options)

@@ -36,7 +36,7 @@ from flows.lake import dataset_files, partition_value, scan_files
 from pricing.book import load_price_book, pricing_choices
 from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
-from transforms.dictionary import column_comments, table_comments
+from transforms.dictionary import column_comments, table_comments, tenant_tables
 from transforms.marts import (
     CHUNKED_VIEWS,
     ESTATE_VIEWS,
@@ -367,6 +367,8 @@ def stage_estate(
     for name in ESTATE_VIEWS:
         new.append(name, _arrow(estate[name]))
     new.append("prices", book)
+    names = latest_subscriptions(settings.lake.path)
+    new.append("subscriptions", names)
     cost_files = files.every("costs")
     whole = [path for path in cost_files if str(path) not in files.left_out]
     new.append_parquet("costs", whole, DATASETS["costs"])
@@ -376,6 +378,7 @@ def stage_estate(
         new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
     overlaps = resolution_notes
     new.append("build_info", build_info(settings, fingerprint, facts.history, overlaps))
+    new.add_tenants(tenant_tables())
     new.document(table_comments(), column_comments())
     rows = {name: 0 for name in CHUNKED_VIEWS}
     for chunk in chunks:
@@ -386,11 +389,27 @@ def stage_estate(
     rows["showback_monthly"] = estate["showback_monthly"].height
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
+    rows["subscriptions"] = names.num_rows
     rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
         counted.height if counted is not None else 0
     )
     start, end = facts.history or (None, None)
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
+
+
+def latest_subscriptions(lake: Path) -> pa.Table:
+    """Each subscription as the latest collection that listed it saw it (names, group path)."""
+    files = dataset_files(lake, "subscriptions")
+    if not files:
+        return DATASETS["subscriptions"].empty_table()
+    latest = (
+        scan_files("subscriptions", files)
+        .sort("snapshot_at", "ingested_at")
+        .unique("subscription_id", keep="last")
+        .sort("subscription_id")
+        .collect()
+    )
+    return latest.to_arrow().cast(DATASETS["subscriptions"])
 
 
 def build_info(

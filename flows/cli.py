@@ -6,7 +6,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import duckdb
 import typer
@@ -27,6 +27,11 @@ from pricing.book import (
 from pricing.retail import refresh_retail_prices
 from transforms.costs import EARLIEST_CHARGE_YEAR
 from transforms.schemas import PRICE_BOOK
+
+if TYPE_CHECKING:
+    from azure.mgmt.costmanagement import CostManagementClient
+
+    from flows.collect.throttling import RetryLimits
 
 app = typer.Typer(
     name="mdecost",
@@ -290,6 +295,151 @@ def collect_command(
     except WindowError as error:
         raise fail(str(error), 2) from None
     typer.echo("\n".join(summary.lines()))
+
+
+@app.command("scopes")
+def scopes_command(
+    months: Annotated[
+        int, typer.Option("--months", min=1, help="Months of data to price in QPU (backfill).")
+    ] = 13,
+    config: ConfigOption = None,
+) -> None:
+    """List the cost scopes the credential reads and the one collection would query, with the
+    QPU each choice costs."""
+    from azure.core.exceptions import HttpResponseError
+
+    from flows.azure_clients import AzureClients
+    from flows.collect import discover_scopes
+    from flows.collect.discovery import discover
+
+    settings = settings_or_exit(config)
+    try:
+        subscriptions = discover_scopes.fn(config)
+        report = discover(
+            AzureClients(settings).cost(), settings.azure.arm_endpoint, len(subscriptions)
+        )
+    except HttpResponseError as error:
+        first = error.message.splitlines()[0] if error.message else str(error)
+        raise fail(f"listing scopes: {first}") from None
+    except ConfigError as error:
+        raise fail(str(error), 2) from None
+    lines = report.lines(list(settings.azure.cost_scopes), months, len(settings.collect.cost_types))
+    typer.echo("\n".join(lines))
+
+
+exports_app = typer.Typer(
+    help="Cost Management exports of a scope into a storage account (read back by collect).",
+    no_args_is_help=True,
+)
+app.add_typer(exports_app, name="exports")
+ExportScopeOption = Annotated[
+    str, typer.Option("--scope", help="Scope exported: a subscription or billing account.")
+]
+StorageOption = Annotated[
+    str,
+    typer.Option(
+        "--storage-account",
+        help="Resource id of the storage account the runs are written to.",
+    ),
+]
+ContainerOption = Annotated[str, typer.Option("--container", help="Container of the runs.")]
+DirectoryOption = Annotated[
+    str, typer.Option("--directory", help="The export's root folder in the container.")
+]
+ExportNameOption = Annotated[str, typer.Option("--name", help="The export's name.")]
+
+
+def _export_context(
+    config: Path | None,
+) -> tuple[Settings, CostManagementClient, RetryLimits]:
+    from flows.azure_clients import AzureClients
+    from flows.collect.throttling import RetryLimits
+
+    settings = settings_or_exit(config)
+    limits = RetryLimits(settings.collect.max_retries, settings.collect.max_retry_wait_seconds)
+    return settings, AzureClients(settings).cost(), limits
+
+
+@exports_app.command("create")
+def exports_create(
+    scope: ExportScopeOption,
+    storage_account: StorageOption,
+    container: ContainerOption,
+    directory: DirectoryOption = "mdecost",
+    name: ExportNameOption = "mdecost-focus-daily",
+    config: ConfigOption = None,
+) -> None:
+    """Create a daily, month-to-date FOCUS export of the scope into the storage account."""
+    import logging
+
+    from azure.core.exceptions import HttpResponseError
+
+    from flows.collect.export_api import create_daily_export
+
+    settings, client, limits = _export_context(config)
+    try:
+        create_daily_export(
+            client,
+            settings.azure.arm_endpoint,
+            scope,
+            name,
+            (storage_account, container, directory),
+            starts=f"{datetime.now(UTC):%Y-%m-%dT00:00:00Z}",
+            limits=limits,
+            log=logging.getLogger("mdecost.exports"),
+        )
+    except HttpResponseError as error:
+        raise fail(f"export {name} of {scope}: {error.message or error}") from None
+    typer.echo(
+        f"export {name} of {scope}: daily FOCUS runs into {container}/{directory}; add this "
+        "container and directory to [[exports.sources]] for collect to read them"
+    )
+
+
+@exports_app.command("backfill")
+def exports_backfill(
+    scope: ExportScopeOption,
+    storage_account: StorageOption,
+    container: ContainerOption,
+    directory: DirectoryOption = "mdecost",
+    name: ExportNameOption = "mdecost-focus-backfill",
+    months: Annotated[
+        int, typer.Option("--months", min=1, max=13, help="Months back, this one included.")
+    ] = 13,
+    config: ConfigOption = None,
+) -> None:
+    """Request one-time FOCUS exports month by month; run again to resume after a failure."""
+    import logging
+
+    from azure.core.exceptions import HttpResponseError
+
+    from flows.collect.export_api import backfill
+    from flows.collect.scopes import Month
+
+    settings, client, limits = _export_context(config)
+    wanted = [Month.of(datetime.now(UTC).date())]
+    while len(wanted) < months:
+        first = wanted[0].first_day
+        wanted.insert(0, Month.of(first - timedelta(days=1)))
+    try:
+        requested = backfill(
+            client,
+            settings.azure.arm_endpoint,
+            scope,
+            name,
+            (storage_account, container, directory),
+            wanted,
+            settings.lake.path,
+            limits=limits,
+            log=logging.getLogger("mdecost.exports"),
+            progress=typer.echo,
+        )
+    except HttpResponseError as error:
+        raise fail(
+            f"backfill of {scope} stopped: {error.message or error}; run the same command "
+            "again to resume with that month"
+        ) from None
+    typer.echo(f"{len(requested)} month(s) requested; collect reads the runs as they land")
 
 
 @app.command("build")

@@ -41,6 +41,15 @@ STATIC_TOKEN_ENV = "MDECOST_STATIC_TOKEN"
 # scope, each matched as a whole string (fullmatch: `$` alone lets a trailing newline through).
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _SCOPE = re.compile(r"/subscriptions/" + _GUID.pattern)
+# Scopes a Cost Management query may be asked at, above or at one subscription
+# (`[azure] cost_scopes`; transforms.billing "Cost Management Query API quota").
+_NAME = r"[A-Za-z0-9][A-Za-z0-9:._()-]*"
+_COST_SCOPE = re.compile(
+    rf"/subscriptions/{_GUID.pattern}"
+    rf"|/providers/Microsoft\.Billing/billingAccounts/{_NAME}(?:/billingProfiles/{_NAME})?"
+    rf"|/providers/Microsoft\.Management/managementGroups/{_NAME}",
+    re.IGNORECASE,
+)
 
 CostType = Literal["ActualCost", "AmortizedCost"]
 CredentialKind = Literal["default", "cli", "managed_identity", "service_principal", "static_token"]
@@ -74,6 +83,22 @@ class AzureSettings(_Section):
     tenant_id: str | None = None
     client_id: str | None = None
     cost_client_type: str = "mdecost"
+    # Where cost queries are asked (empty: each subscription of `scopes`): a billing account (EA
+    # enrollment), an MCA billing profile or a management group answers for every subscription
+    # under it at the cost of one query. `mdecost scopes` says which ones the credential reads.
+    cost_scopes: list[str] = Field(default_factory=list)
+
+    @field_validator("cost_scopes")
+    @classmethod
+    def _cost_scopes(cls, scopes: list[str]) -> list[str]:
+        for scope in scopes:
+            if not _COST_SCOPE.fullmatch(scope.rstrip("/")):
+                raise ValueError(
+                    f"{scope!r} is not a cost scope: /providers/Microsoft.Billing/billingAccounts/"
+                    "<id>[/billingProfiles/<id>], /providers/Microsoft.Management/"
+                    "managementGroups/<id> or /subscriptions/<guid>"
+                )
+        return [scope.rstrip("/") for scope in scopes]
 
     @field_validator("arm_endpoint")
     @classmethod
@@ -159,6 +184,12 @@ class CollectSettings(_Section):
     # can take a minute to start answering.
     connect_timeout_seconds: float = Field(default=20.0, gt=0)
     read_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Which cost rows the Query API is asked for: Defender for Servers meters only, or "all"
+    # (every row of the scope in `costs`, for analysts who want them; far more rows).
+    cost_rows: Literal["defender", "all"] = "defender"
+    # Azure's QPU windows (10 s, 1 min, 1 h) multiplied by this: 1 against Azure; the
+    # simulator's config sets it below 1 when it runs the windows faster (its benchmark).
+    qpu_window_scale: float = Field(default=1.0, gt=0, le=1)
 
 
 def _is_loopback_url(url: str) -> bool:
@@ -196,6 +227,29 @@ class ArchiveSettings(_Section):
                 f"must be an https:// blob endpoint (http:// only on loopback), got {value!r}"
             )
         return value.rstrip("/")
+
+
+class ExportSource(ArchiveSettings):
+    """A folder of a storage account that a Cost Management export writes its runs to.
+
+    `directory` is the export's root folder (runs sit below it, each with a `manifest.json`).
+    Read like an archive: with `[azure] credential` (Storage Blob Data Reader), or the
+    connection string held by the environment variable `connection_string_env`.
+    """
+
+    container: str
+    directory: str = ""
+
+    @field_validator("directory")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class ExportsSettings(_Section):
+    """Cost Management exports read where Azure writes them (`mdecost collect`)."""
+
+    sources: list[ExportSource] = Field(default_factory=list)
 
 
 class HistorySettings(_Section):
@@ -294,6 +348,23 @@ class Settings(BaseSettings):
     collect: CollectSettings = Field(default_factory=CollectSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    exports: ExportsSettings = Field(default_factory=ExportsSettings)
+    # Several Entra tenants (or Lighthouse delegations) collected into one lake: each entry is
+    # an `[azure]` table of its own (tenant_id required); what it leaves out is `[azure]`'s.
+    tenants: list[AzureSettings] = Field(default_factory=list)
+
+    def for_tenant(self, tenant: str | None) -> Settings:
+        """These settings with `[azure]` replaced by the `[[tenants]]` entry of `tenant`."""
+        if tenant is None:
+            return self
+        for entry in self.tenants:
+            if (entry.tenant_id or "").lower() == tenant.lower():
+                return self.model_copy(update={"azure": entry})
+        raise ConfigError(f"no [[tenants]] entry has tenant_id {tenant!r}")
+
+    def tenant_keys(self) -> list[str | None]:
+        """The tenants a collection runs for: each `[[tenants]]` entry's, else `[azure]`'s."""
+        return [entry.tenant_id for entry in self.tenants] or [None]
 
     @classmethod
     def settings_customise_sources(
@@ -354,6 +425,10 @@ def _one_line(error: ValidationError, origin: str) -> str:
 
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths in a config file are relative to the file, so a config works from any directory."""
+    for entry in raw.get("tenants") or []:
+        value = entry.get("ca_bundle") if isinstance(entry, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            entry["ca_bundle"] = str(base / value)
     for section, key in (
         ("lake", "path"),
         ("warehouse", "path"),
@@ -365,6 +440,27 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(value, str) and not Path(value).is_absolute():
             raw[section][key] = str(base / value)
     return raw
+
+
+def _tenants_inherit_azure(raw: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Each `[[tenants]]` entry over `[azure]`: an entry names what differs (tenant, credential,
+    scopes), the rest (endpoint, CA bundle, client type) is `[azure]`'s."""
+    tenants = raw.get("tenants")
+    if not isinstance(tenants, list):
+        return raw
+    azure = raw.get("azure")
+    if not isinstance(azure, dict):
+        azure = {}
+    merged = []
+    for index, entry in enumerate(tenants):
+        if not isinstance(entry, dict) or not entry.get("tenant_id"):
+            raise ConfigError(f"{origin}: tenants[{index}] needs a tenant_id")
+        base = {key: value for key, value in azure.items() if key not in ("scopes", "cost_scopes")}
+        merged.append({**base, **entry})
+    ids = [str(entry["tenant_id"]).lower() for entry in merged]
+    if len(set(ids)) < len(ids):
+        raise ConfigError(f"{origin}: two [[tenants]] entries have the same tenant_id")
+    return {**raw, "tenants": merged}
 
 
 ENV_PREFIX = "MDECOST_"
@@ -423,6 +519,7 @@ def load_settings(config_file: Path | None = None) -> Settings:
     origin = "environment"
     if config_file is not None:
         raw = _resolve_relative_paths(_read_toml(config_file), config_file.resolve().parent)
+        raw = _tenants_inherit_azure(raw, str(config_file))
         origin = str(config_file)
     _check_environment_names()
     try:
@@ -431,6 +528,12 @@ def load_settings(config_file: Path | None = None) -> Settings:
         raise ConfigError(_one_line(error, origin)) from None
     except SettingsError as error:
         raise _unparsable_environment(error) from None
+    for tenant in settings.tenants:
+        if tenant.credential == "static_token" and not tenant.endpoint_is_loopback():
+            raise ConfigError(
+                f"{origin}: tenants {tenant.tenant_id}: credential 'static_token' is for "
+                f"emulators only and is refused for {tenant.arm_endpoint}"
+            )
     if settings.azure.credential == "static_token" and not settings.azure.endpoint_is_loopback():
         raise ConfigError(
             f"{origin}: azure.credential 'static_token' is for emulators only and is refused "

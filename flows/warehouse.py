@@ -132,6 +132,18 @@ class StagedWarehouse:
         self._con.execute(sql, {"files": [str(path) for path in files]})
         self._tables.add(qualified)
 
+    def add_tenants(self, tables: Sequence[str], names: str = "subscriptions") -> None:
+        """A `tenant_id` column on each of `tables` written, from the `names` table's rows
+        (null for a subscription it does not list)."""
+        for name in tables:
+            if f'"{name}"' not in self._tables:
+                continue
+            self._con.execute(f'ALTER TABLE "{name}" ADD COLUMN tenant_id VARCHAR')
+            self._con.execute(
+                f'UPDATE "{name}" SET tenant_id = s.tenant_id FROM "{names}" s '
+                f'WHERE "{name}".subscription_id = s.subscription_id'
+            )
+
     def document(
         self,
         table_comments: Mapping[str, str],

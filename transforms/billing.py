@@ -203,6 +203,24 @@ ACTIVITY_LOG_RETENTION_DAYS: Final = 90
 ACTIVITY_TABLE: Final = "AzureActivity"
 ARCHIVE_CONTAINER: Final = "insights-activity-logs"
 
+# --- Cost Management Query API quota ------------------------------------------------------
+# Quotas are per tenant, in query processing units (QPU): 12 per 10 seconds, 60 per minute, 600
+# per hour, and a query of one month of data costs about one QPU whatever its scope (Learn:
+# cost-management-billing/costs/manage-automation, "Data latency and rate limits"). Answers say
+# what they cost and what is left: `x-ms-ratelimit-microsoft.costmanagement-qpu-consumed` (a
+# number) and `-qpu-remaining` (comma-separated `name:number` pairs, one per window; the names
+# are not documented, so a pair is matched to its window by the unit in its name: seconds,
+# minute, hour). A `ClientType` header gets its own bucket of the same size.
+QPU_WINDOWS: Final = ((10.0, 12), (60.0, 60), (3600.0, 600))
+QPU_PER_MONTH_QUERIED: Final = 1
+QPU_CONSUMED_HEADER: Final = "x-ms-ratelimit-microsoft.costmanagement-qpu-consumed"
+QPU_REMAINING_HEADER: Final = "x-ms-ratelimit-microsoft.costmanagement-qpu-remaining"
+# Scopes a query may be asked at (Learn: REST cost-management query/usage, `scope`): a billing
+# account (EA enrollment) or an MCA billing profile covers every subscription billed to it; a
+# management group only for EA and pay-as-you-go, and at most 3,000 subscriptions under it
+# (Learn: cost-management-billing/costs/understand-work-scopes).
+MANAGEMENT_GROUP_MAX_SUBSCRIPTIONS: Final = 3000
+
 # --- Defender for Servers meters ------------------------------------------------------------
 # Source: Azure Retail Prices API, serviceName "Microsoft Defender for Cloud", productName
 # "Microsoft Defender for Servers", skuName "Standard P1"/"Standard P2", unitOfMeasure "1/Hour".
@@ -222,6 +240,16 @@ MDE_BENEFIT: Final = "mde"
 MDE_BENEFIT_METER_SUFFIX: Final = " - MDATP Benefit"
 DEFENDER_UNIT: Final = "1/Hour"
 PLANS: Final = ("P1", "P2")
+# The Cost Management Query API filters dimensions with `In` only (exact values, compared without
+# case; Learn: REST cost-management query/usage, QueryComparisonExpression.operator), so a query
+# for Defender for Servers rows lists every meter spelling recognised above: each plan's standard
+# meter and its known variants. A variant Microsoft adds later would be missed by the filtered
+# query (`[collect] cost_rows = "all"` asks for every row); export files are read whole.
+DEFENDER_QUERY_METERS: Final = tuple(
+    f"Standard {plan} Node{suffix}" for plan in PLANS for suffix in ("", MDE_BENEFIT_METER_SUFFIX)
+)
+# `[collect] cost_rows`: Defender for Servers rows only (the default), or every cost row.
+COST_ROWS: Final = ("defender", "all")
 # Pricings API: subPlan of a Standard pricing "when not specified, full plan is applied"
 # (Learn: REST defenderforcloud/pricings, PricingProperties.subPlan): the full plan is Plan 2.
 STANDARD_DEFAULT_SUB_PLAN: Final = "P2"

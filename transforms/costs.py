@@ -354,6 +354,8 @@ QUERY_DIMENSIONS: Final = {
     "ChargeType": "charge_type",
     "UnitOfMeasure": "unit_of_measure",
 }
+# The subscription of each row, in a query asked above one subscription.
+QUERY_SUBSCRIPTION_COLUMN: Final = "SubscriptionId"
 # Costs converted to another currency are extra aggregations that cannot be mistaken for the
 # billing-currency cost; they are left out.
 _CONVERTED_COST: Final = re.compile(r"^(?:PreTax)?Cost[A-Z]{3}$")
@@ -367,7 +369,12 @@ def _query_column_names(columns: Sequence[Mapping[str, str]], origin: str) -> di
         if name.lower() in folded:
             raise CostDataError(f"{origin}: the result has column {name!r} twice")
         folded[name.lower()] = name
-    known = (*QUERY_COST_COLUMNS, *QUERY_REQUIRED_COLUMNS, *QUERY_DIMENSIONS)
+    known = (
+        *QUERY_COST_COLUMNS,
+        *QUERY_REQUIRED_COLUMNS,
+        *QUERY_DIMENSIONS,
+        QUERY_SUBSCRIPTION_COLUMN,
+    )
     return {
         canonical: folded[canonical.lower()] for canonical in known if canonical.lower() in folded
     }
@@ -396,7 +403,7 @@ def query_result_to_costs(
     columns: Sequence[Mapping[str, str]],
     rows: Sequence[Sequence[object]],
     *,
-    subscription_id: str,
+    subscription_id: str | None,
     cost_type: str,
     scope: str,
     ingested_at: datetime,
@@ -414,15 +421,30 @@ def query_result_to_costs(
 
     Without a `UnitOfMeasure` column (the collector does not group by it), Defender for Servers
     meters are known to be `1/Hour` (billing facts) and other meters have no unit (block size 1).
+
+    `subscription_id` None: a query above one subscription (billing account, management group),
+    whose rows say their subscription in a `SubscriptionId` column (lower-cased here; a row
+    without one is billed to no subscription and is refused by the schema).
     """
     if cost_type not in COST_TYPES:
         raise CostDataError(f"{origin}: cost_type must be one of {COST_TYPES}, got {cost_type!r}")
     if ingested_at.tzinfo is None:
         raise CostDataError(f"{origin}: ingested_at must be timezone-aware (UTC)")
-    subscription = re.fullmatch(rf"(?:/subscriptions/)?({_GUID})/?", subscription_id.strip())
-    if subscription is None:
-        raise CostDataError(f"{origin}: {subscription_id!r} is not a subscription id")
     mapped = _query_column_names(columns, origin)
+    if subscription_id is None:
+        if QUERY_SUBSCRIPTION_COLUMN not in mapped:
+            raise CostDataError(
+                f"{origin}: a query above one subscription needs the {QUERY_SUBSCRIPTION_COLUMN} "
+                "column to tell whose rows they are; the result has none"
+            )
+        subscription_of_row = (
+            pl.col(mapped[QUERY_SUBSCRIPTION_COLUMN]).str.strip_chars().str.to_lowercase()
+        )
+    else:
+        subscription = re.fullmatch(rf"(?:/subscriptions/)?({_GUID})/?", subscription_id.strip())
+        if subscription is None:
+            raise CostDataError(f"{origin}: {subscription_id!r} is not a subscription id")
+        subscription_of_row = pl.lit(subscription.group(1), pl.String)
     cost_columns = [name for name in QUERY_COST_COLUMNS if name in mapped]
     missing = [name for name in QUERY_REQUIRED_COLUMNS if name not in mapped]
     if not cost_columns:
@@ -469,7 +491,7 @@ def query_result_to_costs(
     staged = frame.lazy().select(
         day.alias("charge_period_start"),
         (day + timedelta(days=1)).alias("charge_period_end"),
-        pl.lit(subscription.group(1), pl.String).alias("subscription_id"),
+        subscription_of_row.alias("subscription_id"),
         pl.lit(None, pl.String).alias("sub_account_id"),
         column("ResourceId").alias("resource_id"),
         column("ResourceType").alias("resource_type"),

@@ -48,6 +48,22 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "scope": "The Azure scope or billing account the row was read from.",
         },
     },
+    "subscriptions": {
+        "grain": "one row per subscription the credential reads, from the latest collection "
+        "that saw it: join on subscription_id to show names beside GUIDs",
+        "columns": {
+            "snapshot_at": "When the collection listed the subscription (UTC).",
+            "subscription_id": "Lower-cased subscription GUID.",
+            "display_name": "The subscription's display name.",
+            "state": "Enabled, Warned, PastDue, Disabled or Deleted, as Azure lists it.",
+            "tenant_id": "The Entra tenant the subscription belongs to.",
+            "management_group_path": "Management groups from the root down to the "
+            "subscription's, by display name, joined by ' / ' (null: not readable).",
+            "ingested_at": "When mdecost collected the row (UTC).",
+            "source": "The API the row came from (subscriptions).",
+            "scope": "The scope listed (/subscriptions).",
+        },
+    },
     "prices": {
         "grain": "one price book entry: an option's rate over an effective period",
         "columns": {
@@ -98,6 +114,14 @@ def table_comments() -> dict[str, str]:
     return comments
 
 
+# Every table with a subscription_id also says the tenant (several tenants share one lake).
+TENANT_COLUMN: Final = "tenant_id"
+TENANT_COMMENT: Final = (
+    "The Entra tenant of the subscription (from `subscriptions`; null when no collection has "
+    "listed the subscription)."
+)
+
+
 def column_comments() -> dict[str, dict[str, str]]:
     """Each warehouse column's description, for COMMENT ON COLUMN."""
     comments = {
@@ -108,7 +132,19 @@ def column_comments() -> dict[str, dict[str, str]]:
         columns = spec["columns"]
         assert isinstance(columns, dict)
         comments[name] = dict(columns)
+    for columns in comments.values():
+        if "subscription_id" in columns and TENANT_COLUMN not in columns:
+            columns[TENANT_COLUMN] = TENANT_COMMENT
     return comments
+
+
+def tenant_tables() -> list[str]:
+    """The tables the build gives a tenant_id column (they have a subscription_id)."""
+    return [
+        name
+        for name, columns in column_comments().items()
+        if "subscription_id" in columns and name != "subscriptions"
+    ]
 
 
 def markdown() -> str:

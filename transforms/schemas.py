@@ -169,6 +169,19 @@ PRICE_BOOK: Final = pa.schema(
     ]
 )
 
+# One row per subscription the credential reads, per snapshot: names for people, GUIDs for joins.
+SUBSCRIPTIONS: Final = pa.schema(
+    [
+        pa.field("snapshot_at", UTC_TIMESTAMP, nullable=False),
+        pa.field("subscription_id", pa.string(), nullable=False),
+        pa.field("display_name", pa.string()),
+        pa.field("state", pa.string()),
+        pa.field("tenant_id", pa.string()),
+        pa.field("management_group_path", pa.string()),
+        *_PROVENANCE,
+    ]
+)
+
 DATASETS: Final = {
     "inventory": INVENTORY,
     "pricings": PRICINGS,
@@ -176,6 +189,7 @@ DATASETS: Final = {
     "power_events": POWER_EVENTS,
     "costs": COSTS,
     "retail_prices": RETAIL_PRICES,
+    "subscriptions": SUBSCRIPTIONS,
 }
 
 

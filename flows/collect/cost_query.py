@@ -28,8 +28,10 @@ from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.costmanagement import CostManagementClient
 
 from flows.collect.paging import NextLinks
+from flows.collect.qpu import QpuBudget
 from flows.collect.scopes import Month
 from flows.collect.throttling import RetryLimits, ThrottleStats, send_with_retries
+from transforms.billing import COST_ROWS, DEFENDER_QUERY_METERS
 
 QUERY_GROUPING = (
     "ResourceId",
@@ -44,6 +46,8 @@ QUERY_GROUPING = (
 # service refuse it as a grouping dimension (400 naming it), the month is asked again without it
 # and `transforms.costs` falls back to the meter's known unit.
 UNIT_DIMENSION = "UnitOfMeasure"
+# Above one subscription (billing account, management group) rows are grouped by subscription too.
+SUBSCRIPTION_DIMENSION = "SubscriptionId"
 # Aggregations are keyed by alias, but the result columns are named after the aggregated column
 # ("Cost", "UsageQuantity"): the COSTS conversion maps columns by those names.
 QUERY_AGGREGATION = {
@@ -56,14 +60,46 @@ QUERY_API_VERSION = "2025-03-01"
 CLIENT_TYPE_HEADER = "ClientType"
 
 
-def query_body(cost_type: str, month: Month, *, with_unit: bool = True) -> dict[str, Any]:
+def defender_filter() -> dict[str, Any]:
+    """The dataset filter that keeps Defender for Servers rows: their meters, by name."""
+    return {
+        "dimensions": {"name": "Meter", "operator": "In", "values": list(DEFENDER_QUERY_METERS)}
+    }
+
+
+def query_body(
+    cost_type: str,
+    month: Month,
+    *,
+    with_unit: bool = True,
+    cost_rows: str = "defender",
+    by_subscription: bool = False,
+) -> dict[str, Any]:
     """The Query API body for one month, Daily, at mdecost's grouping (and the unit if asked).
 
     `timePeriod.to` is the last second of the month: the API treats it as inclusive.
+    `cost_rows` "defender" asks for Defender for Servers meters only (a machine's other costs,
+    VM compute, disks, are most of a subscription's rows and mdecost needs none of them); "all"
+    for every row. `by_subscription` adds the SubscriptionId dimension, for a scope above one
+    subscription (a billing account or management group), whose rows are split per subscription.
     """
     if cost_type not in COST_TYPES:
         raise ValueError(f"cost type {cost_type!r} is not one of {', '.join(COST_TYPES)}")
+    if cost_rows not in COST_ROWS:
+        raise ValueError(f"cost rows {cost_rows!r} is not one of {', '.join(COST_ROWS)}")
     last_second = month.end - timedelta(seconds=1)
+    dimensions = (
+        *((SUBSCRIPTION_DIMENSION,) if by_subscription else ()),
+        *QUERY_GROUPING,
+        *((UNIT_DIMENSION,) if with_unit else ()),
+    )
+    dataset: dict[str, Any] = {
+        "granularity": "Daily",
+        "aggregation": QUERY_AGGREGATION,
+        "grouping": [{"type": "Dimension", "name": name} for name in dimensions],
+    }
+    if cost_rows == "defender":
+        dataset["filter"] = defender_filter()
     return {
         "type": cost_type,
         "timeframe": "Custom",
@@ -71,14 +107,7 @@ def query_body(cost_type: str, month: Month, *, with_unit: bool = True) -> dict[
             "from": month.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "to": last_second.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
-        "dataset": {
-            "granularity": "Daily",
-            "aggregation": QUERY_AGGREGATION,
-            "grouping": [
-                {"type": "Dimension", "name": name}
-                for name in (*QUERY_GROUPING, *((UNIT_DIMENSION,) if with_unit else ()))
-            ],
-        },
+        "dataset": dataset,
     }
 
 
@@ -143,10 +172,13 @@ def fetch_query_pages(
     stats: ThrottleStats,
     what: str,
     log: logging.Logger | logging.LoggerAdapter,
+    budget: QpuBudget | None = None,
 ) -> QueryPages:
     """POST `body` to `url`, then to every nextLink, through `client`'s pipeline; all pages.
 
-    EndlessPaging instead of a nextLink that repeats a page or prolongs a run of empty pages.
+    With a `budget`, each request first waits for room in the tenant's QPU windows and books
+    what it cost (`stats.qpu`, `stats.paced_seconds`). EndlessPaging instead of a nextLink that
+    repeats a page or prolongs a run of empty pages.
     """
     pages = QueryPages()
     links = NextLinks(what)
@@ -159,7 +191,17 @@ def fetch_query_pages(
             request = HttpRequest(
                 "POST", request_url, json=body, headers={CLIENT_TYPE_HEADER: client_type}
             )
-            return client.send_request(request, retry_total=0)
+            if budget is None:
+                return client.send_request(request, retry_total=0)
+            reservation, paced = budget.reserve()
+            stats.paced_seconds += paced
+            try:
+                response = client.send_request(request, retry_total=0)
+            except BaseException:
+                budget.release(reservation)
+                raise
+            stats.qpu += budget.settle(reservation, response.headers)
+            return response
 
         columns, rows, next_url = send_with_retries(
             send,
@@ -190,8 +232,12 @@ def fetch_month(
     limits: RetryLimits,
     stats: ThrottleStats,
     log: logging.Logger | logging.LoggerAdapter,
+    cost_rows: str = "defender",
+    by_subscription: bool = False,
+    budget: QpuBudget | None = None,
 ) -> QueryPages:
-    """Every row of one month of `cost_type` for `scope`, at mdecost's grouping."""
+    """Every row of one month of `cost_type` for `scope`, at mdecost's grouping (see
+    `query_body` for `cost_rows` and `by_subscription`), paced by `budget` when given."""
     url = query_url(arm_endpoint, scope, QUERY_API_VERSION)
     what = f"cost query {scope} {month} {cost_type}"
 
@@ -205,14 +251,24 @@ def fetch_month(
             stats=stats,
             what=what,
             log=log,
+            budget=budget,
+        )
+
+    def body(with_unit: bool = True) -> dict[str, Any]:
+        return query_body(
+            cost_type,
+            month,
+            with_unit=with_unit,
+            cost_rows=cost_rows,
+            by_subscription=by_subscription,
         )
 
     try:
-        return pages_for(query_body(cost_type, month))
+        return pages_for(body())
     except HttpResponseError as error:
         if not refuses_unit_dimension(error):
             raise
         log.warning(
             "%s: the service refuses grouping by %s; asking again without it", what, UNIT_DIMENSION
         )
-        return pages_for(query_body(cost_type, month, with_unit=False))
+        return pages_for(body(with_unit=False))

@@ -40,11 +40,14 @@ BACKOFF_BASE_SECONDS = 1.0
 
 @dataclass
 class ThrottleStats:
-    """What one chunk's requests met: 429s answered, seconds waited, server errors retried."""
+    """What one chunk's requests met: 429s answered, seconds waited, server errors retried, and
+    for Cost Management queries the QPU they cost and the seconds spent pacing to the quota."""
 
     throttled: int = 0
     server_errors: int = 0
     waited_seconds: float = 0.0
+    qpu: float = 0.0
+    paced_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,8 @@ class ReportData:
     providers: list[ProviderCosts] = field(default_factory=list)  # largest billed first
     # Charges on no machine by reason (`attribution_detail`: connector, direct_onboarding, ...).
     unattributed_by_reason: dict[str, float] = field(default_factory=dict)
+    # Subscription GUID -> display name (the warehouse's `subscriptions`), shown beside GUIDs.
+    subscription_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def month_complete(self) -> bool:
@@ -313,6 +315,7 @@ def _load(con: duckdb.DuckDBPyConnection, start: date, end: date, warehouse: str
         assumptions=assumptions,
         providers=_providers(con, start),
         unattributed_by_reason=_unattributed_by_reason(con, start, end),
+        subscription_names=_subscription_names(con),
     )
 
 
@@ -347,6 +350,19 @@ def _unattributed_by_reason(
             [start, end],
         ).fetchall()
     )
+
+
+def _subscription_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Display names by subscription GUID; none from a warehouse built before names were kept."""
+    tables = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'subscriptions'"
+    ).fetchone()
+    if not tables or not tables[0]:
+        return {}
+    rows = con.execute(
+        "SELECT subscription_id, display_name FROM subscriptions WHERE display_name IS NOT NULL"
+    ).fetchall()
+    return {subscription: name for subscription, name in rows}
 
 
 def _machines(con: duckdb.DuckDBPyConnection, start: date) -> pa.Table:

@@ -307,6 +307,12 @@ def parse_cost_query(body: dict[str, Any], clock: datetime) -> CostQuery:
     )
 
 
+def query_units(query: CostQuery) -> int:
+    """The QPU a query costs: one per calendar month its period touches (BILLING-FACTS)."""
+    first, last = query.first_day, query.last_day
+    return (last.year - first.year) * 12 + last.month - first.month + 1
+
+
 def run_cost_query(
     rows: pl.DataFrame, query: CostQuery
 ) -> tuple[list[dict[str, str]], pl.DataFrame]:

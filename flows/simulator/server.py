@@ -31,7 +31,7 @@ import polars as pl
 import trustme
 
 from flows.config import STATIC_TOKEN_ENV, Settings, load_settings
-from flows.simulator import plans, wire, workspace
+from flows.simulator import billing, exports, plans, wire, workspace
 from flows.simulator.catalog import CURRENCY_RATES, retail_items
 from flows.simulator.estate import Estate
 from flows.simulator.model import MachineSpec, ScaleSetSpec, SubscriptionSpec
@@ -39,11 +39,18 @@ from flows.simulator.queries import (
     BadRequest,
     activity_log_filter,
     parse_cost_query,
+    query_units,
     retail_predicate,
     run_cost_query,
     select_fields,
 )
+from flows.simulator.quota import QpuQuota
 
+# The simulator runs Cost Management's QPU windows this many times as fast as Azure (an hour in
+# 36 s), and says so in the mdecost.toml it writes, so tests and the benchmark pace in seconds.
+QPU_SCALE = 0.01
+# Cost query results kept for their later pages.
+QUERY_RESULTS_KEPT = 16
 # The token the simulator accepts when MDECOST_STATIC_TOKEN is not set. It only ever opens the
 # simulator on loopback; the config refuses a static token for any other endpoint.
 DEVELOPMENT_TOKEN = "mdecost-simulator-development-token"
@@ -573,6 +580,74 @@ class _Handler(BaseHTTPRequestHandler):
     def cost_query(self, sub: str, rg: str | None = None) -> None:
         sim = self.server.simulator
         subscription = sim.subscription(sub)
+
+        def rows() -> pl.DataFrame:
+            mine = sim.estate.cost_rows(as_of=sim.clock).filter(
+                pl.col("subscription_id") == subscription.subscription_id
+            )
+            return mine if rg is None else mine.filter(pl.col("resource_group") == rg.lower())
+
+        self._cost_answer(f"subscriptions/{subscription.subscription_id}", rows)
+
+    @_route(
+        "POST",
+        r"^/providers/microsoft\.billing/billingaccounts/(?P<account>[^/]+)"
+        r"(?:/billingprofiles/(?P<profile>[^/]+))?/providers/microsoft\.costmanagement/query$",
+        "cost_query",
+    )
+    def billing_cost_query(self, account: str, profile: str | None = None) -> None:
+        """A billing account's (EA) or billing profile's (MCA) rows: every subscription's."""
+        sim = self.server.simulator
+        layout = sim.billing
+        asked = f"{billing.BILLING}/{account}" + (f"/billingProfiles/{profile}" if profile else "")
+        if asked.lower() not in {s.lower() for s in (layout.account_id, layout.profile_id) if s}:
+            raise _NotFound("BillingAccountNotFound", f"The scope '{asked}' was not found.")
+        if layout.agreement == billing.MCA and profile is None:
+            raise BadRequest(
+                "Cost queries of a Microsoft Customer Agreement are asked at a billing profile.",
+                "BillingScopeNotSupported",
+            )
+        self._cost_answer(asked.lstrip("/"), lambda: sim.estate.cost_rows(as_of=sim.clock))
+
+    @_route(
+        "POST",
+        r"^/providers/microsoft\.management/managementgroups/(?P<group>[^/]+)"
+        r"/providers/microsoft\.costmanagement/query$",
+        "cost_query",
+    )
+    def group_cost_query(self, group: str) -> None:
+        """A management group's rows (EA and pay-as-you-go only, as Azure: not MCA)."""
+        sim = self.server.simulator
+        if sim.billing.agreement == billing.MCA:
+            raise BadRequest(
+                "Management group scope is not supported for Microsoft Customer Agreement "
+                "billing accounts.",
+                "ManagementGroupScopeNotSupported",
+            )
+        try:
+            members = billing.subscriptions_under(
+                sim.estate.subscription_specs, group, sim.estate.tenant_id
+            )
+        except KeyError:
+            raise _NotFound(
+                "ManagementGroupNotFound", f"The management group '{group}' was not found."
+            ) from None
+        ids = [s.subscription_id for s in members]
+        self._cost_answer(
+            f"providers/Microsoft.Management/managementGroups/{group}",
+            lambda: sim.estate.cost_rows(as_of=sim.clock).filter(
+                pl.col("subscription_id").is_in(ids)
+            ),
+        )
+
+    def _cost_answer(self, scope: str, rows: Callable[[], pl.DataFrame]) -> None:
+        """Answer a Query API request over the scope's `rows`: throttling, quota, paging.
+
+        A query costs one QPU per month of data it spans; the pages after the first (asked with
+        the `$skiptoken` of a nextLink) are served from the first page's result and cost none
+        (mdecost's assumption: Microsoft documents the cost per month of data, not per page).
+        """
+        sim = self.server.simulator
         if sim.throttle_cost_query():
             sim.count("cost_query_429")
             seconds = sim.faults.cost_retry_after_seconds
@@ -589,19 +664,25 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as error:
             raise BadRequest(f"The request body is not valid JSON: {error}") from None
         query = parse_cost_query(body, sim.clock)
-        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
-            pl.col("subscription_id") == subscription.subscription_id
+        units = 0 if self.query.get("$skiptoken") else query_units(query)
+        status, quota_headers = sim.quota.admit(sim.estate.tenant_id, units)
+        if status == 429:
+            sim.count("cost_query_429")
+            self._send(
+                429,
+                wire.error_body("429", "Too many requests. Please retry after a while."),
+                quota_headers,
+            )
+            return
+        columns, frame = sim.query_result(
+            (scope.lower(), self.body, sim.clock), lambda: run_cost_query(rows(), query)
         )
-        if rg is not None:
-            rows = rows.filter(pl.col("resource_group") == rg.lower())
-        columns, frame = run_cost_query(rows, query)
         page, next_link = self._page(frame, sim.page_sizes.cost_query)
         served_rows = [list(row) for row in page.iter_rows()]
         if self.fault is not None and self.fault.kind == "extra_column":
             name, kind = self.fault.extra_column
             columns = [{"name": name, "type": kind}, *columns]
             served_rows = [[self.fault.extra_value(), *row] for row in served_rows]
-        scope = f"subscriptions/{subscription.subscription_id}"
         query_id = _request_id()
         self._send(
             200,
@@ -615,7 +696,120 @@ class _Handler(BaseHTTPRequestHandler):
                     "rows": served_rows,
                 },
             },
+            quota_headers,
         )
+
+    # -- cost management exports ---------------------------------------------------------------
+    @_route(
+        "PUT",
+        r"^(?P<scope>/subscriptions/[^/]+|/providers/microsoft\.billing/billingaccounts/[^/]+)"
+        r"/providers/microsoft\.costmanagement/exports/(?P<name>[^/]+)$",
+        "export_put",
+    )
+    def export_put(self, scope: str, name: str) -> None:
+        sim = self.server.simulator
+        try:
+            body = json.loads(self.body or b"{}")
+            properties = body["properties"]
+            properties["definition"]["type"]
+            properties["deliveryInfo"]["destination"]["container"]
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest(
+                "An export needs properties.definition and properties.deliveryInfo.destination"
+            ) from None
+        answer = {
+            "id": f"{scope}/providers/Microsoft.CostManagement/exports/{name}",
+            "name": name,
+            "type": "Microsoft.CostManagement/exports",
+            "properties": properties,
+        }
+        with sim._lock:
+            sim.exports[f"{scope.lower()}|{name.lower()}"] = answer
+        self._send(201, answer)
+
+    @_route(
+        "GET",
+        r"^(?P<scope>/subscriptions/[^/]+|/providers/microsoft\.billing/billingaccounts/[^/]+)"
+        r"/providers/microsoft\.costmanagement/exports/(?P<name>[^/]+)$",
+        "export_get",
+    )
+    def export_get(self, scope: str, name: str) -> None:
+        self._send(200, self.server.simulator.export(scope, name))
+
+    @_route(
+        "POST",
+        r"^(?P<scope>/subscriptions/[^/]+|/providers/microsoft\.billing/billingaccounts/[^/]+)"
+        r"/providers/microsoft\.costmanagement/exports/(?P<name>[^/]+)/run$",
+        "export_run",
+    )
+    def export_run(self, scope: str, name: str) -> None:
+        """Write a run of the export into its storage container (see `exports`)."""
+        sim = self.server.simulator
+        export = sim.export(scope, name)
+        properties = export["properties"]
+        destination = properties["deliveryInfo"]["destination"]
+        if sim.export_storage is None:
+            raise BadRequest(
+                f"The storage account {destination.get('resourceId')} cannot be reached.",
+                "StorageAccountUnreachable",
+            )
+        first, last = exports.period(properties["definition"], sim.clock)
+        rows = sim.estate.cost_rows(as_of=sim.clock).filter(
+            pl.col("usage_date").is_between(first, last)
+        )
+        if scope.lower().startswith("/subscriptions/"):
+            rows = rows.filter(
+                pl.col("subscription_id") == sim.subscription(scope[15:]).subscription_id
+            )
+        container = sim.export_storage(str(destination.get("resourceId")), destination["container"])
+        exports.write_run(
+            container,
+            export["name"],
+            export["id"].split("/providers/Microsoft.CostManagement/")[0],
+            properties["definition"],
+            str(destination.get("rootFolderPath") or ""),
+            rows,
+            first,
+            last,
+        )
+        self._send(200, {})
+
+    # -- billing accounts and management groups ------------------------------------------------
+    @_route("GET", r"^/providers/microsoft\.billing/billingaccounts$", "billing_accounts")
+    def billing_accounts(self) -> None:
+        self._send(200, billing.billing_accounts_json(self.server.simulator.billing))
+
+    @_route(
+        "GET",
+        r"^/providers/microsoft\.billing/billingaccounts/(?P<account>[^/]+)/billingprofiles$",
+        "billing_profiles",
+    )
+    def billing_profiles(self, account: str) -> None:
+        layout = self.server.simulator.billing
+        if account.lower() != layout.account_name.lower():
+            raise _NotFound(
+                "BillingAccountNotFound", f"The billing account '{account}' was not found."
+            )
+        self._send(200, billing.billing_profiles_json(layout))
+
+    @_route("GET", r"^/providers/microsoft\.management/managementgroups$", "management_groups")
+    def management_groups(self) -> None:
+        self._send(200, billing.management_groups_json(self.server.simulator.estate.tenant_id))
+
+    @_route(
+        "GET",
+        r"^/providers/microsoft\.management/managementgroups/(?P<group>[^/]+)/descendants$",
+        "management_group_descendants",
+    )
+    def management_group_descendants(self, group: str) -> None:
+        estate = self.server.simulator.estate
+        try:
+            answer = billing.descendants_json(estate.subscription_specs, group, estate.tenant_id)
+        except KeyError:
+            raise _NotFound(
+                "ManagementGroupNotFound", f"The management group '{group}' was not found."
+            ) from None
+        self._send(200, answer)
 
     # -- log analytics -------------------------------------------------------------------------
     @_route("POST", r"^/v1/workspaces/(?P<workspace_id>[^/]+)/query$", "log_analytics")
@@ -759,7 +953,17 @@ class SimulatedAzure:
         self.token = os.environ.get(STATIC_TOKEN_ENV) or DEVELOPMENT_TOKEN
         self.faults = Faults()
         self.page_sizes = PageSizes()
+        self.billing = billing.BillingLayout()
+        # Cost Management's QPU windows, run QPU_SCALE times as fast (see `quota`); enforcing
+        # them is switched on by the tests and benchmark that measure pacing.
+        self.quota = QpuQuota(scale=QPU_SCALE)
         self.requests: Counter[str] = Counter()
+        self._query_results: dict[tuple[str, bytes, datetime], Any] = {}
+        # The Exports API's definitions, and where runs are written: a function giving the
+        # container of a storage account (resource id, container), e.g. Azurite's; None: runs
+        # are refused as unreachable storage.
+        self.exports: dict[str, dict[str, Any]] = {}
+        self.export_storage: exports.StorageFactory | None = None
         self._clock = estate.now
         self._lock = threading.Lock()
         self._requested_port = port
@@ -821,6 +1025,7 @@ class SimulatedAzure:
             'credential = "static_token"\n'
             f'static_token = "{self.token}"\n'
             "scopes = []\n"
+            f"\n[collect]\nqpu_window_scale = {self.quota.scale}\n"
             '\n[lake]\npath = "lake"\n'
             '\n[warehouse]\npath = "warehouse.duckdb"\n'
             '\n[report]\npath = "reports"\n'
@@ -861,6 +1066,8 @@ class SimulatedAzure:
         self._clock = self.estate.now
         self.faults = Faults()
         self.page_sizes = PageSizes()
+        self.billing = billing.BillingLayout()
+        self.quota = QpuQuota(scale=self.quota.scale)
 
     def count(self, route: str) -> None:
         with self._lock:
@@ -869,6 +1076,30 @@ class SimulatedAzure:
     def throttle_cost_query(self) -> bool:
         with self._lock:
             return self.faults.throttle_next_cost_query()
+
+    def query_result(
+        self,
+        key: tuple[str, bytes, datetime],
+        compute: Callable[[], tuple[list[dict[str, str]], pl.DataFrame]],
+    ) -> tuple[list[dict[str, str]], pl.DataFrame]:
+        """A cost query's result, computed once for all its pages (the last few kept)."""
+        with self._lock:
+            known = self._query_results.get(key)
+        if known is not None:
+            return known
+        result = compute()
+        with self._lock:
+            self._query_results[key] = result
+            while len(self._query_results) > QUERY_RESULTS_KEPT:
+                self._query_results.pop(next(iter(self._query_results)))
+        return result
+
+    def export(self, scope: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            found = self.exports.get(f"{scope.lower()}|{name.lower()}")
+        if found is None:
+            raise _NotFound("NotFound", f"The export '{name}' of '{scope}' was not found.")
+        return found
 
     def take_fault(self, route: str) -> InjectedFault | None:
         with self._lock:

@@ -82,7 +82,8 @@ def test_a_wrong_type_or_scope_in_the_file_is_one_line_naming_file_and_key(tmp_p
             "MDECOST_STORAGE__PATH",
             "/data/lake",
             "environment: MDECOST_STORAGE__PATH names no setting: storage is not a section "
-            "(sections: azure, collect, history, lake, pricing, report, warehouse)",
+            "(sections: azure, collect, exports, history, lake, pricing, report, tenants, "
+            "warehouse)",
         ),
         (
             "MDECOST_AZURE__BOGUS",

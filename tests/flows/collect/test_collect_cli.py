@@ -82,3 +82,18 @@ def test_collect_prints_the_summary_and_exits_1_naming_the_scope_it_could_not_re
     assert "could not read 1 scope(s):" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == f"error: could not read {unknown}"
     assert set(scan_dataset(tmp_path, "inventory").collect()["scope"]) == {known}
+
+
+def test_scopes_prints_what_collection_queries_and_the_widest_scope_with_its_qpu(simulator):
+    result = runner.invoke(
+        app, ["scopes", "--months", "13", "--config", str(simulator.config_path)]
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "subscriptions the credential reads: 5"
+    assert "collection queries: each subscription ([azure] cost_scopes is empty)" in lines
+    # 5 subscriptions x 13 months = 65 QPU; the billing account: 13.
+    assert "  QPU per month of data: 5; 13 month(s): 65 QPU, 6 min of the tenant's quota" in lines
+    assert lines[-1].endswith(
+        f'set [azure] cost_scopes = ["{simulator.billing.account_id}"] to use it'
+    )

@@ -15,7 +15,7 @@ import pytest
 from flows.collect import CollectIncomplete, CollectSummary, collect, collect_costs
 from flows.collect.activity_log import WindowError
 from flows.lake import dataset_files, scan_dataset
-from transforms.billing import DEFENDER_METERS
+from transforms.billing import DEFENDER_METER_PATTERN, DEFENDER_METERS
 from transforms.schemas import PROVENANCE_COLUMNS
 
 pytestmark = pytest.mark.simulator
@@ -169,11 +169,21 @@ def test_power_events_hold_every_event_since_the_retention_floor_deleted_machine
     ]
 
 
-def test_costs_hold_every_row_of_every_month_of_the_window(simulator, full_run):
+def defender_rows(cost_rows: pl.DataFrame) -> pl.DataFrame:
+    """The simulator's rows of Defender for Servers meters (what a filtered query returns)."""
+    return cost_rows.filter(pl.col("meter").str.to_lowercase().str.contains(DEFENDER_METER_PATTERN))
+
+
+def test_costs_hold_every_defender_row_of_every_month_of_the_window_and_nothing_else(
+    simulator, full_run
+):
     estate, as_of = simulator.estate, full_run.summary.as_of
-    truth = estate.cost_rows(as_of=as_of).filter(
+    every_row = estate.cost_rows(as_of=as_of).filter(
         pl.col("usage_date").is_between(date(2026, 8, 1), date(2026, 11, 30))
     )
+    # The query asks for Defender for Servers meters only ([collect] cost_rows = "defender").
+    truth = defender_rows(every_row)
+    assert 0 < truth.height < every_row.height
     lake = scan_dataset(full_run.lake, "costs").collect()
     # The Query API returns one row per day and value of the dimensions grouped by.
     grouped_by = [
@@ -192,10 +202,10 @@ def test_costs_hold_every_row_of_every_month_of_the_window(simulator, full_run):
 
     def totals(frame, cost, meter):
         defender = frame.filter(pl.col(meter).str.to_lowercase().is_in(list(DEFENDER_METERS)))
-        vms = frame.filter(pl.col("meter_category") == "Virtual Machines")
-        return [part[cost].sum() for part in (frame, defender, vms)]
+        return [part[cost].sum() for part in (frame, defender)]
 
     assert totals(lake, "billed_cost", "sku_meter") == pytest.approx(totals(truth, "cost", "meter"))
+    assert lake.filter(pl.col("meter_category") == "Virtual Machines").is_empty()
     per_subscription = (
         lake.group_by("subscription_id").agg(pl.col("billed_cost").sum()).sort("subscription_id")
     )
@@ -231,7 +241,7 @@ def test_a_restated_day_replaces_the_first_report_and_nothing_is_counted_twice(
         return on_day["billed_cost"].sum(), costs["billed_cost"].sum()
 
     def truth_day_and_month(as_of):
-        rows = simulator.estate.cost_rows(as_of=as_of)
+        rows = defender_rows(simulator.estate.cost_rows(as_of=as_of))
         november = rows.filter(pl.col("usage_date").is_between(*window, closed="left"))
         return november.filter(pl.col("usage_date") == day)["cost"].sum(), november["cost"].sum()
 

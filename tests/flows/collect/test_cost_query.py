@@ -99,6 +99,25 @@ def test_the_body_asks_daily_cost_and_quantity_for_the_whole_month_at_the_finest
         query_body("Usage", Month(2026, 2))
 
 
+def test_the_body_asks_for_defender_meters_only_unless_every_row_is_asked_for():
+    body = query_body("ActualCost", Month(2026, 2))
+    assert body["dataset"]["filter"] == {
+        "dimensions": {
+            "name": "Meter",
+            "operator": "In",
+            "values": [
+                "Standard P1 Node",
+                "Standard P1 Node - MDATP Benefit",
+                "Standard P2 Node",
+                "Standard P2 Node - MDATP Benefit",
+            ],
+        }
+    }
+    assert "filter" not in query_body("ActualCost", Month(2026, 2), cost_rows="all")["dataset"]
+    wide = query_body("ActualCost", Month(2026, 2), by_subscription=True)
+    assert wide["dataset"]["grouping"][0] == {"type": "Dimension", "name": "SubscriptionId"}
+
+
 def test_every_page_is_fetched_by_posting_the_same_body_to_next_link():
     first = f"{ENDPOINT}{SCOPE}/providers/Microsoft.CostManagement/query?api-version=2025-03-01"
     second = f"{first}&$skiptoken=AAA"
