@@ -159,7 +159,8 @@ def plan_changes(machine_plans_daily: pl.LazyFrame) -> pl.LazyFrame:
         .sort("resource_id", "usage_date")
         .with_columns(before=pl.when(follows_on).then(pl.col("plan").shift(1)))
         .filter(pl.col("before").is_not_null() & (pl.col("plan") != pl.col("before")))
-        .with_columns(change=pl.format("{} -> {}", "before", "plan"))
+        # concat_str, not pl.format: polars 2.1's in-memory engine panics formatting these rows.
+        .with_columns(change=pl.concat_str("before", pl.lit(" -> "), "plan"))
     )
     # On the days something changed: the subscription's machines seen that day and the day before.
     change_days = changed.select("subscription_id", "usage_date").unique()
