@@ -359,15 +359,20 @@ def stage_estate(
     new: warehouse.StagedWarehouse,
     resolution_notes: tuple[str, ...] = (),
 ) -> BuildSummary:
-    """The estate-wide rows (fleet comparison, double licensing), the price book, the raw
-    costs and `build_info`, appended to the new warehouse and documented."""
+    """The estate-wide rows (fleet comparison, double licensing, showback with its management
+    groups from the lake's subscriptions), the price book, the subscriptions, the raw costs and
+    `build_info`, appended to the new warehouse and documented."""
+    names = latest_subscriptions(settings.lake.path)
     estate = estate_views(
-        [chunk.parts for chunk in chunks], _book(book), _options(settings, book), facts
+        [chunk.parts for chunk in chunks],
+        _book(book),
+        _options(settings, book),
+        facts,
+        pl.from_arrow(names).lazy(),  # type: ignore[union-attr]
     )
     for name in ESTATE_VIEWS:
         new.append(name, _arrow(estate[name]))
     new.append("prices", book)
-    names = latest_subscriptions(settings.lake.path)
     new.append("subscriptions", names)
     cost_files = files.every("costs")
     whole = [path for path in cost_files if str(path) not in files.left_out]

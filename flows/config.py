@@ -154,7 +154,8 @@ class EmailSettings(_Section):
 
 class ReportSettings(_Section):
     path: Path = Path("data/reports")
-    # Showback groupings: subscription, resource_group, tag:<name> (transforms.showback).
+    # Showback groupings: subscription, management_group, resource_group, tag:<name>
+    # (transforms.showback).
     group_by: list[str] = Field(default_factory=lambda: ["subscription"])
     # A month's billed cost is a cost_anomaly when it moves more than this against the median
     # of the three months before it without a matching change in billable hours.

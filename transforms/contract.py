@@ -389,30 +389,35 @@ VIEWS: Final[dict[str, ViewSpec]] = {
         },
     },
     "showback_monthly": {
-        "grain": "month x group key ([report] group_by: subscription, resource_group, "
-        "tag:<name>) x group: the Defender for Servers bill by whose machines it was; the rows "
-        "of one month and key add up to the estate's billed_cost",
+        "grain": "month x group key ([report] group_by: subscription, management_group, "
+        "resource_group, tag:<name>) x group: the Defender for Servers bill by whose machines "
+        "it was; the rows of one month and key add up to the estate's billed_cost",
         "columns": {
             "month": (pl.Date(), "First day of the month."),
             "group_key": (
                 pl.String(),
-                "The grouping, as configured: subscription, resource_group or tag:<name> (the "
-                "tag's name matched without case).",
+                "The grouping, as configured: subscription, management_group, resource_group or "
+                "tag:<name> (the tag's name matched without case).",
             ),
             "group_kind": (
                 pl.String(),
                 "value (machines with a value for the key), missing (machines without the tag: "
-                "untagged cost, a group of its own) or unattributed (charges on no machine; "
-                "under subscription they belong to their subscription's group).",
+                "untagged cost, a group of its own; under management_group, subscriptions with "
+                "no known management group path) or unattributed (charges on no machine; under "
+                "subscription and management_group they belong to their subscription's group).",
             ),
             "group_value": (
                 pl.String(),
-                "The tag value, resource group or subscription; null for missing and unattributed.",
+                "The tag value, resource group, subscription or management group path (e.g. "
+                "'Tenant Root Group / Production', as subscriptions.management_group_path); "
+                "null for missing and unattributed.",
             ),
             "machines": (
                 pl.Int64(),
                 "Machines (machine_key) with billable hours or charges in the group that month "
-                "(a VM moved during the month counts in the groups of both its ids).",
+                "(a VM moved during the month counts in the groups of both its ids; under "
+                "management_group, the sum of its subscriptions' counts: a VM moved between two "
+                "subscriptions of one management group counts twice).",
             ),
             "billable_hours": (pl.Float64(), "Their billable hours."),
             "billed_cost": (

@@ -100,6 +100,10 @@ ESTATE_VIEWS: Final = (
     "findings",
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# No subscription's management group known (a lake without the subscriptions dataset).
+_NO_SUBSCRIPTIONS: Final = pl.LazyFrame(
+    schema={"subscription_id": pl.String, "management_group_path": pl.String}
+)
 
 
 @dataclass(frozen=True)
@@ -474,10 +478,12 @@ def estate_views(
     price_book: pl.LazyFrame,
     options: MartOptions,
     facts: EstateFacts,
+    subscriptions: pl.LazyFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The estate-wide views from every chunk's parts (in chunk order):
-    `fleet_comparison_monthly`, `licensing_options_monthly` and the `mde_benefit_unclaimed`
-    findings."""
+    `fleet_comparison_monthly`, `licensing_options_monthly`, `showback_monthly` (its management
+    groups from `subscriptions`, the lake's latest row per subscription; none: no subscription's
+    management group is known) and the `mde_benefit_unclaimed` findings."""
     price_book = term_priced_book(price_book, options.terms)
     months = pl.concat([part.fleet_rows.lazy().select("month") for part in parts])
     seat_prices = seat_prices_monthly(
@@ -513,9 +519,10 @@ def estate_views(
         currency=options.currency,
         seats_owned=options.seats_owned,
     )
-    showback = finish_showback(pl.concat([part.showback.lazy() for part in parts])).collect(
-        engine=ORDERED_ENGINE
-    )
+    showback = finish_showback(
+        pl.concat([part.showback.lazy() for part in parts]),
+        _NO_SUBSCRIPTIONS if subscriptions is None else subscriptions,
+    ).collect(engine=ORDERED_ENGINE)
     anomalies = _cost_anomalies(fleet, showback, licensing_options, options)
     findings = combine_findings([unclaimed, anomalies]).collect(engine=ORDERED_ENGINE)
     return {
@@ -579,14 +586,17 @@ def _cost_anomalies(
 
 
 def build_marts(
-    raw: RawLake, price_book: pl.LazyFrame, options: MartOptions
+    raw: RawLake,
+    price_book: pl.LazyFrame,
+    options: MartOptions,
+    subscriptions: pl.LazyFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every warehouse view of `raw` in one piece, wired as the chunked build is: for a lake
     small enough to hold at once (a notebook, a test), and the reference the chunked build is
-    tested against."""
+    tested against. `subscriptions`: as `estate_views`."""
     facts = estate_facts(raw)
     chunk = chunk_views(raw, price_book, options, facts)
-    estate = estate_views([chunk.parts], price_book, options, facts)
+    estate = estate_views([chunk.parts], price_book, options, facts, subscriptions)
     findings = combine_findings([chunk.views["findings"].lazy(), estate["findings"].lazy()])
     return {
         **chunk.views,

@@ -1,17 +1,28 @@
 """Showback: the Defender for Servers bill split by whose machines it was, `showback_monthly`.
 
-A FinOps team charges the bill back by cost centre, application, resource group or subscription
-(`[report] group_by`, e.g. `["tag:CostCenter", "resource_group"]`). For each group key the
-view has one row per month and group value, and the rows of a key add up to every Defender for
-Servers charge of the month (the estate's `fleet_comparison_monthly.billed_cost`), to the cent:
+A FinOps team charges the bill back by cost centre, application, resource group, subscription
+or management group (`[report] group_by`, e.g. `["tag:CostCenter", "resource_group"]`). For
+each group key the view has one row per month and group value, and the rows of a key add up to
+every Defender for Servers charge of the month (the estate's
+`fleet_comparison_monthly.billed_cost`), to the cent:
 
 - a machine's charges (`defender_charges_daily`: on its id, and its share of subscription-level
   charges, allocated by billable hours) go to the group of the id they were attributed to;
 - machines without the tag (or without a value for the key) form the group of kind `missing`,
   value null: untagged cost is a group of its own, never dropped;
 - charges on no machine (`unattributed`: a workspace, a connector, a pooled charge with no
-  covered machine) form the group of kind `unattributed`, except under `subscription`, where
-  they belong to the subscription they were billed to.
+  covered machine) form the group of kind `unattributed`, except under `subscription` and
+  `management_group`, where they belong to the subscription they were billed to.
+
+Under `management_group` a subscription's group is its management group path as the latest
+collection saw it (`subscriptions.management_group_path`, e.g. `Tenant Root Group /
+Production`); subscriptions with no known path (never listed, or their group not readable)
+form the group of kind `missing`. The management groups are the subscription rows rolled up:
+each chunk computes its rows by subscription and the estate step, which reads the lake's
+subscriptions, adds them up per path (`finish_showback`), so chunks need no new input. Its
+`machines` is the sum of its subscriptions' counts: a machine moved between two subscriptions
+of one management group counts twice there, once for each subscription it was in, as it does
+under `subscription`; its hours and money count once, split between its ids.
 
 Tags are `machines.tags` (the resource's own and its resource group's where it has none, as
 Cost Management's tag inheritance applies them); a tag's name is matched without case. A VM
@@ -22,7 +33,8 @@ Defender for Servers and bringing an MDE seat for its MDE part, per machine (sea
 quarter are an estate-wide count and cannot be split by group).
 
 Each chunk of whole subscriptions yields its part (`showback_part`); a machine is in one chunk,
-so the estate's view adds the parts (`finish_showback`).
+so the estate's view adds the parts (`finish_showback`), rolling the management groups' rows up
+from subscriptions there.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from transforms.contract import conform_view, empty_view, order_free_sum
 from transforms.tags import tag_value
 
 SUBSCRIPTION: Final = "subscription"
+MANAGEMENT_GROUP: Final = "management_group"
 RESOURCE_GROUP: Final = "resource_group"
 TAG_PREFIX: Final = "tag:"
 GROUP_KINDS: Final = ("value", "missing", "unattributed")
@@ -43,20 +56,26 @@ _SUMS: Final = ("billable_hours", "billed_cost", "allocated_cost", "like_for_lik
 
 
 def check_group_key(key: str) -> str:
-    """`key` if it names a grouping mdecost knows (`subscription`, `resource_group`,
-    `tag:<name>`), else ValueError saying which are known."""
-    if key in (SUBSCRIPTION, RESOURCE_GROUP):
+    """`key` if it names a grouping mdecost knows (`subscription`, `management_group`,
+    `resource_group`, `tag:<name>`), else ValueError saying which are known."""
+    if key in (SUBSCRIPTION, MANAGEMENT_GROUP, RESOURCE_GROUP):
         return key
     if key.startswith(TAG_PREFIX) and key[len(TAG_PREFIX) :].strip():
         return f"{TAG_PREFIX}{key[len(TAG_PREFIX) :].strip()}"
     raise ValueError(
-        f"group_by {key!r} is not a grouping: use subscription, resource_group or "
-        "tag:<tag name> (e.g. tag:CostCenter)"
+        f"group_by {key!r} is not a grouping: use subscription, management_group, "
+        "resource_group or tag:<tag name> (e.g. tag:CostCenter)"
     )
 
 
+def _by_subscription(key: str) -> bool:
+    """Whether a chunk groups `key` by subscription: `subscription` itself, and
+    `management_group`, whose subscriptions the estate step rolls up (`finish_showback`)."""
+    return key in (SUBSCRIPTION, MANAGEMENT_GROUP)
+
+
 def _group_value(key: str) -> pl.Expr:
-    if key == SUBSCRIPTION:
+    if _by_subscription(key):
         return pl.col("subscription_id")
     if key == RESOURCE_GROUP:
         return pl.col("resource_group")
@@ -77,7 +96,8 @@ def showback_part(
     currency: str,
 ) -> pl.LazyFrame:
     """One chunk's rows of `showback_monthly` (see the module docstring), for each key of
-    `group_by`; `finish_showback` adds the chunks' parts."""
+    `group_by`; `finish_showback` adds the chunks' parts. Under `management_group` the rows are
+    still by subscription (group_value the subscription id), for `finish_showback` to roll up."""
     if not group_by:
         return empty_view("showback_monthly")
     charges = defender_charges_daily.with_columns(_month("usage_date"))
@@ -132,7 +152,7 @@ def showback_part(
             .then(pl.lit("missing"))
             .otherwise(pl.lit("value"))
         )
-        if key == SUBSCRIPTION:
+        if _by_subscription(key):
             stray = unattributed.select(
                 "month", "billed_cost", group_value="subscription_id", group_kind=pl.lit("value")
             )
@@ -165,11 +185,30 @@ def showback_part(
     )
 
 
-def finish_showback(parts: pl.LazyFrame) -> pl.LazyFrame:
+def finish_showback(parts: pl.LazyFrame, subscriptions: pl.LazyFrame) -> pl.LazyFrame:
     """`showback_monthly` of the estate: the chunks' parts added up (a machine is in one
-    chunk, so its count adds too)."""
+    chunk, so its count adds too), the `management_group` rows rolled up from their
+    subscriptions to the management group paths of `subscriptions` (one row per subscription:
+    subscription_id, management_group_path, as the warehouse's `subscriptions`); a subscription
+    it has no path for is in the group of kind `missing`."""
+    by_management_group = pl.col("group_key") == MANAGEMENT_GROUP
+    paths = subscriptions.select("subscription_id", "management_group_path")
+    rolled_up = (
+        parts.with_columns(subscription_id=pl.when(by_management_group).then(pl.col("group_value")))
+        .join(paths, on="subscription_id", how="left")
+        .with_columns(
+            group_kind=pl.when(~by_management_group)
+            .then(pl.col("group_kind"))
+            .when((pl.col("group_kind") == "value") & pl.col("management_group_path").is_not_null())
+            .then(pl.lit("value"))
+            .otherwise(pl.lit("missing")),
+            group_value=pl.when(by_management_group)
+            .then(pl.col("management_group_path"))
+            .otherwise(pl.col("group_value")),
+        )
+    )
     return conform_view(
-        parts.group_by("month", "group_key", "group_kind", "group_value", "currency")
+        rolled_up.group_by("month", "group_key", "group_kind", "group_value", "currency")
         .agg(pl.col("machines").sum(), *(order_free_sum(name) for name in _SUMS))
         .sort("month", "group_key", "group_kind", "group_value", nulls_last=True),
         "showback_monthly",

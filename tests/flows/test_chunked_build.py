@@ -21,6 +21,10 @@ it (31 days, 744 hours; inventory snapshots on Jan 11 and Feb 1 00:00, so the hi
 
 Defender money in the lake: 3 x 0.48 + 0.48 + 0.48 + 0.72 (query) + 0.48 + 0.48 + 0.96 + 0.12
 (export) = 5.16.
+
+The builds' lake also lists the subscriptions (Feb 1, tenant TENANT): SUB_A and SUB_B under
+Tenant Root Group / Production, SUB_C under Tenant Root Group / Development (SUB_D never
+listed); showback groups by subscription and by management group.
 """
 
 from collections import defaultdict
@@ -35,7 +39,7 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.build import LakeChunk, LakeFiles, build, plan_lake_chunks
+from flows.build import LakeChunk, LakeFiles, build, latest_subscriptions, plan_lake_chunks
 from flows.config import load_settings
 from flows.exports import scope_partition_value
 from flows.lake import scan_dataset, write_partition
@@ -57,6 +61,11 @@ C2_AS_LOGGED = vm_id(SUB_C.upper(), "RG-C", "c2")
 ONE_SUBSCRIPTION_PER_CHUNK = "0.000001"
 SEAT_PRICE = 4.0  # [pricing.seat_prices] mde_for_servers, so seat costs are known by hand
 JANUARY = date(2026, 1, 1)
+TENANT = "77777777-0000-0000-0000-000000000007"
+PRODUCTION = "Tenant Root Group / Production"
+DEVELOPMENT = "Tenant Root Group / Development"
+MANAGEMENT_GROUPS = {SUB_A: PRODUCTION, SUB_B: PRODUCTION, SUB_C: DEVELOPMENT}
+GROUP_BY = ("subscription", "management_group")
 
 
 def collected_estate() -> RawLake:
@@ -163,6 +172,32 @@ def write_lake(lake: Path) -> None:
     )
 
 
+def write_subscriptions(lake: Path) -> None:
+    """The subscriptions a collection on Feb 1 listed: MANAGEMENT_GROUPS, in TENANT."""
+    listed_at = at(1, month=2)
+    rows = [
+        {
+            "snapshot_at": listed_at,
+            "subscription_id": subscription,
+            "display_name": f"name of {subscription[:8]}",
+            "state": "Enabled",
+            "tenant_id": TENANT,
+            "management_group_path": path,
+            "ingested_at": listed_at,
+            "source": "subscriptions",
+            "scope": "/subscriptions",
+        }
+        for subscription, path in MANAGEMENT_GROUPS.items()
+    ]
+    write_partition(
+        lake,
+        "subscriptions",
+        {"snapshot_date": "2026-02-01", "tenant": "default"},
+        pa.Table.from_pylist(rows, schema=DATASETS["subscriptions"]),
+        origin="test lake",
+    )
+
+
 def partition_bytes(lake: Path, *subscriptions: str) -> int:
     """Bytes of the lake's files in a `subscription_id=` folder of `subscriptions` (any case)."""
     wanted = {f"subscription_id={subscription}" for subscription in subscriptions}
@@ -187,8 +222,12 @@ def builds(prefect_harness, tmp_path_factory) -> Builds:
     folder = tmp_path_factory.mktemp("chunked")
     lake = folder / "lake"
     write_lake(lake)
+    write_subscriptions(lake)
     config = folder / "mdecost.toml"
-    config.write_text(f"[pricing.seat_prices]\nmde_for_servers = {SEAT_PRICE}\n")
+    config.write_text(
+        f"[pricing.seat_prices]\nmde_for_servers = {SEAT_PRICE}\n\n"
+        '[report]\ngroup_by = ["subscription", "management_group"]\n'
+    )
     warehouses = {
         "chunked": (folder / "chunked.duckdb", ONE_SUBSCRIPTION_PER_CHUNK),
         "chunked_again": (folder / "chunked-again.duckdb", ONE_SUBSCRIPTION_PER_CHUNK),
@@ -205,9 +244,15 @@ def builds(prefect_harness, tmp_path_factory) -> Builds:
             build(config_file=config)
         settings = load_settings(config)
     # The pure build in one piece (no chunk at all, the unknown rows included), same choices.
-    options = MartOptions(seat_option="mde_for_servers", currency="USD", partial_hours="fractional")
+    options = MartOptions(
+        seat_option="mde_for_servers",
+        currency="USD",
+        partial_hours="fractional",
+        group_by=GROUP_BY,
+    )
     book = pl.from_arrow(load_price_book(settings)).lazy()
-    one_piece = build_marts(LakeFiles.of(lake).whole(), book, options)
+    subscriptions = pl.from_arrow(latest_subscriptions(lake)).lazy()  # type: ignore[union-attr]
+    one_piece = build_marts(LakeFiles.of(lake).whole(), book, options, subscriptions)
     paths = {name: path for name, (path, _) in warehouses.items()}
     return Builds(lake, one_piece=one_piece, **paths)
 
@@ -305,10 +350,14 @@ def test_the_chunked_warehouse_holds_the_views_of_the_build_in_one_piece(builds)
     chunked = tables(builds.chunked)
     for name, view in builds.one_piece.items():
         # The views' own columns; the publisher adds tenant_id from `subscriptions` to those with
-        # a subscription_id (null here: this lake has no subscriptions listed).
+        # a subscription_id (null for SUB_D and no subscription: never listed).
         assert ("tenant_id" in chunked[name].columns) == ("subscription_id" in view.columns)
         if "tenant_id" in chunked[name].columns:
-            assert chunked[name]["tenant_id"].null_count() == chunked[name].height
+            listed = pl.col("subscription_id").is_in(list(MANAGEMENT_GROUPS))
+            tenants = chunked[name].select(
+                expected=pl.when(listed).then(pl.lit(TENANT)), got="tenant_id"
+            )
+            assert tenants["got"].to_list() == tenants["expected"].to_list()
         assert_same_rows(chunked[name].drop("tenant_id", strict=False), view, name)
 
 
@@ -352,6 +401,36 @@ def test_the_fleet_counts_the_moved_machine_once_and_the_estate_peak_across_chun
     # The estate's seats: 4 distinct x 4.00, 3 at peak x 4.00.
     assert rows[None]["seat_cost_distinct"] == 16.0
     assert rows[None]["seat_cost_peak"] == 12.0
+
+
+def test_showback_by_management_group_rolls_up_its_subscriptions_to_the_cent(builds):
+    showback = tables(builds.chunked)["showback_monthly"].filter(
+        (pl.col("month") == JANUARY) & (pl.col("group_key") == "management_group")
+    )
+    got = {
+        (row["group_kind"], row["group_value"]): (
+            row["machines"],
+            pytest.approx(row["billable_hours"], rel=1e-12),
+            round(row["billed_cost"], 2),
+            round(row["allocated_cost"], 2),
+        )
+        for row in showback.iter_rows(named=True)
+    }
+    # As the fleet rows above, per subscription rolled up to its management group:
+    # - Production: SUB_A (a1 and the mover's old id: 2 machines, 336 h, 1.92) + SUB_B (the
+    #   mover's new id: 1, 504 h, 0.48) = 3 machines (the mover counted in each subscription it
+    #   was in), 840 h, 2.40.
+    # - Development: SUB_C, c1 and c2, 804 h, 1.68, of which the pool's 0.48 + 0.72 = 1.20
+    #   allocated.
+    # - missing: SUB_D, never listed, its unattributed 0.96, and the 0.12 of no subscription:
+    #   1.08 on no machine.
+    assert got == {
+        ("value", PRODUCTION): (3, 840.0, 2.40, 0.0),
+        ("value", DEVELOPMENT): (2, 804.0, 1.68, 1.20),
+        ("missing", None): (0, 0.0, 1.08, 0.0),
+    }
+    # 2.40 + 1.68 + 1.08 = 5.16: every Defender charge of the lake, to the cent.
+    assert round(showback["billed_cost"].sum(), 2) == 5.16
 
 
 def test_defender_money_is_conserved_and_each_charge_is_attributed_once(builds):

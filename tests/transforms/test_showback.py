@@ -103,9 +103,14 @@ def licensing() -> pl.LazyFrame:
     )
 
 
+NO_SUBSCRIPTIONS = pl.LazyFrame(
+    schema={"subscription_id": pl.String, "management_group_path": pl.String}
+)
+
+
 def showback(keys: tuple[str, ...]) -> pl.DataFrame:
     part = showback_part(machines(), hours(), charges(), licensing(), keys, currency="usd")
-    return finish_showback(part).collect()
+    return finish_showback(part, NO_SUBSCRIPTIONS).collect()
 
 
 def test_groups_by_cost_centre_add_up_to_the_bill_to_the_cent():
@@ -155,5 +160,150 @@ def test_under_subscription_charges_on_no_machine_stay_with_their_subscription()
 
 def test_unknown_group_keys_are_refused_by_name():
     assert check_group_key("tag: CostCenter") == "tag:CostCenter"
-    with pytest.raises(ValueError, match="'management_group' is not a grouping"):
-        check_group_key("management_group")
+    assert check_group_key("management_group") == "management_group"
+    with pytest.raises(ValueError, match="'cost_centre' is not a grouping: use subscription, "):
+        check_group_key("cost_centre")
+
+
+# --- by management group -----------------------------------------------------------------------
+#
+# Four subscriptions: P1 and P2 under Tenant Root Group / Production, DEV under Tenant Root
+# Group / Development, X listed with no management group path (not readable). p1 runs in P1;
+# the mover (one machine_key) is in P1, then P2; d1 in DEV; x1 in X. October 7 2026 charges:
+# p1 1.11, the mover 2.22 on its P1 id and 3.33 on its P2 id, a P2 workspace 0.44 (no machine),
+# d1 4.05 on its id plus 0.10 allocated from DEV's subscription-level charge, x1 5.00, an X
+# workspace 0.06, and 0.07 billed under no subscription. The estate billed 1.11 + 2.22 + 3.33 +
+# 0.44 + 4.05 + 0.10 + 5.00 + 0.06 + 0.07 = 16.38.
+
+SUB_P1 = "00000000-0000-0000-0000-0000000000p1"
+SUB_P2 = "00000000-0000-0000-0000-0000000000p2"
+SUB_DEV = "00000000-0000-0000-0000-000000000dev"
+SUB_X = "00000000-0000-0000-0000-0000000000xx"
+PRODUCTION = "Tenant Root Group / Production"
+DEVELOPMENT = "Tenant Root Group / Development"
+
+
+def vm(subscription: str, name: str) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourcegroups/rg/providers/microsoft.compute/"
+        f"virtualmachines/{name}"
+    )
+
+
+P1, MOVER_OLD, MOVER_NEW = vm(SUB_P1, "p1"), vm(SUB_P1, "mover"), vm(SUB_P2, "mover")
+D1, X1 = vm(SUB_DEV, "d1"), vm(SUB_X, "x1")
+
+
+def estate_showback(keys: tuple[str, ...]) -> pl.DataFrame:
+    ids = [P1, MOVER_OLD, MOVER_NEW, D1, X1]
+    subscription_of = [SUB_P1, SUB_P1, SUB_P2, SUB_DEV, SUB_X]
+    machines = pl.LazyFrame(
+        {
+            "resource_id": ids,
+            "machine_key": ["p1", "mover", "mover", "d1", "x1"],
+            "subscription_id": subscription_of,
+            "resource_group": ["rg"] * 5,
+            "tags": [[] for _ in ids],
+        },
+        schema_overrides={"tags": TAG_DTYPE},
+    )
+    day = date(2026, 10, 7)
+    rows = [
+        (SUB_P1, P1, "resource", 1.11),
+        (SUB_P1, MOVER_OLD, "resource", 2.22),
+        (SUB_P2, MOVER_NEW, "resource", 3.33),
+        (SUB_P2, None, "unattributed", 0.44),
+        (SUB_DEV, D1, "resource", 4.05),
+        (SUB_DEV, D1, "allocated", 0.10),
+        (SUB_X, X1, "resource", 5.00),
+        (SUB_X, None, "unattributed", 0.06),
+        (None, None, "unattributed", 0.07),
+    ]
+    charges = pl.LazyFrame(
+        {
+            "usage_date": [day] * len(rows),
+            "subscription_id": [row[0] for row in rows],
+            "resource_id": [row[1] for row in rows],
+            "attribution": [row[2] for row in rows],
+            "billed_cost": [row[3] for row in rows],
+        }
+    )
+    hours = pl.LazyFrame(
+        {
+            "usage_date": [day] * 5,
+            "resource_id": ids,
+            "subscription_id": subscription_of,
+            "billable_hours": [100.0, 40.0, 60.0, 200.0, 10.0],
+        }
+    )
+    # p1 alone priced: seat 5.00 + hourly 2.00 - MDE part 0.672 = 6.328.
+    licensing = pl.LazyFrame(
+        {
+            "month": [OCTOBER],
+            "resource_id": [P1],
+            "seat_cost": [5.00],
+            "hourly_cost": [2.00],
+            "mde_component_cost": [0.672],
+        }
+    )
+    subscriptions = pl.LazyFrame(
+        {
+            "subscription_id": [SUB_P1, SUB_P2, SUB_DEV, SUB_X],
+            "management_group_path": [PRODUCTION, PRODUCTION, DEVELOPMENT, None],
+        }
+    )
+    part = showback_part(machines, hours, charges, licensing, keys, currency="usd")
+    return finish_showback(part, subscriptions).collect()
+
+
+def test_management_groups_roll_up_their_subscriptions_to_the_cent():
+    rows = estate_showback(("management_group",))
+    got = {
+        (row["group_kind"], row["group_value"]): (
+            row["machines"],
+            row["billable_hours"],
+            round(row["billed_cost"], 6),
+            round(row["allocated_cost"], 6),
+            round(row["like_for_like_cost"], 6),
+        )
+        for row in rows.iter_rows(named=True)
+    }
+    assert got == {
+        # P1 (p1, the mover) 2 + P2 (the mover) 1 = 3: the mover counts once per subscription;
+        # 100 + 40 + 60 = 200 h; 1.11 + 2.22 + 3.33 + P2's workspace 0.44 = 7.10; p1's 6.328.
+        ("value", PRODUCTION): (3, 200.0, 7.10, 0.0, 6.328),
+        # DEV: d1, 200 h, 4.05 + 0.10 = 4.15, of which 0.10 allocated.
+        ("value", DEVELOPMENT): (1, 200.0, 4.15, 0.10, 0.0),
+        # X has no path: x1, 10 h, 5.00 + X's workspace 0.06 + the 0.07 of no subscription = 5.13.
+        ("missing", None): (1, 10.0, 5.13, 0.0, 0.0),
+    }
+    # 7.10 + 4.15 + 5.13 = 16.38, the estate's bill.
+    assert round(rows["billed_cost"].sum(), 2) == 16.38
+    assert set(rows["group_key"]) == {"management_group"}
+
+
+def test_the_subscription_key_beside_it_keeps_its_own_rows():
+    rows = estate_showback(("subscription", "management_group"))
+    by_subscription = {
+        row["group_value"]: round(row["billed_cost"], 6)
+        for row in rows.filter(pl.col("group_key") == "subscription").iter_rows(named=True)
+    }
+    # P1 1.11 + 2.22 = 3.33; P2 3.33 + 0.44 = 3.77; DEV 4.15; X 5.00 + 0.06 = 5.06; the 0.07
+    # of no subscription under its (null) subscription.
+    assert by_subscription == {
+        SUB_P1: 3.33,
+        SUB_P2: 3.77,
+        SUB_DEV: 4.15,
+        SUB_X: 5.06,
+        None: 0.07,
+    }
+    # The same management groups as alone: the 0.07 of no subscription in missing with X's.
+    by_group = {
+        (row["group_kind"], row["group_value"]): round(row["billed_cost"], 6)
+        for row in rows.filter(pl.col("group_key") == "management_group").iter_rows(named=True)
+    }
+    assert by_group == {
+        ("value", PRODUCTION): 7.10,
+        ("value", DEVELOPMENT): 4.15,
+        ("missing", None): 5.13,
+    }
