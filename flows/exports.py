@@ -59,7 +59,7 @@ from typing import Final, cast
 import polars as pl
 import pyarrow as pa
 
-from flows.lake import partition_path, write_partition
+from flows.lake import partition_path, scan_files, write_partition
 from transforms.costs import (
     COST_TYPES,
     EXPORT_SOURCE,
@@ -573,7 +573,8 @@ def import_costs_to_lake(
         new_rows = rows.drop("month", "owner")
         existing = partition_path(lake, "costs", partition)
         if existing.exists():
-            outside = _rows_outside(pl.read_parquet(existing), new_rows)
+            # Read as declared: a partition an older mdecost wrote lacks the later columns.
+            outside = _rows_outside(scan_files("costs", [existing]).collect(), new_rows)
             if outside.height:
                 kept.append(
                     f"kept {outside.height} earlier {kind} row(s) of {owner} for {month} dated "

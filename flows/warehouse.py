@@ -90,6 +90,11 @@ def build_lock(warehouse: Path, wait_seconds: float | None = None) -> AbstractCo
     )
 
 
+def _column_or_null(column: str, present: set[str]) -> str:
+    """`column` quoted for SQL when the files have it, else NULL."""
+    return f'"{column}"' if column in present else "NULL"
+
+
 class StagedWarehouse:
     """A new warehouse being written beside the published one (see `staged`).
 
@@ -119,29 +124,38 @@ class StagedWarehouse:
             self.append(name, schema.empty_table())
             return
         declared = self._con.from_arrow(schema.empty_table())
+        source = "read_parquet($files, union_by_name = true)"
+        files_given = {"files": [str(path) for path in files]}
+        # A nullable column added after some partitions were written reads as null where no
+        # file has it yet, so a lake collected by an older mdecost keeps building.
+        present = {
+            row[0]
+            for row in self._con.execute(f"DESCRIBE SELECT * FROM {source}", files_given).fetchall()
+        }
         columns = ", ".join(
-            f'CAST("{column}" AS {kind}) AS "{column}"'
+            f'CAST({_column_or_null(column, present)} AS {kind}) AS "{column}"'
             for column, kind in zip(declared.columns, declared.types, strict=True)
         )
-        source = "read_parquet($files, union_by_name = true)"
         qualified = f'"{name}"'
         if qualified in self._tables:
             sql = f"INSERT INTO {qualified} SELECT {columns} FROM {source}"
         else:
             sql = f"CREATE TABLE {qualified} AS SELECT {columns} FROM {source}"
-        self._con.execute(sql, {"files": [str(path) for path in files]})
+        self._con.execute(sql, files_given)
         self._tables.add(qualified)
 
     def add_tenants(self, tables: Sequence[str], names: str = "subscriptions") -> None:
         """A `tenant_id` column on each of `tables` written, from the `names` table's rows
-        (null for a subscription it does not list)."""
+        (null for a subscription it does not list). A table that already has one (`costs`
+        carries the lake's) keeps the tenants it has; only its nulls are filled."""
         for name in tables:
             if f'"{name}"' not in self._tables:
                 continue
-            self._con.execute(f'ALTER TABLE "{name}" ADD COLUMN tenant_id VARCHAR')
+            self._con.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS tenant_id VARCHAR')
             self._con.execute(
                 f'UPDATE "{name}" SET tenant_id = s.tenant_id FROM "{names}" s '
-                f'WHERE "{name}".subscription_id = s.subscription_id'
+                f'WHERE "{name}".subscription_id = s.subscription_id '
+                f'AND "{name}".tenant_id IS NULL'
             )
 
     def document(

@@ -288,6 +288,8 @@ def _finish(staged: pl.LazyFrame, units: pl.DataFrame) -> pl.LazyFrame:
         _non_blank(pl.col("billing_currency")).str.to_uppercase().alias("billing_currency"),
         pl.col("cost_type"),
         pl.col("cost_source"),
+        # Known only to the caller that read the rows in a tenant (`to_costs_table`).
+        pl.lit(None, pl.String).alias("tenant_id"),
         pl.col("ingested_at").cast(UTC_DATETIME),
         pl.col("source"),
         pl.col("scope"),
@@ -309,8 +311,15 @@ def unknown_units(costs: pl.LazyFrame, units: pl.DataFrame | None = None) -> lis
     return sorted(found["x_unit_of_measure"])
 
 
-def to_costs_table(costs: pl.LazyFrame, origin: str, *, latest_year: int | None = None) -> pa.Table:
-    """Collect a costs frame into the exact Arrow schema of the `costs` dataset.
+def to_costs_table(
+    costs: pl.LazyFrame,
+    origin: str,
+    *,
+    latest_year: int | None = None,
+    tenant_id: str | None = None,
+) -> pa.Table:
+    """Collect a costs frame into the exact Arrow schema of the `costs` dataset; with
+    `tenant_id` (the Entra tenant the rows were read in), every row says that tenant.
 
     A value that cannot be parsed surfaces here, when the frame is computed: it is reported as a
     CostDataError naming `origin` (the file or request) and polars' description of the column
@@ -318,6 +327,8 @@ def to_costs_table(costs: pl.LazyFrame, origin: str, *, latest_year: int | None 
     from any source, and with `latest_year` a charge dated outside [2010, latest_year]. The
     result is checked by `schemas.conform`.
     """
+    if tenant_id:
+        costs = costs.with_columns(tenant_id=pl.lit(tenant_id.lower(), pl.String))
     try:
         frame = costs.collect()
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as error:

@@ -49,6 +49,9 @@ INVENTORY: Final = pa.schema(
         pa.field("provider", pa.string()),
         # Arc: `lastStatusChange`, when the status in `power_state` began; null for VMs.
         pa.field("status_changed_at", UTC_TIMESTAMP),
+        # The Entra tenant the snapshot was collected from; null in partitions written before
+        # tenants were recorded, or when the credential's tenant is not configured.
+        pa.field("tenant_id", pa.string()),
         *_PROVENANCE,
     ]
 )
@@ -129,6 +132,9 @@ COSTS: Final = pa.schema(
         pa.field("billing_currency", pa.string(), nullable=False),
         pa.field("cost_type", pa.string(), nullable=False),
         pa.field("cost_source", pa.string(), nullable=False),
+        # The Entra tenant the Query API was asked in; null for imported export files and in
+        # partitions written before tenants were recorded.
+        pa.field("tenant_id", pa.string()),
         *_PROVENANCE,
     ]
 )

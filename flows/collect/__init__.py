@@ -388,6 +388,7 @@ def collect_inventory(
             ingested_at=ingested_at,
             scope=scope,
             resource_group_tags=group_tags,
+            tenant_id=settings.azure.tenant_id,
         )
         write_partition(
             settings.lake.path,
@@ -854,7 +855,9 @@ def collect_costs(
             ingested_at=ingested_at,
             origin=origin,
         )
-        table = _deterministic_order(to_costs_table(costs, origin))
+        table = _deterministic_order(
+            to_costs_table(costs, origin, tenant_id=settings.azure.tenant_id)
+        )
         by_subscription = {
             str(key[0]): part
             for key, part in pl.from_arrow(table)  # type: ignore[union-attr]

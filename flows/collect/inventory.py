@@ -226,12 +226,14 @@ def inventory_table(
     ingested_at: datetime,
     scope: str,
     resource_group_tags: Mapping[str, str] | None = None,
+    tenant_id: str | None = None,
 ) -> pa.Table:
     """INVENTORY rows for one subscription's snapshot (VMs, scale-set VMs and Arc machines),
     sorted by resource id.
 
     `resource_group_tags`: each resource group's tags (lower-cased name -> JSON object, as
     `fetch_resource_group_tags` gives them), set beside each machine of the group.
+    `tenant_id`: the Entra tenant the snapshot was read in (lower-cased; null when unknown).
     """
     times = ("created_at", "status_changed_at")
     group_tags = resource_group_tags or {}
@@ -242,7 +244,7 @@ def inventory_table(
     names = [
         name
         for name in INVENTORY.names
-        if name not in ("snapshot_at", "ingested_at", "source", "scope", *times)
+        if name not in ("snapshot_at", "tenant_id", "ingested_at", "source", "scope", *times)
     ]
     frame = pl.DataFrame(
         {name: [record[name] for record in records] for name in [*names, *times]},
@@ -257,6 +259,7 @@ def inventory_table(
             for name in times
         ),
         snapshot_at=pl.lit(snapshot_at, dtype=pl.Datetime("us", "UTC")),
+        tenant_id=pl.lit(tenant_id.lower() if tenant_id else None, dtype=pl.String),
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")),
         source=pl.when(pl.col("machine_kind") == "arc")
         .then(pl.lit(ARC_SOURCE))

@@ -402,6 +402,8 @@ def _cost_rows(
         "billing_currency": pl.lit("USD"),
         "cost_type": pl.lit("ActualCost"),
         "cost_source": pl.lit("query"),
+        # As collected with an `[azure]` that names no tenant_id: the tenant is unknown.
+        "tenant_id": pl.lit(None, pl.String),
     }
     # An Arc machine's hardware is not billed by Azure: only its Defender rows exist.
     compute = billed.filter(pl.col("machine_kind") != "arc").select(
@@ -485,6 +487,8 @@ def _inventory(machines: pl.DataFrame, subscription_id: str, now: int) -> pl.Dat
         provider="provider",
         # Connected since it was onboarded (lastStatusChange).
         status_changed_at=pl.when(is_arc).then(pl.col("created_at").cast(TIMESTAMP)),
+        # As collected with an `[azure]` that names no tenant_id: the tenant is unknown.
+        tenant_id=pl.lit(None, pl.String),
     )
 
 

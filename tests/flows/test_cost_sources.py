@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from flows.build import BuildRefusedError, build
 from flows.cli import app
 from flows.exports import import_costs_to_lake, scope_partition_value
-from flows.lake import scan_dataset, write_partition
+from flows.lake import dataset_files, scan_dataset, write_partition
 from tests.flows.test_bad_exports import read_rows, write_rows
 from tests.transforms.conftest import SUB_A, SUB_B, RawLake, at, pricing_id, vm_id
 from transforms.schemas import DATASETS
@@ -323,6 +323,9 @@ def test_a_restated_export_of_a_replaces_a_only(tmp_path):
 def test_rows_outside_the_days_a_new_file_covers_are_kept_and_said(tmp_path):
     lake = tmp_path / "lake"
     import_costs_to_lake([EA_SMALL], lake)
+    # As an mdecost older than the lake's tenant_id column wrote them.
+    for path in dataset_files(lake, "costs"):
+        pq.write_table(pq.read_table(path).drop_columns("tenant_id"), path)
     # A later export of A holding Sep 4 and Sep 5 only, Sep 4's D2 row restated 2.64 -> 2.00.
     header, *rows = read_rows(EA_SMALL)
     cost, subscription, when = (header.index(c) for c in ("Cost", "SubscriptionId", "Date"))
@@ -486,3 +489,68 @@ def test_a_non_usd_configuration_is_a_one_line_error_never_a_traceback(prefect_h
         "error: the price book has no EUR price for mde_for_servers: set "
         "[pricing.seat_prices] mde_for_servers in EUR"
     )
+
+
+# --- class 7: tenants in the lake and in the warehouse --------------------------------------
+TENANT_LISTED_A = "aaaaaaaa-0000-4000-8000-00000000000a"
+TENANT_LISTED_B = "bbbbbbbb-0000-4000-8000-00000000000b"
+TENANT_COLLECTED_B = "cccccccc-0000-4000-8000-00000000000c"
+
+
+def test_a_lake_without_tenant_columns_builds_and_the_warehouse_fills_only_missing_tenants(
+    prefect_harness, paths
+):
+    lake, warehouse, config = paths
+    write_estate(lake)
+    # SUB_A's machines and charges as an mdecost older than the lake's tenant_id column wrote
+    # them: no partition has the column.
+    old = write_charges(lake, query_partition(), [2], ingested_at=day(1), cost_source="query")
+    for path in [old, *dataset_files(lake, "inventory")]:
+        pq.write_table(pq.read_table(path).drop_columns("tenant_id"), path)
+    listed = pa.Table.from_pylist(
+        [
+            {
+                "snapshot_at": day(1),
+                "subscription_id": subscription,
+                "tenant_id": tenant,
+                "ingested_at": day(1),
+                "source": "subscriptions",
+                "scope": "/subscriptions",
+            }
+            for subscription, tenant in ((SUB_A, TENANT_LISTED_A), (SUB_B, TENANT_LISTED_B))
+        ],
+        schema=DATASETS["subscriptions"],
+    )
+    write_partition(
+        lake,
+        "subscriptions",
+        {"snapshot_date": "2026-02-01", "tenant": "default"},
+        listed,
+        origin="test lake",
+    )
+    # Two snapshots of a1 (write_estate), both without a tenant.
+    assert scan_dataset(lake, "inventory").collect()["tenant_id"].null_count() == 2
+    build(config_file=config)
+    assert one(warehouse, "SELECT DISTINCT subscription_id, tenant_id FROM costs") == [
+        (SUB_A, TENANT_LISTED_A)
+    ]
+    assert one(warehouse, "SELECT DISTINCT tenant_id FROM machines") == [(TENANT_LISTED_A,)]
+    # SUB_B's charges collected in a tenant other than the one the listing names: the lake's
+    # own tenant is kept, not overwritten from `subscriptions`.
+    new = write_charges(
+        lake,
+        query_partition(subscription=SUB_B),
+        [2],
+        ingested_at=day(1),
+        cost_source="query",
+        subscription=SUB_B,
+    )
+    table = pq.read_table(new)
+    tenants = pa.array([TENANT_COLLECTED_B] * table.num_rows, pa.string())
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("tenant_id"), "tenant_id", tenants), new
+    )
+    build(config_file=config)
+    assert one(
+        warehouse, "SELECT DISTINCT subscription_id, tenant_id FROM costs ORDER BY 1"
+    ) == sorted([(SUB_A, TENANT_LISTED_A), (SUB_B, TENANT_COLLECTED_B)])

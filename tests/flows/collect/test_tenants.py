@@ -66,11 +66,14 @@ def test_two_tenants_collect_into_one_lake_and_a_third_that_cannot_sign_in_is_re
     expected = {sub: TENANT_A for sub in first.estate.subscriptions}
     expected |= {sub: TENANT_B for sub in second.estate.subscriptions}
     assert tenants == expected
-    # Both tenants' machines and charges are in the one lake, each under its tenant.
+    # Both tenants' machines and charges are in the one lake, each row saying the tenant it was
+    # collected in: the [[tenants]] entry whose estate holds the row's subscription.
     for dataset in ("inventory", "costs"):
         frame = scan_dataset(lake, dataset).collect()
         seen = set(frame["subscription_id"].unique())
         assert {tenants[sub] for sub in seen} == {TENANT_A, TENANT_B}
+        pairs = set(frame.select("subscription_id", "tenant_id").unique().iter_rows())
+        assert pairs == {(sub, expected[sub]) for sub in seen}, dataset
     # Each tenant has its own QPU ledger.
     assert sorted(p.name for p in (lake / "state" / "qpu").glob("*.json")) == [
         f"{TENANT_A}.json",
