@@ -145,17 +145,19 @@ class StagedWarehouse:
         self._tables.add(qualified)
 
     def add_tenants(self, tables: Sequence[str], names: str = "subscriptions") -> None:
-        """A `tenant_id` column on each of `tables` written, from the `names` table's rows
-        (null for a subscription it does not list). A table that already has one (`costs`
-        carries the lake's) keeps the tenants it has; only its nulls are filled."""
+        """A `tenant_id` column on each of `tables` written, from the `names` table's rows.
+
+        The listing says which tenant a subscription belongs to, so it wins wherever it lists
+        the subscription: a billing-account cost query collected in one tenant can return
+        subscriptions of another. A table that already has the column (`costs` carries the
+        lake's, the tenant the row was collected in) keeps it for subscriptions not listed."""
         for name in tables:
             if f'"{name}"' not in self._tables:
                 continue
             self._con.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS tenant_id VARCHAR')
             self._con.execute(
                 f'UPDATE "{name}" SET tenant_id = s.tenant_id FROM "{names}" s '
-                f'WHERE "{name}".subscription_id = s.subscription_id '
-                f'AND "{name}".tenant_id IS NULL'
+                f'WHERE "{name}".subscription_id = s.subscription_id'
             )
 
     def document(

@@ -43,10 +43,10 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "billing_currency": "ISO 4217 currency of the money columns.",
             "cost_type": "ActualCost, AmortizedCost (Query API, EA/MCA) or FocusCost.",
             "cost_source": "query (Cost Management Query API) or export (imported files).",
-            "tenant_id": "The Entra tenant the row was collected in (as the lake has it); where "
-            "the lake has none (imported export files, rows collected before tenants were "
-            "recorded), the subscription's from `subscriptions` (null when no collection has "
-            "listed the subscription).",
+            "tenant_id": "The Entra tenant of the subscription, from `subscriptions`; for a "
+            "subscription no collection has listed, the tenant the row was collected in (as "
+            "the lake has it; null for imported export files and rows collected before tenants "
+            "were recorded).",
             "ingested_at": "When mdecost collected or imported the row (UTC).",
             "source": "Which collector or export layout produced the row.",
             "scope": "The Azure scope or billing account the row was read from.",

@@ -495,9 +495,10 @@ def test_a_non_usd_configuration_is_a_one_line_error_never_a_traceback(prefect_h
 TENANT_LISTED_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 TENANT_LISTED_B = "bbbbbbbb-0000-4000-8000-00000000000b"
 TENANT_COLLECTED_B = "cccccccc-0000-4000-8000-00000000000c"
+SUB_C = "3c3c3c3c-0000-4000-8000-00000000003c"  # listed by no collection
 
 
-def test_a_lake_without_tenant_columns_builds_and_the_warehouse_fills_only_missing_tenants(
+def test_a_lake_without_tenant_columns_builds_and_the_listing_names_the_tenant(
     prefect_harness, paths
 ):
     lake, warehouse, config = paths
@@ -535,8 +536,9 @@ def test_a_lake_without_tenant_columns_builds_and_the_warehouse_fills_only_missi
         (SUB_A, TENANT_LISTED_A)
     ]
     assert one(warehouse, "SELECT DISTINCT tenant_id FROM machines") == [(TENANT_LISTED_A,)]
-    # SUB_B's charges collected in a tenant other than the one the listing names: the lake's
-    # own tenant is kept, not overwritten from `subscriptions`.
+    # SUB_B's charges collected in a tenant other than the one the listing names (a billing
+    # account spanning tenants): the listing wins. SUB_C's, which no listing knows, keep the
+    # tenant they were collected in.
     new = write_charges(
         lake,
         query_partition(subscription=SUB_B),
@@ -550,7 +552,21 @@ def test_a_lake_without_tenant_columns_builds_and_the_warehouse_fills_only_missi
     pq.write_table(
         table.set_column(table.schema.get_field_index("tenant_id"), "tenant_id", tenants), new
     )
+    unlisted = write_charges(
+        lake,
+        query_partition(subscription=SUB_C),
+        [2],
+        ingested_at=day(1),
+        cost_source="query",
+        subscription=SUB_C,
+    )
+    table = pq.read_table(unlisted)
+    tenants = pa.array([TENANT_COLLECTED_B] * table.num_rows, pa.string())
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("tenant_id"), "tenant_id", tenants),
+        unlisted,
+    )
     build(config_file=config)
     assert one(
         warehouse, "SELECT DISTINCT subscription_id, tenant_id FROM costs ORDER BY 1"
-    ) == sorted([(SUB_A, TENANT_LISTED_A), (SUB_B, TENANT_COLLECTED_B)])
+    ) == sorted([(SUB_A, TENANT_LISTED_A), (SUB_B, TENANT_LISTED_B), (SUB_C, TENANT_COLLECTED_B)])
