@@ -271,7 +271,8 @@ def machine_days(
 
     Columns: usage_date, resource_id, subscription_id (the machine's, else the largest charged),
     plan, plan_source, trial (see `machine_plans_daily`), billable_hours (null: no power
-    timeline that day), and of the charges in `currency` only: billed_hours, billed_cost,
+    timeline that day), machine_subscription_id (the machine's alone, null without a timeline),
+    and of the charges in `currency` only: billed_hours, billed_cost,
     charged_subscription_id (the smallest) and `charged_in_currency`. The billed plan wins (the
     one with most billed hours that day, in any currency; a tie goes to P2), else the pricings'.
     """
