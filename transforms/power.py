@@ -162,13 +162,17 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         observed_state=pl.lit(None, dtype=pl.String),
         changed_to=pl.lit(None, dtype=pl.String),
     )
+    # Snapshot and status-change rows fill an operation's columns with nothing.
+    not_an_operation = {
+        "correlation_id": pl.lit(None, dtype=pl.String),
+        "operation": pl.lit(None, dtype=pl.String),
+        "outcome": pl.lit(None, dtype=pl.String),
+        "ended_at": pl.lit(None, dtype=UTC_TIMESTAMP),
+        "is_creation": pl.lit(False),
+    }
     snapshot_rows = snapshots.select(
         "resource_id",
-        correlation_id=pl.lit(None, dtype=pl.String),
-        operation=pl.lit(None, dtype=pl.String),
-        outcome=pl.lit(None, dtype=pl.String),
-        ended_at=pl.lit(None, dtype=UTC_TIMESTAMP),
-        is_creation=pl.lit(False),
+        **not_an_operation,
         at="snapshot_at",
         observed_state="power_state",
         changed_to=pl.lit(None, dtype=pl.String),
@@ -190,11 +194,7 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         .unique(subset=["resource_id", "at", "changed_to"], keep="any")
         .select(
             "resource_id",
-            correlation_id=pl.lit(None, dtype=pl.String),
-            operation=pl.lit(None, dtype=pl.String),
-            outcome=pl.lit(None, dtype=pl.String),
-            ended_at=pl.lit(None, dtype=UTC_TIMESTAMP),
-            is_creation=pl.lit(False),
+            **not_an_operation,
             at="at",
             observed_state=pl.lit(None, dtype=pl.String),
             changed_to="changed_to",
