@@ -15,6 +15,7 @@ import pytest
 from flows.build import build, lake_fingerprint
 from flows.collect import collect
 from flows.lake import write_partition
+from tests.conftest import without_arc_after_one_snapshot
 from transforms.dictionary import column_comments, markdown
 from transforms.schemas import DATASETS
 
@@ -105,17 +106,7 @@ def test_billable_hours_equal_the_ground_truth_to_the_second(built, simulator):
         .with_columns(pl.col("truth_hours", "billable_hours").fill_null(0.0))
     )
     assert compared.height > 1000
-    # Arc machines have no events: one collection (one snapshot) sees only each one's latest
-    # status change, so the disconnections before it (case 11) are not seen and count as
-    # connected (the data dictionary's gap assumption). SQL-OnPrem-01, Oct 12 02:00 - Oct 13
-    # 10:00: 22 h (of Oct 12's 24, 2 were connected) + 10 h (Oct 13, connected from 10:00: 14);
-    # gcp-web-01, Oct 19 20:00 - Oct 20 08:00: 4 h + 8 h; 44 h in all. With
-    # daily snapshots they are exact (tests/flows/collect/test_arc.py).
-    arc_ids = simulator.estate.machines().filter(pl.col("machine_kind") == "arc")["resource_id"]
-    is_arc = pl.col("resource_id").is_in(arc_ids.implode())
-    arc = compared.filter(is_arc)
-    assert arc["billable_hours"].sum() - arc["truth_hours"].sum() == pytest.approx(44.0)
-    compared = compared.filter(~is_arc)
+    compared = without_arc_after_one_snapshot(compared, simulator.estate)
     off = compared.filter((pl.col("truth_hours") - pl.col("billable_hours")).abs() > 1 / 3600)
     assert off.height == 0, off
     assert ambiguous.height <= 5
