@@ -56,7 +56,7 @@ from transforms.billing import (
 )
 from transforms.comparison import price_calendar
 from transforms.contract import conform_view, empty_view, order_free_sum
-from transforms.options import LicensingTerms, plan_rates
+from transforms.options import LicensingTerms, cut_offs, plan_rates
 from transforms.power import split_by_day
 
 DEFAULT_TOLERANCE_HOURS: Final = FINDINGS_TOLERANCE_HOURS[PARTIAL_HOURS_DEFAULT]
@@ -187,8 +187,8 @@ def _billable_not_billed(
             {"estate_billed_through": [billed_through]}, schema={"estate_billed_through": pl.Date}
         )
     )
-    own_cut_off = defender_charges_daily.group_by("subscription_id").agg(
-        own_billed_through=pl.col("usage_date").max()
+    own_cut_off = cut_offs(defender_charges_daily).select(
+        subscription_id="scope", own_billed_through="billed_through"
     )
     # Most billable days are billed on the machine's own id: those leave first, in one anti
     # join on the id, before the joins that judge the few left.
