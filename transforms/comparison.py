@@ -33,7 +33,13 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view, exact_sum, order_free_sum
+from transforms.contract import (
+    conform_view,
+    exact_sum,
+    exact_sum_or_null,
+    order_free_sum,
+    order_free_sum_or_null,
+)
 from transforms.machines import machine_kind_of, machine_name_of, run_index
 from transforms.options import LicensingTerms, in_scopes, plan_rates
 from transforms.power import clock_hour_spans
@@ -209,16 +215,6 @@ def _priced_days(machine_days: pl.LazyFrame, rates: pl.LazyFrame) -> pl.LazyFram
     )
 
 
-def _exact_sum_or_null(column: str) -> pl.Expr:
-    """`exact_sum` that is null when any part is null."""
-    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(exact_sum(pl.col(column)))
-
-
-def _sum_or_null(column: str) -> pl.Expr:
-    """Sum that is null when any part is null: a missing rate must not look like a cheap month."""
-    return _exact_sum_or_null(column).cast(pl.Float64)
-
-
 def _months_of(machine_days: pl.LazyFrame, defender_charges_daily: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat(
         [
@@ -338,8 +334,8 @@ def licensing_comparison_from(
             order_free_sum("billable_hours"),
             order_free_sum("billed_hours"),
             order_free_sum("billed_cost"),
-            _sum_or_null("hourly_cost").alias("hourly_cost"),
-            _sum_or_null("mde_component_cost").alias("mde_component_cost"),
+            order_free_sum_or_null("hourly_cost").alias("hourly_cost"),
+            order_free_sum_or_null("mde_component_cost").alias("mde_component_cost"),
             resource_id=pl.col("resource_id").filter(last_day).max(),
             fallback_subscription_id=pl.col("subscription_id").filter(last_day).max(),
         )
@@ -508,7 +504,7 @@ def fleet_part(
         .agg(
             billable=(pl.col("billable_hours") > 0).any(),
             billable_hours=exact_sum(pl.col("billable_hours")),
-            hourly_cost=_exact_sum_or_null("hourly_cost"),
+            hourly_cost=exact_sum_or_null("hourly_cost"),
         )
         .with_columns(scope=in_scopes())
         .explode("scope")
@@ -519,7 +515,7 @@ def fleet_part(
             .n_unique()
             .cast(pl.Int64),
             billable_hours=pl.col("billable_hours").sum().cast(pl.Float64),
-            hourly_cost=_exact_sum_or_null("hourly_cost").cast(pl.Float64),
+            hourly_cost=order_free_sum_or_null("hourly_cost"),
         )
     )
     unattributed = pl.col("attribution") == "unattributed"
@@ -620,7 +616,7 @@ def finish_fleet(
         .agg(
             pl.col("machines_distinct").sum(),
             order_free_sum("billable_hours"),
-            _sum_or_null("hourly_cost").alias("hourly_cost"),
+            order_free_sum_or_null("hourly_cost").alias("hourly_cost"),
             order_free_sum("billed_cost"),
             order_free_sum("unattributed_cost"),
             pl.col("machines_with_mde_benefit").sum(),

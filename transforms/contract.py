@@ -519,6 +519,17 @@ def exact_sum(values: pl.Expr) -> pl.Expr:
     return values.cast(pl.Decimal(38, ORDER_FREE_SUM_PLACES)).sum()
 
 
+def exact_sum_or_null(column: str) -> pl.Expr:
+    """`exact_sum` of `column`, null when any part is null: a missing rate must not look like
+    a cheap month."""
+    return pl.when(pl.col(column).is_null().any()).then(None).otherwise(exact_sum(pl.col(column)))
+
+
+def order_free_sum_or_null(column: str) -> pl.Expr:
+    """`order_free_sum` of `column`, null when any part is null."""
+    return exact_sum_or_null(column).cast(pl.Float64)
+
+
 def view_schema(view: str) -> pl.Schema:
     """The polars schema of `view`, in contract column order."""
     return pl.Schema({name: dtype for name, (dtype, _) in VIEWS[view]["columns"].items()})

@@ -39,7 +39,7 @@ from typing import Final
 import polars as pl
 
 from transforms import billing
-from transforms.contract import conform_view, order_free_sum
+from transforms.contract import conform_view, order_free_sum, order_free_sum_or_null
 
 _HOURS_PER_DAY: Final = 24
 _KEYS: Final = ("month", "scope", "plan")
@@ -176,17 +176,13 @@ def option_parts(
         .explode("scope")
     )
     billable = pl.col("billable")
-
-    def total(name: str) -> pl.Expr:
-        return pl.when(pl.col(name).is_null().any()).then(None).otherwise(order_free_sum(name))
-
     monthly = covered.group_by(_KEYS).agg(
         machines=pl.col("machine_key").filter(billable).n_unique().cast(pl.Int64),
-        billable_hours=total("billable_hours"),
-        hourly_list=total("hourly_cost"),
-        mde_component_cost=total("mde_component_cost"),
-        p1_cost=total("p1_cost"),
-        billed=total("billed_cost"),
+        billable_hours=order_free_sum_or_null("billable_hours"),
+        hourly_list=order_free_sum_or_null("hourly_cost"),
+        mde_component_cost=order_free_sum_or_null("mde_component_cost"),
+        p1_cost=order_free_sum_or_null("p1_cost"),
+        billed=order_free_sum_or_null("billed_cost"),
     )
     blocks = (
         covered.filter(billable)
