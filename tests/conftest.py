@@ -67,3 +67,29 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness():
         yield
+
+
+def ambiguous_machine_days(estate: Estate, window_start: datetime) -> pl.DataFrame:
+    """Machine-days no event log can settle, worked out from the TRUE timeline.
+
+    A machine whose first operation in the window is a start, and which was `stopped` (shut down
+    from the guest OS, so still allocated) rather than `deallocated` before it, logs the same
+    events either way; the pipeline assumes deallocated (the portal's Stop deallocates). Its
+    days up to that start are therefore excluded; every other machine-day must match exactly.
+    """
+    events = estate.activity_events().filter(pl.col("event_at") >= window_start)
+    first = events.sort("event_at").group_by("resource_id").first()
+    starts = first.filter(
+        pl.col("operation_name").str.to_lowercase().str.ends_with("/start/action")
+    )
+    before_start = starts.join(estate.state_intervals(), on="resource_id").filter(
+        (pl.col("start_at") < pl.col("event_at")) & (pl.col("end_at") >= pl.col("event_at"))
+    )
+    return (
+        before_start.filter(pl.col("state") == "stopped")
+        .select(
+            "resource_id",
+            usage_date=pl.date_ranges(pl.lit(window_start.date()), pl.col("event_at").dt.date()),
+        )
+        .explode("usage_date")
+    )

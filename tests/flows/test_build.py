@@ -15,7 +15,7 @@ import pytest
 from flows.build import build, lake_fingerprint
 from flows.collect import collect
 from flows.lake import write_partition
-from tests.conftest import without_arc_after_one_snapshot
+from tests.conftest import ambiguous_machine_days, without_arc_after_one_snapshot
 from transforms.dictionary import column_comments, markdown
 from transforms.schemas import DATASETS
 
@@ -45,30 +45,6 @@ def table(summary, sql: str) -> pl.DataFrame:
         return pl.from_arrow(con.sql(sql).to_arrow_table())
 
 
-def ambiguous_machine_days(estate) -> pl.DataFrame:
-    """Machine-days the Activity Log cannot settle, worked out from the TRUE timeline.
-
-    A machine whose first operation in the window is a start, and which was `stopped` (shut down
-    from the guest OS, so still allocated) rather than `deallocated` before it, logs the same
-    events either way; the pipeline assumes deallocated (the portal's Stop deallocates). Its
-    days up to that start are therefore excluded; every other machine-day must match exactly.
-    """
-    events = estate.activity_events().filter(pl.col("event_at") >= WINDOW_START)
-    first = events.sort("event_at").group_by("resource_id").first()
-    starts = first.filter(
-        pl.col("operation_name").str.to_lowercase().str.ends_with("/start/action")
-    )
-    intervals = estate.state_intervals()
-    before_start = starts.join(intervals, on="resource_id").filter(
-        (pl.col("start_at") < pl.col("event_at")) & (pl.col("end_at") >= pl.col("event_at"))
-    )
-    stopped = before_start.filter(pl.col("state") == "stopped")
-    return stopped.select(
-        "resource_id",
-        usage_date=pl.date_ranges(pl.lit(WINDOW_START.date()), pl.col("event_at").dt.date()),
-    ).explode("usage_date")
-
-
 def unseen_moved_out_days(estate) -> pl.DataFrame:
     """Machine-days of ids the one collection never sees, worked out from the TRUE estate.
 
@@ -96,7 +72,7 @@ def test_billable_hours_equal_the_ground_truth_to_the_second(built, simulator):
         pl.col("usage_date") >= WINDOW_START.date()
     )
     mine = table(built, "SELECT usage_date, resource_id, billable_hours FROM machine_hours_daily")
-    ambiguous = ambiguous_machine_days(simulator.estate)
+    ambiguous = ambiguous_machine_days(simulator.estate, WINDOW_START)
     unseen = unseen_moved_out_days(simulator.estate)
     compared = (
         truth.select("usage_date", "resource_id", truth_hours="billable_hours")

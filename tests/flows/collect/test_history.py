@@ -22,7 +22,7 @@ from flows.lake import scan_dataset
 from flows.simulator import simulated_azure
 from flows.simulator.estate import EstateBuilder
 from flows.simulator.model import MachineSpec, SubscriptionSpec
-from tests.conftest import without_arc_after_one_snapshot
+from tests.conftest import ambiguous_machine_days, without_arc_after_one_snapshot
 from transforms.event_sources import EVENT_IDENTITY
 
 pytestmark = pytest.mark.simulator
@@ -78,28 +78,6 @@ def _warehouse(built, sql: str) -> pl.DataFrame:
         return pl.from_arrow(con.sql(sql).to_arrow_table())
 
 
-def _ambiguous_machine_days(estate, window_start: datetime) -> pl.DataFrame:
-    """Machine-days no event log can settle, from the TRUE timeline: a machine whose first
-    operation in the window is a start and which was `stopped` (guest shutdown, still billable)
-    before it logs the same events as a deallocated one; the pipeline assumes deallocated."""
-    events = estate.activity_events().filter(pl.col("event_at") >= window_start)
-    first = events.sort("event_at").group_by("resource_id").first()
-    starts = first.filter(
-        pl.col("operation_name").str.to_lowercase().str.ends_with("/start/action")
-    )
-    before_start = starts.join(estate.state_intervals(), on="resource_id").filter(
-        (pl.col("start_at") < pl.col("event_at")) & (pl.col("end_at") >= pl.col("event_at"))
-    )
-    return (
-        before_start.filter(pl.col("state") == "stopped")
-        .select(
-            "resource_id",
-            usage_date=pl.date_ranges(pl.lit(window_start.date()), pl.col("event_at").dt.date()),
-        )
-        .explode("usage_date")
-    )
-
-
 def test_a_year_from_the_workspace_and_90_days_from_the_api_give_the_true_hours(year_sim, year_run):
     _, _, built, _ = year_run
     window_start = datetime.combine(YEAR_START, datetime.min.time(), UTC)
@@ -107,7 +85,7 @@ def test_a_year_from_the_workspace_and_90_days_from_the_api_give_the_true_hours(
     mine = _warehouse(
         built, "SELECT usage_date, resource_id, billable_hours FROM machine_hours_daily"
     )
-    excluded = _ambiguous_machine_days(year_sim.estate, window_start)
+    excluded = ambiguous_machine_days(year_sim.estate, window_start)
     compared = (
         truth.select("usage_date", "resource_id", truth_hours="billable_hours")
         .join(mine, on=["usage_date", "resource_id"], how="full", coalesce=True)
