@@ -539,33 +539,21 @@ def test_a_lake_without_tenant_columns_builds_and_the_listing_names_the_tenant(
     # SUB_B's charges collected in a tenant other than the one the listing names (a billing
     # account spanning tenants): the listing wins. SUB_C's, which no listing knows, keep the
     # tenant they were collected in.
-    new = write_charges(
-        lake,
-        query_partition(subscription=SUB_B),
-        [2],
-        ingested_at=day(1),
-        cost_source="query",
-        subscription=SUB_B,
-    )
-    table = pq.read_table(new)
-    tenants = pa.array([TENANT_COLLECTED_B] * table.num_rows, pa.string())
-    pq.write_table(
-        table.set_column(table.schema.get_field_index("tenant_id"), "tenant_id", tenants), new
-    )
-    unlisted = write_charges(
-        lake,
-        query_partition(subscription=SUB_C),
-        [2],
-        ingested_at=day(1),
-        cost_source="query",
-        subscription=SUB_C,
-    )
-    table = pq.read_table(unlisted)
-    tenants = pa.array([TENANT_COLLECTED_B] * table.num_rows, pa.string())
-    pq.write_table(
-        table.set_column(table.schema.get_field_index("tenant_id"), "tenant_id", tenants),
-        unlisted,
-    )
+    for subscription in (SUB_B, SUB_C):
+        collected = write_charges(
+            lake,
+            query_partition(subscription=subscription),
+            [2],
+            ingested_at=day(1),
+            cost_source="query",
+            subscription=subscription,
+        )
+        table = pq.read_table(collected)
+        tenants = pa.array([TENANT_COLLECTED_B] * table.num_rows, pa.string())
+        pq.write_table(
+            table.set_column(table.schema.get_field_index("tenant_id"), "tenant_id", tenants),
+            collected,
+        )
     build(config_file=config)
     assert one(
         warehouse, "SELECT DISTINCT subscription_id, tenant_id FROM costs ORDER BY 1"
