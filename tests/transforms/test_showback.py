@@ -108,14 +108,9 @@ NO_SUBSCRIPTIONS = pl.LazyFrame(
 )
 
 
-def showback(keys: tuple[str, ...]) -> pl.DataFrame:
-    part = showback_part(machines(), hours(), charges(), licensing(), keys, currency="usd")
-    return finish_showback(part, NO_SUBSCRIPTIONS).collect()
-
-
-def test_groups_by_cost_centre_add_up_to_the_bill_to_the_cent():
-    rows = showback(("tag:CostCenter",))
-    got = {
+def figures_by_group(rows: pl.DataFrame) -> dict:
+    """(group kind, value) -> machines, billable hours, billed, allocated, like for like."""
+    return {
         (row["group_kind"], row["group_value"]): (
             row["machines"],
             row["billable_hours"],
@@ -125,6 +120,16 @@ def test_groups_by_cost_centre_add_up_to_the_bill_to_the_cent():
         )
         for row in rows.iter_rows(named=True)
     }
+
+
+def showback(keys: tuple[str, ...]) -> pl.DataFrame:
+    part = showback_part(machines(), hours(), charges(), licensing(), keys, currency="usd")
+    return finish_showback(part, NO_SUBSCRIPTIONS).collect()
+
+
+def test_groups_by_cost_centre_add_up_to_the_bill_to_the_cent():
+    rows = showback(("tag:CostCenter",))
+    got = figures_by_group(rows)
     assert got == {
         # CC-1: vm-a, 24 + 76 = 100 h, 10.10 + 0.0333.. = 10.133333, like for like 6.328
         ("value", "CC-1"): (1, 100.0, 10.133333, 0.033333, 6.328),
@@ -258,16 +263,7 @@ def estate_showback(keys: tuple[str, ...]) -> pl.DataFrame:
 
 def test_management_groups_roll_up_their_subscriptions_to_the_cent():
     rows = estate_showback(("management_group",))
-    got = {
-        (row["group_kind"], row["group_value"]): (
-            row["machines"],
-            row["billable_hours"],
-            round(row["billed_cost"], 6),
-            round(row["allocated_cost"], 6),
-            round(row["like_for_like_cost"], 6),
-        )
-        for row in rows.iter_rows(named=True)
-    }
+    got = figures_by_group(rows)
     assert got == {
         # P1 (p1, the mover) 2 + P2 (the mover) 1 = 3: the mover counts once per subscription;
         # 100 + 40 + 60 = 200 h; 1.11 + 2.22 + 3.33 + P2's workspace 0.44 = 7.10; p1's 6.328.
