@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from benchmarks import qpu
+from benchmarks.compare import differences
+from benchmarks.refresh import daily_refresh
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work"
@@ -44,6 +47,10 @@ NOW = "2026-11-01T00:00:00Z"
 TARGETS = {10_000: (60.0, 3.0), 100_000: (600.0, 12.0)}  # machines: (seconds, GB)
 SCAN_RATIO_TARGET = 15.0
 GROWTH_TARGET = 12.0
+# Issue 16: an incremental build after a daily refresh, against a full build of the same lake.
+INCREMENTAL_TARGET = 0.20
+# The largest estate whose daily refresh is measured (two more builds of it).
+INCREMENTAL_MAX_MACHINES = 10_000
 
 
 # A child whose resident memory passes this is stopped (and reported so) before it can push the
@@ -318,8 +325,11 @@ def measure_build(
     config = str(folder / "mdecost.toml")
     raw_bytes = sum(p.stat().st_size for p in (folder / "lake" / "raw").glob("**/*.parquet"))
     print(f"{machines} machines: lake ready ({raw_bytes / 1e6:.0f} MB)", flush=True)
-    build = run_child([MDECOST, "build", "--config", config], env=served)
+    build = run_child([MDECOST, "build", "--full", "--config", config], env=served)
     print(f"  mdecost build {describe(build)}", flush=True)
+    daily = None
+    if machines <= INCREMENTAL_MAX_MACHINES and not build.stopped_over_limit:
+        daily = measure_daily_refresh(folder, served)
     compute = ad_hoc = None
     if not build.stopped_over_limit:
         compute = run_child([PYTHON, "-c", WITHOUT_PREFECT, config], env=served)
@@ -343,7 +353,71 @@ def measure_build(
         "ad_hoc": _kept(ad_hoc),
         "scan": _kept(scan),
         "rows": rows_line,
+        "daily": daily,
     }
+
+
+def measure_daily_refresh(folder: Path, env: dict[str, str]) -> dict:
+    """The night after: the lake one collection later (`benchmarks.refresh`), built
+    incrementally from the warehouse just built, then in full; both warehouses compared."""
+    refreshed = folder / "refreshed"
+    refreshed.mkdir(exist_ok=True)
+    added = daily_refresh(folder / "lake", refreshed / "lake")
+    shutil.copyfile(folder / "warehouse.duckdb", refreshed / "warehouse.duckdb")
+    config = refreshed / "mdecost.toml"
+    config.write_text('[lake]\npath = "lake"\n[warehouse]\npath = "warehouse.duckdb"\n')
+    incremental = run_child([MDECOST, "build", "--config", str(config)], env=env)
+    print(f"  incremental build after the refresh of {added}: {describe(incremental)}", flush=True)
+    shutil.copyfile(refreshed / "warehouse.duckdb", refreshed / "incremental.duckdb")
+    full = run_child([MDECOST, "build", "--full", "--config", str(config)], env=env)
+    print(f"  full build of the refreshed lake: {describe(full)}", flush=True)
+    apart = differences(refreshed / "warehouse.duckdb", refreshed / "incremental.duckdb")
+    made = next(
+        (line for line in incremental.output.splitlines() if "incremental build:" in line), ""
+    )
+    return {
+        "day": f"{added}",
+        "incremental": _kept(incremental),
+        "full": _kept(full),
+        "made": made.split("incremental build: ", 1)[-1],
+        "identical": all(first == second == 0 for _, first, second in apart.values()),
+    }
+
+
+def render_daily(builds: dict[int, dict]) -> list[str]:
+    """The incremental build after a daily refresh, per size measured."""
+    measured = {m: b["daily"] for m, b in builds.items() if b.get("daily")}
+    if not measured:
+        return []
+    lines = [
+        "",
+        "## Incremental build after a daily refresh",
+        "",
+        "The lake one nightly collection later (`benchmarks/refresh.py`: a snapshot one day",
+        "after the latest, one more day of power events and charges, the restatement window's",
+        "month rewritten), built by `mdecost build` from the warehouse of the full build above,",
+        "then by `mdecost build --full`; the two warehouses compared table by table.",
+        "",
+        "| machines | day added | incremental | full | incremental / full | chunks | identical |",
+        "|---:|---|---:|---:|---:|---|---|",
+    ]
+    for machines, daily in measured.items():
+        incremental, full = Measured(**daily["incremental"]), Measured(**daily["full"])
+        lines.append(
+            f"| {machines:,} | {daily['day']} | {describe(incremental)} | {describe(full)} "
+            f"| {incremental.seconds / full.seconds:.0%} | {daily['made']} "
+            f"| {'yes' if daily['identical'] else 'NO'} |"
+        )
+    if 10_000 in measured:
+        daily = measured[10_000]
+        ratio = daily["incremental"]["seconds"] / daily["full"]["seconds"]
+        met = ratio <= INCREMENTAL_TARGET and daily["identical"]
+        lines += [
+            "",
+            f"- 10,000 incremental / full after a daily refresh: {ratio:.0%} "
+            f"(<= {INCREMENTAL_TARGET:.0%}, identical): {'met' if met else 'MISSED'}",
+        ]
+    return lines
 
 
 def _kept(measured: Measured | None) -> dict | None:
@@ -460,6 +534,7 @@ def render(saved: dict) -> str:
             f"- 100,000 / 10,000 build time: {growth:.1f} (<= {GROWTH_TARGET:.0f}): "
             f"{'met' if growth <= GROWTH_TARGET else 'MISSED'}"
         )
+    lines += render_daily(builds)
     if collect_result:
         measured, figures = collect_result
         lines += [

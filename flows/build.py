@@ -8,17 +8,19 @@ time, so it follows `[warehouse] chunk_megabytes`, not the estate's size.
 
 The warehouse records what it was built from (`build_info`): the lake's fingerprint, so a
 scheduled report rebuilds only when the lake changed, and the settings the numbers depend on,
-so the report's methodology states the ones actually used.
+so the report's methodology states the ones actually used. It also keeps the build's own record
+(`flows.incremental`), so the next build recomputes only the (chunk, month) units the lake's
+changes can reach and copies the others from the published warehouse.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -32,18 +34,48 @@ from prefect.exceptions import MissingContextError
 
 from flows import warehouse
 from flows.config import Settings, load_settings
+from flows.incremental import (
+    PART_COLUMN_COMMENT,
+    PART_COMMENT,
+    PART_NAMES,
+    STATE_COMMENTS,
+    STATE_SCHEMA,
+    WHOLE_HISTORY,
+    Facts,
+    Published,
+    chunk_key,
+    context_digest,
+    first_changed_month,
+    lake_listing,
+    listing_digest,
+    normalised_part,
+    published_build,
+    state_tables,
+)
 from flows.lake import dataset_files, partition_value, scan_files
 from pricing.book import load_price_book, pricing_choices
 from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
 from transforms.dictionary import column_comments, table_comments, tenant_tables
+from transforms.incremental import (
+    first_difference,
+    lookback_start,
+    machines_differ,
+    month_start,
+    recompute_start,
+    reusable_plan,
+)
 from transforms.marts import (
     CHUNKED_VIEWS,
+    ESTATE_FINDINGS,
     ESTATE_VIEWS,
+    VIEW_MONTH_COLUMNS,
     EstateFacts,
     EstateParts,
     MartOptions,
     RawLake,
+    Timelines,
+    chunk_timelines,
     chunk_views,
     estate_facts,
     estate_views,
@@ -77,6 +109,7 @@ class BuildSummary:
     window_end: datetime | None
     lake_fingerprint: str
     cost_overlaps: tuple[str, ...] = ()
+    made: str = ""
 
     def lines(self) -> list[str]:
         window = (
@@ -86,6 +119,8 @@ class BuildSummary:
         )
         rows = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
         lines = [f"warehouse {self.warehouse} (history {window})", f"rows: {rows}"]
+        if self.made:
+            lines.append(self.made)
         if self.cost_overlaps:
             lines.append(f"overlapping cost sources, resolved by precedence ({PRECEDENCE}):")
             lines.extend(f"  {note}" for note in self.cost_overlaps)
@@ -106,14 +141,7 @@ def lake_fingerprint(lake: Path) -> str:
     Partitions are replaced by rename, so any rewrite changes the fingerprint; reading the
     files' contents is not needed.
     """
-    digest = hashlib.sha256()
-    for dataset in DATASETS:
-        for path in dataset_files(lake, dataset):
-            status = path.stat()
-            digest.update(
-                f"{path.relative_to(lake)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode()
-            )
-    return digest.hexdigest()
+    return listing_digest(lake_listing(lake))
 
 
 # The lake datasets the views are built from (the others, such as retail prices, feed the
@@ -133,6 +161,12 @@ class LakeChunk:
     subscriptions: tuple[str, ...]
     raw_bytes: int
     unknown: bool = False
+
+    @property
+    def key(self) -> str:
+        """The chunk's name in the build state (`flows.incremental.chunk_key`; "" for the rows
+        of no collected subscription)."""
+        return "" if self.unknown else chunk_key(self.subscriptions)
 
     def describe(self) -> str:
         if self.unknown:
@@ -195,15 +229,25 @@ class LakeFiles:
         return weights
 
 
-def plan_lake_chunks(files: LakeFiles, chunk_megabytes: float) -> list[LakeChunk]:
+def plan_lake_chunks(
+    files: LakeFiles,
+    chunk_megabytes: float,
+    previous: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[LakeChunk]:
     """The lake cut into chunks of whole subscriptions, about `chunk_megabytes` of Parquet each,
-    the subscriptions of a moved machine together (`transforms.marts.plan_chunks`)."""
+    the subscriptions of a moved machine together (`transforms.marts.plan_chunks`); or the
+    `previous` build's chunks, where they still fit (`transforms.incremental.reusable_plan`)."""
     weights = files.subscription_bytes()
     owned_costs = [path for paths in files.by_subscription["costs"].values() for path in paths]
     links = linked_subscriptions(
         scan_files("inventory", files.every("inventory")), scan_files("costs", owned_costs)
     )
-    planned = plan_chunks(weights, links, max_weight=int(chunk_megabytes * 1e6))
+    kept = reusable_plan(previous, set(weights), links) if previous is not None else None
+    planned = (
+        kept
+        if kept is not None
+        else plan_chunks(weights, links, max_weight=int(chunk_megabytes * 1e6))
+    )
     chunks = [LakeChunk(group, sum(weights[member] for member in group)) for group in planned]
     if any(files.shared.values()) or not chunks:
         chunks.append(LakeChunk((), 0, unknown=True))
@@ -315,17 +359,46 @@ def judge_estate(files: LakeFiles) -> EstateFacts:
 
 
 @task(cache_policy=NO_CACHE)
-def plan_build(settings: Settings, files: LakeFiles) -> list[LakeChunk]:
+def plan_build(
+    settings: Settings, files: LakeFiles, previous: Published | None = None
+) -> list[LakeChunk]:
     """The chunks the lake is built in (`plan_lake_chunks`)."""
-    return plan_lake_chunks(files, settings.warehouse.chunk_megabytes)
+    return plan_lake_chunks(
+        files, settings.warehouse.chunk_megabytes, previous.chunks if previous else None
+    )
 
 
 @dataclass(frozen=True)
 class StagedChunk:
-    """What a chunk leaves for the estate step: its row counts and its estate parts."""
+    """What a chunk leaves for the estate step: its row counts, its estate parts, and how it
+    was made (`computed`, `copied`, or `from YYYY-MM`: recomputed from that month)."""
 
     rows: dict[str, int]
     parts: EstateParts
+    made: str = "computed"
+    copy: CopiedRows | None = None
+
+
+@dataclass(frozen=True)
+class CopiedRows:
+    """The rows of a chunk's `subscriptions` a build copies from the published warehouse: the
+    days and months before `before`, or all of them (then its timelines too)."""
+
+    subscriptions: tuple[str, ...]
+    before: date | None
+
+
+# The published warehouse, attached to the staged one while an incremental build copies from it.
+PUBLISHED: Final = "mdecost_published"
+
+
+@dataclass(frozen=True)
+class ChunkReuse:
+    """What the published warehouse still holds of a chunk: `first_changed` is the first month
+    a change of its lake files or of the estate's facts reaches
+    (`flows.incremental.first_changed_month`; None: nothing changed, copy it whole)."""
+
+    first_changed: date | None
 
 
 @task(cache_policy=NO_CACHE)
@@ -337,15 +410,222 @@ def stage_chunk(
     chunk: LakeChunk,
     known: frozenset[str],
     new: warehouse.StagedWarehouse,
+    reuse: ChunkReuse | None = None,
 ) -> StagedChunk:
     """Compute one chunk's rows of every view (pure transforms) and append them to the new
-    warehouse, so memory holds one chunk's views at a time."""
+    warehouse, so memory holds one chunk's views at a time; with `reuse`, copy from the
+    published warehouse what the chunk's changes did not reach (`flows.incremental`)."""
+    if reuse is not None and reuse.first_changed is None:
+        staged = _copied_chunk(new, chunk)
+    else:
+        staged = _computed_chunk(settings, book, facts, files, chunk, known, new, reuse)
+    for name in PART_NAMES:
+        part = getattr(staged.parts, name).with_columns(chunk_key=pl.lit(chunk.key))
+        new.append_state(STATE_SCHEMA, f"part_{name}", _arrow(part))
+    return staged
+
+
+def _computed_chunk(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunk: LakeChunk,
+    known: frozenset[str],
+    new: warehouse.StagedWarehouse,
+    reuse: ChunkReuse | None,
+) -> StagedChunk:
     raw = chunk_lake(files, chunk, known)
-    computed = chunk_views(raw, _book(book), _options(settings, book), facts)
+    options = _options(settings, book)
+    timelines = chunk_timelines(raw, facts)
+    start = (
+        _recompute_start(new, chunk, timelines, reuse, facts, options.terms)
+        if reuse is not None
+        else None
+    )
+    computed = chunk_views(
+        raw,
+        _book(book),
+        options,
+        facts,
+        timelines,
+        recompute_from=start,
+        earlier_cut_offs=_earlier_cut_offs(new, chunk, start) if start else None,
+    )
+    if start is not None and _cut_off_moved_before(new, chunk, computed.parts.cut_offs, start):
+        start = None
+        computed = chunk_views(raw, _book(book), options, facts, timelines)
+    rows = {}
     for name in CHUNKED_VIEWS:
         new.append(name, _arrow(computed.views[name]))
-    rows = {name: frame.height for name, frame in computed.views.items()}
-    return StagedChunk(rows, computed.parts)
+        rows[name] = computed.views[name].height
+    if start is None:
+        return StagedChunk(rows, computed.parts)
+
+    def with_published(name: str) -> pl.DataFrame:
+        computed_part: pl.DataFrame = getattr(computed.parts, name)
+        published = _published_part(new, name, chunk, before=start)
+        return pl.concat([published.cast(computed_part.schema), computed_part])
+
+    # The cut-offs are the chunk's own: `chunk_views` had the earlier ones.
+    parts = replace(
+        computed.parts, **{name: with_published(name) for name in PART_NAMES if name != "cut_offs"}
+    )
+    return StagedChunk(rows, parts, f"from {start:%Y-%m}", CopiedRows(chunk.subscriptions, start))
+
+
+def _recompute_start(
+    new: warehouse.StagedWarehouse,
+    chunk: LakeChunk,
+    timelines: Timelines,
+    reuse: ChunkReuse,
+    facts: EstateFacts,
+    terms: LicensingTerms,
+) -> date | None:
+    """The first month of `chunk` to recompute (`transforms.incremental`); None: all of it."""
+    if reuse.first_changed is None or reuse.first_changed == WHOLE_HISTORY:
+        return None
+    members = {"subscriptions": list(chunk.subscriptions)}
+    published_machines = normalised_part(
+        pl.from_arrow(  # type: ignore[arg-type]
+            new.read(
+                f"SELECT {_as_lists(new, 'machines')} FROM {PUBLISHED}.machines "
+                "WHERE list_contains($subscriptions, subscription_id)",
+                members,
+            )
+        )
+    )
+    if machines_differ(published_machines, timelines.machines):
+        return None
+    published_intervals = normalised_part(
+        pl.from_arrow(  # type: ignore[arg-type]
+            new.read(
+                f"SELECT * FROM {PUBLISHED}.power_intervals WHERE resource_id IN "
+                f"(SELECT resource_id FROM {PUBLISHED}.machines "
+                "WHERE list_contains($subscriptions, subscription_id))",
+                members,
+            )
+        )
+    )
+    months = [reuse.first_changed]
+    differs = first_difference(published_intervals, timelines.power_intervals)
+    if differs is not None:
+        months.append(month_start(differs))
+    first = recompute_start(min(months), terms)
+    return first if first > month_start(facts.window_start) else None
+
+
+def _cut_off_moved_before(
+    new: warehouse.StagedWarehouse, chunk: LakeChunk, cut_offs: pl.DataFrame, start: date
+) -> bool:
+    """True when a subscription's last billed day moved so that days before `start` are judged
+    otherwise (the days after the earlier of its two cut-offs: its charges restated away, or
+    its first ever): `billable_not_billed` changed in months the build would copy, so the chunk
+    is recomputed whole."""
+    published = _published_part(new, "cut_offs", chunk).rename({"billed_through": "before"})
+    paired = published.join(cut_offs, on="scope", how="full", coalesce=True)
+    moved = paired.filter(
+        pl.col("before").ne_missing(pl.col("billed_through"))
+        & (
+            pl.col("before").is_null()
+            | pl.col("billed_through").is_null()
+            | (pl.min_horizontal("before", "billed_through") + timedelta(days=1) < start)
+        )
+    )
+    return moved.height > 0
+
+
+def _as_lists(new: warehouse.StagedWarehouse, table: str) -> str:
+    """The published `table`'s columns but `tenant_id` (added after the views), its MAPs as
+    key/value lists: the views' own polars types."""
+    return ", ".join(
+        f'map_entries("{column}") AS "{column}"' if kind.startswith("MAP(") else f'"{column}"'
+        for column, kind in new.rows(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = $db "
+            "AND schema_name = 'main' AND table_name = $table AND column_name <> 'tenant_id' "
+            "ORDER BY column_index",
+            {"db": PUBLISHED, "table": table},
+        )
+    )
+
+
+def copy_published_rows(new: warehouse.StagedWarehouse, copies: list[CopiedRows]) -> dict[str, int]:
+    """Copy from the published warehouse, one pass per view, the rows the chunks left to copy
+    (`CopiedRows`); the rows copied per view. Never the estate step's findings, which it makes
+    again."""
+    if not copies:
+        return {}
+    wholly = [copy for copy in copies if copy.before is None]
+    parameters: dict[str, object] = {
+        "subscriptions": [member for copy in copies for member in copy.subscriptions],
+        "befores": [copy.before for copy in copies for _ in copy.subscriptions],
+        "wholly": [member for copy in wholly for member in copy.subscriptions],
+        "estate": list(ESTATE_FINDINGS),
+    }
+    plan = "(SELECT unnest($subscriptions) AS subscription_id, unnest($befores) AS before) plan"
+    columns = "COLUMNS(lambda name: name <> 'tenant_id')"
+    copied = {}
+    for name in CHUNKED_VIEWS:
+        if name == "power_intervals":
+            select = (
+                f"SELECT {columns} FROM {PUBLISHED}.power_intervals WHERE resource_id IN "
+                f"(SELECT resource_id FROM {PUBLISHED}.machines "
+                "WHERE list_contains($wholly, subscription_id))"
+            )
+        elif name == "machines":
+            select = (
+                f"SELECT {columns} FROM {PUBLISHED}.machines "
+                "WHERE list_contains($wholly, subscription_id)"
+            )
+        else:
+            dated = VIEW_MONTH_COLUMNS[name]
+            select = (
+                f'SELECT {columns} FROM {PUBLISHED}."{name}" AS view WHERE EXISTS '
+                f"(SELECT 1 FROM {plan} WHERE plan.subscription_id = view.subscription_id "
+                f"AND (plan.before IS NULL OR view.{dated} < plan.before))"
+                + (" AND NOT list_contains($estate, finding)" if name == "findings" else "")
+            )
+        used = {key: value for key, value in parameters.items() if f"${key}" in select}
+        copied[name] = new.copy(name, select, used)
+    return copied
+
+
+def _published_part(
+    new: warehouse.StagedWarehouse, name: str, chunk: LakeChunk, before: date | None = None
+) -> pl.DataFrame:
+    """`chunk`'s part `name` as the published build recorded it (the months before `before`)."""
+    condition = "chunk_key = $key" + (" AND month < $before" if before is not None else "")
+    parameters: dict[str, object] = {"key": chunk.key}
+    if before is not None:
+        parameters["before"] = before
+    table = new.read(
+        f'SELECT * EXCLUDE (chunk_key) FROM {PUBLISHED}.{STATE_SCHEMA}."part_{name}" '
+        f"WHERE {condition}",
+        parameters,
+    )
+    return normalised_part(pl.from_arrow(table))  # type: ignore[arg-type]
+
+
+def _earlier_cut_offs(
+    new: warehouse.StagedWarehouse, chunk: LakeChunk, start: date
+) -> pl.DataFrame:
+    """The last billed day of each of `chunk`'s subscriptions before the month the recomputed
+    views are read from (`transforms.incremental.lookback_start`)."""
+    table = new.read(
+        f"SELECT subscription_id AS scope, max(usage_date) AS billed_through "
+        f"FROM {PUBLISHED}.defender_charges_daily WHERE subscription_id IS NOT NULL "
+        "AND list_contains($subscriptions, subscription_id) AND usage_date < $before "
+        "GROUP BY subscription_id",
+        {"subscriptions": list(chunk.subscriptions), "before": lookback_start(start)},
+    )
+    return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def _copied_chunk(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> StagedChunk:
+    """`chunk` as the published warehouse holds it: nothing it is built from changed. Its
+    rows are copied with the others' (`copy_published_rows`); its parts are read here."""
+    parts = EstateParts(**{name: _published_part(new, name, chunk) for name in PART_NAMES})
+    return StagedChunk({}, parts, "copied", CopiedRows(chunk.subscriptions, None))
 
 
 @task(cache_policy=NO_CACHE)
@@ -572,9 +852,14 @@ def _bad_partition(lake: Path, error: Exception) -> BuildRefusedError:
 
 
 @flow(name="build", log_prints=False)
-def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSummary:
+def build(
+    config_file: Path | None = None, allow_empty: bool = False, full: bool = False
+) -> BuildSummary:
     """Rebuild the warehouse from the lake, chunk by chunk, and publish it atomically (one build
     at a time).
+
+    Incremental unless `full` (`flows.incremental`): what the lake's changes cannot reach is
+    copied from the published warehouse; the result is the same as a full build's.
 
     Refused (BuildRefusedError, one line, the published warehouse untouched): an absent or
     empty lake unless `allow_empty`; a file at `[warehouse] path` that is not a mdecost
@@ -594,7 +879,7 @@ def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSu
         except warehouse.ForeignWarehouseError as error:
             raise BuildRefusedError(str(error)) from None
         try:
-            summary = _build_locked(settings, logger)
+            summary = _build_locked(settings, logger, full)
         except (pl.exceptions.PolarsError, pa.ArrowException, duckdb.IOException) as error:
             raise _bad_partition(settings.lake.path, error) from None
     for line in summary.lines():
@@ -603,9 +888,10 @@ def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSu
 
 
 def _build_locked(
-    settings: Settings, logger: logging.Logger | logging.LoggerAdapter
+    settings: Settings, logger: logging.Logger | logging.LoggerAdapter, full: bool
 ) -> BuildSummary:
-    fingerprint = lake_fingerprint(settings.lake.path)
+    listing = lake_listing(settings.lake.path)
+    fingerprint = listing_digest(listing)
     files = LakeFiles.of(settings.lake.path)
     surveyed = survey_costs(files)
     refuse_implausible(surveyed)
@@ -617,17 +903,81 @@ def _build_locked(
     book = price_book(settings)
     facts = judge_estate(files)
     refuse_other_currencies(settings, surveyed, files, facts)
-    chunks = plan_build(settings, files)
-    known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
+    context = context_digest(build_info(settings, fingerprint, None, resolution.notes), book)
+    start, end = facts.history or (None, None)
+    now = Facts(start, end, facts.latest_snapshot_date, facts.billed_through)
     with warehouse.staged(settings.warehouse.path) as new:
+        previous, full_because = _previous_build(new, settings, full, context, now)
+        chunks = plan_build(settings, files, previous)
+        known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
+        planned = {chunk.subscriptions for chunk in chunks if not chunk.unknown}
+        if previous is not None and planned != set(previous.chunks.values()):
+            previous, full_because = None, "the subscriptions or their chunks changed"
+        logger.info(
+            "incremental build: copying what the lake's changes do not reach"
+            if previous is not None
+            else f"full build: {full_because}"
+        )
         staged: list[StagedChunk] = []
         for number, chunk in enumerate(chunks, start=1):
             started = time.perf_counter()
-            staged.append(stage_chunk(settings, book, facts, files, chunk, known, new))
+            reuse = (
+                ChunkReuse(
+                    first_changed_month(
+                        settings.lake.path, previous, listing, chunk.subscriptions, now
+                    )
+                )
+                if previous is not None and not chunk.unknown
+                else None
+            )
+            staged.append(stage_chunk(settings, book, facts, files, chunk, known, new, reuse))
             logger.info(
-                f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
+                f"chunk {number}/{len(chunks)} ({chunk.describe()}) {staged[-1].made} in "
                 f"{time.perf_counter() - started:.1f} s"
             )
-        return stage_estate(
+        copied = copy_published_rows(new, [chunk.copy for chunk in staged if chunk.copy])
+        for name, table in state_tables(
+            context, now, listing, {chunk.key: chunk.subscriptions for chunk in chunks}
+        ).items():
+            new.append_state(STATE_SCHEMA, name, table)
+        parts: dict[str, tuple[str, dict[str, str]]] = {
+            f"part_{name}": (PART_COMMENT.format(part=name), {}) for name in PART_NAMES
+        }
+        new.document_schema(STATE_SCHEMA, {**STATE_COMMENTS, **parts}, PART_COLUMN_COMMENT)
+        summary = stage_estate(
             settings, book, facts, files, staged, fingerprint, new, resolution.notes
         )
+    rows = {name: count + copied.get(name, 0) for name, count in summary.rows.items()}
+    return replace(
+        summary, rows=rows, made=_made(staged, full_because if previous is None else None)
+    )
+
+
+def _previous_build(
+    new: warehouse.StagedWarehouse, settings: Settings, full: bool, context: str, now: Facts
+) -> tuple[Published | None, str]:
+    """The published build an incremental build may copy from, or None and why not."""
+    if full:
+        return None, "asked for (--full)"
+    if not settings.warehouse.path.exists():
+        return None, "no published warehouse"
+    new.attach_read_only(settings.warehouse.path, PUBLISHED)
+    previous = published_build(new, PUBLISHED)
+    if previous is None:
+        return None, "the published warehouse has no build state (built by an older mdecost)"
+    if previous.context != context:
+        return None, "the settings, the price book or mdecost's code changed"
+    if previous.facts.window_start != now.window_start:
+        return None, "the power history starts at another time"
+    return previous, ""
+
+
+def _made(staged: list[StagedChunk], full_because: str | None) -> str:
+    """How the chunks were made, in a few words."""
+    if full_because is not None:
+        return f"full build ({full_because})"
+    counts: dict[str, int] = {}
+    for chunk in staged:
+        counts[chunk.made] = counts.get(chunk.made, 0) + 1
+    made = ", ".join(f"{count} {how}" for how, count in sorted(counts.items()))
+    return f"incremental build: chunks {made}"

@@ -450,9 +450,18 @@ def build_command(
             "--allow-empty", help="Build even from an absent or empty lake (an empty warehouse)."
         ),
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Recompute every month of every chunk instead of copying from the published "
+            "warehouse what the lake's changes do not reach.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Rebuild the warehouse from the lake and publish it atomically."""
+    """Rebuild the warehouse from the lake and publish it atomically: incrementally (the
+    months a lake change cannot reach are copied from the published warehouse) unless --full."""
     from flows.build import BuildRefusedError, build
     from transforms.comparison import MissingPriceError
 
@@ -460,7 +469,7 @@ def build_command(
     refusals = (warehouse.WarehouseBusyError, PricingError, BuildRefusedError, MissingPriceError)
     prepare_flow_run(*refusals)
     try:
-        summary = build(config_file=config, allow_empty=allow_empty)
+        summary = build(config_file=config, allow_empty=allow_empty, full=full)
     except refusals as error:
         raise fail(str(error)) from None
     typer.echo("\n".join(summary.lines()))

@@ -144,6 +144,62 @@ class StagedWarehouse:
         self._con.execute(sql, files_given)
         self._tables.add(qualified)
 
+    def attach_read_only(self, path: Path, alias: str) -> None:
+        """Attach the database at `path` read-only as `alias` (the published warehouse, whose
+        rows an incremental build copies)."""
+        quoted = str(path).replace("'", "''")
+        self._con.execute(f"ATTACH '{quoted}' AS {alias} (READ_ONLY)")
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple]:
+        """The rows of a query (of the attached published warehouse's small tables)."""
+        return self._con.execute(sql, parameters or {}).fetchall()
+
+    def read(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
+        """The result of a query as an Arrow table."""
+        return self._con.execute(sql, parameters or {}).to_arrow_table()
+
+    def copy(self, name: str, select: str, parameters: Mapping[str, Any] | None = None) -> int:
+        """Add the rows of `select` to table `name`, columns matched by name (created by the
+        first piece); the number of rows added."""
+        qualified = f'"{name}"'
+        if qualified not in self._tables:
+            self._con.execute(
+                f"CREATE TABLE {qualified} AS SELECT * FROM ({select}) LIMIT 0", parameters or {}
+            )
+            self._tables.add(qualified)
+        added = self._con.execute(
+            f"INSERT INTO {qualified} BY NAME {select}", parameters or {}
+        ).fetchone()
+        return int(added[0]) if added else 0
+
+    def append_state(self, schema: str, name: str, table: pa.Table) -> None:
+        """Add `table`'s rows to `schema.name`, a table of the build's own records, kept apart
+        from the views analysts query."""
+        self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        qualified = f'{schema}."{name}"'
+        _append_table(self._con, qualified, table, create=qualified not in self._tables)
+        self._tables.add(qualified)
+
+    def document_schema(
+        self,
+        schema: str,
+        comments: Mapping[str, tuple[str, Mapping[str, str]]],
+        default_column: str,
+    ) -> None:
+        """DuckDB comments on the tables of `schema` (`comments`: table -> its comment and its
+        columns'; a column without one gets `default_column`)."""
+        for name, (comment, columns) in comments.items():
+            qualified = f'{schema}."{name}"'
+            self._con.execute(f"COMMENT ON TABLE {qualified} IS '{_quote(comment)}'")
+            present = self._con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = $schema "
+                "AND table_name = $name",
+                {"schema": schema, "name": name},
+            ).fetchall()
+            for (column,) in present:
+                text = columns.get(column, default_column)
+                self._con.execute(f"COMMENT ON COLUMN {qualified}.\"{column}\" IS '{_quote(text)}'")
+
     def add_tenants(self, tables: Sequence[str], names: str = "subscriptions") -> None:
         """A `tenant_id` column on each of `tables` written, from the `names` table's rows.
 

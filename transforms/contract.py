@@ -476,7 +476,8 @@ VIEWS: Final[dict[str, ViewSpec]] = {
             "detail": (
                 pl.String(),
                 "What was seen, in words and figures (billable_not_billed: the cost-data "
-                "cut-off it was judged through).",
+                "cut-off it was judged through: the subscription's last billed day when it "
+                "falls in the finding's month, else the month's last day).",
             ),
             "amount": (
                 pl.Float64(),

@@ -168,6 +168,7 @@ def _billable_not_billed(
     tolerance: float,
     currency: str,
     billed_through: date | None,
+    scope_cut_offs: pl.LazyFrame | None,
 ) -> pl.LazyFrame:
     # A machine is billed that day if any of its ids is (see `_billed_while_not_billable`).
     keys = machines.select("resource_id", "machine_key")
@@ -187,9 +188,9 @@ def _billable_not_billed(
             {"estate_billed_through": [billed_through]}, schema={"estate_billed_through": pl.Date}
         )
     )
-    own_cut_off = cut_offs(defender_charges_daily).select(
-        subscription_id="scope", own_billed_through="billed_through"
-    )
+    own_cut_off = (
+        cut_offs(defender_charges_daily) if scope_cut_offs is None else scope_cut_offs
+    ).select(subscription_id="scope", own_billed_through="billed_through")
     # Most billable days are billed on the machine's own id: those leave first, in one anti
     # join on the id, before the joins that judge the few left.
     charged_ids = defender_charges_daily.select("usage_date", "resource_id")
@@ -213,7 +214,11 @@ def _billable_not_billed(
             plans=pl.col("plan").unique().sort().str.join("/"),
             days=pl.len(),
             hours=pl.col("billable_hours").sum(),
-            billed_through=pl.col("billed_through").max(),
+            # The cut-off as far as it concerns this month: a later one (the next night's) does
+            # not change how a past month was judged, nor its finding.
+            billed_through=pl.min_horizontal(
+                pl.col("billed_through").max(), pl.col("month").first().dt.month_end()
+            ),
             amount=_priced("billable_hours"),
         )
         .select(
@@ -494,6 +499,7 @@ def machine_findings(
     currency: str,
     terms: LicensingTerms | None = None,
     billed_through: date | None = None,
+    scope_cut_offs: pl.LazyFrame | None = None,
     tolerance_hours: float = DEFAULT_TOLERANCE_HOURS,
 ) -> pl.LazyFrame:
     """Every finding about a machine (all kinds but the estate-wide `mde_benefit_unclaimed`).
@@ -501,7 +507,9 @@ def machine_findings(
     `billed_through` is the estate's last day with any Defender charge in the cost data
     (default: the last in `defender_charges_daily`), the cut-off of subscriptions without a
     charge of their own; the build computes it over the whole lake, since it works on chunks of
-    subscriptions. Every other subscription is judged through its own last billed day.
+    subscriptions. Every other subscription is judged through its own last billed day:
+    `scope_cut_offs` (`options.cut_offs`, default: of `defender_charges_daily`), which an
+    incremental build passes because its charges start at the month it recomputes.
     """
     currency = currency.upper()
     terms = terms or LicensingTerms()
@@ -525,6 +533,7 @@ def machine_findings(
             tolerance_hours,
             currency,
             billed_through,
+            scope_cut_offs,
         ),
         _licensing_findings(machines, licensing_comparison_monthly),
         _benefit_not_applied(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Final
 
 import polars as pl
@@ -46,6 +46,7 @@ from transforms.comparison import (
     priced_usage,
     seat_prices_monthly,
 )
+from transforms.contract import UTC_TIMESTAMP
 from transforms.findings import (
     benefit_unclaimed_findings,
     combine_findings,
@@ -53,6 +54,7 @@ from transforms.findings import (
     mde_component_leaders,
     most_seats_owned,
 )
+from transforms.incremental import lookback_start
 from transforms.machines import (
     classified_operations,
     latest_snapshot_date,
@@ -345,12 +347,17 @@ def plan_chunks(
     return chunks
 
 
-def chunk_views(
-    raw: RawLake, price_book: pl.LazyFrame, options: MartOptions, facts: EstateFacts
-) -> ChunkViews:
-    """Every view's rows for the machines and charges of `raw` (the whole lake, or a chunk of
-    whole subscriptions), judged by the estate's `facts`."""
-    price_book = term_priced_book(price_book, options.terms)
+@dataclass(frozen=True)
+class Timelines:
+    """A chunk's `machines` and `power_intervals`, from its whole history: every build computes
+    them whole (`transforms.incremental` says why), and the other views read them."""
+
+    machines: pl.DataFrame
+    power_intervals: pl.DataFrame
+
+
+def chunk_timelines(raw: RawLake, facts: EstateFacts) -> Timelines:
+    """The machines of `raw` and their power intervals, judged by the estate's `facts`."""
     latest = pl.LazyFrame(
         {"latest_snapshot_date": [facts.latest_snapshot_date]},
         schema={"latest_snapshot_date": pl.Date},
@@ -361,25 +368,76 @@ def chunk_views(
     ops = classified_operations(raw.power_events, identities.lazy()).collect(
         engine=ORDER_FREE_ENGINE
     )
-    views: dict[str, pl.DataFrame] = {}
-    views["machines"] = machines_from(identities.lazy(), ops.lazy(), raw.pricings).collect(
+    machines = machines_from(identities.lazy(), ops.lazy(), raw.pricings).collect(
         engine=ORDER_FREE_ENGINE
     )
-    views["power_intervals"] = power_intervals_from(
+    intervals = power_intervals_from(
         identities.lazy(),
         ops.lazy(),
         power_snapshots(raw.inventory),
         window_start=facts.window_start,
         window_end=facts.window_end,
     ).collect(engine=ORDER_FREE_ENGINE)
-    del identities, ops
-    machines = views["machines"].lazy()
+    return Timelines(machines, intervals)
+
+
+# The day or month that places a row of a chunked view (other than the timelines) or of a
+# chunk's estate part in a month: what an incremental build recomputes or copies by.
+VIEW_MONTH_COLUMNS: Final = {
+    "machine_hours_daily": "usage_date",
+    "defender_charges_daily": "usage_date",
+    "machine_plans_daily": "usage_date",
+    "licensing_comparison_monthly": "month",
+    "findings": "month",
+}
+# The findings the estate step makes (the others are a chunk's).
+ESTATE_FINDINGS: Final = ("mde_benefit_unclaimed", "cost_anomaly")
+
+
+def _from_month(frame: pl.DataFrame, column: str, first: date | None) -> pl.DataFrame:
+    return frame if first is None else frame.filter(pl.col(column) >= first)
+
+
+def chunk_views(
+    raw: RawLake,
+    price_book: pl.LazyFrame,
+    options: MartOptions,
+    facts: EstateFacts,
+    timelines: Timelines | None = None,
+    *,
+    recompute_from: date | None = None,
+    earlier_cut_offs: pl.DataFrame | None = None,
+) -> ChunkViews:
+    """Every view's rows for the machines and charges of `raw` (the whole lake, or a chunk of
+    whole subscriptions), judged by the estate's `facts`.
+
+    `timelines`: `chunk_timelines(raw, facts)`, when the caller has them already. With
+    `recompute_from` (the first of a month, `transforms.incremental`), the dated views and the
+    estate parts hold only the days and months from then on, computed from the month before
+    (charges and intervals before it are not read); `earlier_cut_offs` are then the last billed
+    days of the chunk's subscriptions before that month (`options.cut_offs` of the rows kept).
+    """
+    price_book = term_priced_book(price_book, options.terms)
+    timelines = timelines or chunk_timelines(raw, facts)
+    views: dict[str, pl.DataFrame] = {
+        "machines": timelines.machines,
+        "power_intervals": timelines.power_intervals,
+    }
+    machines = timelines.machines.lazy()
+    intervals = timelines.power_intervals.lazy()
+    window_start = facts.window_start
+    if recompute_from is not None:
+        read_from = datetime.combine(lookback_start(recompute_from), time(), UTC)
+        intervals = intervals.filter(pl.col("end_at") > read_from).with_columns(
+            start_at=pl.max_horizontal("start_at", pl.lit(read_from, dtype=UTC_TIMESTAMP))
+        )
+        window_start = max(window_start, read_from)
     views["machine_hours_daily"] = machine_hours_daily(
-        views["power_intervals"].lazy(), machines, partial_hours=options.partial_hours
+        intervals, machines, partial_hours=options.partial_hours
     ).collect(engine=ORDER_FREE_ENGINE)
     hours = views["machine_hours_daily"].lazy()
     coverage = pricing_coverage(hours, raw.pricings).collect(engine=ORDER_FREE_ENGINE).lazy()
-    costs = _costs_in_window(raw.costs, facts.window_start, facts.window_end)
+    costs = _costs_in_window(raw.costs, window_start, facts.window_end)
     charged_rows = defender_rows(costs).collect(engine=ORDERED_ENGINE).lazy()
     views["defender_charges_daily"] = defender_charges_from(
         charged_rows, hours, coverage, machines.select("resource_id")
@@ -399,7 +457,6 @@ def chunk_views(
         machines, usage, **pricing
     ).collect(engine=ORDERED_ENGINE)
     licensing = views["licensing_comparison_monthly"].lazy()
-    intervals = views["power_intervals"].lazy()
     part = fleet_part(machines, intervals, charges, usage, currency=options.currency)
     history_months = _history_months(facts)
     showback = showback_part(
@@ -418,6 +475,12 @@ def chunk_views(
             engine=ORDERED_ENGINE,
         )
     )
+    if earlier_cut_offs is not None:
+        scope_cut_offs = (
+            pl.concat([earlier_cut_offs, scope_cut_offs])
+            .group_by("scope")
+            .agg(pl.col("billed_through").max())
+        )
     found = machine_findings(
         machines,
         hours,
@@ -429,13 +492,21 @@ def chunk_views(
         currency=options.currency,
         terms=options.terms,
         billed_through=facts.billed_through,
+        scope_cut_offs=scope_cut_offs.lazy(),
         tolerance_hours=FINDINGS_TOLERANCE_HOURS[options.partial_hours],
     )
     views["findings"] = combine_findings([found, plan_changes(plans)]).collect(
         engine=ORDERED_ENGINE
     )
+    for name, column in VIEW_MONTH_COLUMNS.items():
+        views[name] = _from_month(views[name], column, recompute_from)
     parts = EstateParts(
-        fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs, showback_rows
+        fleet_rows=_from_month(fleet_rows, "month", recompute_from),
+        estate_deltas=_from_month(estate_deltas, "month", recompute_from),
+        option_parts=_from_month(parts_of_options, "month", recompute_from),
+        leaders=_from_month(leaders, "month", recompute_from),
+        cut_offs=scope_cut_offs,
+        showback=_from_month(showback_rows, "month", recompute_from),
     )
     return ChunkViews(views, parts)
 

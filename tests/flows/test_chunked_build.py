@@ -120,7 +120,23 @@ def write_grouped(
 
 
 def write_lake(lake: Path) -> None:
-    estate = collected_estate()
+    write_estate(lake, collected_estate())
+    write_grouped(
+        lake,
+        "costs",
+        exported_costs(),
+        lambda row: {
+            "source": "export",
+            "month": f"{row['charge_period_start']:%Y-%m}",
+            "scope": scope_partition_value(BILLING_SCOPE),
+            "cost_type": row["cost_type"],
+        },
+    )
+
+
+def write_estate(lake: Path, estate: RawLake) -> None:
+    """`estate`'s rows partitioned as the collectors write them: snapshots by day, events and
+    Query API costs by month, each by subscription."""
     write_grouped(
         lake,
         "inventory",
@@ -156,17 +172,6 @@ def write_lake(lake: Path) -> None:
             "source": "query",
             "month": f"{row['charge_period_start']:%Y-%m}",
             "subscription_id": row["subscription_id"],
-            "cost_type": row["cost_type"],
-        },
-    )
-    write_grouped(
-        lake,
-        "costs",
-        exported_costs(),
-        lambda row: {
-            "source": "export",
-            "month": f"{row['charge_period_start']:%Y-%m}",
-            "scope": scope_partition_value(BILLING_SCOPE),
             "cost_type": row["cost_type"],
         },
     )
@@ -260,7 +265,12 @@ def builds(prefect_harness, tmp_path_factory) -> Builds:
 def tables(warehouse: Path) -> dict[str, pl.DataFrame]:
     """Every table of `warehouse`, its times in polars' spelling of UTC (DuckDB's: Etc/UTC)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        names = [row[0] for row in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()]
+        names = [
+            row[0]
+            for row in con.sql(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+            ).fetchall()
+        ]
         frames = {}
         for name in sorted(names):
             # A MAP (machines.tags) as its key/value list: the views' own polars type.

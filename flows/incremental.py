@@ -1,0 +1,359 @@
+"""Incremental builds: what the published warehouse was built from, and which of its rows the
+next build may copy instead of computing them again.
+
+The warehouse keeps, in its `build_state` schema, what it was built from: the lake's partition
+files (path, size, modification time), the chunks of subscriptions it was built in, the digest
+of everything else its figures depend on (settings, price book, the build's code), the estate's
+facts, and each chunk's parts of the estate-wide views. The next build compares the lake with
+that record. A chunk none of whose files changed, judged by unchanged facts, is copied whole; a
+chunk whose files changed is recomputed from the first month the change can reach
+(`transforms.incremental` says how that month is found) and its earlier months are copied. The
+estate-wide views are always recomputed from every chunk's parts. Anything that cannot be
+compared (no record, other settings, prices or code, an earlier history start, other chunks)
+makes a full build, and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+import pyarrow as pa
+
+import transforms
+from flows.lake import dataset_files, partition_value, scan_files
+from flows.warehouse import StagedWarehouse
+from transforms.incremental import month_start
+from transforms.schemas import DATASETS
+
+STATE_SCHEMA: Final = "build_state"
+# The estate parts a chunk hands the estate step (`transforms.marts.EstateParts` fields), kept
+# per chunk so a copied chunk still contributes its parts.
+PART_NAMES: Final = (
+    "fleet_rows",
+    "estate_deltas",
+    "option_parts",
+    "leaders",
+    "cut_offs",
+    "showback",
+)
+# A new pricings snapshot that says something new can move a trial's end (read from
+# freeTrialRemainingTime) back over the 30 days of a trial: its change reaches that far back.
+PRICINGS_REACH: Final = timedelta(days=31)
+# The code the figures are computed by (and this module's rules): a change to it makes the next
+# build a full one.
+_CODE: Final = (
+    Path(transforms.__file__).parent,
+    *(Path(__file__).with_name(name) for name in ("build.py", "incremental.py", "lake.py")),
+)
+
+Listing = dict[str, tuple[int, int]]  # lake-relative partition path -> (bytes, mtime in ns)
+
+
+def lake_listing(lake: Path) -> Listing:
+    """Every committed partition file of every dataset, with its size and modification time.
+
+    Partitions are replaced by rename, so a rewritten file has another size or time; reading
+    the files' contents is not needed.
+    """
+    listing: Listing = {}
+    for dataset in DATASETS:
+        for path in dataset_files(lake, dataset):
+            status = path.stat()
+            listing[str(path.relative_to(lake))] = (status.st_size, status.st_mtime_ns)
+    return listing
+
+
+def listing_digest(listing: Listing) -> str:
+    digest = hashlib.sha256()
+    for path, (size, mtime) in listing.items():
+        digest.update(f"{path}\0{size}\0{mtime}\n".encode())
+    return digest.hexdigest()
+
+
+def context_digest(settings_row: pa.Table, book: pa.Table) -> str:
+    """A digest of what every figure depends on besides the lake: the build's settings (the
+    `build_info` row without the columns of one build), the effective price book and the code
+    that computes the views."""
+    digest = hashlib.sha256()
+    per_build = {"built_at", "lake_fingerprint", "history_start", "history_end"}
+    settings = {
+        name: settings_row.column(name).to_pylist()
+        for name in settings_row.column_names
+        if name not in per_build
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, book.schema) as writer:
+        writer.write_table(book)
+    digest.update(sink.getvalue().to_pybytes())
+    for root in _CODE:
+        for source in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The estate's facts a build judged by (`transforms.marts.EstateFacts`), comparable."""
+
+    window_start: datetime | None
+    window_end: datetime | None
+    latest_snapshot_date: date | None
+    billed_through: date | None
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the published warehouse was built from (its `build_state`)."""
+
+    context: str
+    facts: Facts
+    files: Listing
+    chunks: dict[str, tuple[str, ...]]  # chunk key -> its subscriptions
+
+
+def chunk_key(subscriptions: Iterable[str]) -> str:
+    """A chunk's name in the build state: its first subscription (a subscription is in one
+    chunk only)."""
+    return min(subscriptions)
+
+
+def published_build(staged: StagedWarehouse, database: str) -> Published | None:
+    """The build state of the warehouse attached to `staged` as `database`, or None when it has
+    none (built by a mdecost before incremental builds)."""
+    present = {
+        name
+        for (name,) in staged.rows(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = $db "
+            "AND schema_name = $schema",
+            {"db": database, "schema": STATE_SCHEMA},
+        )
+    }
+    if not {"context", "inputs", "chunks"} <= present:
+        return None
+    state = f"{database}.{STATE_SCHEMA}"
+    rows = staged.rows(
+        "SELECT context, window_start, window_end, latest_snapshot_date, billed_through "
+        f"FROM {state}.context"
+    )
+    if len(rows) != 1:
+        return None
+    context, *facts = rows[0]
+    files = {
+        path: (size, mtime)
+        for path, size, mtime in staged.rows(f"SELECT file, bytes, mtime_ns FROM {state}.inputs")
+    }
+    chunks: dict[str, list[str]] = {}
+    for key, subscription in staged.rows(
+        f"SELECT chunk_key, subscription_id FROM {state}.chunks ORDER BY ALL"
+    ):
+        chunks.setdefault(key, []).append(subscription)
+    return Published(
+        context, Facts(*facts), files, {key: tuple(members) for key, members in chunks.items()}
+    )
+
+
+def state_tables(
+    context: str, facts: Facts, listing: Listing, chunks: Mapping[str, tuple[str, ...]]
+) -> dict[str, pa.Table]:
+    """The build state's own tables (the parts are appended chunk by chunk)."""
+    return {
+        "context": pa.table(
+            {
+                "context": [context],
+                "window_start": pa.array([facts.window_start], pa.timestamp("us", tz="UTC")),
+                "window_end": pa.array([facts.window_end], pa.timestamp("us", tz="UTC")),
+                "latest_snapshot_date": pa.array([facts.latest_snapshot_date], pa.date32()),
+                "billed_through": pa.array([facts.billed_through], pa.date32()),
+            }
+        ),
+        "inputs": pa.table(
+            {
+                "file": list(listing),
+                "bytes": pa.array([size for size, _ in listing.values()], pa.int64()),
+                "mtime_ns": pa.array([mtime for _, mtime in listing.values()], pa.int64()),
+            }
+        ),
+        "chunks": pa.table(
+            {
+                "chunk_key": [key for key, members in chunks.items() for _ in members],
+                "subscription_id": [member for members in chunks.values() for member in members],
+            },
+            schema=pa.schema([("chunk_key", pa.string()), ("subscription_id", pa.string())]),
+        ),
+    }
+
+
+# What the build state's tables hold, for their DuckDB comments (the warehouse documents every
+# table; these are mdecost's own records, not views to query).
+STATE_COMMENTS: Final = {
+    "context": (
+        "mdecost's record (incremental builds): what this warehouse's figures depend on besides "
+        "the lake, and the estate's facts it was judged by.",
+        {
+            "context": "Digest of the settings, the effective price book and mdecost's code.",
+            "window_start": "Start of the power history built.",
+            "window_end": "End of the power history built (the latest evidence).",
+            "latest_snapshot_date": "Day of the latest inventory snapshot.",
+            "billed_through": "The estate's last day with a Defender charge.",
+        },
+    ),
+    "inputs": (
+        "mdecost's record (incremental builds): every lake partition file this warehouse was "
+        "built from.",
+        {
+            "file": "Partition file, relative to the lake.",
+            "bytes": "Its size.",
+            "mtime_ns": "Its modification time (ns since the epoch): a rewrite changes it.",
+        },
+    ),
+    "chunks": (
+        "mdecost's record (incremental builds): the chunks of subscriptions the views were "
+        "built in.",
+        {
+            "chunk_key": "The chunk (its first subscription; empty: rows of no subscription).",
+            "subscription_id": "A subscription of the chunk.",
+        },
+    ),
+}
+PART_COMMENT: Final = (
+    "mdecost's record (incremental builds): each chunk's part of the estate-wide views "
+    "(transforms.marts.EstateParts.{part}), so a copied chunk still adds its part."
+)
+PART_COLUMN_COMMENT: Final = "As the chunk handed it to the estate step; chunk_key: the chunk."
+
+
+# When a change's month is not known (a partition without a month), or reaches the whole
+# history: the chunk is recomputed whole.
+WHOLE_HISTORY: Final = date.min
+
+
+def _changed_month(
+    lake: Path, relative: str, dataset: str, earliest_pricings: date | None, listing: Listing
+) -> date:
+    path = Path(relative)
+    month = partition_value(path, "month")
+    if month is not None:
+        return date.fromisoformat(f"{month}-01")
+    day = partition_value(path, "snapshot_date")
+    if day is None:
+        return WHOLE_HISTORY
+    snapshot = date.fromisoformat(day)
+    if dataset == "pricings":
+        if earliest_pricings is None or snapshot <= earliest_pricings:
+            return WHOLE_HISTORY  # the earliest snapshot stands for the days before it
+        if not _repeats_previous_pricings(lake, relative, listing):
+            return month_start(snapshot - PRICINGS_REACH)
+    return month_start(snapshot)
+
+
+# A pricings row's columns that differ between two snapshots of unchanged settings.
+_PRICINGS_MOMENT: Final = ("snapshot_at", "ingested_at", "free_trial_remaining")
+
+
+def _repeats_previous_pricings(lake: Path, relative: str, listing: Listing) -> bool:
+    """True when the pricings snapshot `relative` says what the subscription's previous one
+    said (a trial's remaining time counted to the same end): it then changes only the days from
+    its own on, like any snapshot."""
+    path = Path(relative)
+    subscription = partition_value(path, "subscription_id")
+    day = partition_value(path, "snapshot_date")
+    earlier = [
+        other
+        for other in listing
+        if Path(other).parts[1] == "pricings"
+        and partition_value(Path(other), "subscription_id") == subscription
+        and (other_day := partition_value(Path(other), "snapshot_date")) is not None
+        and day is not None
+        and other_day < day
+    ]
+    if not earlier:
+        return False
+    previous = max(earlier, key=lambda other: partition_value(Path(other), "snapshot_date") or "")
+
+    def settings(relative_path: str) -> pl.DataFrame:
+        return (
+            scan_files("pricings", [lake / relative_path])
+            .with_columns(
+                trial_ends_at=pl.when(pl.col("free_trial_remaining") > timedelta(0)).then(
+                    pl.col("snapshot_at") + pl.col("free_trial_remaining")
+                )
+            )
+            .drop(_PRICINGS_MOMENT)
+            .collect()
+        )
+
+    first, second = settings(previous), settings(relative)
+    return first.sort(first.columns, nulls_last=True).equals(
+        second.sort(second.columns, nulls_last=True)
+    )
+
+
+def first_changed_month(
+    lake: Path,
+    previous: Published,
+    listing: Listing,
+    subscriptions: tuple[str, ...],
+    facts: Facts,
+) -> date | None:
+    """The first month a change of the lake's files of `subscriptions` (or of files of no
+    subscription, read by every chunk) or of the estate's facts can reach, before the
+    timelines are compared; None: nothing the chunk is built from changed."""
+    owned = set(subscriptions)
+
+    def of_chunk(relative: str) -> bool:
+        subscription = partition_value(Path(relative), "subscription_id")
+        return subscription is None or subscription.lower() in owned
+
+    def dataset_of(relative: str) -> str:
+        return Path(relative).parts[1]  # raw/<dataset>/...
+
+    changed = [
+        path
+        for path in set(previous.files) | set(listing)
+        if of_chunk(path) and previous.files.get(path) != listing.get(path)
+    ]
+    pricings_days = [
+        date.fromisoformat(day)
+        for path in set(previous.files) | set(listing)
+        if dataset_of(path) == "pricings"
+        and of_chunk(path)
+        and (day := partition_value(Path(path), "snapshot_date")) is not None
+    ]
+    earliest_pricings = min(pricings_days, default=None)
+    months = [
+        _changed_month(lake, path, dataset_of(path), earliest_pricings, listing) for path in changed
+    ]
+    old, new = previous.facts, facts
+    for before, after in (
+        (old.window_end, new.window_end),
+        (old.latest_snapshot_date, new.latest_snapshot_date),
+    ):
+        if before != after:
+            months.append(month_start(min(before, after)) if before and after else WHOLE_HISTORY)
+    if old.billed_through != new.billed_through:
+        # The days judged by the estate's cut-off are those up to it: a move changes the days
+        # after the earlier one.
+        months.append(
+            month_start(min(old.billed_through, new.billed_through) + timedelta(days=1))
+            if old.billed_through and new.billed_through
+            else WHOLE_HISTORY
+        )
+    return min(months, default=None)
+
+
+def normalised_part(frame: pl.DataFrame) -> pl.DataFrame:
+    """A part read back from DuckDB in the polars types it was written in (DuckDB names UTC
+    `Etc/UTC`)."""
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+    )

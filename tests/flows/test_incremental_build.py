@@ -1,0 +1,156 @@
+"""An incremental `build` gives the warehouse a full build gives, copying what it may.
+
+A lake written by hand, Dec 2025 - Apr 2026, two subscriptions, each its own chunk, seat blocks
+of one month (`seat_reassignment_days = 30`) so every month is a unit of its own. Defender for
+Servers P2 at subscription level, list price 0.02 an hour (24 h = 0.48).
+
+Collected up to Apr 1 00:00 (the base lake):
+- SUB_A: a1 runs throughout (snapshots Dec 1 and Apr 1), charged 0.48 every day Dec 1 - Mar 31
+  but Feb 15 (a billable_not_billed finding: 24 h, 0.48).
+- SUB_C: b1, running at its Jan 5 snapshot, deallocated at its Apr 1 snapshot, nothing in its
+  Activity Log: the Apr 1 state holds back to the Jan 5 evidence, so b1 is billable Dec 1 -
+  Jan 5 only (35 days, 840 h). It is charged 0.48 a day Dec 1 - Feb 9 on its own id, so
+  Jan 5 - Feb 9 look billed while not billable: Jan 27 days (12.96), Feb 9 days (4.32).
+
+The next night (the daily refresh) collects Apr 2: a snapshot of each subscription (a1 running,
+b1 deallocated), their pricings, a1's charge of Apr 1, and b1's February Activity Log arrives
+late: a deallocate Feb 10 00:00 - 00:06. b1 now ran until Feb 10 (71 days, 1,704 h), so its
+timeline changed from Jan 5: a change whose files are of February and April reaching back into
+January. What each chunk recomputes, by the rule of `transforms.incremental`:
+- SUB_A: from April. Its new snapshot, its pricings (the same settings as Apr 1's), its charge
+  of Apr 1, the history's end (Apr 1 -> Apr 2) and its last billed day (Mar 31 -> Apr 1: the
+  days after Mar 31) are all April's; a1's last interval now ends a day later (from Apr 1).
+- SUB_C: from January, where the recomputed timeline first differs (Jan 5); December is copied.
+
+Then the cost data restates a1's February: the missing Feb 15 charge arrives (0.48). SUB_A is
+recomputed from February; nothing of SUB_C changed, so it is copied whole.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from benchmarks.compare import differences
+from flows.build import build
+from tests.flows.test_chunked_build import ONE_SUBSCRIPTION_PER_CHUNK, SUB_C, write_estate
+from tests.transforms.conftest import SUB_A, RawLake, vm_id
+
+A1 = vm_id(SUB_A, "rg-a", "a1")
+B1 = vm_id(SUB_C, "rg-c", "b1")
+BASE_COLLECTED = datetime(2026, 4, 1, tzinfo=UTC)
+REFRESH_COLLECTED = datetime(2026, 4, 2, tzinfo=UTC)
+
+
+def days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def base_estate() -> RawLake:
+    lake = RawLake(snapshot_at=BASE_COLLECTED)
+    for subscription in (SUB_A, SUB_C):
+        lake.pricing(subscription, "Standard", "P2")
+    lake.machine(A1, vm_id="a1", snapshot_at=datetime(2025, 12, 1, tzinfo=UTC))
+    lake.machine(A1, vm_id="a1")
+    lake.machine(B1, vm_id="b1", snapshot_at=datetime(2026, 1, 5, tzinfo=UTC))
+    lake.machine(B1, vm_id="b1", power_state="deallocated")
+    for day in days(date(2025, 12, 1), date(2026, 3, 31)):
+        if day != date(2026, 2, 15):
+            lake.cost(day, A1, hours=24, amount=0.48, subscription=SUB_A)
+    for day in days(date(2025, 12, 1), date(2026, 2, 9)):
+        lake.cost(day, B1, hours=24, amount=0.48, subscription=SUB_C)
+    return lake
+
+
+def refresh_estate() -> RawLake:
+    """What the Apr 2 collection adds (new partitions: nothing of the base is rewritten)."""
+    lake = RawLake(snapshot_at=REFRESH_COLLECTED)
+    for subscription in (SUB_A, SUB_C):
+        lake.pricing(subscription, "Standard", "P2")
+    lake.machine(A1, vm_id="a1")
+    lake.machine(B1, vm_id="b1", power_state="deallocated")
+    lake.cost(date(2026, 4, 1), A1, hours=24, amount=0.48, subscription=SUB_A)
+    lake.operation(
+        B1, "deallocate", datetime(2026, 2, 10, tzinfo=UTC), datetime(2026, 2, 10, 0, 6, tzinfo=UTC)
+    )
+    return lake
+
+
+def restated_february() -> RawLake:
+    """SUB_A's February cost partition as the restated cost data holds it: Feb 15 too."""
+    lake = RawLake(snapshot_at=REFRESH_COLLECTED)
+    for day in days(date(2026, 2, 1), date(2026, 2, 28)):
+        lake.cost(day, A1, hours=24, amount=0.48, subscription=SUB_A)
+    return lake
+
+
+def build_into(folder: Path, name: str, *, full: bool = False) -> str:
+    """Build the lake `folder/lake` into `folder/name.duckdb` (its published warehouse if it
+    exists); how the chunks were made."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MDECOST_LAKE__PATH", str(folder / "lake"))
+        patch.setenv("MDECOST_WAREHOUSE__PATH", str(folder / f"{name}.duckdb"))
+        patch.setenv("MDECOST_WAREHOUSE__CHUNK_MEGABYTES", ONE_SUBSCRIPTION_PER_CHUNK)
+        patch.setenv("MDECOST_PRICING__SEAT_REASSIGNMENT_DAYS", "30")
+        return build(config_file=folder / "mdecost.toml", full=full).made
+
+
+def assert_same_warehouse(first: Path, second: Path) -> None:
+    apart = {
+        table: counts
+        for table, counts in differences(first, second).items()
+        if counts[1] or counts[2]
+    }
+    assert apart == {}
+
+
+def findings(warehouse: Path, resource_id: str) -> dict[tuple[str, date], float]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "SELECT finding, month, round(amount, 6) FROM findings WHERE resource_id = $id",
+            {"id": resource_id.lower()},
+        ).fetchall()
+    return {(finding, month): amount for finding, month, amount in rows}
+
+
+def billable_hours(warehouse: Path, resource_id: str) -> float:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (hours,) = con.execute(
+            "SELECT sum(billable_hours) FROM machine_hours_daily WHERE resource_id = $id",
+            {"id": resource_id.lower()},
+        ).fetchone()
+    return hours
+
+
+def test_incremental_builds_equal_full_builds_and_copy_what_no_change_reaches(
+    prefect_harness, tmp_path
+):
+    (tmp_path / "mdecost.toml").write_text("")
+    lake = tmp_path / "lake"
+    write_estate(lake, base_estate())
+    assert build_into(tmp_path, "published").startswith("full build (no published warehouse")
+    january, february = date(2026, 1, 1), date(2026, 2, 1)
+    assert billable_hours(tmp_path / "published.duckdb", B1) == 840.0
+    assert findings(tmp_path / "published.duckdb", B1) == {
+        ("billed_while_not_billable", january): 12.96,
+        ("billed_while_not_billable", february): 4.32,
+    }
+    assert findings(tmp_path / "published.duckdb", A1) == {("billable_not_billed", february): 0.48}
+
+    write_estate(lake, refresh_estate())
+    made = build_into(tmp_path, "published")
+    assert made == "incremental build: chunks 1 from 2026-01, 1 from 2026-04"
+    build_into(tmp_path, "full", full=True)
+    assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
+    # b1 ran Dec 1 - Feb 10 00:00: 31 + 31 + 9 days = 71 x 24 h; every charge was billable.
+    assert billable_hours(tmp_path / "published.duckdb", B1) == 1704.0
+    assert findings(tmp_path / "published.duckdb", B1) == {}
+
+    write_estate(lake, restated_february())
+    (tmp_path / "full.duckdb").unlink()
+    made = build_into(tmp_path, "published")
+    assert made == "incremental build: chunks 1 copied, 1 from 2026-02"
+    build_into(tmp_path, "full", full=True)
+    assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
+    assert findings(tmp_path / "published.duckdb", A1) == {}

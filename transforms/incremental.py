@@ -1,0 +1,114 @@
+"""Which months of a chunk an incremental build recomputes (pure; `flows.build` does the I/O).
+
+A build's unit of reuse is (chunk of subscriptions, month). A chunk's machines and power
+intervals are recomputed whole on every build that touches the chunk: a machine's timeline is
+rebuilt backwards from the present, so a new snapshot or event can change its past (a snapshot's
+state holds back to the previous piece of evidence, an Arc machine's Expired status reaches 45
+days back, a delete ends a machine at its last sighting), and only the whole history says how
+far. Every other chunked view, and the chunk's parts of the estate-wide views, are rows of a day
+or a month; a month is recomputed from the first month a change can reach:
+
+- the earliest month of a changed lake file of the chunk (power events and costs by month,
+  inventory and pricings snapshots by day), and the months the estate's facts moved in (the end
+  of the power history, the estate's last billed day);
+- the month of the first instant at which the recomputed power intervals differ from the
+  published ones (`first_difference`): how far back the new evidence reached;
+- every month, when a machine's description (name, kind, plan, sensor, tags: everything but when
+  it was last seen) differs from the published one, or the settings, price book, code or
+  history start differ (the caller then builds in full).
+
+That month is then moved back to the first month of its seat block (`options._block`): a block's
+seat count spans its months (`recompute_start`). The downstream views are computed from one month
+earlier (`lookback_start`: a plan change on the 1st compares with the day before), and rows
+before the recompute start are discarded: those months are copied from the published warehouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Final
+
+import polars as pl
+
+from transforms.options import LicensingTerms
+
+# The machines view's columns that say when the machine was last listed: every collection moves
+# them, and no view reads them but the timeline (whose change `first_difference` measures).
+SIGHTING_COLUMNS: Final = ("last_seen_at",)
+_INTERVAL_KEY: Final = ("resource_id", "start_at")
+
+
+def month_start(moment: date | datetime) -> date:
+    """The first day of `moment`'s month (a datetime is read in UTC)."""
+    day = moment.astimezone(UTC).date() if isinstance(moment, datetime) else moment
+    return day.replace(day=1)
+
+
+def recompute_start(first_changed: date, terms: LicensingTerms) -> date:
+    """The first month to recompute when `first_changed` is the first month a change reaches:
+    the first month of its seat block (blocks of whole calendar months from January)."""
+    months_per_block = terms.reassignment_months
+    index = (first_changed.year * 12 + first_changed.month - 1) // months_per_block
+    first = index * months_per_block
+    return date(first // 12, first % 12 + 1, 1)
+
+
+def lookback_start(recompute_from: date) -> date:
+    """The month before `recompute_from`: the downstream views are computed from there, so a
+    comparison with the day before sees it, and its rows are discarded."""
+    if recompute_from.month == 1:
+        return date(recompute_from.year - 1, 12, 1)
+    return date(recompute_from.year, recompute_from.month - 1, 1)
+
+
+def first_difference(old: pl.DataFrame, new: pl.DataFrame) -> datetime | None:
+    """The first instant at which two sets of `power_intervals` rows disagree, or None.
+
+    Intervals are matched by machine and start: a pair in the same state that ends at two times
+    agrees until the earlier end (the last interval of a machine grows with the history); an
+    interval on one side only, or a pair in different states, disagrees from its start.
+    """
+    paired = old.join(new, on=list(_INTERVAL_KEY), how="full", coalesce=True, suffix="_new")
+    same_state = (pl.col("state") == pl.col("state_new")) & (
+        pl.col("billable") == pl.col("billable_new")
+    )
+    moments = paired.select(
+        pl.when(pl.col("state").is_null() | pl.col("state_new").is_null() | ~same_state)
+        .then(pl.col("start_at"))
+        .when(pl.col("end_at") != pl.col("end_at_new"))
+        .then(pl.min_horizontal("end_at", "end_at_new"))
+        .alias("at")
+    )
+    first: datetime | None = moments.select(pl.col("at").min()).item()
+    return first
+
+
+def machines_differ(old: pl.DataFrame, new: pl.DataFrame) -> bool:
+    """True when the machines' descriptions differ (`SIGHTING_COLUMNS` aside), whatever the
+    rows' order."""
+    columns = [name for name in new.columns if name not in SIGHTING_COLUMNS]
+    if set(old.columns) != set(new.columns) or old.height != new.height:
+        return True
+    ordered_old = old.select(columns).sort("resource_id")
+    return not ordered_old.equals(new.select(columns).sort("resource_id"))
+
+
+def reusable_plan(
+    previous: Mapping[str, tuple[str, ...]],
+    subscriptions: set[str],
+    links: list[frozenset[str]],
+) -> list[tuple[str, ...]] | None:
+    """The previous build's chunks, when they still hold exactly `subscriptions` and keep each
+    set of linked subscriptions (`marts.linked_subscriptions`) in one chunk; else None.
+
+    Keeping them lets every unchanged month be copied: a new plan would move subscriptions
+    between chunks as their data grows.
+    """
+    chunk_of = {member: key for key, members in previous.items() for member in members}
+    if set(chunk_of) != subscriptions:
+        return None
+    for linked in links:
+        if len({chunk_of[member] for member in linked if member in chunk_of}) > 1:
+            return None
+    return [previous[key] for key in sorted(previous)]
