@@ -164,24 +164,38 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
     earliest time of each status counts.
     """
     # Group first, normalise after: the ids and names are normalised once per operation rather
-    # than once per event (an operation's events spell its id the same way).
+    # than once per event (an operation's events spell its id the same way). The id is grouped
+    # by as a dictionary code (a chunk has ~1,000 machines and ~500,000 events: hashing a 4-byte
+    # code, not a ~130-character id, per event), and each status's time is picked before the
+    # grouping rather than by a filter in every group.
     status = pl.col("status").str.strip_chars().str.to_lowercase()
+    at_status = {
+        name: pl.when(status == name).then("event_at")
+        for name in ("started", "succeeded", "failed")
+    }
     return (
-        power_events.group_by("resource_id", "correlation_id", "operation")
+        power_events.select(
+            "correlation_id",
+            "event_at",
+            "subscription_id",
+            "resource_group",
+            pl.col("resource_id").cast(pl.Categorical),
+            pl.col("operation").cast(pl.Categorical),
+            **{f"{name}_at": at for name, at in at_status.items()},
+        )
+        .group_by("resource_id", "correlation_id", "operation")
         .agg(
-            started_at=pl.coalesce(
-                pl.col("event_at").filter(status == "started").min(), pl.col("event_at").min()
-            ),
-            succeeded_at=pl.col("event_at").filter(status == "succeeded").min(),
-            failed_at=pl.col("event_at").filter(status == "failed").min(),
+            started_at=pl.coalesce(pl.col("started_at").min(), pl.col("event_at").min()),
+            succeeded_at=pl.col("succeeded_at").min(),
+            failed_at=pl.col("failed_at").min(),
             subscription_id=pl.col("subscription_id").first(),
             resource_group=pl.col("resource_group").first(),
         )
         .with_columns(
-            resource_id(),
+            billing.normalise_resource_id_expr(pl.col("resource_id").cast(pl.String)),
             pl.col("subscription_id").str.to_lowercase(),
             pl.col("resource_group").str.to_lowercase(),
-            pl.col("operation").str.strip_chars().str.to_lowercase(),
+            pl.col("operation").cast(pl.String).str.strip_chars().str.to_lowercase(),
             outcome=pl.when(pl.col("succeeded_at").is_not_null())
             .then(pl.lit("succeeded"))
             .when(pl.col("failed_at").is_not_null())
