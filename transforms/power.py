@@ -482,29 +482,38 @@ def machine_hours_daily(
     if partial_hours not in billing.PARTIAL_HOURS_MODES:
         modes = ", ".join(billing.PARTIAL_HOURS_MODES)
         raise ValueError(f"partial_hours {partial_hours!r} is not one of {modes}")
-    per_day = split_by_day(intervals.select("resource_id", "start_at", "end_at", "billable"))
+    # Days are grouped, joined and sorted by the machine's number (its id's rank: the same order
+    # as the id's), and the ~130-character ids are joined back once per machine at the end.
+    coded = intervals.with_columns(code=pl.col("resource_id").cast(pl.Categorical).to_physical())
+    numbered = (
+        coded.group_by("code")
+        .agg(pl.col("resource_id").first())
+        .join(machines.select("resource_id", "subscription_id"), on="resource_id", how="left")
+        .with_columns(machine=pl.col("resource_id").rank("dense"))
+    )
+    per_day = split_by_day(coded.select("code", "start_at", "end_at", "billable"))
     if partial_hours == "fractional":
-        daily = per_day.group_by("resource_id", "usage_date").agg(
+        daily = per_day.group_by("code", "usage_date").agg(
             microseconds=pl.col("microseconds").filter(pl.col("billable")).sum()
         )
     else:
-        existed = per_day.select("resource_id", "usage_date").unique()
+        existed = per_day.select("code", "usage_date").unique()
         billable = (
-            split_by_day(clock_hour_spans(intervals.filter(pl.col("billable")), ("resource_id",)))
-            .group_by("resource_id", "usage_date")
+            split_by_day(clock_hour_spans(coded.filter(pl.col("billable")), ("code",)))
+            .group_by("code", "usage_date")
             .agg(pl.col("microseconds").sum())
         )
         daily = existed.join(
-            billable, on=["resource_id", "usage_date"], how="full", coalesce=True
+            billable, on=["code", "usage_date"], how="full", coalesce=True
         ).with_columns(pl.col("microseconds").fill_null(0))
     view = (
-        daily.join(machines.select("resource_id", "subscription_id"), on="resource_id", how="left")
+        daily.join(numbered, on="code", how="left")
+        .sort("usage_date", "machine")
         .select(
             "usage_date",
             "resource_id",
             "subscription_id",
             billable_hours=pl.col("microseconds") / _MICROSECONDS_PER_HOUR,
         )
-        .sort("usage_date", "resource_id")
     )
     return conform_view(view, "machine_hours_daily")
