@@ -39,6 +39,7 @@ from transforms.charges import (
 )
 from transforms.comparison import (
     PricedUsage,
+    concurrency_deltas,
     finish_fleet,
     fleet_part,
     licensing_comparison_from,
@@ -400,7 +401,8 @@ def chunk_views(
     ).collect(engine=VIEW_ENGINE)
     licensing = views["licensing_comparison_monthly"].lazy()
     intervals = views["power_intervals"].lazy()
-    part = fleet_part(machines, intervals, charges, usage, currency=options.currency)
+    deltas = concurrency_deltas(machines, intervals, usage).collect(engine=VIEW_ENGINE).lazy()
+    part = fleet_part(machines, deltas, charges, usage, currency=options.currency)
     history_months = _history_months(facts)
     showback = showback_part(
         machines, hours, charges, licensing, options.group_by, currency=options.currency
