@@ -209,9 +209,10 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFrame:
-    """Add `is_creation` (a succeeded write that brought the machine into existence) and sort.
+    """Add `is_creation` (a succeeded write that brought the machine into existence).
 
-    Operations are numbered per machine in time order. A succeeded `delete` opens a new
+    Operations are numbered per machine in time order (machines told apart by their id's
+    dictionary code, an integer: the rows come out grouped by machine, in time order). A succeeded `delete` opens a new
     generation (Azure reuses a resource id when a VM is re-created with the same name). In each
     generation, the first succeeded `write` with no succeeded power operation before it is the
     creation, provided, in the first generation, that Compute's `timeCreated` (`created_at`, one
@@ -223,8 +224,8 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
     power_op_ok = succeeded & ~pl.col("operation").is_in(["write", "delete"])
     return (
         ops.join(created_at, on="resource_id", how="left")
-        .sort("resource_id", "started_at", "ended_at", "correlation_id", nulls_last=True)
-        .with_columns(machine=run_index("resource_id"))
+        .with_columns(machine=pl.col("resource_id").cast(pl.Categorical).to_physical())
+        .sort("machine", "started_at", "ended_at", "correlation_id", nulls_last=True)
         .with_columns(
             generation=(succeeded & (pl.col("operation") == "delete"))
             .cast(pl.Int32)
