@@ -495,19 +495,25 @@ def concurrency_deltas(
     any order of the machines serves, as long as each machine's spans are in time order), and
     the scope's id is joined back per delta at the end.
     """
-    keyed = machines.select("resource_id", "machine_key", "subscription_id")
     code = pl.col("machine_key").cast(pl.Categorical).to_physical()
+    # Codes are taken once per machine (its subscription's code standing for the subscription,
+    # as `in_scopes` reads it), and carried to its spans by the join.
+    keyed = machines.select(
+        "resource_id",
+        machine_code=code,
+        subscription_id=pl.col("subscription_id").cast(pl.Categorical).to_physical(),
+    )
+    scopes = machines.select(
+        scope_code=pl.col("subscription_id").cast(pl.Categorical).to_physical(),
+        scope="subscription_id",
+    ).unique()
     # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
     spans = (
         power_intervals.filter(pl.col("billable"))
         .join(keyed, on="resource_id")
-        .with_columns(scope=in_scopes())
-        .explode("scope")
-        .with_columns(
-            machine_code=code, scope_code=pl.col("scope").cast(pl.Categorical).to_physical()
-        )
+        .with_columns(scope_code=in_scopes(pl.UInt32))
+        .explode("scope_code")
     )
-    scopes = spans.select("scope_code", "scope").unique()
     # A machine covered every day of a month it was seen keeps its spans whole; only the few
     # months covered on some days are clipped to the covered runs of those days.
     monthly_spans = split_by_month(clock_hour_spans(spans, ("scope_code", "machine_code")))

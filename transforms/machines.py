@@ -212,12 +212,13 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
     """Add `is_creation` (a succeeded write that brought the machine into existence).
 
     Operations are numbered per machine in time order (machines told apart by their id's
-    dictionary code, an integer: the rows come out grouped by machine, in time order). A succeeded `delete` opens a new
-    generation (Azure reuses a resource id when a VM is re-created with the same name). In each
-    generation, the first succeeded `write` with no succeeded power operation before it is the
-    creation, provided, in the first generation, that Compute's `timeCreated` (`created_at`, one
-    row per resource id, may be null) does not put the machine's creation well before it: then
-    the write was an update of a machine created before the events window.
+    dictionary code, an integer: the rows come out grouped by machine, in time order). A
+    succeeded `delete` opens a new generation (Azure reuses a resource id when a VM is re-created
+    with the same name). In each generation, the first succeeded `write` with no succeeded power
+    operation before it is the creation, provided, in the first generation, that Compute's
+    `timeCreated` (`created_at`, one row per resource id, may be null) does not put the
+    machine's creation well before it: then the write was an update of a machine created before
+    the events window.
     """
     succeeded = pl.col("outcome") == "succeeded"
     write_ok = succeeded & (pl.col("operation") == "write")
