@@ -403,9 +403,10 @@ def _covered_runs(days: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _within(spans: pl.LazyFrame, runs: pl.LazyFrame) -> pl.LazyFrame:
-    """The parts of [start_at, end_at) spans inside their machine's covered runs."""
+    """The parts of [start_at, end_at) spans inside their machine's covered runs (both keyed by
+    `machine_code`)."""
     return (
-        spans.join(runs, on="machine_key", how="inner")
+        spans.join(runs, on="machine_code", how="inner")
         .with_columns(
             start_at=pl.max_horizontal("start_at", "run_start"),
             end_at=pl.min_horizontal("end_at", "run_end"),
@@ -483,16 +484,70 @@ class FleetPart:
     estate_deltas: pl.LazyFrame
 
 
+def concurrency_deltas(
+    machines: pl.LazyFrame, power_intervals: pl.LazyFrame, usage: PricedUsage
+) -> pl.LazyFrame:
+    """The +1 / -1 deltas of the covered machines' clock-hour spans per scope (a subscription,
+    null for the estate), month and instant: `fleet_part` reads its peaks from them, and the
+    estate's part of them adds up across parts. The build materialises them once for both.
+
+    Spans are merged and sorted by dictionary codes of the machine key and the scope (integers:
+    any order of the machines serves, as long as each machine's spans are in time order), and
+    the scope's id is joined back per delta at the end.
+    """
+    code = pl.col("machine_key").cast(pl.Categorical).to_physical()
+    # Codes are taken once per machine (its subscription's code standing for the subscription,
+    # as `in_scopes` reads it), and carried to its spans by the join.
+    keyed = machines.select(
+        "resource_id",
+        machine_code=code,
+        subscription_id=pl.col("subscription_id").cast(pl.Categorical).to_physical(),
+    )
+    scopes = machines.select(
+        scope_code=pl.col("subscription_id").cast(pl.Categorical).to_physical(),
+        scope="subscription_id",
+    ).unique()
+    # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
+    spans = (
+        power_intervals.filter(pl.col("billable"))
+        .join(keyed, on="resource_id")
+        .with_columns(scope_code=in_scopes(pl.UInt32))
+        .explode("scope_code")
+    )
+    # A machine covered every day of a month it was seen keeps its spans whole; only the few
+    # months covered on some days are clipped to the covered runs of those days.
+    monthly_spans = split_by_month(clock_hour_spans(spans, ("scope_code", "machine_code")))
+    covered_months = usage.plans.filter(pl.col("covered_days") > 0).with_columns(machine_code=code)
+    whole = covered_months.filter(pl.col("covered_days") == pl.col("days"))
+    partly = covered_months.filter(pl.col("covered_days") < pl.col("days"))
+    partly_days = usage.days.join(partly, on=["machine_key", "month"], how="semi")
+    covered_spans = pl.concat(
+        [
+            monthly_spans.join(whole, on=["machine_code", "month"], how="semi"),
+            _within(
+                monthly_spans.join(partly, on=["machine_code", "month"], how="semi"),
+                _covered_runs(partly_days).with_columns(machine_code=code).drop("machine_key"),
+            ),
+        ]
+    )
+    return (
+        _concurrency_deltas(covered_spans, ("scope_code",))
+        .join(scopes, on="scope_code", how="left", nulls_equal=True)
+        .select("scope", "month", "at", "delta")
+    )
+
+
 def fleet_part(
     machines: pl.LazyFrame,
-    power_intervals: pl.LazyFrame,
+    deltas: pl.LazyFrame,
     defender_charges_daily: pl.LazyFrame,
     usage: PricedUsage,
     *,
     currency: str,
 ) -> FleetPart:
     """The `FleetPart` of the machines and charges given (all of the estate, or whole
-    subscriptions of it, with every id of a moved machine)."""
+    subscriptions of it, with every id of a moved machine); `deltas`: their
+    `concurrency_deltas`."""
     currency = currency.upper()
     keys = ("scope", "month")
     # Per machine and month first, as exact decimal sums, then per scope: the scope explosion
@@ -549,30 +604,6 @@ def fleet_part(
         .group_by(keys)
         .agg(machines_with_mde_benefit=pl.col("machine_key").n_unique().cast(pl.Int64))
     )
-    # Clock-hour spans per machine and scope: the estate merges a moved machine's two ids.
-    spans = (
-        power_intervals.filter(pl.col("billable"))
-        .join(machines.select("resource_id", "machine_key", "subscription_id"), on="resource_id")
-        .with_columns(scope=in_scopes())
-        .explode("scope")
-    )
-    # A machine covered every day of a month it was seen keeps its spans whole; only the few
-    # months covered on some days are clipped to the covered runs of those days.
-    monthly_spans = split_by_month(clock_hour_spans(spans, ("scope", "machine_key")))
-    covered_months = usage.plans.filter(pl.col("covered_days") > 0)
-    whole = covered_months.filter(pl.col("covered_days") == pl.col("days"))
-    partly = covered_months.filter(pl.col("covered_days") < pl.col("days"))
-    partly_days = usage.days.join(partly, on=["machine_key", "month"], how="semi")
-    covered_spans = pl.concat(
-        [
-            monthly_spans.join(whole, on=["machine_key", "month"], how="semi"),
-            _within(
-                monthly_spans.join(partly, on=["machine_key", "month"], how="semi"),
-                _covered_runs(partly_days),
-            ),
-        ]
-    )
-    deltas = _concurrency_deltas(covered_spans, ("scope",))
     rows = (
         usage_rows.join(billed, on=keys, how="full", coalesce=True, nulls_equal=True)
         .join(with_benefit, on=keys, how="left", nulls_equal=True)
@@ -681,7 +712,8 @@ def fleet_comparison_monthly(
         seat_option=seat_option,
         currency=currency,
     )
-    part = fleet_part(machines, power_intervals, defender_charges_daily, usage, currency=currency)
+    deltas = concurrency_deltas(machines, power_intervals, usage)
+    part = fleet_part(machines, deltas, defender_charges_daily, usage, currency=currency)
     return finish_fleet(
         part.rows,
         part.estate_deltas,

@@ -100,7 +100,11 @@ def _billed_while_not_billable(
     # ids together: a move between two snapshots is known only to the day of the snapshot, so
     # the charges may still name the old id on days mdecost counts on the new one.
     # Sums first; only the few days over the tolerance look up the id that carried most hours.
-    keys = machines.select("resource_id", "machine_key")
+    # Machines are grouped by their key's dictionary code (an integer, not a 36- to
+    # 130-character key).
+    keys = machines.select(
+        "resource_id", machine_key=pl.col("machine_key").cast(pl.Categorical).to_physical()
+    )
     day_keys = ["usage_date", "machine_key", "currency"]
     charged = defender_charges_daily.filter(pl.col("resource_id").is_not_null()).join(
         keys, on="resource_id", how="inner"
@@ -170,12 +174,15 @@ def _billable_not_billed(
     billed_through: date | None,
     scope_cut_offs: pl.LazyFrame | None,
 ) -> pl.LazyFrame:
-    # A machine is billed that day if any of its ids is (see `_billed_while_not_billable`).
+    # A machine is billed that day if any of its ids is (see `_billed_while_not_billable`). The
+    # days billed on the machine's own id leave first (below); what is left can be billed on
+    # another id of the machine only if it has one (a moved machine): only those ids' charges
+    # are looked at.
     keys = machines.select("resource_id", "machine_key")
+    moved = keys.filter(pl.len().over("machine_key") > 1)
     charged_days = (
-        defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .join(keys, on="resource_id", how="left")
-        .select("usage_date", machine_key=pl.coalesce("machine_key", "resource_id"))
+        defender_charges_daily.join(moved, on="resource_id", how="inner")
+        .select("usage_date", "machine_key")
         .unique()
     )
     covered = machine_plans_daily.filter(pl.col("plan").is_not_null() & ~pl.col("trial")).select(

@@ -39,6 +39,7 @@ from transforms.charges import (
 )
 from transforms.comparison import (
     PricedUsage,
+    concurrency_deltas,
     finish_fleet,
     fleet_part,
     licensing_comparison_from,
@@ -75,14 +76,16 @@ from transforms.plans import machine_days, machine_plans_daily, pricing_coverage
 from transforms.power import machine_hours_daily, power_intervals_from
 from transforms.showback import SUBSCRIPTION, finish_showback, showback_part
 
-# Polars' streaming engine (polars' default) runs a plan in morsels; in a per-view profile of
-# the 10k benchmark estate it ran the machine and power views in ~60% of the in-memory time
-# (benchmarks/analysis.md). Their results cannot depend on the order rows are combined in: first
-# and last sightings, integer microseconds. Views that add floating-point money or hours are
-# collected with the in-memory engine, whose small groups are added in a fixed order; large
-# groups are added with `contract.order_free_sum`. A rebuild gives the same figures to the bit.
-ORDER_FREE_ENGINE: Final = "streaming"
-ORDERED_ENGINE: Final = "in-memory"
+# Two polars engines, each where it is faster and safe. The scans of the whole lake (the estate
+# facts, the linked subscriptions) run on the streaming engine (polars' default), in morsels: memory
+# stays bounded whatever the lake's size. A chunk's views are collected with the in-memory engine:
+# a chunk fits in memory by construction, and on the 10k benchmark's chunk the in-memory engine
+# took 0.2-0.5x the streaming engine's CPU on the machine and power views, and less wall time with
+# one or two threads (benchmarks/analysis.md, session 5). Its small groups are added in a fixed
+# order, and large groups are added with `contract.order_free_sum`: a rebuild gives the same
+# figures to the bit.
+LAKE_SCAN_ENGINE: Final = "streaming"
+VIEW_ENGINE: Final = "in-memory"
 
 # The views a chunk adds rows to, in the order they are computed (the warehouse's tables).
 CHUNKED_VIEWS: Final = (
@@ -190,7 +193,7 @@ def history_window(raw: RawLake) -> tuple[datetime, datetime] | None:
             raw.inventory.select(at=pl.col("snapshot_at")),
         ]
     ).select(first=pl.col("at").min(), last=pl.col("at").max())
-    first, last = bounds.collect(engine=ORDER_FREE_ENGINE).row(0)
+    first, last = bounds.collect(engine=LAKE_SCAN_ENGINE).row(0)
     if first is None:
         return None
     month_start = first.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -207,7 +210,7 @@ def estate_facts(raw: RawLake, costs_by_month: Sequence[pl.LazyFrame] | None = N
     """
     history = history_window(raw)
     start, end = history or (_EPOCH, _EPOCH)
-    latest = latest_snapshot_date(raw.inventory).collect(engine=ORDER_FREE_ENGINE).item()
+    latest = latest_snapshot_date(raw.inventory).collect(engine=LAKE_SCAN_ENGINE).item()
     billed_through = None
     for costs in [raw.costs] if costs_by_month is None else costs_by_month:
         billed_through = last_billed_day(costs, start, end)
@@ -223,7 +226,7 @@ def last_billed_day(costs: pl.LazyFrame, start: datetime, end: datetime) -> date
         _costs_in_window(costs, start, end)
         .filter(is_billed_defender_row())
         .select(pl.col("charge_period_start").max().dt.date())
-        .collect(engine=ORDER_FREE_ENGINE)
+        .collect(engine=LAKE_SCAN_ENGINE)
         .item()
     )
     return day
@@ -261,7 +264,7 @@ def linked_subscriptions(
         segment = pl.col("resource_id").str.slice(len("/subscriptions/"), 36).str.to_lowercase()
         elsewhere = costs.filter(
             segment != pl.col("subscription_id").str.strip_chars().str.to_lowercase()
-        ).collect(engine=ORDER_FREE_ENGINE)
+        ).collect(engine=LAKE_SCAN_ENGINE)
         crossing = (
             elsewhere.lazy()
             .filter(is_billed_defender_row())
@@ -302,7 +305,7 @@ def linked_subscriptions(
         .filter(pl.col("subscription_id").list.len() > 1)
         .select("subscription_id")
         .unique()
-        .collect(engine=ORDER_FREE_ENGINE)
+        .collect(engine=LAKE_SCAN_ENGINE)
     )
     return sorted(
         (frozenset(group) for group in shared["subscription_id"].to_list()),
@@ -363,13 +366,11 @@ def chunk_timelines(raw: RawLake, facts: EstateFacts) -> Timelines:
         schema={"latest_snapshot_date": pl.Date},
     )
     identities = machine_identities(raw.inventory, raw.power_events, latest).collect(
-        engine=ORDER_FREE_ENGINE
+        engine=VIEW_ENGINE
     )
-    ops = classified_operations(raw.power_events, identities.lazy()).collect(
-        engine=ORDER_FREE_ENGINE
-    )
+    ops = classified_operations(raw.power_events, identities.lazy()).collect(engine=VIEW_ENGINE)
     machines = machines_from(identities.lazy(), ops.lazy(), raw.pricings).collect(
-        engine=ORDER_FREE_ENGINE
+        engine=VIEW_ENGINE
     )
     intervals = power_intervals_from(
         identities.lazy(),
@@ -377,7 +378,7 @@ def chunk_timelines(raw: RawLake, facts: EstateFacts) -> Timelines:
         power_snapshots(raw.inventory),
         window_start=facts.window_start,
         window_end=facts.window_end,
-    ).collect(engine=ORDER_FREE_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     return Timelines(machines, intervals)
 
 
@@ -434,19 +435,19 @@ def chunk_views(
         window_start = max(window_start, read_from)
     views["machine_hours_daily"] = machine_hours_daily(
         intervals, machines, partial_hours=options.partial_hours
-    ).collect(engine=ORDER_FREE_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     hours = views["machine_hours_daily"].lazy()
-    coverage = pricing_coverage(hours, raw.pricings).collect(engine=ORDER_FREE_ENGINE).lazy()
+    coverage = pricing_coverage(hours, raw.pricings).collect(engine=VIEW_ENGINE).lazy()
     costs = _costs_in_window(raw.costs, window_start, facts.window_end)
-    charged_rows = defender_rows(costs).collect(engine=ORDERED_ENGINE).lazy()
+    charged_rows = defender_rows(costs).collect(engine=VIEW_ENGINE).lazy()
     views["defender_charges_daily"] = defender_charges_from(
         charged_rows, hours, coverage, machines.select("resource_id")
-    ).collect(engine=ORDERED_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     del charged_rows
     charges = views["defender_charges_daily"].lazy()
-    days = machine_days(coverage, charges, options.currency).collect(engine=ORDERED_ENGINE).lazy()
+    days = machine_days(coverage, charges, options.currency).collect(engine=VIEW_ENGINE).lazy()
     del coverage
-    views["machine_plans_daily"] = machine_plans_daily(days).collect(engine=ORDERED_ENGINE)
+    views["machine_plans_daily"] = machine_plans_daily(days).collect(engine=VIEW_ENGINE)
     plans = views["machine_plans_daily"].lazy()
     pricing = {"seat_option": options.seat_option, "currency": options.currency}
     usage = _materialised(
@@ -455,9 +456,10 @@ def chunk_views(
     del days
     views["licensing_comparison_monthly"] = licensing_comparison_from(
         machines, usage, **pricing
-    ).collect(engine=ORDERED_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     licensing = views["licensing_comparison_monthly"].lazy()
-    part = fleet_part(machines, intervals, charges, usage, currency=options.currency)
+    deltas = concurrency_deltas(machines, intervals, usage).collect(engine=VIEW_ENGINE).lazy()
+    part = fleet_part(machines, deltas, charges, usage, currency=options.currency)
     history_months = _history_months(facts)
     showback = showback_part(
         machines, hours, charges, licensing, options.group_by, currency=options.currency
@@ -472,7 +474,7 @@ def chunk_views(
                 cut_offs(charges),
                 showback,
             ],
-            engine=ORDERED_ENGINE,
+            engine=VIEW_ENGINE,
         )
     )
     if earlier_cut_offs is not None:
@@ -495,9 +497,7 @@ def chunk_views(
         scope_cut_offs=scope_cut_offs.lazy(),
         tolerance_hours=FINDINGS_TOLERANCE_HOURS[options.partial_hours],
     )
-    views["findings"] = combine_findings([found, plan_changes(plans)]).collect(
-        engine=ORDERED_ENGINE
-    )
+    views["findings"] = combine_findings([found, plan_changes(plans)]).collect(engine=VIEW_ENGINE)
     for name, column in VIEW_MONTH_COLUMNS.items():
         views[name] = _from_month(views[name], column, recompute_from)
     parts = EstateParts(
@@ -528,7 +528,7 @@ def _materialised(usage: PricedUsage) -> PricedUsage:
             usage.seat_prices,
             usage.full_month_component,
         ],
-        engine=ORDERED_ENGINE,
+        engine=VIEW_ENGINE,
     )
     return PricedUsage(*(frame.lazy() for frame in frames))
 
@@ -566,7 +566,7 @@ def estate_views(
         seat_prices,
         seat_option=options.seat_option,
         currency=options.currency,
-    ).collect(engine=ORDERED_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     estate_cut_off = pl.LazyFrame(
         {"scope": [None], "billed_through": [facts.billed_through]},
         schema={"scope": pl.String, "billed_through": pl.Date},
@@ -584,7 +584,7 @@ def estate_views(
         scope_cut_offs,
         options.terms,
         currency=options.currency,
-    ).collect(engine=ORDERED_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     unclaimed = benefit_unclaimed_findings(
         pl.concat([part.leaders.lazy() for part in parts]),
         currency=options.currency,
@@ -593,9 +593,9 @@ def estate_views(
     showback = finish_showback(
         pl.concat([part.showback.lazy() for part in parts]),
         _NO_SUBSCRIPTIONS if subscriptions is None else subscriptions,
-    ).collect(engine=ORDERED_ENGINE)
+    ).collect(engine=VIEW_ENGINE)
     anomalies = _cost_anomalies(fleet, showback, licensing_options, options)
-    findings = combine_findings([unclaimed, anomalies]).collect(engine=ORDERED_ENGINE)
+    findings = combine_findings([unclaimed, anomalies]).collect(engine=VIEW_ENGINE)
     return {
         "fleet_comparison_monthly": fleet,
         "licensing_options_monthly": licensing_options,
@@ -672,5 +672,5 @@ def build_marts(
     return {
         **chunk.views,
         **estate,
-        "findings": findings.collect(engine=ORDERED_ENGINE),
+        "findings": findings.collect(engine=VIEW_ENGINE),
     }

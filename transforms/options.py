@@ -127,10 +127,11 @@ def plan_rates(calendar: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
     )
 
 
-def in_scopes() -> pl.Expr:
+def in_scopes(dtype: pl.DataType | type[pl.DataType] = pl.String) -> pl.Expr:
     """The scopes a row counts in: its subscription and the estate (null). A row of an unknown
-    subscription counts in the estate only."""
-    estate = pl.lit(None, dtype=pl.String)
+    subscription counts in the estate only. `dtype`: the `subscription_id` column's (a
+    dictionary code's, for one)."""
+    estate = pl.lit(None, dtype=dtype)
     return (
         pl.when(pl.col("subscription_id").is_not_null())
         .then(pl.concat_list(pl.col("subscription_id"), estate))

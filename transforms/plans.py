@@ -281,10 +281,14 @@ def machine_days(
         pl.col("billed_hours").filter(pl.col("plan") == plan).sum() for plan in ("P1", "P2")
     )
     has_p1, has_p2 = ((pl.col("plan") == plan).any() for plan in ("P1", "P2"))
+    # Machine-days are grouped and joined by the id's dictionary code (an integer, not a
+    # ~130-character id); each side keeps its id, and the two are coalesced.
+    code = pl.col("resource_id").cast(pl.Categorical).to_physical().alias("code")
     billed = (
         defender_charges_daily.filter(pl.col("resource_id").is_not_null())
-        .group_by("usage_date", "resource_id")
+        .group_by("usage_date", code)
         .agg(
+            billed_resource_id=pl.col("resource_id").first(),
             billed_plan=pl.when(has_p2 & (~has_p1 | (p2_hours >= p1_hours)))
             .then(pl.lit("P2"))
             .when(has_p1)
@@ -297,23 +301,25 @@ def machine_days(
         )
     )
     plan = pl.coalesce("billed_plan", "pricing_plan")
-    return coverage.join(
-        billed, on=["usage_date", "resource_id"], how="full", coalesce=True
-    ).select(
-        "usage_date",
-        "resource_id",
-        pl.coalesce("subscription_id", "any_charged_subscription_id").alias("subscription_id"),
-        plan=plan,
-        plan_source=pl.when(pl.col("billed_plan").is_not_null())
-        .then(pl.lit("billed"))
-        .otherwise("pricing_source"),
-        trial=pl.col("trial").fill_null(False) & plan.is_not_null(),
-        billable_hours="billable_hours",
-        machine_subscription_id="subscription_id",
-        charged_subscription_id="charged_subscription_id",
-        charged_in_currency=pl.col("charged_in_currency").fill_null(False),
-        billed_hours=pl.col("billed_hours").fill_null(0.0),
-        billed_cost=pl.col("billed_cost").fill_null(0.0),
+    return (
+        coverage.with_columns(code)
+        .join(billed, on=["usage_date", "code"], how="full", coalesce=True)
+        .select(
+            "usage_date",
+            pl.coalesce("resource_id", "billed_resource_id").alias("resource_id"),
+            pl.coalesce("subscription_id", "any_charged_subscription_id").alias("subscription_id"),
+            plan=plan,
+            plan_source=pl.when(pl.col("billed_plan").is_not_null())
+            .then(pl.lit("billed"))
+            .otherwise("pricing_source"),
+            trial=pl.col("trial").fill_null(False) & plan.is_not_null(),
+            billable_hours="billable_hours",
+            machine_subscription_id="subscription_id",
+            charged_subscription_id="charged_subscription_id",
+            charged_in_currency=pl.col("charged_in_currency").fill_null(False),
+            billed_hours=pl.col("billed_hours").fill_null(0.0),
+            billed_cost=pl.col("billed_cost").fill_null(0.0),
+        )
     )
 
 
