@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from flows import warehouse
+from flows import cluster, warehouse
 from flows.config import Settings, load_settings
 from flows.lake import dataset_files, partition_value, scan_files
 from pricing.book import load_price_book, pricing_choices
@@ -40,6 +40,7 @@ from transforms.dictionary import column_comments, table_comments, tenant_tables
 from transforms.marts import (
     CHUNKED_VIEWS,
     ESTATE_VIEWS,
+    ChunkViews,
     EstateFacts,
     EstateParts,
     MartOptions,
@@ -328,6 +329,20 @@ class StagedChunk:
     parts: EstateParts
 
 
+def compute_chunk(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunk: LakeChunk,
+    known: frozenset[str],
+) -> ChunkViews:
+    """One chunk's rows of every view and its estate parts (pure transforms), the same on
+    either executor."""
+    raw = chunk_lake(files, chunk, known)
+    return chunk_views(raw, _book(book), _options(settings, book), facts)
+
+
 @task(cache_policy=NO_CACHE)
 def stage_chunk(
     settings: Settings,
@@ -338,14 +353,79 @@ def stage_chunk(
     known: frozenset[str],
     new: warehouse.StagedWarehouse,
 ) -> StagedChunk:
-    """Compute one chunk's rows of every view (pure transforms) and append them to the new
-    warehouse, so memory holds one chunk's views at a time."""
-    raw = chunk_lake(files, chunk, known)
-    computed = chunk_views(raw, _book(book), _options(settings, book), facts)
+    """Compute one chunk's rows of every view and append them to the new warehouse, so memory
+    holds one chunk's views at a time."""
+    computed = compute_chunk(settings, book, facts, files, chunk, known)
     for name in CHUNKED_VIEWS:
         new.append(name, _arrow(computed.views[name]))
     rows = {name: frame.height for name, frame in computed.views.items()}
     return StagedChunk(rows, computed.parts)
+
+
+@dataclass(frozen=True)
+class PartedChunk:
+    """What a chunk computed on a Dask worker hands back: its Parquet part of each view (in
+    `CHUNKED_VIEWS` order) and what it leaves for the estate step."""
+
+    views: dict[str, Path]
+    staged: StagedChunk
+
+
+@task(cache_policy=NO_CACHE)
+def part_chunk(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunk: LakeChunk,
+    known: frozenset[str],
+    number: int,
+    folder: Path,
+) -> PartedChunk:
+    """Compute one chunk's rows of every view on a Dask worker and write them as Parquet parts
+    into `folder`, for the building process to append (`flows.cluster`)."""
+    computed = compute_chunk(settings, book, facts, files, chunk, known)
+    views = {
+        name: cluster.write_part(folder, number, name, _arrow(computed.views[name]))
+        for name in CHUNKED_VIEWS
+    }
+    rows = {name: frame.height for name, frame in computed.views.items()}
+    return PartedChunk(views, StagedChunk(rows, computed.parts))
+
+
+def stage_chunks_on_dask(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunks: list[LakeChunk],
+    known: frozenset[str],
+    new: warehouse.StagedWarehouse,
+) -> list[StagedChunk]:
+    """Every chunk computed on the Dask cluster at once, its parts appended to the new
+    warehouse in chunk order by this process alone (one writer), each as soon as it is done."""
+    logger = _logger()
+    staged: list[StagedChunk] = []
+    started = time.perf_counter()
+
+    def append(index: int, parted: PartedChunk) -> None:
+        for name, path in parted.views.items():
+            new.append(name, cluster.read_part(path))
+            path.unlink()
+        staged.append(parted.staged)
+        logger.info(
+            f"chunk {index + 1}/{len(chunks)} ({chunks[index].describe()}) built on Dask, "
+            f"appended at {time.perf_counter() - started:.1f} s"
+        )
+
+    with cluster.parts_folder(settings.warehouse) as folder:
+        given = dict(settings=settings, book=book, facts=facts, files=files, known=known)
+        parameters = [
+            {**given, "chunk": chunk, "number": number, "folder": folder}
+            for number, chunk in enumerate(chunks, start=1)
+        ]
+        cluster.run_in_order(settings.warehouse, part_chunk, parameters, append)
+    return staged
 
 
 @task(cache_policy=NO_CACHE)
@@ -587,11 +667,14 @@ def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSu
     with warehouse.build_lock(settings.warehouse.path):
         for leftover in warehouse.sweep_abandoned_builds(settings.warehouse.path):
             logger.info(f"removed {leftover.name}, left by an interrupted build")
+        for leftover in cluster.sweep_abandoned_parts(settings.warehouse):
+            logger.info(f"removed {leftover.name}, left by an interrupted build")
         if not allow_empty:
             refuse_empty_lake(settings.lake.path)
         try:
             warehouse.refuse_foreign(settings.warehouse.path)
-        except warehouse.ForeignWarehouseError as error:
+            cluster.check_cluster(settings.warehouse)
+        except (warehouse.ForeignWarehouseError, cluster.ClusterUnreachableError) as error:
             raise BuildRefusedError(str(error)) from None
         try:
             summary = _build_locked(settings, logger)
@@ -620,14 +703,17 @@ def _build_locked(
     chunks = plan_build(settings, files)
     known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
     with warehouse.staged(settings.warehouse.path) as new:
-        staged: list[StagedChunk] = []
-        for number, chunk in enumerate(chunks, start=1):
-            started = time.perf_counter()
-            staged.append(stage_chunk(settings, book, facts, files, chunk, known, new))
-            logger.info(
-                f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
-                f"{time.perf_counter() - started:.1f} s"
-            )
+        if settings.warehouse.executor == "dask":
+            staged = stage_chunks_on_dask(settings, book, facts, files, chunks, known, new)
+        else:
+            staged = []
+            for number, chunk in enumerate(chunks, start=1):
+                started = time.perf_counter()
+                staged.append(stage_chunk(settings, book, facts, files, chunk, known, new))
+                logger.info(
+                    f"chunk {number}/{len(chunks)} ({chunk.describe()}) built in "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
         return stage_estate(
             settings, book, facts, files, staged, fingerprint, new, resolution.notes
         )

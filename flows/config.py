@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -127,6 +135,33 @@ class WarehouseSettings(_Section):
     # The build reads and computes this much raw Parquet at a time (whole subscriptions): peak
     # memory follows it, not the estate's size (~1.7 GB at 32 MB, benchmarks/results.md).
     chunk_megabytes: float = Field(default=32.0, gt=0)
+    # Where chunks are computed: in the building process one after the other ("local"), or in
+    # parallel on a Dask cluster ("dask", `flows.cluster`): the scheduler at `dask_address`, else
+    # a local cluster of `dask_workers` processes (default: one per core) started for the build.
+    executor: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+    dask_workers: int | None = Field(default=None, ge=1)
+    # Where Dask workers write their chunks' Parquet parts for the building process to append: a
+    # folder every worker and the building process reach (default: beside the warehouse).
+    parts_path: Path | None = None
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(tcp|tls|ws|wss)://[^\s/]+:\d+", value):
+            raise ValueError(
+                f"must be a Dask scheduler address such as tcp://scheduler:8786, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> WarehouseSettings:
+        if self.dask_address is not None and self.dask_workers is not None:
+            raise ValueError(
+                "dask_address (an existing cluster) and dask_workers (a local cluster started "
+                "for the build) exclude each other: set one"
+            )
+        return self
 
 
 class EmailSettings(_Section):
@@ -433,6 +468,7 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for section, key in (
         ("lake", "path"),
         ("warehouse", "path"),
+        ("warehouse", "parts_path"),
         ("report", "path"),
         ("azure", "ca_bundle"),
         ("pricing", "book"),

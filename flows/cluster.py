@@ -1,0 +1,131 @@
+"""Chunks computed on a Dask cluster (`[warehouse] executor = "dask"`).
+
+Each chunk is a task submitted through Prefect's Dask task runner (`prefect_dask`): a worker
+reads its part of the lake by path (a folder every worker sees, or an object-storage URL),
+computes its rows of every view, and writes them as Parquet parts into a folder the building
+process reads. The building process alone appends the parts to the staged warehouse, in chunk
+order, as each chunk finishes: DuckDB has one writer, and the warehouse is the one the local
+executor builds (the same function computes a chunk on either executor).
+
+The cluster is the scheduler at `[warehouse] dask_address`, or a local cluster of
+`dask_workers` processes of one thread each, started for the build and stopped after it
+(polars already uses every core of a process; one thread per worker keeps each worker to
+one chunk's memory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows.config import WarehouseSettings
+
+# How long the build waits for the scheduler at `dask_address` to accept a connection.
+SCHEDULER_CONNECT_SECONDS: Final = 10.0
+PARTS_SUFFIX: Final = ".parts"
+
+Result = TypeVar("Result")
+
+
+class ClusterUnreachableError(RuntimeError):
+    """No Dask scheduler answers at `[warehouse] dask_address`; one line saying what to do."""
+
+
+def check_cluster(settings: WarehouseSettings) -> None:
+    """Refuse, in one line, a `dask_address` where nothing accepts a connection, before the
+    build reads the lake: it would otherwise wait for the Dask client's own timeout and fail
+    with a traceback after the estate's first steps."""
+    if settings.executor != "dask" or settings.dask_address is None:
+        return
+    address = settings.dask_address
+    parsed = urlparse(address)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "", parsed.port or 0), timeout=SCHEDULER_CONNECT_SECONDS
+        ):
+            return
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ClusterUnreachableError(
+            f"[warehouse] dask_address {address}: no Dask scheduler answers there ({reason}); "
+            "start one (`dask scheduler`, with workers that can import mdecost and read the "
+            'lake), or leave dask_address out to start a local cluster, or set executor = "local"'
+        ) from None
+
+
+def task_runner(settings: WarehouseSettings) -> Any:
+    """Prefect's Dask task runner for `settings`: the existing scheduler at `dask_address`, else
+    a local cluster of `dask_workers` processes (one per core by default), one thread each and
+    no dashboard (its fixed port would collide with another build's)."""
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address is not None:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": settings.dask_workers or os.cpu_count() or 1,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+
+def run_in_order(
+    settings: WarehouseSettings,
+    task: Any,
+    parameters: Sequence[dict[str, Any]],
+    receive: Callable[[int, Result], None],
+) -> None:
+    """Submit `task` once per entry of `parameters` to the cluster, all at once, and hand each
+    result to `receive` in submission order, as soon as it and the ones before it are done:
+    the building process appends chunk 1 while the workers compute the next ones."""
+    with task_runner(settings) as runner:
+        futures = [runner.submit(task, parameters=given) for given in parameters]
+        for index, future in enumerate(futures):
+            receive(index, future.result())
+
+
+@contextmanager
+def parts_folder(settings: WarehouseSettings) -> Iterator[Path]:
+    """A new folder for one build's chunk parts (in `parts_path`, else beside the warehouse),
+    removed when the build ends, however it ends."""
+    parent = settings.parts_path or settings.path.parent
+    folder = parent / f".{settings.path.name}.{uuid.uuid4().hex}{PARTS_SUFFIX}"
+    folder.mkdir(mode=0o700, parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_abandoned_parts(settings: WarehouseSettings) -> list[Path]:
+    """Delete parts folders a killed build left; call under the build lock."""
+    parent = settings.parts_path or settings.path.parent
+    abandoned = sorted(parent.glob(f".{settings.path.name}.*{PARTS_SUFFIX}"))
+    for folder in abandoned:
+        shutil.rmtree(folder, ignore_errors=True)
+    return abandoned
+
+
+def write_part(folder: Path, chunk_number: int, view: str, table: pa.Table) -> Path:
+    """One chunk's rows of one view as a Parquet file in `folder` (the Arrow schema is kept in
+    the file, so the building process appends exactly the types the local executor would)."""
+    path = folder / f"{chunk_number:06d}.{view}.parquet"
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def read_part(path: Path) -> pa.Table:
+    """A part written by `write_part`, with the Arrow types it was written with."""
+    return pq.read_table(path)
