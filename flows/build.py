@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Final
 
 import duckdb
@@ -32,7 +32,15 @@ from prefect.exceptions import MissingContextError
 
 from flows import cluster, warehouse
 from flows.config import Settings, load_settings
-from flows.lake import dataset_files, partition_value, scan_files
+from flows.lake import (
+    Lake,
+    ObjectStoreCredentialError,
+    ObjectStoreLake,
+    dataset_files,
+    partition_value,
+    scan_dataset,
+    scan_files,
+)
 from pricing.book import load_price_book, pricing_choices
 from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
@@ -100,15 +108,20 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("mdecost.build")
 
 
-def lake_fingerprint(lake: Path) -> str:
-    """A digest of every committed partition's path, size and modification time, of every
-    dataset (refreshed retail prices change the price book, hence the warehouse).
+def lake_fingerprint(lake: Lake) -> str:
+    """A digest of every committed partition's path, size and modification time (in object
+    storage: its ETag), of every dataset (refreshed retail prices change the price book, hence
+    the warehouse).
 
-    Partitions are replaced by rename, so any rewrite changes the fingerprint; reading the
-    files' contents is not needed.
+    Partitions are replaced by rename (in object storage: uploaded whole, a new ETag), so any
+    rewrite changes the fingerprint; reading the files' contents is not needed.
     """
     digest = hashlib.sha256()
     for dataset in DATASETS:
+        if isinstance(lake, ObjectStoreLake):
+            for blob, (size, version) in lake.listing(dataset).items():
+                digest.update(f"{blob.relative_to(lake.root)}\0{size}\0{version}\n".encode())
+            continue
         for path in dataset_files(lake, dataset):
             status = path.stat()
             digest.update(
@@ -141,7 +154,7 @@ class LakeChunk:
         return f"{len(self.subscriptions)} subscription(s), {self.raw_bytes / 1e6:,.1f} MB raw"
 
 
-def _subscription_of_file(path: Path) -> str | None:
+def _subscription_of_file(path: PurePath) -> str | None:
     value = partition_value(path, "subscription_id")
     return value.lower() if value else None
 
@@ -151,38 +164,59 @@ class LakeFiles:
     """The partition files the views are built from, listed once per build (listing the 10,400
     files of the 100k benchmark lake for each of its chunks took 0.4 s a chunk)."""
 
-    by_subscription: dict[str, dict[str, list[Path]]]  # dataset -> subscription -> files
-    shared: dict[str, list[Path]]  # dataset -> files with no subscription partition key
+    by_subscription: dict[str, dict[str, list[PurePath]]]  # dataset -> subscription -> files
+    shared: dict[str, list[PurePath]]  # dataset -> files with no subscription partition key
     # Cost partition file -> the (owner, month) pairs of it not counted (`transforms.sources`).
     left_out: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    # An object-storage lake: where its files are read from, and their sizes from its listing.
+    store: ObjectStoreLake | None = None
+    sizes: dict[PurePath, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, lake: Path) -> LakeFiles:
-        by_subscription: dict[str, dict[str, list[Path]]] = {name: {} for name in BUILT_FROM}
-        shared: dict[str, list[Path]] = {name: [] for name in BUILT_FROM}
+    def of(cls, lake: Lake) -> LakeFiles:
+        by_subscription: dict[str, dict[str, list[PurePath]]] = {name: {} for name in BUILT_FROM}
+        shared: dict[str, list[PurePath]] = {name: [] for name in BUILT_FROM}
+        sizes: dict[PurePath, int] = {}
         for dataset in BUILT_FROM:
-            for path in dataset_files(lake, dataset):
+            listed: list[PurePath]
+            if isinstance(lake, ObjectStoreLake):
+                listing = lake.listing(dataset)
+                sizes.update({blob: size for blob, (size, _) in listing.items()})
+                listed = list(listing)
+            else:
+                listed = list(dataset_files(lake, dataset))
+            for path in listed:
                 subscription = _subscription_of_file(path)
                 if subscription is None:
                     shared[dataset].append(path)
                 else:
                     by_subscription[dataset].setdefault(subscription, []).append(path)
-        return cls(by_subscription, shared)
+        store = lake if isinstance(lake, ObjectStoreLake) else None
+        return cls(by_subscription, shared, store=store, sizes=sizes)
 
     def whole(self) -> RawLake:
         """Lazy scans of the whole lake."""
         return RawLake(**{name: self.scan(name, self.every(name)) for name in BUILT_FROM})
 
-    def scan(self, dataset: str, paths: list[Path]) -> pl.LazyFrame:
+    def scan(self, dataset: str, paths: list[PurePath]) -> pl.LazyFrame:
         """A lazy scan of `paths` of `dataset`, cost rows that are not counted left out."""
         partial = [path for path in paths if str(path) in self.left_out]
         if dataset != "costs" or not partial:
-            return scan_files(dataset, paths)
+            return self.scan_all(dataset, paths)
         whole = [path for path in paths if str(path) not in self.left_out]
-        counted = without(scan_files(dataset, partial, with_file="file"), self.left_out)
-        return pl.concat([scan_files(dataset, whole), counted]) if whole else counted
+        counted = without(self.scan_all(dataset, partial, with_file="file"), self.left_out)
+        return pl.concat([self.scan_all(dataset, whole), counted]) if whole else counted
 
-    def every(self, dataset: str) -> list[Path]:
+    def scan_all(
+        self, dataset: str, paths: list[PurePath], with_file: str | None = None
+    ) -> pl.LazyFrame:
+        """A lazy scan of every row of `paths` (`flows.lake.scan_files`), wherever the lake is."""
+        return scan_files(dataset, paths, with_file=with_file, store=self.store)
+
+    def size(self, path: PurePath) -> int:
+        return self.sizes[path] if self.store is not None else Path(path).stat().st_size
+
+    def every(self, dataset: str) -> list[PurePath]:
         """Every file of `dataset`, in the lake's order."""
         owned = [path for paths in self.by_subscription[dataset].values() for path in paths]
         return sorted(owned + self.shared[dataset])
@@ -191,7 +225,7 @@ class LakeFiles:
         weights: dict[str, int] = {}
         for files in self.by_subscription.values():
             for subscription, paths in files.items():
-                size = sum(path.stat().st_size for path in paths)
+                size = sum(self.size(path) for path in paths)
                 weights[subscription] = weights.get(subscription, 0) + size
         return weights
 
@@ -202,7 +236,7 @@ def plan_lake_chunks(files: LakeFiles, chunk_megabytes: float) -> list[LakeChunk
     weights = files.subscription_bytes()
     owned_costs = [path for paths in files.by_subscription["costs"].values() for path in paths]
     links = linked_subscriptions(
-        scan_files("inventory", files.every("inventory")), scan_files("costs", owned_costs)
+        files.scan_all("inventory", files.every("inventory")), files.scan_all("costs", owned_costs)
     )
     planned = plan_chunks(weights, links, max_weight=int(chunk_megabytes * 1e6))
     chunks = [LakeChunk(group, sum(weights[member] for member in group)) for group in planned]
@@ -234,7 +268,7 @@ def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> Raw
         parts = [files.scan(dataset, own)] if own else []
         if shared:
             parts.append(files.scan(dataset, shared).filter(of_chunk))
-        return pl.concat(parts) if parts else scan_files(dataset, [])
+        return pl.concat(parts) if parts else files.scan_all(dataset, [])
 
     return RawLake(**{dataset: scan(dataset) for dataset in BUILT_FROM})
 
@@ -306,7 +340,7 @@ def judge_estate(files: LakeFiles) -> EstateFacts:
     importer both partition so), so they are handed over month by month, newest first.
     """
     whole = files.whole()
-    by_month: dict[str | None, list[Path]] = {}
+    by_month: dict[str | None, list[PurePath]] = {}
     for path in files.every("costs"):
         by_month.setdefault(partition_value(path, "month"), []).append(path)
     if None in by_month:  # not partitioned by month: no order to rely on, read them all
@@ -442,7 +476,7 @@ def stage_estate(
     """The estate-wide rows (fleet comparison, double licensing, showback with its management
     groups from the lake's subscriptions), the price book, the subscriptions, the raw costs and
     `build_info`, appended to the new warehouse and documented."""
-    names = latest_subscriptions(settings.lake.path)
+    names = latest_subscriptions(settings.lake.location())
     estate = estate_views(
         [chunk.parts for chunk in chunks],
         _book(book),
@@ -454,13 +488,7 @@ def stage_estate(
         new.append(name, _arrow(estate[name]))
     new.append("prices", book)
     new.append("subscriptions", names)
-    cost_files = files.every("costs")
-    whole = [path for path in cost_files if str(path) not in files.left_out]
-    new.append_parquet("costs", whole, DATASETS["costs"])
-    partial = [path for path in cost_files if str(path) in files.left_out]
-    counted = files.scan("costs", partial).collect() if partial else None
-    if counted is not None:
-        new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
+    rows_of_costs = append_costs(files, new)
     overlaps = resolution_notes
     new.append("build_info", build_info(settings, fingerprint, facts.history, overlaps))
     new.add_tenants(tenant_tables())
@@ -475,20 +503,49 @@ def stage_estate(
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
     rows["subscriptions"] = names.num_rows
-    rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
-        counted.height if counted is not None else 0
-    )
+    rows["costs"] = rows_of_costs
     start, end = facts.history or (None, None)
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
 
 
-def latest_subscriptions(lake: Path) -> pa.Table:
+# Cost files of an object-storage lake appended at a time (polars reads them, not DuckDB).
+COST_FILES_AT_A_TIME: Final = 64
+
+
+def append_costs(files: LakeFiles, new: warehouse.StagedWarehouse) -> int:
+    """The lake's counted cost rows appended to the new warehouse as they are; their count.
+
+    Whole partitions of a lake on disk are read by DuckDB itself (fastest); partitions with rows
+    left out (`transforms.sources`), and an object-storage lake's, through polars, a few files
+    at a time."""
+    cost_files = files.every("costs")
+    if files.store is not None:
+        appended = 0
+        for start in range(0, len(cost_files), COST_FILES_AT_A_TIME):
+            batch = files.scan("costs", cost_files[start : start + COST_FILES_AT_A_TIME])
+            table = batch.collect().to_arrow().cast(DATASETS["costs"])
+            new.append("costs", table)
+            appended += table.num_rows
+        if not cost_files:
+            new.append("costs", DATASETS["costs"].empty_table())
+        return appended
+    whole = [Path(path) for path in cost_files if str(path) not in files.left_out]
+    new.append_parquet("costs", whole, DATASETS["costs"])
+    partial = [path for path in cost_files if str(path) in files.left_out]
+    counted = files.scan("costs", partial).collect() if partial else None
+    if counted is not None:
+        new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
+        counted.height if counted is not None else 0
+    )
+
+
+def latest_subscriptions(lake: Lake) -> pa.Table:
     """Each subscription as the latest collection that listed it saw it (names, group path)."""
-    files = dataset_files(lake, "subscriptions")
-    if not files:
+    if not dataset_files(lake, "subscriptions"):
         return DATASETS["subscriptions"].empty_table()
     latest = (
-        scan_files("subscriptions", files)
+        scan_dataset(lake, "subscriptions")
         .sort("snapshot_at", "ingested_at")
         .unique("subscription_id", keep="last")
         .sort("subscription_id")
@@ -547,7 +604,7 @@ def survey_costs(files: LakeFiles) -> pl.DataFrame:
     """One pass over the lake's cost rows (`transforms.sources.survey`): what each partition
     delivers, in which currencies, and whether it holds an amount that is no amount."""
     paths = files.every("costs")
-    return survey(scan_files("costs", paths, with_file="file")).collect(engine="streaming")
+    return survey(files.scan_all("costs", paths, with_file="file")).collect(engine="streaming")
 
 
 def refuse_implausible(surveyed: pl.DataFrame) -> None:
@@ -611,10 +668,10 @@ def refuse_other_currencies(
     )
 
 
-def refuse_empty_lake(lake: Path) -> None:
+def refuse_empty_lake(lake: Lake) -> None:
     """Refuse to build from a lake that does not exist or holds no partition: a mistyped
     `[lake] path` would otherwise publish an empty warehouse over a good one."""
-    if not lake.is_dir():
+    if not (lake.exists() if isinstance(lake, ObjectStoreLake) else lake.is_dir()):
         raise BuildRefusedError(
             f"no lake at {lake}: check [lake] path (or MDECOST_LAKE__PATH); pass --allow-empty "
             "to build an empty warehouse on purpose"
@@ -626,14 +683,18 @@ def refuse_empty_lake(lake: Path) -> None:
         )
 
 
-def _bad_partition(lake: Path, error: Exception) -> BuildRefusedError:
+def _bad_partition(lake: Lake, error: Exception) -> BuildRefusedError:
     """The one-line refusal for lake data that failed to read: the first partition whose file
     cannot be opened or whose columns do not have the declared types, else the error itself."""
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
     for dataset, schema in DATASETS.items():
         for path in dataset_files(lake, dataset):
             try:
-                found = pq.read_schema(path)
+                found = (
+                    lake.read_schema(path)
+                    if isinstance(lake, ObjectStoreLake)
+                    else pq.read_schema(path)
+                )
             except (OSError, pa.ArrowException) as unreadable:
                 problem = (str(unreadable).strip().splitlines() or ["unreadable"])[0]
                 return BuildRefusedError(
@@ -669,17 +730,21 @@ def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSu
             logger.info(f"removed {leftover.name}, left by an interrupted build")
         for leftover in cluster.sweep_abandoned_parts(settings.warehouse):
             logger.info(f"removed {leftover.name}, left by an interrupted build")
-        if not allow_empty:
-            refuse_empty_lake(settings.lake.path)
         try:
+            if not allow_empty:
+                refuse_empty_lake(settings.lake.location())
             warehouse.refuse_foreign(settings.warehouse.path)
             cluster.check_cluster(settings.warehouse)
-        except (warehouse.ForeignWarehouseError, cluster.ClusterUnreachableError) as error:
+        except (
+            warehouse.ForeignWarehouseError,
+            cluster.ClusterUnreachableError,
+            ObjectStoreCredentialError,
+        ) as error:
             raise BuildRefusedError(str(error)) from None
         try:
             summary = _build_locked(settings, logger)
         except (pl.exceptions.PolarsError, pa.ArrowException, duckdb.IOException) as error:
-            raise _bad_partition(settings.lake.path, error) from None
+            raise _bad_partition(settings.lake.location(), error) from None
     for line in summary.lines():
         logger.info(line)
     return summary
@@ -688,8 +753,8 @@ def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSu
 def _build_locked(
     settings: Settings, logger: logging.Logger | logging.LoggerAdapter
 ) -> BuildSummary:
-    fingerprint = lake_fingerprint(settings.lake.path)
-    files = LakeFiles.of(settings.lake.path)
+    fingerprint = lake_fingerprint(settings.lake.location())
+    files = LakeFiles.of(settings.lake.location())
     surveyed = survey_costs(files)
     refuse_implausible(surveyed)
     try:

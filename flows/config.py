@@ -33,6 +33,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from flows.lake import OBJECT_STORE_SCHEMES, Lake, ObjectStoreLake
 from transforms.billing import (
     ARCHIVE_CONTAINER,
     MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT,
@@ -127,7 +128,44 @@ class AzureSettings(_Section):
 
 
 class LakeSettings(_Section):
-    path: Path = Path("data/lake")
+    """Where the lake is: a folder, or (for `build` only) an Azure storage container,
+    `abfs://<container>/<folder>` or `az://...` (`flows.lake.ObjectStoreLake` says where its
+    credential comes from; none is ever written in a config file)."""
+
+    path: Path | str = Path("data/lake")
+    account_name: str | None = None
+    connection_string_env: str | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _folder_or_container(cls, value: Any) -> Any:
+        if not isinstance(value, str) or "://" not in value:
+            return Path(value) if isinstance(value, str) else value
+        parsed = urlparse(value)
+        if parsed.scheme not in OBJECT_STORE_SCHEMES or not parsed.netloc:
+            raise ValueError(
+                f"must be a folder or an Azure storage URL (abfs://<container>/<folder> or "
+                f"az://...), got {value!r}"
+            )
+        return value.rstrip("/")
+
+    def location(self) -> Lake:
+        """The lake as `flows.lake` reads it: a folder, or an `ObjectStoreLake`."""
+        if isinstance(self.path, Path):
+            return self.path
+        return ObjectStoreLake(self.path, self.account_name, self.connection_string_env)
+
+    @property
+    def folder(self) -> Path:
+        """The lake's folder, for the commands that write it. An object-storage lake is refused
+        in one line: writing relies on the file system's atomic rename and lock file."""
+        if isinstance(self.path, Path):
+            return self.path
+        raise ConfigError(
+            f"[lake] path is the object-storage URL {self.path}, which only `mdecost build` "
+            "reads; collect, import-costs and prices refresh write a lake folder: point them at "
+            "a local lake, then upload it (azcopy sync, or az storage blob sync)"
+        )
 
 
 class WarehouseSettings(_Section):
@@ -474,7 +512,7 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         ("pricing", "book"),
     ):
         value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute():
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
             raw[section][key] = str(base / value)
     return raw
 
