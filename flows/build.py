@@ -399,10 +399,11 @@ def stage_chunk(
 @dataclass(frozen=True)
 class PartedChunk:
     """What a chunk computed on a Dask worker hands back: its Parquet part of each view (in
-    `CHUNKED_VIEWS` order) and what it leaves for the estate step."""
+    `CHUNKED_VIEWS` order), what it leaves for the estate step, and the worker's seconds."""
 
     views: dict[str, Path]
     staged: StagedChunk
+    seconds: float
 
 
 @task(cache_policy=NO_CACHE)
@@ -418,13 +419,15 @@ def part_chunk(
 ) -> PartedChunk:
     """Compute one chunk's rows of every view on a Dask worker and write them as Parquet parts
     into `folder`, for the building process to append (`flows.cluster`)."""
+    started = time.perf_counter()
     computed = compute_chunk(settings, book, facts, files, chunk, known)
     views = {
         name: cluster.write_part(folder, number, name, _arrow(computed.views[name]))
         for name in CHUNKED_VIEWS
     }
     rows = {name: frame.height for name, frame in computed.views.items()}
-    return PartedChunk(views, StagedChunk(rows, computed.parts))
+    seconds = time.perf_counter() - started
+    return PartedChunk(views, StagedChunk(rows, computed.parts), seconds)
 
 
 def stage_chunks_on_dask(
@@ -443,13 +446,15 @@ def stage_chunks_on_dask(
     started = time.perf_counter()
 
     def append(index: int, parted: PartedChunk) -> None:
+        appending = time.perf_counter()
         for name, path in parted.views.items():
             new.append(name, cluster.read_part(path))
             path.unlink()
         staged.append(parted.staged)
         logger.info(
-            f"chunk {index + 1}/{len(chunks)} ({chunks[index].describe()}) built on Dask, "
-            f"appended at {time.perf_counter() - started:.1f} s"
+            f"chunk {index + 1}/{len(chunks)} ({chunks[index].describe()}) computed on a Dask "
+            f"worker in {parted.seconds:.1f} s, appended in "
+            f"{time.perf_counter() - appending:.1f} s"
         )
 
     with cluster.parts_folder(settings.warehouse) as folder:
@@ -459,6 +464,10 @@ def stage_chunks_on_dask(
             for number, chunk in enumerate(chunks, start=1)
         ]
         cluster.run_in_order(settings.warehouse, part_chunk, parameters, append)
+    logger.info(
+        f"{len(chunks)} chunks on Dask in {time.perf_counter() - started:.1f} s "
+        "(the cluster's start and stop included)"
+    )
     return staged
 
 
