@@ -448,7 +448,7 @@ def stage_chunks_on_dask(
     def append(index: int, parted: PartedChunk) -> None:
         appending = time.perf_counter()
         for name, path in parted.views.items():
-            new.append(name, cluster.read_part(path))
+            new.append_part(name, path)
             path.unlink()
         staged.append(parted.staged)
         logger.info(

@@ -119,13 +119,9 @@ def sweep_abandoned_parts(settings: WarehouseSettings) -> list[Path]:
 
 
 def write_part(folder: Path, chunk_number: int, view: str, table: pa.Table) -> Path:
-    """One chunk's rows of one view as a Parquet file in `folder` (the Arrow schema is kept in
-    the file, so the building process appends exactly the types the local executor would)."""
+    """One chunk's rows of one view as a Parquet file in `folder`: Parquet keeps the Arrow types,
+    so the building process appends the types the local executor would
+    (`StagedWarehouse.append_part`)."""
     path = folder / f"{chunk_number:06d}.{view}.parquet"
     pq.write_table(table, path, compression="zstd")
     return path
-
-
-def read_part(path: Path) -> pa.Table:
-    """A part written by `write_part`, with the Arrow types it was written with."""
-    return pq.read_table(path)

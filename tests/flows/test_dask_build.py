@@ -48,9 +48,19 @@ def build_with(folder: Path, lake: Path, name: str, executor: str, monkeypatch) 
     return warehouse
 
 
+def column_types(warehouse: Path) -> list[tuple[str, str, str]]:
+    """Every table's columns with their DuckDB types, in order."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "ORDER BY table_name, column_index"
+        ).fetchall()
+
+
 def assert_identical_warehouses(left: Path, right: Path) -> None:
-    """Every table of `left` and `right` holds the same rows, every value to the bit (the build
-    time aside)."""
+    """`left` and `right` have the same columns with the same DuckDB types, and every table holds
+    the same rows, every value to the bit (the build time aside)."""
+    assert column_types(left) == column_types(right)
     first, second = tables(left), tables(right)
     assert set(first) == set(second)
     for name in sorted(first):

@@ -27,6 +27,7 @@ from tests.flows.test_chunked_build import (
     write_lake,
     write_subscriptions,
 )
+from tests.flows.test_dask_build import column_types
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,7 @@ def build_into(folder: Path, lake: str, name: str, executor: str, connection: st
 
 
 def assert_same_warehouse(on_disk: Path, in_storage: Path) -> None:
+    assert column_types(on_disk) == column_types(in_storage)
     first, second = tables(on_disk), tables(in_storage)
     assert set(first) == set(second)
     for name in sorted(first):
