@@ -4,7 +4,9 @@ Under the build lock: price the estate (the effective price book), judge what th
 says (`EstateFacts`), cut the lake into chunks of whole subscriptions, and for each chunk compute
 its rows of every view (pure transforms, `transforms.marts`) and append them to a new warehouse
 beside the published one; then the estate-wide rows, and the swap. Memory holds one chunk at a
-time, so it follows `[warehouse] chunk_megabytes`, not the estate's size.
+time, so it follows `[warehouse] chunk_megabytes`, not the estate's size. With `[warehouse]
+executor = "dask"` the chunks are computed in parallel on a Dask cluster (`flows.cluster`) by
+the same function, and this process appends their parts in the same order.
 
 The warehouse records what it was built from (`build_info`): the lake's fingerprint, so a
 scheduled report rebuilds only when the lake changed, and the settings the numbers depend on,
