@@ -28,6 +28,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from azure.core.exceptions import AzureError
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
@@ -752,6 +753,12 @@ def build(config_file: Path | None = None, allow_empty: bool = False) -> BuildSu
             ObjectStoreCredentialError,
         ) as error:
             raise BuildRefusedError(str(error)) from None
+        except AzureError as error:  # an object-storage lake that refuses us or is not there
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise BuildRefusedError(
+                f"the lake at {settings.lake.path} cannot be read ({first_line}); check [lake] "
+                "path and its credential ([lake] connection_string_env, AZURE_STORAGE_*)"
+            ) from None
         try:
             summary = _build_locked(settings, logger)
         except (pl.exceptions.PolarsError, pa.ArrowException, duckdb.IOException) as error:

@@ -139,6 +139,9 @@ class ObjectStoreLake:
     account_name: str | None = None
     connection_string_env: str | None = None
 
+    def __str__(self) -> str:
+        return self.url
+
     @property
     def scheme(self) -> str:
         return urlparse(self.url).scheme

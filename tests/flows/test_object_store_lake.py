@@ -15,7 +15,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 from typer.testing import CliRunner
 
-from flows.build import LakeFiles, lake_fingerprint
+from flows.build import BuildRefusedError, LakeFiles, build, lake_fingerprint
 from flows.cli import app
 from flows.config import load_settings
 from tests.flows.collect.test_archive_storage import azurite  # noqa: F401 (a fixture)
@@ -138,3 +138,25 @@ def test_collect_and_imports_refuse_a_lake_in_object_storage_in_one_line(tmp_pat
             "build` reads"
         ), result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_lake_in_storage_that_cannot_be_read_is_refused_in_one_line(
+    prefect_harness, lakes, tmp_path, monkeypatch
+):
+    _, _, connection = lakes
+    monkeypatch.setenv("MDECOST_LAKE__CONNECTION_STRING_ENV", CONNECTION_ENV)
+    monkeypatch.setenv("MDECOST_WAREHOUSE__PATH", str(tmp_path / "refused.duckdb"))
+    monkeypatch.setenv(CONNECTION_ENV, connection)
+    monkeypatch.setenv("MDECOST_LAKE__PATH", "abfs://nothing/estate")
+    with pytest.raises(BuildRefusedError, match=r"^no lake at abfs://nothing/estate: check"):
+        build()
+    # The right account with a wrong key: Azure (and Azurite) refuse to authenticate it.
+    account_key = next(part for part in connection.split(";") if part.startswith("AccountKey="))
+    monkeypatch.setenv(CONNECTION_ENV, connection.replace(account_key, "AccountKey=" + "A" * 88))
+    monkeypatch.setenv("MDECOST_LAKE__PATH", LAKE_URL)
+    with pytest.raises(BuildRefusedError) as refused:
+        build()
+    assert str(refused.value).startswith(f"the lake at {LAKE_URL} cannot be read (")
+    assert "\n" not in str(refused.value)
+    assert "A" * 88 not in str(refused.value)
+    assert not (tmp_path / "refused.duckdb").exists()
