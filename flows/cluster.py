@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -33,8 +33,6 @@ from flows.config import WarehouseSettings
 # How long the build waits for the scheduler at `dask_address` to accept a connection.
 SCHEDULER_CONNECT_SECONDS: Final = 10.0
 PARTS_SUFFIX: Final = ".parts"
-
-Result = TypeVar("Result")
 
 
 class ClusterUnreachableError(RuntimeError):
@@ -67,7 +65,7 @@ def task_runner(settings: WarehouseSettings) -> Any:
     """Prefect's Dask task runner for `settings`: the existing scheduler at `dask_address`, else
     a local cluster of `dask_workers` processes (one per core by default), one thread each and
     no dashboard (its fixed port would collide with another build's)."""
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner  # here: only a dask build pays for importing Dask
 
     if settings.dask_address is not None:
         return DaskTaskRunner(address=settings.dask_address)
@@ -85,7 +83,7 @@ def run_in_order(
     settings: WarehouseSettings,
     task: Any,
     parameters: Sequence[dict[str, Any]],
-    receive: Callable[[int, Result], None],
+    receive: Callable[[int, Any], None],
 ) -> None:
     """Submit `task` once per entry of `parameters` to the cluster, all at once, and hand each
     result to `receive` in submission order, as soon as it and the ones before it are done:
