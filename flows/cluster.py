@@ -15,6 +15,7 @@ one chunk's memory).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -63,8 +64,8 @@ def check_cluster(settings: WarehouseSettings) -> None:
 
 def task_runner(settings: WarehouseSettings) -> Any:
     """Prefect's Dask task runner for `settings`: the existing scheduler at `dask_address`, else
-    a local cluster of `dask_workers` processes (one per core by default), one thread each and
-    no dashboard (its fixed port would collide with another build's)."""
+    a local cluster of `dask_workers` processes (one per core by default), one thread each, its
+    dashboard on a free loopback port (the fixed default would collide with another build's)."""
     from prefect_dask import DaskTaskRunner  # here: only a dask build pays for importing Dask
 
     if settings.dask_address is not None:
@@ -74,9 +75,19 @@ def task_runner(settings: WarehouseSettings) -> Any:
             "n_workers": settings.dask_workers or os.cpu_count() or 1,
             "threads_per_worker": 1,
             "processes": True,
-            "dashboard_address": None,
+            "dashboard_address": "127.0.0.1:0",
+            "env": {"PREFECT_API_URL": _prefect_api_url(), "DASK_LOGGING__DISTRIBUTED": "warning"},
         }
     )
+
+
+def _prefect_api_url() -> str:
+    """The Prefect API this process reports to (the temporary server a command starts
+    included), for the local cluster's workers: without it each worker would start a temporary
+    server of its own (about 10 s each), and its task runs would not reach the build's."""
+    from prefect.client.orchestration import get_client
+
+    return str(get_client(sync_client=True).api_url)
 
 
 def run_in_order(
@@ -88,10 +99,25 @@ def run_in_order(
     """Submit `task` once per entry of `parameters` to the cluster, all at once, and hand each
     result to `receive` in submission order, as soon as it and the ones before it are done:
     the building process appends chunk 1 while the workers compute the next ones."""
-    with task_runner(settings) as runner:
+    with quiet_dask(), task_runner(settings) as runner:
         futures = [runner.submit(task, parameters=given) for given in parameters]
         for index, future in enumerate(futures):
             receive(index, future.result())
+
+
+@contextmanager
+def quiet_dask() -> Iterator[None]:
+    """Dask's own INFO lines (some thirty per build: scheduler, nannies, connections) kept off
+    the build's output while the cluster runs; its warnings and errors still show."""
+    import distributed  # noqa: F401 (sets its loggers' levels when first imported)
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextmanager
