@@ -31,15 +31,19 @@ CONFIG = (
 )
 
 
-def build_with(folder: Path, lake: Path, name: str, executor: str, monkeypatch) -> Path:
-    """Build `lake` into `folder/<name>.duckdb` on `executor`, one subscription per chunk."""
+def build_with(
+    folder: Path, lake: Path, name: str, executor: str, monkeypatch, workers: str | None = "2"
+) -> Path:
+    """Build `lake` into `folder/<name>.duckdb` on `executor` (dask: a local cluster of
+    `workers` processes, else the scheduler at MDECOST_WAREHOUSE__DASK_ADDRESS), one
+    subscription per chunk."""
     warehouse = folder / f"{name}.duckdb"
     monkeypatch.setenv("MDECOST_LAKE__PATH", str(lake))
     monkeypatch.setenv("MDECOST_WAREHOUSE__PATH", str(warehouse))
     monkeypatch.setenv("MDECOST_WAREHOUSE__CHUNK_MEGABYTES", ONE_SUBSCRIPTION_PER_CHUNK)
     monkeypatch.setenv("MDECOST_WAREHOUSE__EXECUTOR", executor)
-    if executor == "dask":
-        monkeypatch.setenv("MDECOST_WAREHOUSE__DASK_WORKERS", "2")
+    if executor == "dask" and workers is not None:
+        monkeypatch.setenv("MDECOST_WAREHOUSE__DASK_WORKERS", workers)
     else:
         monkeypatch.delenv("MDECOST_WAREHOUSE__DASK_WORKERS", raising=False)
     config = folder / "mdecost.toml"
@@ -92,6 +96,33 @@ def test_a_dask_cluster_of_two_workers_builds_the_warehouse_of_the_local_build(
             "SELECT round(sum(billed_cost), 2) FROM defender_charges_daily"
         ).fetchall()
     assert billed == pytest.approx(5.16)
+
+
+@pytest.mark.slow
+def test_an_existing_scheduler_at_dask_address_builds_the_warehouse_of_the_local_build(
+    prefect_harness, tmp_path, monkeypatch
+):
+    from distributed import LocalCluster
+    from prefect.settings import PREFECT_API_URL
+
+    lake = tmp_path / "lake"
+    write_lake(lake)
+    write_subscriptions(lake)
+    local = build_with(tmp_path, lake, "local", "local", monkeypatch)
+    parts = tmp_path / "parts"  # the folder the cluster's workers and the build share
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    ) as cluster:
+        monkeypatch.setenv("MDECOST_WAREHOUSE__DASK_ADDRESS", cluster.scheduler_address)
+        monkeypatch.setenv("MDECOST_WAREHOUSE__PARTS_PATH", str(parts))
+        remote = build_with(tmp_path, lake, "remote", "dask", monkeypatch, workers=None)
+        assert cluster.scheduler_info["workers"]  # still up: the build used it, not its own
+    assert_identical_warehouses(local, remote)
+    assert list(parts.iterdir()) == []
 
 
 def test_an_unreachable_scheduler_is_refused_in_one_line_naming_it(
