@@ -142,6 +142,12 @@ class LakeSettings(_Section):
         if not isinstance(value, str) or "://" not in value:
             return Path(value) if isinstance(value, str) else value
         parsed = urlparse(value)
+        if parsed.query or parsed.fragment or "@" in parsed.netloc:
+            # Never echoed: a SAS token or an account key could be in it.
+            raise ValueError(
+                "must name the container and folder only (abfs://<container>/<folder>); a SAS "
+                "token or key goes in the environment ([lake] connection_string_env)"
+            )
         if parsed.scheme not in OBJECT_STORE_SCHEMES or not parsed.netloc:
             raise ValueError(
                 f"must be a folder or an Azure storage URL (abfs://<container>/<folder> or "

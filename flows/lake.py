@@ -12,7 +12,7 @@ A lake may also be read from Azure Blob Storage or ADLS Gen2 (`ObjectStoreLake`,
 "abfs://container/folder"`): the same folders uploaded as they are, read by `build` (locally
 or on Dask workers) through fsspec's `adlfs` (listing, file facts) and polars' own object-store
 reader (scans). Writing (collect, imports, price refreshes) needs the local file system's atomic
-rename and lock file, so those commands refuse an object-storage lake (`LakeSettings.local`).
+rename and lock file, so those commands refuse an object-storage lake (`LakeSettings.folder`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from flows.build import BuildRefusedError, LakeFiles, build, lake_fingerprint
 from flows.cli import app
-from flows.config import load_settings
+from flows.config import ConfigError, load_settings
 from tests.flows.collect.test_archive_storage import azurite  # noqa: F401 (a fixture)
 from tests.flows.test_chunked_build import (
     ONE_SUBSCRIPTION_PER_CHUNK,
@@ -160,3 +160,15 @@ def test_a_lake_in_storage_that_cannot_be_read_is_refused_in_one_line(
     assert "\n" not in str(refused.value)
     assert "A" * 88 not in str(refused.value)
     assert not (tmp_path / "refused.duckdb").exists()
+
+
+def test_a_lake_url_carrying_a_token_is_refused_without_echoing_it(tmp_path):
+    config = tmp_path / "mdecost.toml"
+    config.write_text(f'[lake]\npath = "{LAKE_URL}?sv=2025-01-01&sig=SECRET"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config)
+    assert "SECRET" not in str(refused.value)
+    assert "a SAS token or key goes in the environment" in str(refused.value)
+    config.write_text('[lake]\npath = "s3://bucket/lake"\n')
+    with pytest.raises(ConfigError, match="must be a folder or an Azure storage URL"):
+        load_settings(config)
