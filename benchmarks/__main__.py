@@ -6,14 +6,18 @@ the command would see them. Sizes come from `BENCH_SIZES` (machines, comma-separ
 1000,10000,100000), months from `BENCH_MONTHS` (default 12). Generated lakes are kept under
 `benchmarks/work/` and reused when their size, months and seed match. `BENCH_COLLECT=0` and
 `BENCH_QPU=0` leave out the collection benchmarks (`benchmarks.qpu`: cost collection of a
-200-subscription tenant per scope strategy, under the simulator's QPU windows).
+200-subscription tenant per scope strategy, under the simulator's QPU windows). `BENCH_DASK=0`
+leaves out the build on a local Dask cluster of 1 and of 2 workers (`BENCH_DASK_SIZE` machines,
+default 10000) and the projection to 1,000,000 machines on 16 workers made from it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -64,6 +68,9 @@ class Measured:
     peak_gb: float
     output: str
     stopped_over_limit: bool = False
+    # The largest sum of the resident memory of every process of the child's session (the child,
+    # a Dask scheduler and its workers), sampled every 0.2 s.
+    tree_peak_gb: float = 0.0
 
 
 def _resident_gb(pid: int) -> float:
@@ -75,14 +82,33 @@ def _resident_gb(pid: int) -> float:
     return kilobytes / 1024 / 1024
 
 
+def _session_gb(session: int) -> float:
+    """Resident memory of every process of `session`, added up."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command (in parentheses, which may hold spaces): state, ppid, pgrp,
+        # session.
+        if int(stat.rsplit(")", 1)[1].split()[3]) == session:
+            total += _resident_gb(int(entry.name))
+    return total
+
+
 def run_child(command: list[str], env: dict[str, str] | None = None) -> Measured:
     """Run `command`; its wall time and its peak RSS (largest of it and its waited children).
 
-    The child runs in a session of its own; if its resident memory passes MEMORY_LIMIT_GB the
-    whole session is killed and the result says so.
+    The child runs in a session of its own; if the resident memory of the session (the child
+    and every process it started) passes MEMORY_LIMIT_GB the whole session is killed and the
+    result says so.
     """
     started = time.perf_counter()
     over_limit = threading.Event()
+    tree_peak = [0.0]
     with subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -95,7 +121,9 @@ def run_child(command: list[str], env: dict[str, str] | None = None) -> Measured
 
         def watch() -> None:
             while child.returncode is None and not over_limit.is_set():
-                if _resident_gb(child.pid) > MEMORY_LIMIT_GB:
+                tree = _session_gb(child.pid)
+                tree_peak[0] = max(tree_peak[0], tree)
+                if tree > MEMORY_LIMIT_GB:
                     over_limit.set()
                     os.killpg(child.pid, signal.SIGKILL)
                 time.sleep(0.2)
@@ -108,10 +136,10 @@ def run_child(command: list[str], env: dict[str, str] | None = None) -> Measured
     seconds = time.perf_counter() - started
     peak = usage.ru_maxrss / 1024 / 1024
     if over_limit.is_set():
-        return Measured(seconds, peak, output, stopped_over_limit=True)
+        return Measured(seconds, peak, output, True, tree_peak[0])
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{output[-3000:]}")
-    return Measured(seconds, peak, output)
+    return Measured(seconds, peak, output, tree_peak_gb=max(tree_peak[0], peak))
 
 
 def lake_for(machines: int, months: int) -> tuple[Path, Measured | None]:
@@ -171,7 +199,7 @@ from flows.build import (
 from flows.config import load_settings
 settings = load_settings(Path(sys.argv[1]))
 began = time.perf_counter()
-files = LakeFiles.of(settings.lake.path)
+files = LakeFiles.of(settings.lake.location())
 book = price_book.fn(settings)
 facts = judge_estate.fn(files)
 chunks = plan_build.fn(settings, files)
@@ -179,7 +207,7 @@ known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
 with warehouse.staged(settings.warehouse.path) as new:
     staged = [stage_chunk.fn(settings, book, facts, files, chunk, known, new) for chunk in chunks]
     stage_estate.fn(
-        settings, book, facts, files, staged, lake_fingerprint(settings.lake.path), new
+        settings, book, facts, files, staged, lake_fingerprint(settings.lake.location()), new
     )
 print(f"{time.perf_counter() - began:.1f} s in {len(chunks)} chunk(s)")
 """
@@ -293,6 +321,10 @@ def main() -> None:
         served = {**ad_hoc_env, "PREFECT_API_URL": api_url}
         for machines in sizes:
             saved[str(machines)] = measure_build(machines, months, served, ad_hoc_env)
+            SAVED.write_text(json.dumps(saved, indent=1))
+        if os.environ.get("BENCH_DASK", "1") != "0":
+            dask_size = int(os.environ.get("BENCH_DASK_SIZE", "10000"))
+            saved["dask"] = measure_dask(dask_size, months, served)
             SAVED.write_text(json.dumps(saved, indent=1))
     if os.environ.get("BENCH_COLLECT", "1") != "0":
         measured = run_child([PYTHON, "-c", COLLECT])
@@ -420,6 +452,154 @@ def render_daily(builds: dict[int, dict]) -> list[str]:
     return lines
 
 
+# What `stage_chunks_on_dask` logs of each chunk and of the whole phase (flows/build.py).
+DASK_CHUNK = re.compile(
+    r"chunk \d+/\d+ \((?:\d+ subscription\(s\), (?P<mb>[\d,.]+) MB raw|rows of no collected "
+    r"subscription)\) computed on a Dask worker in (?P<compute>[\d.]+) s, appended in "
+    r"(?P<append>[\d.]+) s"
+)
+DASK_PHASE = re.compile(r"(?P<chunks>\d+) chunks on Dask in (?P<seconds>[\d.]+) s")
+DASK_WORKERS = (1, 2)
+# The projection: a million machines on a cluster of this many one-core workers.
+PROJECTED_MACHINES = 1_000_000
+PROJECTED_WORKERS = 16
+DEFAULT_CHUNK_MB = 32.0
+
+
+def measure_dask(machines: int, months: int, served: dict[str, str]) -> dict:
+    """Build the lake of this size on a local Dask cluster of 1, then 2 worker processes (one
+    thread each); wall time, peak memory of the whole process tree, and each chunk's seconds on
+    its worker and appending in the building process, from the build's log."""
+    folder, _ = lake_for(machines, months)
+    runs = {}
+    for workers in DASK_WORKERS:
+        config = folder / f"mdecost-dask-{workers}.toml"
+        config.write_text(
+            '[lake]\npath = "lake"\n[warehouse]\npath = "warehouse-dask.duckdb"\n'
+            f'executor = "dask"\ndask_workers = {workers}\n'
+        )
+        measured = run_child([MDECOST, "build", "--config", str(config)], env=served)
+        chunks = [
+            {
+                "mb": float(match["mb"].replace(",", "")) if match["mb"] else 0.0,
+                "compute": float(match["compute"]),
+                "append": float(match["append"]),
+            }
+            for match in DASK_CHUNK.finditer(measured.output)
+        ]
+        phase = DASK_PHASE.search(measured.output)
+        runs[str(workers)] = {
+            "run": _kept(measured),
+            "chunks": chunks,
+            "phase_seconds": float(phase["seconds"]) if phase else None,
+        }
+        print(f"  dask, {workers} worker(s): {describe(measured)}, tree peak "
+              f"{measured.tree_peak_gb:.2f} GB, {len(chunks)} chunks", flush=True)  # fmt: skip
+    raw_bytes = sum(p.stat().st_size for p in (folder / "lake" / "raw").glob("**/*.parquet"))
+    return {
+        "measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machines": machines,
+        "months": months,
+        "raw_mb": raw_bytes / 1e6,
+        "load": [round(load, 1) for load in os.getloadavg()],
+        "runs": runs,
+    }
+
+
+def render_dask(dask: dict, local: dict | None = None) -> list[str]:
+    """The Dask section: 1 against 2 workers (and `local`, the local executor's build of the same
+    lake, as `measure_build` saved it), and the projection to a million machines."""
+    runs = {int(workers): run for workers, run in dask["runs"].items()}
+    lines = [
+        f"## Chunks on a local Dask cluster: {dask['machines']:,} machines x "
+        f"{dask['months']} months",
+        "",
+        "`mdecost build` with `executor = \"dask\"` and `dask_workers` = 1, then 2 (worker",
+        "processes of one thread each, started by the build), against the benchmark's Prefect",
+        "server. Peak = the largest sum of the resident memory of every process of the build",
+        "(building process, scheduler, workers), sampled every 0.2 s. Measured "
+        f"{dask['measured_at']}, load average before: "
+        + ", ".join(f"{load:.1f}" for load in dask["load"])
+        + " (2 shared cores).",
+        "",
+        "| workers | build wall | peak RSS, whole tree | chunks | chunk phase | worker s / chunk "
+        "(mean) | append s / chunk (mean) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for workers, run in sorted(runs.items()):
+        measured, chunks = Measured(**run["run"]), run["chunks"]
+        compute, append = (
+            sum(chunk[key] for chunk in chunks) / max(len(chunks), 1)
+            for key in ("compute", "append")
+        )
+        lines.append(
+            f"| {workers} | {measured.seconds:.1f} s | {measured.tree_peak_gb:.2f} GB "
+            f"| {len(chunks)} | {run['phase_seconds'] or 0:.1f} s "
+            f"| {compute:.2f} s | {append:.2f} s |"
+        )
+    if set(DASK_WORKERS) <= set(runs):
+        one, two = (Measured(**runs[w]["run"]) for w in DASK_WORKERS)
+        lines += [
+            "",
+            f"- 1 worker / 2 workers, build wall: {one.seconds / two.seconds:.2f}x; chunk "
+            f"phase: {runs[1]['phase_seconds'] / runs[2]['phase_seconds']:.2f}x",
+        ]
+    if local is not None and 2 in runs:
+        two_workers, alone = Measured(**runs[2]["run"]), Measured(**local["build"])
+        lines.append(
+            f"- the local executor on the same lake, measured {local['measured_at']}: "
+            f"{alone.seconds:.1f} s, peak {alone.peak_gb:.2f} GB; local / 2 workers, build "
+            f"wall: {alone.seconds / two_workers.seconds:.2f}x"
+        )
+    lines += ["", *projection(dask, runs.get(1))]
+    return lines
+
+
+def projection(dask: dict, single: dict | None) -> list[str]:
+    """1,000,000 machines on 16 one-core workers, from the one-worker run's per-chunk times."""
+    if not single or not single["chunks"] or not single["phase_seconds"]:
+        return []
+    chunks = [c for c in single["chunks"] if c["mb"] > 0]
+    measured = Measured(**single["run"])
+    scale = PROJECTED_MACHINES / dask["machines"]
+    seconds_per_mb = sum(c["compute"] for c in chunks) / sum(c["mb"] for c in chunks)
+    append_per_mb = sum(c["append"] for c in single["chunks"]) / sum(c["mb"] for c in chunks)
+    serial = measured.seconds - single["phase_seconds"]
+    raw_mb = dask["raw_mb"] * scale
+    count = math.ceil(raw_mb / DEFAULT_CHUNK_MB)
+    chunk_seconds = seconds_per_mb * DEFAULT_CHUNK_MB
+    compute = math.ceil(count / PROJECTED_WORKERS) * chunk_seconds
+    append = append_per_mb * raw_mb
+    total = serial * scale + max(compute, append) + chunk_seconds
+    return [
+        f"### Projection: {PROJECTED_MACHINES:,} machines on {PROJECTED_WORKERS} workers",
+        "",
+        f"From the 1-worker run (the worker alone on a core): {seconds_per_mb:.3f} s of worker "
+        f"time per MB of raw Parquet, {append_per_mb:.4f} s of appending per MB in the building "
+        f"process, and {serial:.1f} s outside the chunks (survey, estate facts, plan, estate "
+        "views, raw costs, Prefect and cluster start).",
+        "",
+        f"- raw lake: {dask['raw_mb']:,.0f} MB x {scale:,.0f} = {raw_mb:,.0f} MB, in "
+        f"{count:,} chunks of {DEFAULT_CHUNK_MB:.0f} MB, {chunk_seconds:.1f} s each on a worker",
+        f"- chunks: {count:,} / {PROJECTED_WORKERS} workers = "
+        f"{math.ceil(count / PROJECTED_WORKERS)} rounds x {chunk_seconds:.1f} s = "
+        f"{compute:,.0f} s; the one writer appends {append:,.0f} s meanwhile "
+        f"({'the writer' if append > compute else 'the workers'} bound the phase)",
+        f"- outside the chunks, scaled with the lake: {serial:.1f} s x {scale:,.0f} = "
+        f"{serial * scale:,.0f} s (one process: it does not shrink with workers; fixed costs "
+        "such as the cluster's start are scaled too, so this overestimates)",
+        f"- **about {total / 60:,.0f} minutes** ({total:,.0f} s), against "
+        f"{(measured.seconds * scale) / 3600:,.1f} h on one worker at the same rates",
+        "",
+        "Assumptions: the lake grows linearly with machines (the 10k and 100k lakes measured "
+        "above do); every worker has one core as fast as one of these and reads the lake (an "
+        "object store) at the rate it reads local disk here; subscriptions are small against a "
+        "chunk; the steps outside the chunks scale linearly with the lake and run in the "
+        "building process, so they, and the single writer, bound the speed-up; memory of each "
+        "worker follows the chunk size, the building process holds every chunk's estate parts.",
+    ]
+
+
 def _kept(measured: Measured | None) -> dict | None:
     """What results.md needs of a run: its figures and its last output line."""
     if measured is None:
@@ -535,6 +715,9 @@ def render(saved: dict) -> str:
             f"{'met' if growth <= GROWTH_TARGET else 'MISSED'}"
         )
     lines += render_daily(builds)
+    if "dask" in saved:
+        local = saved.get(str(saved["dask"]["machines"]))
+        lines += ["", *render_dask(saved["dask"], local)]
     if collect_result:
         measured, figures = collect_result
         lines += [

@@ -4,7 +4,9 @@ Under the build lock: price the estate (the effective price book), judge what th
 says (`EstateFacts`), cut the lake into chunks of whole subscriptions, and for each chunk compute
 its rows of every view (pure transforms, `transforms.marts`) and append them to a new warehouse
 beside the published one; then the estate-wide rows, and the swap. Memory holds one chunk at a
-time, so it follows `[warehouse] chunk_megabytes`, not the estate's size.
+time, so it follows `[warehouse] chunk_megabytes`, not the estate's size. With `[warehouse]
+executor = "dask"` the chunks are computed in parallel on a Dask cluster (`flows.cluster`) by
+the same function, and this process appends their parts in the same order.
 
 The warehouse records what it was built from (`build_info`): the lake's fingerprint, so a
 scheduled report rebuilds only when the lake changed, and the settings the numbers depend on,
@@ -21,18 +23,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Final
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from azure.core.exceptions import AzureError
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from flows import warehouse
+from flows import cluster, warehouse
 from flows.config import Settings, load_settings
 from flows.incremental import (
     PART_COLUMN_COMMENT,
@@ -52,7 +55,15 @@ from flows.incremental import (
     published_build,
     state_tables,
 )
-from flows.lake import dataset_files, partition_value, scan_files
+from flows.lake import (
+    Lake,
+    ObjectStoreCredentialError,
+    ObjectStoreLake,
+    dataset_files,
+    partition_value,
+    scan_dataset,
+    scan_files,
+)
 from pricing.book import load_price_book, pricing_choices
 from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
@@ -70,6 +81,7 @@ from transforms.marts import (
     ESTATE_FINDINGS,
     ESTATE_VIEWS,
     VIEW_MONTH_COLUMNS,
+    ChunkViews,
     EstateFacts,
     EstateParts,
     MartOptions,
@@ -134,12 +146,13 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("mdecost.build")
 
 
-def lake_fingerprint(lake: Path) -> str:
-    """A digest of every committed partition's path, size and modification time, of every
-    dataset (refreshed retail prices change the price book, hence the warehouse).
+def lake_fingerprint(lake: Lake) -> str:
+    """A digest of every committed partition's path, size and modification time (in object
+    storage: its ETag), of every dataset (refreshed retail prices change the price book, hence
+    the warehouse).
 
-    Partitions are replaced by rename, so any rewrite changes the fingerprint; reading the
-    files' contents is not needed.
+    Partitions are replaced by rename (in object storage: uploaded whole, a new ETag), so any
+    rewrite changes the fingerprint; reading the files' contents is not needed.
     """
     return listing_digest(lake_listing(lake))
 
@@ -174,7 +187,7 @@ class LakeChunk:
         return f"{len(self.subscriptions)} subscription(s), {self.raw_bytes / 1e6:,.1f} MB raw"
 
 
-def _subscription_of_file(path: Path) -> str | None:
+def _subscription_of_file(path: PurePath) -> str | None:
     value = partition_value(path, "subscription_id")
     return value.lower() if value else None
 
@@ -184,38 +197,59 @@ class LakeFiles:
     """The partition files the views are built from, listed once per build (listing the 10,400
     files of the 100k benchmark lake for each of its chunks took 0.4 s a chunk)."""
 
-    by_subscription: dict[str, dict[str, list[Path]]]  # dataset -> subscription -> files
-    shared: dict[str, list[Path]]  # dataset -> files with no subscription partition key
+    by_subscription: dict[str, dict[str, list[PurePath]]]  # dataset -> subscription -> files
+    shared: dict[str, list[PurePath]]  # dataset -> files with no subscription partition key
     # Cost partition file -> the (owner, month) pairs of it not counted (`transforms.sources`).
     left_out: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    # An object-storage lake: where its files are read from, and their sizes from its listing.
+    store: ObjectStoreLake | None = None
+    sizes: dict[PurePath, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, lake: Path) -> LakeFiles:
-        by_subscription: dict[str, dict[str, list[Path]]] = {name: {} for name in BUILT_FROM}
-        shared: dict[str, list[Path]] = {name: [] for name in BUILT_FROM}
+    def of(cls, lake: Lake) -> LakeFiles:
+        by_subscription: dict[str, dict[str, list[PurePath]]] = {name: {} for name in BUILT_FROM}
+        shared: dict[str, list[PurePath]] = {name: [] for name in BUILT_FROM}
+        sizes: dict[PurePath, int] = {}
         for dataset in BUILT_FROM:
-            for path in dataset_files(lake, dataset):
+            listed: list[PurePath]
+            if isinstance(lake, ObjectStoreLake):
+                listing = lake.listing(dataset)
+                sizes.update({blob: size for blob, (size, _) in listing.items()})
+                listed = list(listing)
+            else:
+                listed = list(dataset_files(lake, dataset))
+            for path in listed:
                 subscription = _subscription_of_file(path)
                 if subscription is None:
                     shared[dataset].append(path)
                 else:
                     by_subscription[dataset].setdefault(subscription, []).append(path)
-        return cls(by_subscription, shared)
+        store = lake if isinstance(lake, ObjectStoreLake) else None
+        return cls(by_subscription, shared, store=store, sizes=sizes)
 
     def whole(self) -> RawLake:
         """Lazy scans of the whole lake."""
         return RawLake(**{name: self.scan(name, self.every(name)) for name in BUILT_FROM})
 
-    def scan(self, dataset: str, paths: list[Path]) -> pl.LazyFrame:
+    def scan(self, dataset: str, paths: list[PurePath]) -> pl.LazyFrame:
         """A lazy scan of `paths` of `dataset`, cost rows that are not counted left out."""
         partial = [path for path in paths if str(path) in self.left_out]
         if dataset != "costs" or not partial:
-            return scan_files(dataset, paths)
+            return self.scan_all(dataset, paths)
         whole = [path for path in paths if str(path) not in self.left_out]
-        counted = without(scan_files(dataset, partial, with_file="file"), self.left_out)
-        return pl.concat([scan_files(dataset, whole), counted]) if whole else counted
+        counted = without(self.scan_all(dataset, partial, with_file="file"), self.left_out)
+        return pl.concat([self.scan_all(dataset, whole), counted]) if whole else counted
 
-    def every(self, dataset: str) -> list[Path]:
+    def scan_all(
+        self, dataset: str, paths: list[PurePath], with_file: str | None = None
+    ) -> pl.LazyFrame:
+        """A lazy scan of every row of `paths` (`flows.lake.scan_files`), wherever the lake is."""
+        return scan_files(dataset, paths, with_file=with_file, store=self.store)
+
+    def size(self, path: PurePath) -> int:
+        return self.sizes[path] if self.store is not None else Path(path).stat().st_size
+
+    def every(self, dataset: str) -> list[PurePath]:
         """Every file of `dataset`, in the lake's order."""
         owned = [path for paths in self.by_subscription[dataset].values() for path in paths]
         return sorted(owned + self.shared[dataset])
@@ -224,7 +258,7 @@ class LakeFiles:
         weights: dict[str, int] = {}
         for files in self.by_subscription.values():
             for subscription, paths in files.items():
-                size = sum(path.stat().st_size for path in paths)
+                size = sum(self.size(path) for path in paths)
                 weights[subscription] = weights.get(subscription, 0) + size
         return weights
 
@@ -240,7 +274,7 @@ def plan_lake_chunks(
     weights = files.subscription_bytes()
     owned_costs = [path for paths in files.by_subscription["costs"].values() for path in paths]
     links = linked_subscriptions(
-        scan_files("inventory", files.every("inventory")), scan_files("costs", owned_costs)
+        files.scan_all("inventory", files.every("inventory")), files.scan_all("costs", owned_costs)
     )
     kept = reusable_plan(previous, set(weights), links) if previous is not None else None
     planned = (
@@ -277,7 +311,7 @@ def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> Raw
         parts = [files.scan(dataset, own)] if own else []
         if shared:
             parts.append(files.scan(dataset, shared).filter(of_chunk))
-        return pl.concat(parts) if parts else scan_files(dataset, [])
+        return pl.concat(parts) if parts else files.scan_all(dataset, [])
 
     return RawLake(**{dataset: scan(dataset) for dataset in BUILT_FROM})
 
@@ -349,7 +383,7 @@ def judge_estate(files: LakeFiles) -> EstateFacts:
     importer both partition so), so they are handed over month by month, newest first.
     """
     whole = files.whole()
-    by_month: dict[str | None, list[Path]] = {}
+    by_month: dict[str | None, list[PurePath]] = {}
     for path in files.every("costs"):
         by_month.setdefault(partition_value(path, "month"), []).append(path)
     if None in by_month:  # not partitioned by month: no order to rely on, read them all
@@ -401,6 +435,20 @@ class ChunkReuse:
     first_changed: date | None
 
 
+def compute_chunk(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunk: LakeChunk,
+    known: frozenset[str],
+) -> ChunkViews:
+    """One chunk's rows of every view and its estate parts (pure transforms), the same on
+    either executor."""
+    raw = chunk_lake(files, chunk, known)
+    return chunk_views(raw, _book(book), _options(settings, book), facts)
+
+
 @task(cache_policy=NO_CACHE)
 def stage_chunk(
     settings: Settings,
@@ -416,16 +464,24 @@ def stage_chunk(
     warehouse, so memory holds one chunk's views at a time; with `reuse`, copy from the
     published warehouse what the chunk's changes did not reach (`flows.incremental`)."""
     if reuse is not None and reuse.first_changed is None:
-        staged = _copied_chunk(new, chunk)
-    else:
-        staged = _computed_chunk(settings, book, facts, files, chunk, known, new, reuse)
+        return _copied_chunk(new, chunk)
+    if reuse is None:
+        computed = compute_chunk(settings, book, facts, files, chunk, known)
+        for name in CHUNKED_VIEWS:
+            new.append(name, _arrow(computed.views[name]))
+        rows = {name: frame.height for name, frame in computed.views.items()}
+        return StagedChunk(rows, computed.parts)
+    return _recomputed_chunk(settings, book, facts, files, chunk, known, new, reuse)
+
+
+def record_parts(new: warehouse.StagedWarehouse, chunk: LakeChunk, parts: EstateParts) -> None:
+    """Keep `chunk`'s estate parts in the build state, for a later build that copies it."""
     for name in PART_NAMES:
-        part = getattr(staged.parts, name).with_columns(chunk_key=pl.lit(chunk.key))
+        part = getattr(parts, name).with_columns(chunk_key=pl.lit(chunk.key))
         new.append_state(STATE_SCHEMA, f"part_{name}", _arrow(part))
-    return staged
 
 
-def _computed_chunk(
+def _recomputed_chunk(
     settings: Settings,
     book: pa.Table,
     facts: EstateFacts,
@@ -433,16 +489,14 @@ def _computed_chunk(
     chunk: LakeChunk,
     known: frozenset[str],
     new: warehouse.StagedWarehouse,
-    reuse: ChunkReuse | None,
+    reuse: ChunkReuse,
 ) -> StagedChunk:
+    """`chunk` recomputed from the first month its changes reach, its earlier rows copied
+    (`copy_published_rows`); in full when they reach its whole history."""
     raw = chunk_lake(files, chunk, known)
     options = _options(settings, book)
     timelines = chunk_timelines(raw, facts)
-    start = (
-        _recompute_start(new, chunk, timelines, reuse, facts, options.terms)
-        if reuse is not None
-        else None
-    )
+    start = _recompute_start(new, chunk, timelines, reuse, facts, options.terms)
     computed = chunk_views(
         raw,
         _book(book),
@@ -628,6 +682,105 @@ def _copied_chunk(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> StagedChu
     return StagedChunk({}, parts, "copied", CopiedRows(chunk.subscriptions, None))
 
 
+@dataclass(frozen=True)
+class PartedChunk:
+    """What a chunk computed on a Dask worker hands back: its Parquet part of each view (in
+    `CHUNKED_VIEWS` order), what it leaves for the estate step, and the worker's seconds."""
+
+    views: dict[str, Path]
+    staged: StagedChunk
+    seconds: float
+
+
+@task(cache_policy=NO_CACHE)
+def part_chunk(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunk: LakeChunk,
+    known: frozenset[str],
+    number: int,
+    folder: Path,
+) -> PartedChunk:
+    """Compute one chunk's rows of every view on a Dask worker and write them as Parquet parts
+    into `folder`, for the building process to append (`flows.cluster`)."""
+    started = time.perf_counter()
+    computed = compute_chunk(settings, book, facts, files, chunk, known)
+    views = {
+        name: cluster.write_part(folder, number, name, _arrow(computed.views[name]))
+        for name in CHUNKED_VIEWS
+    }
+    rows = {name: frame.height for name, frame in computed.views.items()}
+    seconds = time.perf_counter() - started
+    return PartedChunk(views, StagedChunk(rows, computed.parts), seconds)
+
+
+def _stage_on_dask(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunks: list[LakeChunk],
+    reuses: list[ChunkReuse | None],
+    known: frozenset[str],
+    new: warehouse.StagedWarehouse,
+) -> list[StagedChunk]:
+    """The chunks nothing changed copied here, the others computed whole on the Dask cluster
+    (reusing some of a chunk's months needs the published warehouse, which only the building
+    process reads), in chunk order."""
+    unchanged = [reuse is not None and reuse.first_changed is None for reuse in reuses]
+    changed = [chunk for chunk, same in zip(chunks, unchanged, strict=True) if not same]
+    computed = iter(
+        stage_chunks_on_dask(settings, book, facts, files, changed, known, new) if changed else []
+    )
+    return [
+        _copied_chunk(new, chunk) if same else next(computed)
+        for chunk, same in zip(chunks, unchanged, strict=True)
+    ]
+
+
+def stage_chunks_on_dask(
+    settings: Settings,
+    book: pa.Table,
+    facts: EstateFacts,
+    files: LakeFiles,
+    chunks: list[LakeChunk],
+    known: frozenset[str],
+    new: warehouse.StagedWarehouse,
+) -> list[StagedChunk]:
+    """Every chunk computed on the Dask cluster at once, its parts appended to the new
+    warehouse in chunk order by this process alone (one writer), each as soon as it is done."""
+    logger = _logger()
+    staged: list[StagedChunk] = []
+    started = time.perf_counter()
+
+    def append(index: int, parted: PartedChunk) -> None:
+        appending = time.perf_counter()
+        for name, path in parted.views.items():
+            new.append_part(name, path)
+            path.unlink()
+        staged.append(parted.staged)
+        logger.info(
+            f"chunk {index + 1}/{len(chunks)} ({chunks[index].describe()}) computed on a Dask "
+            f"worker in {parted.seconds:.1f} s, appended in "
+            f"{time.perf_counter() - appending:.1f} s"
+        )
+
+    with cluster.parts_folder(settings.warehouse) as folder:
+        given = dict(settings=settings, book=book, facts=facts, files=files, known=known)
+        parameters = [
+            {**given, "chunk": chunk, "number": number, "folder": folder}
+            for number, chunk in enumerate(chunks, start=1)
+        ]
+        cluster.run_in_order(settings.warehouse, part_chunk, parameters, append)
+    logger.info(
+        f"{len(chunks)} chunks on Dask in {time.perf_counter() - started:.1f} s "
+        "(the cluster's start and stop included)"
+    )
+    return staged
+
+
 @task(cache_policy=NO_CACHE)
 def stage_estate(
     settings: Settings,
@@ -642,7 +795,7 @@ def stage_estate(
     """The estate-wide rows (fleet comparison, double licensing, showback with its management
     groups from the lake's subscriptions), the price book, the subscriptions, the raw costs and
     `build_info`, appended to the new warehouse and documented."""
-    names = latest_subscriptions(settings.lake.path)
+    names = latest_subscriptions(settings.lake.location())
     estate = estate_views(
         [chunk.parts for chunk in chunks],
         _book(book),
@@ -654,13 +807,7 @@ def stage_estate(
         new.append(name, _arrow(estate[name]))
     new.append("prices", book)
     new.append("subscriptions", names)
-    cost_files = files.every("costs")
-    whole = [path for path in cost_files if str(path) not in files.left_out]
-    new.append_parquet("costs", whole, DATASETS["costs"])
-    partial = [path for path in cost_files if str(path) in files.left_out]
-    counted = files.scan("costs", partial).collect() if partial else None
-    if counted is not None:
-        new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
+    rows_of_costs = append_costs(files, new)
     overlaps = resolution_notes
     new.append("build_info", build_info(settings, fingerprint, facts.history, overlaps))
     new.add_tenants(tenant_tables())
@@ -675,20 +822,49 @@ def stage_estate(
     rows["findings"] += estate["findings"].height
     rows["prices"] = book.num_rows
     rows["subscriptions"] = names.num_rows
-    rows["costs"] = sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
-        counted.height if counted is not None else 0
-    )
+    rows["costs"] = rows_of_costs
     start, end = facts.history or (None, None)
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
 
 
-def latest_subscriptions(lake: Path) -> pa.Table:
+# Cost files of an object-storage lake appended at a time (polars reads them, not DuckDB).
+COST_FILES_AT_A_TIME: Final = 64
+
+
+def append_costs(files: LakeFiles, new: warehouse.StagedWarehouse) -> int:
+    """The lake's counted cost rows appended to the new warehouse as they are; their count.
+
+    Whole partitions of a lake on disk are read by DuckDB itself (fastest); partitions with rows
+    left out (`transforms.sources`), and an object-storage lake's, through polars, a few files
+    at a time."""
+    cost_files = files.every("costs")
+    if files.store is not None:
+        appended = 0
+        for start in range(0, len(cost_files), COST_FILES_AT_A_TIME):
+            batch = files.scan("costs", cost_files[start : start + COST_FILES_AT_A_TIME])
+            table = batch.collect().to_arrow().cast(DATASETS["costs"])
+            new.append("costs", table)
+            appended += table.num_rows
+        if not cost_files:
+            new.append("costs", DATASETS["costs"].empty_table())
+        return appended
+    whole = [Path(path) for path in cost_files if str(path) not in files.left_out]
+    new.append_parquet("costs", whole, DATASETS["costs"])
+    partial = [path for path in cost_files if str(path) in files.left_out]
+    counted = files.scan("costs", partial).collect() if partial else None
+    if counted is not None:
+        new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
+        counted.height if counted is not None else 0
+    )
+
+
+def latest_subscriptions(lake: Lake) -> pa.Table:
     """Each subscription as the latest collection that listed it saw it (names, group path)."""
-    files = dataset_files(lake, "subscriptions")
-    if not files:
+    if not dataset_files(lake, "subscriptions"):
         return DATASETS["subscriptions"].empty_table()
     latest = (
-        scan_files("subscriptions", files)
+        scan_dataset(lake, "subscriptions")
         .sort("snapshot_at", "ingested_at")
         .unique("subscription_id", keep="last")
         .sort("subscription_id")
@@ -747,7 +923,7 @@ def survey_costs(files: LakeFiles) -> pl.DataFrame:
     """One pass over the lake's cost rows (`transforms.sources.survey`): what each partition
     delivers, in which currencies, and whether it holds an amount that is no amount."""
     paths = files.every("costs")
-    return survey(scan_files("costs", paths, with_file="file")).collect(engine="streaming")
+    return survey(files.scan_all("costs", paths, with_file="file")).collect(engine="streaming")
 
 
 def refuse_implausible(surveyed: pl.DataFrame) -> None:
@@ -811,10 +987,10 @@ def refuse_other_currencies(
     )
 
 
-def refuse_empty_lake(lake: Path) -> None:
+def refuse_empty_lake(lake: Lake) -> None:
     """Refuse to build from a lake that does not exist or holds no partition: a mistyped
     `[lake] path` would otherwise publish an empty warehouse over a good one."""
-    if not lake.is_dir():
+    if not (lake.exists() if isinstance(lake, ObjectStoreLake) else lake.is_dir()):
         raise BuildRefusedError(
             f"no lake at {lake}: check [lake] path (or MDECOST_LAKE__PATH); pass --allow-empty "
             "to build an empty warehouse on purpose"
@@ -826,14 +1002,18 @@ def refuse_empty_lake(lake: Path) -> None:
         )
 
 
-def _bad_partition(lake: Path, error: Exception) -> BuildRefusedError:
+def _bad_partition(lake: Lake, error: Exception) -> BuildRefusedError:
     """The one-line refusal for lake data that failed to read: the first partition whose file
     cannot be opened or whose columns do not have the declared types, else the error itself."""
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
     for dataset, schema in DATASETS.items():
         for path in dataset_files(lake, dataset):
             try:
-                found = pq.read_schema(path)
+                found = (
+                    lake.read_schema(path)
+                    if isinstance(lake, ObjectStoreLake)
+                    else pq.read_schema(path)
+                )
             except (OSError, pa.ArrowException) as unreadable:
                 problem = (str(unreadable).strip().splitlines() or ["unreadable"])[0]
                 return BuildRefusedError(
@@ -872,16 +1052,29 @@ def build(
     with warehouse.build_lock(settings.warehouse.path):
         for leftover in warehouse.sweep_abandoned_builds(settings.warehouse.path):
             logger.info(f"removed {leftover.name}, left by an interrupted build")
-        if not allow_empty:
-            refuse_empty_lake(settings.lake.path)
+        for leftover in cluster.sweep_abandoned_parts(settings.warehouse):
+            logger.info(f"removed {leftover.name}, left by an interrupted build")
         try:
+            if not allow_empty:
+                refuse_empty_lake(settings.lake.location())
             warehouse.refuse_foreign(settings.warehouse.path)
-        except warehouse.ForeignWarehouseError as error:
+            cluster.check_cluster(settings.warehouse)
+        except (
+            warehouse.ForeignWarehouseError,
+            cluster.ClusterUnreachableError,
+            ObjectStoreCredentialError,
+        ) as error:
             raise BuildRefusedError(str(error)) from None
+        except AzureError as error:  # an object-storage lake that refuses us or is not there
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise BuildRefusedError(
+                f"the lake at {settings.lake.path} cannot be read ({first_line}); check [lake] "
+                "path and its credential ([lake] connection_string_env, AZURE_STORAGE_*)"
+            ) from None
         try:
             summary = _build_locked(settings, logger, full)
         except (pl.exceptions.PolarsError, pa.ArrowException, duckdb.IOException) as error:
-            raise _bad_partition(settings.lake.path, error) from None
+            raise _bad_partition(settings.lake.location(), error) from None
     for line in summary.lines():
         logger.info(line)
     return summary
@@ -890,9 +1083,9 @@ def build(
 def _build_locked(
     settings: Settings, logger: logging.Logger | logging.LoggerAdapter, full: bool
 ) -> BuildSummary:
-    listing = lake_listing(settings.lake.path)
+    listing = lake_listing(settings.lake.location())
     fingerprint = listing_digest(listing)
-    files = LakeFiles.of(settings.lake.path)
+    files = LakeFiles.of(settings.lake.location())
     surveyed = survey_costs(files)
     refuse_implausible(surveyed)
     try:
@@ -918,23 +1111,29 @@ def _build_locked(
             if previous is not None
             else f"full build: {full_because}"
         )
-        staged: list[StagedChunk] = []
-        for number, chunk in enumerate(chunks, start=1):
-            started = time.perf_counter()
-            reuse = (
-                ChunkReuse(
-                    first_changed_month(
-                        settings.lake.path, previous, listing, chunk.subscriptions, now
-                    )
+        reuses = [
+            ChunkReuse(
+                first_changed_month(
+                    settings.lake.location(), previous, listing, chunk.subscriptions, now
                 )
-                if previous is not None and not chunk.unknown
-                else None
             )
-            staged.append(stage_chunk(settings, book, facts, files, chunk, known, new, reuse))
-            logger.info(
-                f"chunk {number}/{len(chunks)} ({chunk.describe()}) {staged[-1].made} in "
-                f"{time.perf_counter() - started:.1f} s"
-            )
+            if previous is not None and not chunk.unknown
+            else None
+            for chunk in chunks
+        ]
+        if settings.warehouse.executor == "dask":
+            staged = _stage_on_dask(settings, book, facts, files, chunks, reuses, known, new)
+        else:
+            staged = []
+            for number, (chunk, reuse) in enumerate(zip(chunks, reuses, strict=True), start=1):
+                started = time.perf_counter()
+                staged.append(stage_chunk(settings, book, facts, files, chunk, known, new, reuse))
+                logger.info(
+                    f"chunk {number}/{len(chunks)} ({chunk.describe()}) {staged[-1].made} in "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
+        for chunk, staged_chunk in zip(chunks, staged, strict=True):
+            record_parts(new, chunk, staged_chunk.parts)
         copied = copy_published_rows(new, [chunk.copy for chunk in staged if chunk.copy])
         for name, table in state_tables(
             context, now, listing, {chunk.key: chunk.subscriptions for chunk in chunks}

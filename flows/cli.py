@@ -70,6 +70,17 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise fail(str(error), 2) from None
 
 
+def lake_writer_settings_or_exit(config: Path | None) -> Settings:
+    """The settings of a command that writes the lake, or the one-line refusal (status 2) of
+    an object-storage lake, which only `build` reads (`LakeSettings.folder`)."""
+    settings = settings_or_exit(config)
+    try:
+        settings.lake.folder  # noqa: B018 (refuses an object-storage lake)
+    except ConfigError as error:
+        raise fail(str(error), 2) from None
+    return settings
+
+
 def plausible_month(first_day: date) -> date:
     """`first_day` if cost data can exist for its month (`transforms.costs`: 2010 to next
     year), else the one-line refusal (9999-12 has no month after it to end at)."""
@@ -152,7 +163,7 @@ _BOOK_COLUMNS = tuple(PRICE_BOOK.names)
 @prices_app.command("refresh")
 def refresh_prices(config: ConfigOption = None) -> None:
     """Fetch Defender for Servers list prices from the Retail Prices API into the lake."""
-    settings = settings_or_exit(config)
+    settings = lake_writer_settings_or_exit(config)
     try:
         result = refresh_retail_prices(settings)
     except PricingError as error:
@@ -269,7 +280,7 @@ def collect_command(
     from flows.collect.activity_log import WindowError, check_window
     from flows.collect.scopes import validated_scopes
 
-    settings = settings_or_exit(config)
+    settings = lake_writer_settings_or_exit(config)
     instant = (as_of or datetime.now(UTC)).replace(tzinfo=UTC)
     try:
         scopes = validated_scopes(scope) if scope else None
@@ -416,6 +427,7 @@ def exports_backfill(
     from flows.collect.export_api import backfill
     from flows.collect.scopes import Month
 
+    lake_writer_settings_or_exit(config)  # records the months asked in the lake
     settings, client, limits = _export_context(config)
     wanted = [Month.of(datetime.now(UTC).date())]
     while len(wanted) < months:
@@ -429,7 +441,7 @@ def exports_backfill(
             name,
             (storage_account, container, directory),
             wanted,
-            settings.lake.path,
+            settings.lake.folder,
             limits=limits,
             log=logging.getLogger("mdecost.exports"),
             progress=typer.echo,
@@ -512,11 +524,11 @@ def import_costs_command(
     from flows.lake import lake_lock
     from transforms.costs import CostDataError
 
-    settings = settings_or_exit(config)
+    settings = lake_writer_settings_or_exit(config)
     try:
-        with lake_lock(settings.lake.path):
+        with lake_lock(settings.lake.folder):
             result = import_costs_to_lake(
-                paths, settings.lake.path, cost_type=cost_type.value if cost_type else None
+                paths, settings.lake.folder, cost_type=cost_type.value if cost_type else None
             )
     except CostDataError as error:
         raise fail(str(error), 2) from None
@@ -570,7 +582,7 @@ def run_command(
     from flows.pipeline import first_of_month, refresh
     from transforms.comparison import MissingPriceError
 
-    settings = settings_or_exit(config)
+    settings = lake_writer_settings_or_exit(config)
     now = datetime.now(UTC)
     try:
         scopes = validated_scopes(scope) if scope else None
@@ -694,7 +706,7 @@ def serve_command(config: ConfigOption = None) -> None:
 
     from flows.pipeline import deployments
 
-    settings_or_exit(config)
+    lake_writer_settings_or_exit(config)
     serve(*deployments(config.resolve() if config else None))
 
 

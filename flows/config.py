@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +33,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from flows.lake import OBJECT_STORE_SCHEMES, Lake, ObjectStoreLake
 from transforms.billing import (
     ARCHIVE_CONTAINER,
     MONTHLY_TERM_UPLIFT_PERCENT_DEFAULT,
@@ -119,7 +128,50 @@ class AzureSettings(_Section):
 
 
 class LakeSettings(_Section):
-    path: Path = Path("data/lake")
+    """Where the lake is: a folder, or (for `build` only) an Azure storage container,
+    `abfs://<container>/<folder>` or `az://...` (`flows.lake.ObjectStoreLake` says where its
+    credential comes from; none is ever written in a config file)."""
+
+    path: Path | str = Path("data/lake")
+    account_name: str | None = None
+    connection_string_env: str | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _folder_or_container(cls, value: Any) -> Any:
+        if not isinstance(value, str) or "://" not in value:
+            return Path(value) if isinstance(value, str) else value
+        parsed = urlparse(value)
+        if parsed.query or parsed.fragment or "@" in parsed.netloc:
+            # Never echoed: a SAS token or an account key could be in it.
+            raise ValueError(
+                "must name the container and folder only (abfs://<container>/<folder>); a SAS "
+                "token or key goes in the environment ([lake] connection_string_env)"
+            )
+        if parsed.scheme not in OBJECT_STORE_SCHEMES or not parsed.netloc:
+            raise ValueError(
+                f"must be a folder or an Azure storage URL (abfs://<container>/<folder> or "
+                f"az://...), got {value!r}"
+            )
+        return value.rstrip("/")
+
+    def location(self) -> Lake:
+        """The lake as `flows.lake` reads it: a folder, or an `ObjectStoreLake`."""
+        if isinstance(self.path, Path):
+            return self.path
+        return ObjectStoreLake(self.path, self.account_name, self.connection_string_env)
+
+    @property
+    def folder(self) -> Path:
+        """The lake's folder, for the commands that write it. An object-storage lake is refused
+        in one line: writing relies on the file system's atomic rename and lock file."""
+        if isinstance(self.path, Path):
+            return self.path
+        raise ConfigError(
+            f"[lake] path is the object-storage URL {self.path}, which only `mdecost build` "
+            "reads; collect, import-costs and prices refresh write a lake folder: point them at "
+            "a local lake, then upload it (azcopy sync, or az storage blob sync)"
+        )
 
 
 class WarehouseSettings(_Section):
@@ -127,6 +179,33 @@ class WarehouseSettings(_Section):
     # The build reads and computes this much raw Parquet at a time (whole subscriptions): peak
     # memory follows it, not the estate's size (~1.7 GB at 32 MB, benchmarks/results.md).
     chunk_megabytes: float = Field(default=32.0, gt=0)
+    # Where chunks are computed: in the building process one after the other ("local"), or in
+    # parallel on a Dask cluster ("dask", `flows.cluster`): the scheduler at `dask_address`, else
+    # a local cluster of `dask_workers` processes (default: one per core) started for the build.
+    executor: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+    dask_workers: int | None = Field(default=None, ge=1)
+    # Where Dask workers write their chunks' Parquet parts for the building process to append: a
+    # folder every worker and the building process reach (default: beside the warehouse).
+    parts_path: Path | None = None
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(tcp|tls|ws|wss)://[^\s/]+:\d+", value):
+            raise ValueError(
+                f"must be a Dask scheduler address such as tcp://scheduler:8786, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> WarehouseSettings:
+        if self.dask_address is not None and self.dask_workers is not None:
+            raise ValueError(
+                "dask_address (an existing cluster) and dask_workers (a local cluster started "
+                "for the build) exclude each other: set one"
+            )
+        return self
 
 
 class EmailSettings(_Section):
@@ -433,12 +512,13 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for section, key in (
         ("lake", "path"),
         ("warehouse", "path"),
+        ("warehouse", "parts_path"),
         ("report", "path"),
         ("azure", "ca_bundle"),
         ("pricing", "book"),
     ):
         value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute():
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
             raw[section][key] = str(base / value)
     return raw
 

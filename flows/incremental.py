@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 import transforms
-from flows.lake import dataset_files, partition_value, scan_files
+from flows.lake import Lake, ObjectStoreLake, dataset_files, partition_value, scan_files
 from flows.warehouse import StagedWarehouse
 from transforms.incremental import month_start
 from transforms.schemas import DATASETS
@@ -56,14 +56,20 @@ _CODE: Final = (
 Listing = dict[str, tuple[int, int]]  # lake-relative partition path -> (bytes, mtime in ns)
 
 
-def lake_listing(lake: Path) -> Listing:
-    """Every committed partition file of every dataset, with its size and modification time.
+def lake_listing(lake: Lake) -> Listing:
+    """Every committed partition file of every dataset, with its size and modification time
+    (in object storage: its ETag, as a number).
 
-    Partitions are replaced by rename, so a rewritten file has another size or time; reading
-    the files' contents is not needed.
+    Partitions are replaced by rename (in object storage: uploaded whole, a new ETag), so a
+    rewritten file has another size or version; reading the files' contents is not needed.
     """
     listing: Listing = {}
     for dataset in DATASETS:
+        if isinstance(lake, ObjectStoreLake):
+            for blob, (size, etag) in lake.listing(dataset).items():
+                version = int.from_bytes(hashlib.sha256(etag.encode()).digest()[:8], signed=True)
+                listing[str(blob.relative_to(lake.root))] = (size, version)
+            continue
         for path in dataset_files(lake, dataset):
             status = path.stat()
             listing[str(path.relative_to(lake))] = (status.st_size, status.st_mtime_ns)
@@ -236,7 +242,7 @@ WHOLE_HISTORY: Final = date.min
 
 
 def _changed_month(
-    lake: Path, relative: str, dataset: str, earliest_pricings: date | None, listing: Listing
+    lake: Lake, relative: str, dataset: str, earliest_pricings: date | None, listing: Listing
 ) -> date:
     path = Path(relative)
     month = partition_value(path, "month")
@@ -258,7 +264,7 @@ def _changed_month(
 _PRICINGS_MOMENT: Final = ("snapshot_at", "ingested_at", "free_trial_remaining")
 
 
-def _repeats_previous_pricings(lake: Path, relative: str, listing: Listing) -> bool:
+def _repeats_previous_pricings(lake: Lake, relative: str, listing: Listing) -> bool:
     """True when the pricings snapshot `relative` says what the subscription's previous one
     said (a trial's remaining time counted to the same end): it then changes only the days from
     its own on, like any snapshot."""
@@ -279,8 +285,10 @@ def _repeats_previous_pricings(lake: Path, relative: str, listing: Listing) -> b
     previous = max(earlier, key=lambda other: partition_value(Path(other), "snapshot_date") or "")
 
     def settings(relative_path: str) -> pl.DataFrame:
+        store = lake if isinstance(lake, ObjectStoreLake) else None
+        where = lake.root if isinstance(lake, ObjectStoreLake) else lake
         return (
-            scan_files("pricings", [lake / relative_path])
+            scan_files("pricings", [where / relative_path], store=store)
             .with_columns(
                 trial_ends_at=pl.when(pl.col("free_trial_remaining") > timedelta(0)).then(
                     pl.col("snapshot_at") + pl.col("free_trial_remaining")
@@ -297,7 +305,7 @@ def _repeats_previous_pricings(lake: Path, relative: str, listing: Listing) -> b
 
 
 def first_changed_month(
-    lake: Path,
+    lake: Lake,
     previous: Published,
     listing: Listing,
     subscriptions: tuple[str, ...],

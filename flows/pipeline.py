@@ -75,7 +75,7 @@ def read_last_refresh(settings: Settings) -> datetime | None:
     """The instant of the last successful refresh, or None: none yet, or a record that cannot
     be read (empty after a crash of an older mdecost, edited by hand), which is logged and
     ignored, so the refresh falls back to the restatement window rather than failing daily."""
-    path = settings.lake.path / LAST_REFRESH_FILE
+    path = settings.lake.folder / LAST_REFRESH_FILE
     if not path.exists():
         return None
     try:
@@ -91,7 +91,7 @@ def read_last_refresh(settings: Settings) -> datetime | None:
 def write_last_refresh(settings: Settings, as_of: datetime) -> None:
     """Record a successful refresh: written beside, synced, then renamed and the folder synced,
     so a crash leaves the old record or the new one, never an empty file."""
-    path = settings.lake.path / LAST_REFRESH_FILE
+    path = settings.lake.folder / LAST_REFRESH_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -219,7 +219,7 @@ def monthly_finance_report(
     (default: the previous full month)."""
     settings = load_settings(config_file)
     month = first_of_month(month) if month else previous_full_month(datetime.now(UTC))
-    if built_fingerprint(settings.warehouse.path) != lake_fingerprint(settings.lake.path):
+    if built_fingerprint(settings.warehouse.path) != lake_fingerprint(settings.lake.location()):
         build(config_file=config_file)
     paths = render_finance_report(settings, month)
     publish_artifacts(settings.warehouse.path, month)

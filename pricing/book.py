@@ -567,7 +567,7 @@ def load_price_book(settings: Settings, retail: pa.Table | pl.DataFrame | None =
     if settings.pricing.book is not None:
         list_prices = overlay_books(list_prices, read_book_file(settings.pricing.book))
     if retail is None:
-        retail = scan_dataset(settings.lake.path, "retail_prices").collect()
+        retail = scan_dataset(settings.lake.location(), "retail_prices").collect()
     return build_price_book(list_prices, retail, settings.pricing)
 
 

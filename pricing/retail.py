@@ -323,15 +323,17 @@ def refresh_retail_prices(
             f"Defender for Servers P1/P2 meter in {pricing.currency}"
         )
     partition = {"snapshot_date": fetched_at.date().isoformat(), "currency": pricing.currency}
-    target = partition_path(settings.lake.path, DATASET, partition)
+    target = partition_path(settings.lake.folder, DATASET, partition)
     stored = {
-        file: pq.ParquetFile(file).read() for file in dataset_files(settings.lake.path, DATASET)
+        file: pq.ParquetFile(file).read() for file in dataset_files(settings.lake.folder, DATASET)
     }
     before = set(book_entries(load_price_book(settings, _concat(list(stored.values())))))
     unchanged = [table for file, table in stored.items() if file != target]
     after = load_price_book(settings, _concat([*unchanged, rows.table]))
-    with lake_lock(settings.lake.path):
-        path = write_partition(settings.lake.path, DATASET, partition, rows.table, origin=endpoint)
+    with lake_lock(settings.lake.folder):
+        path = write_partition(
+            settings.lake.folder, DATASET, partition, rows.table, origin=endpoint
+        )
     return RefreshResult(
         pages=fetch.pages,
         items=len(fetch.items),

@@ -340,7 +340,7 @@ def collect_subscriptions(
             listed, paths, snapshot_at=as_of, ingested_at=ingested_at
         )
         write_partition(
-            settings.lake.path,
+            settings.lake.folder,
             "subscriptions",
             {"snapshot_date": snapshot_date, "tenant": tenant or "default"},
             table,
@@ -391,7 +391,7 @@ def collect_inventory(
             tenant_id=settings.azure.tenant_id,
         )
         write_partition(
-            settings.lake.path,
+            settings.lake.folder,
             "inventory",
             {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
             table,
@@ -447,7 +447,7 @@ def collect_pricings(
             fetched.records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
         )
         write_partition(
-            settings.lake.path,
+            settings.lake.folder,
             "pricings",
             {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
             table,
@@ -486,7 +486,7 @@ def collect_connectors(
             records, snapshot_at=as_of, ingested_at=ingested_at, scope=scope
         )
         write_partition(
-            settings.lake.path,
+            settings.lake.folder,
             "connectors",
             {"snapshot_date": snapshot_date, "subscription_id": subscription_id},
             table,
@@ -530,11 +530,11 @@ def collect_power_events(
             until=until,
         )
         fresh = activity_log.with_provenance(fresh, ingested_at=ingested_at, scope=scope)
-        existing_file = partition_path(settings.lake.path, "power_events", partition)
+        existing_file = partition_path(settings.lake.folder, "power_events", partition)
         existing = pl.read_parquet(existing_file) if existing_file.exists() else fresh.clear()
         table = activity_log.merged_month(existing, fresh, since, until)
         write_partition(
-            settings.lake.path,
+            settings.lake.folder,
             "power_events",
             partition,
             table,
@@ -678,7 +678,7 @@ def collect_history(
                 for source, frames in by_source.items()
             }
             partition = {"month": chunk.label, "subscription_id": subscription_id}
-            existing_file = partition_path(settings.lake.path, "power_events", partition)
+            existing_file = partition_path(settings.lake.folder, "power_events", partition)
             existing = pl.read_parquet(existing_file) if existing_file.exists() else None
             merged = history.merged_partition(existing, fresh, since=since, until=until)
             if merged is None:
@@ -687,7 +687,7 @@ def collect_history(
                 merged.sort("event_at", "resource_id", "event_data_id"), POWER_EVENTS
             )
             write_partition(
-                settings.lake.path,
+                settings.lake.folder,
                 "power_events",
                 partition,
                 table,
@@ -735,7 +735,7 @@ def collect_export_runs(config_file: Path | None, source: str, index: int) -> Ch
             AzureClients(settings).archive(where),
             source,
             where.directory,
-            settings.lake.path,
+            settings.lake.folder,
             logging.getLogger("mdecost.collect"),
         )
         result.rows = outcome.rows
@@ -755,7 +755,7 @@ def _tenant_key(settings: Settings) -> str:
 def qpu_budget(settings: Settings) -> QpuBudget:
     """The tenant's QPU ledger beside the lake, shared by every task and run on that lake."""
     return QpuBudget(
-        ledger_path(settings.lake.path, _tenant_key(settings)),
+        ledger_path(settings.lake.folder, _tenant_key(settings)),
         scale=settings.collect.qpu_window_scale,
     )
 
@@ -808,7 +808,7 @@ def collect_costs(
         and subscription_ids
         and all(
             partition_path(
-                settings.lake.path, "costs", _cost_partition(sub, chunk, cost_type)
+                settings.lake.folder, "costs", _cost_partition(sub, chunk, cost_type)
             ).exists()
             for sub in subscription_ids
         )
@@ -870,7 +870,7 @@ def collect_costs(
                 table.schema.empty_table() if part is None else part.to_arrow().cast(table.schema)
             )
             write_partition(
-                settings.lake.path,
+                settings.lake.folder,
                 "costs",
                 _cost_partition(subscription_id, chunk, cost_type),
                 rows,
@@ -1069,7 +1069,7 @@ def collect(
     coverage: list[str] = []
     specs: dict[PrefectFuture[Any], ChunkResult] = {}
     refused: list[ChunkResult] = []
-    with lake_lock(settings.lake.path):
+    with lake_lock(settings.lake.folder):
         for tenant in settings.tenant_keys():
             try:
                 tenant_scopes, tenant_coverage = _submit_tenant(
