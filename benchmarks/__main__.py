@@ -399,19 +399,20 @@ def measure_daily_refresh(folder: Path, env: dict[str, str]) -> dict:
     config = refreshed / "mdecost.toml"
     config.write_text('[lake]\npath = "lake"\n[warehouse]\npath = "warehouse.duckdb"\n')
     incremental = run_child([MDECOST, "build", "--config", str(config)], env=env)
-    print(f"  incremental build after the refresh of {added}: {describe(incremental)}", flush=True)
+    print(f"  incremental build, snapshot of {added} added: {describe(incremental)}", flush=True)
     shutil.copyfile(refreshed / "warehouse.duckdb", refreshed / "incremental.duckdb")
     full = run_child([MDECOST, "build", "--full", "--config", str(config)], env=env)
     print(f"  full build of the refreshed lake: {describe(full)}", flush=True)
     apart = differences(refreshed / "warehouse.duckdb", refreshed / "incremental.duckdb")
     made = next(
-        (line for line in incremental.output.splitlines() if "incremental build:" in line), ""
+        (line for line in incremental.output.splitlines() if "incremental build: chunks" in line),
+        "",
     )
     return {
         "day": f"{added}",
         "incremental": _kept(incremental),
         "full": _kept(full),
-        "made": made.split("incremental build: ", 1)[-1],
+        "made": made.split("incremental build: chunks ", 1)[-1],
         "identical": all(first == second == 0 for _, first, second in apart.values()),
     }
 

@@ -28,7 +28,7 @@ ONE_DAY = timedelta(days=1)
 
 
 def daily_refresh(before: Path, after: Path) -> date:
-    """Write `after` (see the module's docstring); the day added."""
+    """Write `after` (see the module's docstring); the day of its new snapshot."""
     shutil.rmtree(after, ignore_errors=True)
     subprocess.run(["cp", "-al", str(before), str(after)], check=True)
     latest = max(
@@ -60,7 +60,7 @@ def daily_refresh(before: Path, after: Path) -> date:
     last_day = latest - ONE_DAY
     _repeat_last_day(after, "power_events", "event_at", last_day)
     _repeat_last_day(after, "costs", "charge_period_start", last_day)
-    return latest
+    return latest + ONE_DAY
 
 
 def _repeat_last_day(lake: Path, dataset: str, column: str, last_day: date) -> None:
