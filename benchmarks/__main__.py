@@ -393,7 +393,6 @@ def measure_daily_refresh(folder: Path, env: dict[str, str]) -> dict:
     """The night after: the lake one collection later (`benchmarks.refresh`), built
     incrementally from the warehouse just built, then in full; both warehouses compared."""
     refreshed = folder / "refreshed"
-    refreshed.mkdir(exist_ok=True)
     added = daily_refresh(folder / "lake", refreshed / "lake")
     shutil.copyfile(folder / "warehouse.duckdb", refreshed / "warehouse.duckdb")
     config = refreshed / "mdecost.toml"

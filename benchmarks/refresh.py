@@ -30,6 +30,7 @@ ONE_DAY = timedelta(days=1)
 def daily_refresh(before: Path, after: Path) -> date:
     """Write `after` (see the module's docstring); the day of its new snapshot."""
     shutil.rmtree(after, ignore_errors=True)
+    after.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-al", str(before), str(after)], check=True)
     latest = max(
         date.fromisoformat(value)
