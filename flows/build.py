@@ -46,8 +46,10 @@ from flows.incremental import (
     WHOLE_HISTORY,
     Facts,
     Published,
+    changed_months,
     chunk_key,
     context_digest,
+    facts_month,
     first_changed_month,
     lake_listing,
     listing_digest,
@@ -1111,16 +1113,16 @@ def _build_locked(
             if previous is not None
             else f"full build: {full_because}"
         )
-        reuses = [
-            ChunkReuse(
-                first_changed_month(
-                    settings.lake.location(), previous, listing, chunk.subscriptions, now
-                )
-            )
-            if previous is not None and not chunk.unknown
-            else None
-            for chunk in chunks
-        ]
+        reuses: list[ChunkReuse | None] = [None] * len(chunks)
+        if previous is not None:
+            changed = changed_months(settings.lake.location(), previous, listing)
+            moved = facts_month(previous.facts, now)
+            reuses = [
+                None
+                if chunk.unknown
+                else ChunkReuse(first_changed_month(changed, chunk.subscriptions, moved))
+                for chunk in chunks
+            ]
         if settings.warehouse.executor == "dask":
             staged = _stage_on_dask(settings, book, facts, files, chunks, reuses, known, new)
         else:

@@ -242,8 +242,14 @@ WHOLE_HISTORY: Final = date.min
 
 
 def _changed_month(
-    lake: Lake, relative: str, dataset: str, earliest_pricings: date | None, listing: Listing
+    lake: Lake,
+    relative: str,
+    earliest_pricings: date | None,
+    previous_pricings: str | None,
 ) -> date:
+    """The first month a change of the partition `relative` reaches; for a pricings snapshot,
+    `earliest_pricings` is its subscription's earliest snapshot day (old or new files) and
+    `previous_pricings` the snapshot before it."""
     path = Path(relative)
     month = partition_value(path, "month")
     if month is not None:
@@ -252,37 +258,31 @@ def _changed_month(
     if day is None:
         return WHOLE_HISTORY
     snapshot = date.fromisoformat(day)
-    if dataset == "pricings":
+    if _dataset_of(relative) == "pricings":
         if earliest_pricings is None or snapshot <= earliest_pricings:
             return WHOLE_HISTORY  # the earliest snapshot stands for the days before it
-        if not _repeats_previous_pricings(lake, relative, listing):
+        if previous_pricings is None or not _same_pricings(lake, previous_pricings, relative):
             return month_start(snapshot - PRICINGS_REACH)
     return month_start(snapshot)
+
+
+def _dataset_of(relative: str) -> str:
+    return Path(relative).parts[1]  # raw/<dataset>/...
+
+
+def _subscription_of(relative: str) -> str | None:
+    subscription = partition_value(Path(relative), "subscription_id")
+    return subscription.lower() if subscription else None
 
 
 # A pricings row's columns that differ between two snapshots of unchanged settings.
 _PRICINGS_MOMENT: Final = ("snapshot_at", "ingested_at", "free_trial_remaining")
 
 
-def _repeats_previous_pricings(lake: Lake, relative: str, listing: Listing) -> bool:
-    """True when the pricings snapshot `relative` says what the subscription's previous one
-    said (a trial's remaining time counted to the same end): it then changes only the days from
-    its own on, like any snapshot."""
-    path = Path(relative)
-    subscription = partition_value(path, "subscription_id")
-    day = partition_value(path, "snapshot_date")
-    earlier = [
-        other
-        for other in listing
-        if Path(other).parts[1] == "pricings"
-        and partition_value(Path(other), "subscription_id") == subscription
-        and (other_day := partition_value(Path(other), "snapshot_date")) is not None
-        and day is not None
-        and other_day < day
-    ]
-    if not earlier:
-        return False
-    previous = max(earlier, key=lambda other: partition_value(Path(other), "snapshot_date") or "")
+def _same_pricings(lake: Lake, earlier: str, later: str) -> bool:
+    """True when the pricings snapshot `later` says what `earlier` said (a trial's remaining
+    time counted to the same end): it then changes only the days from its own on, like any
+    snapshot."""
 
     def settings(relative_path: str) -> pl.DataFrame:
         store = lake if isinstance(lake, ObjectStoreLake) else None
@@ -298,48 +298,43 @@ def _repeats_previous_pricings(lake: Lake, relative: str, listing: Listing) -> b
             .collect()
         )
 
-    first, second = settings(previous), settings(relative)
+    first, second = settings(earlier), settings(later)
     return first.sort(first.columns, nulls_last=True).equals(
         second.sort(second.columns, nulls_last=True)
     )
 
 
-def first_changed_month(
-    lake: Lake,
-    previous: Published,
-    listing: Listing,
-    subscriptions: tuple[str, ...],
-    facts: Facts,
-) -> date | None:
-    """The first month a change of the lake's files of `subscriptions` (or of files of no
-    subscription, read by every chunk) or of the estate's facts can reach, before the
-    timelines are compared; None: nothing the chunk is built from changed."""
-    owned = set(subscriptions)
+def changed_months(lake: Lake, previous: Published, listing: Listing) -> dict[str | None, date]:
+    """The first month the changed lake files of each subscription reach (key None: files of
+    no subscription, which every chunk reads), worked out once for the whole lake."""
+    snapshots: dict[str | None, list[tuple[str, str]]] = {}  # pricings: (day, file), old and new
+    for path in set(previous.files) | set(listing):
+        day = partition_value(Path(path), "snapshot_date")
+        if _dataset_of(path) == "pricings" and day is not None:
+            snapshots.setdefault(_subscription_of(path), []).append((day, path))
+    reached: dict[str | None, date] = {}
+    for path in set(previous.files) | set(listing):
+        if previous.files.get(path) == listing.get(path):
+            continue
+        subscription = _subscription_of(path)
+        days = sorted(snapshots.get(subscription, []))
+        day = partition_value(Path(path), "snapshot_date")
+        earlier = [
+            other for other_day, other in days if day and other_day < day and other in listing
+        ]
+        month = _changed_month(
+            lake,
+            path,
+            date.fromisoformat(days[0][0]) if days else None,
+            earlier[-1] if earlier else None,
+        )
+        reached[subscription] = min(reached.get(subscription, month), month)
+    return reached
 
-    def of_chunk(relative: str) -> bool:
-        subscription = partition_value(Path(relative), "subscription_id")
-        return subscription is None or subscription.lower() in owned
 
-    def dataset_of(relative: str) -> str:
-        return Path(relative).parts[1]  # raw/<dataset>/...
-
-    changed = [
-        path
-        for path in set(previous.files) | set(listing)
-        if of_chunk(path) and previous.files.get(path) != listing.get(path)
-    ]
-    pricings_days = [
-        date.fromisoformat(day)
-        for path in set(previous.files) | set(listing)
-        if dataset_of(path) == "pricings"
-        and of_chunk(path)
-        and (day := partition_value(Path(path), "snapshot_date")) is not None
-    ]
-    earliest_pricings = min(pricings_days, default=None)
-    months = [
-        _changed_month(lake, path, dataset_of(path), earliest_pricings, listing) for path in changed
-    ]
-    old, new = previous.facts, facts
+def facts_month(old: Facts, new: Facts) -> date | None:
+    """The first month a move of the estate's facts reaches; None: they did not move."""
+    months = []
     for before, after in (
         (old.window_end, new.window_end),
         (old.latest_snapshot_date, new.latest_snapshot_date),
@@ -355,6 +350,17 @@ def first_changed_month(
             else WHOLE_HISTORY
         )
     return min(months, default=None)
+
+
+def first_changed_month(
+    changed: Mapping[str | None, date], subscriptions: tuple[str, ...], facts: date | None
+) -> date | None:
+    """The first month a change of the lake's files of `subscriptions` (or of files of no
+    subscription, read by every chunk: `changed_months`) or of the estate's facts
+    (`facts_month`) can reach, before the timelines are compared; None: nothing the chunk is
+    built from changed."""
+    months = [changed[key] for key in (*subscriptions, None) if key in changed]
+    return min([*months, *([facts] if facts else [])], default=None)
 
 
 def normalised_part(frame: pl.DataFrame) -> pl.DataFrame:

@@ -34,6 +34,14 @@ import pytest
 
 from benchmarks.compare import differences
 from flows.build import build
+from flows.incremental import (
+    WHOLE_HISTORY,
+    Facts,
+    Published,
+    changed_months,
+    facts_month,
+    first_changed_month,
+)
 from tests.flows.test_chunked_build import ONE_SUBSCRIPTION_PER_CHUNK, SUB_C, write_estate
 from tests.transforms.conftest import SUB_A, RawLake, vm_id
 
@@ -154,3 +162,24 @@ def test_incremental_builds_equal_full_builds_and_copy_what_no_change_reaches(
     build_into(tmp_path, "full", full=True)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     assert findings(tmp_path / "published.duckdb", A1) == {}
+
+
+def test_a_subscription_s_first_pricings_snapshot_reaches_its_whole_history(tmp_path):
+    # SUB_C's first pricings snapshot (Apr 2) stands for every day before it, whatever the
+    # other subscriptions of its chunk collected earlier (SUB_A's Apr 1); a costs partition
+    # of April reaches April only.
+    def pricings(subscription: str, day: str) -> str:
+        return f"raw/pricings/snapshot_date={day}/subscription_id={subscription}/data.parquet"
+
+    april_costs = (
+        f"raw/costs/source=query/month=2026-04/subscription_id={SUB_A}/cost_type=ActualCost/"
+        "data.parquet"
+    )
+    before = {pricings(SUB_A, "2026-04-01"): (10, 1)}
+    after = {**before, pricings(SUB_C, "2026-04-02"): (10, 2), april_costs: (10, 3)}
+    facts = Facts(None, None, None, None)
+    previous = Published("context", facts, before, {SUB_A: (SUB_A, SUB_C)})
+    changed = changed_months(tmp_path, previous, after)
+    assert changed == {SUB_C: WHOLE_HISTORY, SUB_A: date(2026, 4, 1)}
+    assert first_changed_month(changed, (SUB_A, SUB_C), facts_month(facts, facts)) == WHOLE_HISTORY
+    assert first_changed_month(changed, (SUB_A,), None) == date(2026, 4, 1)
