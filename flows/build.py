@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -43,11 +44,15 @@ from flows.incremental import (
     PART_NAMES,
     STATE_COMMENTS,
     STATE_SCHEMA,
+    STATE_TABLES,
     WHOLE_HISTORY,
     Facts,
+    Listing,
     Published,
+    changed_cost_files,
     changed_months,
     chunk_key,
+    code_digest,
     context_digest,
     facts_month,
     first_changed_month,
@@ -97,7 +102,7 @@ from transforms.marts import (
     plan_chunks,
 )
 from transforms.options import LicensingTerms
-from transforms.schemas import DATASETS
+from transforms.schemas import DATASETS, WAREHOUSE_COSTS
 from transforms.sources import (
     PRECEDENCE,
     CostOverlapError,
@@ -201,6 +206,7 @@ class LakeFiles:
 
     by_subscription: dict[str, dict[str, list[PurePath]]]  # dataset -> subscription -> files
     shared: dict[str, list[PurePath]]  # dataset -> files with no subscription partition key
+    root: PurePath  # the lake the paths are in
     # Cost partition file -> the (owner, month) pairs of it not counted (`transforms.sources`).
     left_out: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
     # An object-storage lake: where its files are read from, and their sizes from its listing.
@@ -227,7 +233,12 @@ class LakeFiles:
                 else:
                     by_subscription[dataset].setdefault(subscription, []).append(path)
         store = lake if isinstance(lake, ObjectStoreLake) else None
-        return cls(by_subscription, shared, store=store, sizes=sizes)
+        root = lake.root if isinstance(lake, ObjectStoreLake) else lake
+        return cls(by_subscription, shared, root, store=store, sizes=sizes)
+
+    def relative(self, path: PurePath) -> str:
+        """`path` relative to the lake, as the build state's listing names it."""
+        return str(path.relative_to(self.root))
 
     def whole(self) -> RawLake:
         """Lazy scans of the whole lake."""
@@ -406,25 +417,14 @@ def plan_build(
 
 @dataclass(frozen=True)
 class StagedChunk:
-    """What a chunk leaves for the estate step: its row counts, its estate parts, and how it
-    was made (`computed`, `copied`, or `from YYYY-MM`: recomputed from that month)."""
+    """What a chunk leaves for the estate step: its estate parts, and how it was made
+    (`computed`, `copied`, or `from YYYY-MM`: recomputed from that month)."""
 
-    rows: dict[str, int]
     parts: EstateParts
     made: str = "computed"
-    copy: CopiedRows | None = None
 
 
-@dataclass(frozen=True)
-class CopiedRows:
-    """The rows of a chunk's `subscriptions` a build copies from the published warehouse: the
-    days and months before `before`, or all of them (then its timelines too)."""
-
-    subscriptions: tuple[str, ...]
-    before: date | None
-
-
-# The published warehouse, attached to the staged one while an incremental build copies from it.
+# The published warehouse, attached to the staged one while an incremental build reads it.
 PUBLISHED: Final = "mdecost_published"
 
 
@@ -432,9 +432,12 @@ PUBLISHED: Final = "mdecost_published"
 class ChunkReuse:
     """What the published warehouse still holds of a chunk: `first_changed` is the first month
     a change of its lake files or of the estate's facts reaches
-    (`flows.incremental.first_changed_month`; None: nothing changed, copy it whole)."""
+    (`flows.incremental.first_changed_month`; None: nothing changed, its rows are kept);
+    `kept_before` the month before which its dated rows were kept when the build forgot the
+    rest (`forget_changed_rows`; None: none were kept)."""
 
     first_changed: date | None
+    kept_before: date | None = None
 
 
 def compute_chunk(
@@ -463,21 +466,20 @@ def stage_chunk(
     reuse: ChunkReuse | None = None,
 ) -> StagedChunk:
     """Compute one chunk's rows of every view (pure transforms) and append them to the new
-    warehouse, so memory holds one chunk's views at a time; with `reuse`, copy from the
-    published warehouse what the chunk's changes did not reach (`flows.incremental`)."""
+    warehouse, so memory holds one chunk's views at a time; with `reuse`, keep the published
+    rows the chunk's changes did not reach (`flows.incremental`)."""
     if reuse is not None and reuse.first_changed is None:
-        return _copied_chunk(new, chunk)
+        return _kept_chunk(new, chunk)
     if reuse is None:
         computed = compute_chunk(settings, book, facts, files, chunk, known)
         for name in CHUNKED_VIEWS:
             new.append(name, _arrow(computed.views[name]))
-        rows = {name: frame.height for name, frame in computed.views.items()}
-        return StagedChunk(rows, computed.parts)
+        return StagedChunk(computed.parts)
     return _recomputed_chunk(settings, book, facts, files, chunk, known, new, reuse)
 
 
 def record_parts(new: warehouse.StagedWarehouse, chunk: LakeChunk, parts: EstateParts) -> None:
-    """Keep `chunk`'s estate parts in the build state, for a later build that copies it."""
+    """Keep `chunk`'s estate parts in the build state, for a later build that keeps it."""
     for name in PART_NAMES:
         part = getattr(parts, name).with_columns(chunk_key=pl.lit(chunk.key))
         new.append_state(STATE_SCHEMA, f"part_{name}", _arrow(part))
@@ -493,8 +495,9 @@ def _recomputed_chunk(
     new: warehouse.StagedWarehouse,
     reuse: ChunkReuse,
 ) -> StagedChunk:
-    """`chunk` recomputed from the first month its changes reach, its earlier rows copied
-    (`copy_published_rows`); in full when they reach its whole history."""
+    """`chunk` recomputed from the first month its changes reach, its earlier rows kept; in
+    full when they reach its whole history. Rows the changes reach further back than
+    `forget_changed_rows` foresaw are deleted here."""
     raw = chunk_lake(files, chunk, known)
     options = _options(settings, book)
     timelines = chunk_timelines(raw, facts)
@@ -511,12 +514,12 @@ def _recomputed_chunk(
     if start is not None and _cut_off_moved_before(new, chunk, computed.parts.cut_offs, start):
         start = None
         computed = chunk_views(raw, _book(book), options, facts, timelines)
-    rows = {}
+    if reuse.kept_before is not None and (start is None or start < reuse.kept_before):
+        forget_dated_rows(new, [(chunk, start, reuse.kept_before)], known)
     for name in CHUNKED_VIEWS:
         new.append(name, _arrow(computed.views[name]))
-        rows[name] = computed.views[name].height
     if start is None:
-        return StagedChunk(rows, computed.parts)
+        return StagedChunk(computed.parts)
 
     def with_published(name: str) -> pl.DataFrame:
         computed_part: pl.DataFrame = getattr(computed.parts, name)
@@ -527,7 +530,7 @@ def _recomputed_chunk(
     parts = replace(
         computed.parts, **{name: with_published(name) for name in PART_NAMES if name != "cut_offs"}
     )
-    return StagedChunk(rows, parts, f"from {start:%Y-%m}", CopiedRows(chunk.subscriptions, start))
+    return StagedChunk(parts, f"from {start:%Y-%m}")
 
 
 def _recompute_start(
@@ -567,8 +570,7 @@ def _recompute_start(
     differs = first_difference(published_intervals, timelines.power_intervals)
     if differs is not None:
         months.append(month_start(differs))
-    first = recompute_start(min(months), terms)
-    return first if first > month_start(facts.window_start) else None
+    return recompute_start(min(months), terms, facts.window_start)
 
 
 def _cut_off_moved_before(
@@ -605,45 +607,96 @@ def _as_lists(new: warehouse.StagedWarehouse, table: str) -> str:
     )
 
 
-def copy_published_rows(new: warehouse.StagedWarehouse, copies: list[CopiedRows]) -> dict[str, int]:
-    """Copy from the published warehouse, one pass per view, the rows the chunks left to copy
-    (`CopiedRows`); the rows copied per view. Never the estate step's findings, which it makes
-    again."""
-    if not copies:
-        return {}
-    wholly = [copy for copy in copies if copy.before is None]
-    parameters: dict[str, object] = {
-        "subscriptions": [member for copy in copies for member in copy.subscriptions],
-        "befores": [copy.before for copy in copies for _ in copy.subscriptions],
-        "wholly": [member for copy in wholly for member in copy.subscriptions],
-        "estate": list(ESTATE_FINDINGS),
-    }
-    plan = "(SELECT unnest($subscriptions) AS subscription_id, unnest($befores) AS before) plan"
-    columns = "COLUMNS(lambda name: name <> 'tenant_id')"
-    copied = {}
-    for name in CHUNKED_VIEWS:
-        if name == "power_intervals":
-            select = (
-                f"SELECT {columns} FROM {PUBLISHED}.power_intervals WHERE resource_id IN "
-                f"(SELECT resource_id FROM {PUBLISHED}.machines "
-                "WHERE list_contains($wholly, subscription_id))"
-            )
-        elif name == "machines":
-            select = (
-                f"SELECT {columns} FROM {PUBLISHED}.machines "
-                "WHERE list_contains($wholly, subscription_id)"
-            )
-        else:
-            dated = VIEW_MONTH_COLUMNS[name]
-            select = (
-                f'SELECT {columns} FROM {PUBLISHED}."{name}" AS view WHERE EXISTS '
-                f"(SELECT 1 FROM {plan} WHERE plan.subscription_id = view.subscription_id "
-                f"AND (plan.before IS NULL OR view.{dated} < plan.before))"
-                + (" AND NOT list_contains($estate, finding)" if name == "findings" else "")
-            )
-        used = {key: value for key, value in parameters.items() if f"${key}" in select}
-        copied[name] = new.copy(name, select, used)
-    return copied
+def _of_chunks(chunks: list[LakeChunk]) -> tuple[str, dict[str, object]]:
+    """A SQL condition on a row's `subscription_id` that holds for the rows of `chunks`, and
+    its parameters (the chunk of no subscription: rows of none, or of no chunk's)."""
+    members = [member for chunk in chunks for member in chunk.subscriptions]
+    condition = "list_contains($members, subscription_id)"
+    if any(chunk.unknown for chunk in chunks):
+        condition = (
+            f"({condition} OR subscription_id IS NULL "
+            "OR NOT list_contains($known, subscription_id))"
+        )
+    return condition, {"members": members}
+
+
+def _used(parameters: Mapping[str, object], sql: str) -> dict[str, object]:
+    """The `parameters` that `sql` names ($name): DuckDB refuses any other."""
+    named = set(re.findall(r"\$(\w+)", sql))
+    return {key: value for key, value in parameters.items() if key in named}
+
+
+def forget_changed_rows(
+    new: warehouse.StagedWarehouse,
+    plans: list[tuple[LakeChunk, ChunkReuse | None]],
+    known: frozenset[str],
+    terms: LicensingTerms,
+    window_start: datetime | None,
+) -> list[ChunkReuse | None]:
+    """Delete from the new warehouse (a copy of the published one) the rows the changed chunks
+    recompute: their machines and power intervals, and their dated rows from the month their
+    lake changes reach (`transforms.incremental.recompute_start`; all of them for the chunk of
+    no subscription, computed whole). What the chunks keep is returned in their reuse
+    (`kept_before`): a chunk whose timelines say a change reached further back deletes more
+    (`_recomputed_chunk`). One pass per view."""
+    changed = [
+        (chunk, reuse) for chunk, reuse in plans if reuse is None or reuse.first_changed is not None
+    ]
+    kept: list[ChunkReuse | None] = []
+    ranges: list[tuple[LakeChunk, date | None, date | None]] = []
+    for chunk, reuse in plans:
+        if reuse is None or reuse.first_changed is None:
+            kept.append(reuse)
+            continue
+        keeps = (
+            recompute_start(reuse.first_changed, terms, window_start)
+            if reuse.first_changed != WHOLE_HISTORY
+            else None
+        )
+        kept.append(replace(reuse, kept_before=keeps))
+        ranges.append((chunk, keeps, None))
+    ranges.extend((chunk, None, None) for chunk, reuse in plans if reuse is None)
+    if not changed:
+        return kept
+    condition, parameters = _of_chunks([chunk for chunk, _ in changed])
+    parameters["known"] = sorted(known)
+    used = _used(parameters, condition)
+    new.delete(
+        "power_intervals",
+        f"resource_id IN (SELECT resource_id FROM {PUBLISHED}.machines WHERE {condition})",
+        used,
+    )
+    new.delete("machines", condition, used)
+    forget_dated_rows(new, ranges, known)
+    return kept
+
+
+def forget_dated_rows(
+    new: warehouse.StagedWarehouse,
+    ranges: list[tuple[LakeChunk, date | None, date | None]],
+    known: frozenset[str],
+) -> None:
+    """Delete the dated rows (`VIEW_MONTH_COLUMNS`) of each (chunk, from, until) of `ranges`
+    dated from `from` (None: from the first) until before `until` (None: to the last)."""
+    for name, dated in VIEW_MONTH_COLUMNS.items():
+        conditions: list[str] = []
+        parameters: dict[str, object] = {"known": sorted(known)}
+        for number, (chunk, first, until) in enumerate(ranges):
+            of_chunk, members = _of_chunks([chunk])
+            of_chunk = of_chunk.replace("$members", f"$members_{number}")
+            parameters[f"members_{number}"] = members["members"]
+            if first is not None:
+                of_chunk += f" AND {dated} >= $from_{number}"
+                parameters[f"from_{number}"] = first
+            if until is not None:
+                of_chunk += f" AND {dated} < $until_{number}"
+                parameters[f"until_{number}"] = until
+            conditions.append(f"({of_chunk})")
+        if not conditions:
+            return
+        where = " OR ".join(conditions)
+        used = _used(parameters, where)
+        new.delete(name, where, used)
 
 
 def _published_part(
@@ -677,11 +730,11 @@ def _earlier_cut_offs(
     return pl.from_arrow(table)  # type: ignore[return-value]
 
 
-def _copied_chunk(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> StagedChunk:
-    """`chunk` as the published warehouse holds it: nothing it is built from changed. Its
-    rows are copied with the others' (`copy_published_rows`); its parts are read here."""
+def _kept_chunk(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> StagedChunk:
+    """`chunk` as the published warehouse holds it: nothing it is built from changed, so its
+    rows stay in the new warehouse (a copy of the published one); its parts are read here."""
     parts = EstateParts(**{name: _published_part(new, name, chunk) for name in PART_NAMES})
-    return StagedChunk({}, parts, "copied", CopiedRows(chunk.subscriptions, None))
+    return StagedChunk(parts, "copied")
 
 
 @dataclass(frozen=True)
@@ -713,9 +766,8 @@ def part_chunk(
         name: cluster.write_part(folder, number, name, _arrow(computed.views[name]))
         for name in CHUNKED_VIEWS
     }
-    rows = {name: frame.height for name, frame in computed.views.items()}
     seconds = time.perf_counter() - started
-    return PartedChunk(views, StagedChunk(rows, computed.parts), seconds)
+    return PartedChunk(views, StagedChunk(computed.parts), seconds)
 
 
 def _stage_on_dask(
@@ -728,16 +780,16 @@ def _stage_on_dask(
     known: frozenset[str],
     new: warehouse.StagedWarehouse,
 ) -> list[StagedChunk]:
-    """The chunks nothing changed copied here, the others computed whole on the Dask cluster
+    """The chunks nothing changed kept here, the others computed whole on the Dask cluster
     (reusing some of a chunk's months needs the published warehouse, which only the building
-    process reads), in chunk order."""
+    process reads; `forget_changed_rows` was told so), in chunk order."""
     unchanged = [reuse is not None and reuse.first_changed is None for reuse in reuses]
     changed = [chunk for chunk, same in zip(chunks, unchanged, strict=True) if not same]
     computed = iter(
         stage_chunks_on_dask(settings, book, facts, files, changed, known, new) if changed else []
     )
     return [
-        _copied_chunk(new, chunk) if same else next(computed)
+        _kept_chunk(new, chunk) if same else next(computed)
         for chunk, same in zip(chunks, unchanged, strict=True)
     ]
 
@@ -793,10 +845,12 @@ def stage_estate(
     fingerprint: str,
     new: warehouse.StagedWarehouse,
     resolution_notes: tuple[str, ...] = (),
+    costs_to_replace: set[str] | None = None,
 ) -> BuildSummary:
     """The estate-wide rows (fleet comparison, double licensing, showback with its management
     groups from the lake's subscriptions), the price book, the subscriptions, the raw costs and
-    `build_info`, appended to the new warehouse and documented."""
+    `build_info`, written to the new warehouse (replacing a copied warehouse's; of the raw
+    costs, the rows of `costs_to_replace`, lake-relative files, when given) and documented."""
     names = latest_subscriptions(settings.lake.location())
     estate = estate_views(
         [chunk.parts for chunk in chunks],
@@ -805,26 +859,28 @@ def stage_estate(
         facts,
         pl.from_arrow(names).lazy(),  # type: ignore[union-attr]
     )
+    new.delete("findings", "list_contains($estate, finding)", {"estate": list(ESTATE_FINDINGS)})
     for name in ESTATE_VIEWS:
+        if name != "findings":
+            new.delete(name)
         new.append(name, _arrow(estate[name]))
+    for name in ("prices", "subscriptions", "build_info"):
+        new.delete(name)
     new.append("prices", book)
     new.append("subscriptions", names)
-    rows_of_costs = append_costs(files, new)
+    if costs_to_replace is None:
+        new.delete("costs")
+    else:
+        new.delete("costs", "list_contains($files, lake_file)", {"files": sorted(costs_to_replace)})
+    append_costs(files, new, costs_to_replace)
     overlaps = resolution_notes
     new.append("build_info", build_info(settings, fingerprint, facts.history, overlaps))
     new.add_tenants(tenant_tables())
     new.document(table_comments(), column_comments())
-    rows = {name: 0 for name in CHUNKED_VIEWS}
-    for chunk in chunks:
-        for name, count in chunk.rows.items():
-            rows[name] += count
-    rows["fleet_comparison_monthly"] = estate["fleet_comparison_monthly"].height
-    rows["licensing_options_monthly"] = estate["licensing_options_monthly"].height
-    rows["showback_monthly"] = estate["showback_monthly"].height
-    rows["findings"] += estate["findings"].height
-    rows["prices"] = book.num_rows
-    rows["subscriptions"] = names.num_rows
-    rows["costs"] = rows_of_costs
+    rows = {
+        name: new.count(name)
+        for name in (*CHUNKED_VIEWS, *ESTATE_VIEWS, "prices", "subscriptions", "costs")
+    }
     start, end = facts.history or (None, None)
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
 
@@ -833,32 +889,39 @@ def stage_estate(
 COST_FILES_AT_A_TIME: Final = 64
 
 
-def append_costs(files: LakeFiles, new: warehouse.StagedWarehouse) -> int:
-    """The lake's counted cost rows appended to the new warehouse as they are; their count.
+def append_costs(
+    files: LakeFiles, new: warehouse.StagedWarehouse, only: set[str] | None = None
+) -> None:
+    """The lake's counted cost rows appended to the new warehouse as they are, each with its
+    partition file (`WAREHOUSE_COSTS`); with `only`, the rows of those files (lake-relative).
 
     Whole partitions of a lake on disk are read by DuckDB itself (fastest); partitions with rows
     left out (`transforms.sources`), and an object-storage lake's, through polars, a few files
     at a time."""
-    cost_files = files.every("costs")
+    cost_files = [
+        path for path in files.every("costs") if only is None or files.relative(path) in only
+    ]
+
+    def counted_rows(paths: list[PurePath]) -> pa.Table:
+        scans = [
+            files.scan("costs", [path]).with_columns(lake_file=pl.lit(files.relative(path)))
+            for path in paths
+        ]
+        return pl.concat(scans).collect().to_arrow().cast(WAREHOUSE_COSTS)
+
     if files.store is not None:
-        appended = 0
         for start in range(0, len(cost_files), COST_FILES_AT_A_TIME):
-            batch = files.scan("costs", cost_files[start : start + COST_FILES_AT_A_TIME])
-            table = batch.collect().to_arrow().cast(DATASETS["costs"])
-            new.append("costs", table)
-            appended += table.num_rows
+            new.append("costs", counted_rows(cost_files[start : start + COST_FILES_AT_A_TIME]))
         if not cost_files:
-            new.append("costs", DATASETS["costs"].empty_table())
-        return appended
+            new.append("costs", WAREHOUSE_COSTS.empty_table())
+        return
     whole = [Path(path) for path in cost_files if str(path) not in files.left_out]
-    new.append_parquet("costs", whole, DATASETS["costs"])
-    partial = [path for path in cost_files if str(path) in files.left_out]
-    counted = files.scan("costs", partial).collect() if partial else None
-    if counted is not None:
-        new.append("costs", counted.to_arrow().cast(DATASETS["costs"]))
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in whole) + (
-        counted.height if counted is not None else 0
+    new.append_parquet(
+        "costs", whole, WAREHOUSE_COSTS, file_column="lake_file", relative_to=Path(files.root)
     )
+    partial = [path for path in cost_files if str(path) in files.left_out]
+    if partial:
+        new.append("costs", counted_rows(partial))
 
 
 def latest_subscriptions(lake: Lake) -> pa.Table:
@@ -921,11 +984,41 @@ def built_fingerprint(warehouse_path: Path) -> str | None:
 
 
 @task(cache_policy=NO_CACHE)
-def survey_costs(files: LakeFiles) -> pl.DataFrame:
+def survey_costs(files: LakeFiles, known: pl.DataFrame | None = None) -> pl.DataFrame:
     """One pass over the lake's cost rows (`transforms.sources.survey`): what each partition
-    delivers, in which currencies, and whether it holds an amount that is no amount."""
+    delivers, in which currencies, and whether it holds an amount that is no amount. The files
+    `known` already surveys (`known_survey`) are not read again."""
     paths = files.every("costs")
-    return survey(files.scan_all("costs", paths, with_file="file")).collect(engine="streaming")
+    if known is not None:
+        surveyed = set(known["file"])
+        paths = [path for path in paths if str(path) not in surveyed]
+    fresh = survey(files.scan_all("costs", paths, with_file="file")).collect(engine="streaming")
+    if known is None:
+        return fresh
+    return pl.concat([known.cast(fresh.schema), fresh]).sort(pl.all())
+
+
+def known_survey(
+    files: LakeFiles, published: Published | None, listing: Listing
+) -> pl.DataFrame | None:
+    """The published build's survey of the cost files unchanged since (same size and
+    modification time), named as this build scans them; None when its code differs."""
+    if published is None or published.code != code_digest():
+        return None
+    unchanged = {
+        files.relative(path): str(path)
+        for path in files.every("costs")
+        if (relative := files.relative(path)) in listing
+        and published.files.get(relative) == listing[relative]
+    }
+    kept = published.survey.filter(pl.col("file").is_in(list(unchanged)))
+    return kept.with_columns(pl.col("file").replace_strict(unchanged))
+
+
+def relative_survey(files: LakeFiles, surveyed: pl.DataFrame) -> pl.DataFrame:
+    """`surveyed` with each file named relative to the lake, as the build state keeps it."""
+    names = {str(path): files.relative(path) for path in files.every("costs")}
+    return surveyed.with_columns(pl.col("file").replace_strict(names, return_dtype=pl.String))
 
 
 def refuse_implausible(surveyed: pl.DataFrame) -> None:
@@ -1088,7 +1181,12 @@ def _build_locked(
     listing = lake_listing(settings.lake.location())
     fingerprint = listing_digest(listing)
     files = LakeFiles.of(settings.lake.location())
-    surveyed = survey_costs(files)
+    published = (
+        None
+        if full or not settings.warehouse.path.exists()
+        else published_build(settings.warehouse.path)
+    )
+    surveyed = survey_costs(files, known_survey(files, published, listing))
     refuse_implausible(surveyed)
     try:
         resolution = resolve(deliveries(surveyed))
@@ -1101,28 +1199,32 @@ def _build_locked(
     context = context_digest(build_info(settings, fingerprint, None, resolution.notes), book)
     start, end = facts.history or (None, None)
     now = Facts(start, end, facts.latest_snapshot_date, facts.billed_through)
-    with warehouse.staged(settings.warehouse.path) as new:
-        previous, full_because = _previous_build(new, settings, full, context, now)
-        chunks = plan_build(settings, files, previous)
-        known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
-        planned = {chunk.subscriptions for chunk in chunks if not chunk.unknown}
-        if previous is not None and planned != set(previous.chunks.values()):
-            previous, full_because = None, "the subscriptions or their chunks changed"
-        logger.info(
-            "incremental build: copying what the lake's changes do not reach"
-            if previous is not None
-            else f"full build: {full_because}"
-        )
+    left_out = frozenset(files.relative(PurePath(path)) for path in files.left_out)
+    previous, full_because = _previous_build(settings.warehouse.path, published, full, context, now)
+    chunks = plan_build(settings, files, previous)
+    known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
+    planned = {chunk.subscriptions for chunk in chunks if not chunk.unknown}
+    if previous is not None and planned != set(previous.chunks.values()):
+        previous, full_because = None, "the subscriptions or their chunks changed"
+    logger.info(
+        "incremental build: keeping what the lake's changes do not reach"
+        if previous is not None
+        else f"full build: {full_because}"
+    )
+    with warehouse.staged(settings.warehouse.path, copy_published=previous is not None) as new:
         reuses: list[ChunkReuse | None] = [None] * len(chunks)
+        costs_to_replace = None
         if previous is not None:
-            changed = changed_months(settings.lake.location(), previous, listing)
-            moved = facts_month(previous.facts, now)
-            reuses = [
-                None
-                if chunk.unknown
-                else ChunkReuse(first_changed_month(changed, chunk.subscriptions, moved))
-                for chunk in chunks
-            ]
+            new.attach_read_only(settings.warehouse.path, PUBLISHED)
+            reuses = _reuses(settings, previous, listing, now, chunks)
+            reuses = forget_changed_rows(
+                new,
+                list(zip(chunks, reuses, strict=True)),
+                known,
+                _options(settings, book).terms,
+                facts.window_start,
+            )
+            costs_to_replace = changed_cost_files(previous, listing, left_out)
         if settings.warehouse.executor == "dask":
             staged = _stage_on_dask(settings, book, facts, files, chunks, reuses, known, new)
         else:
@@ -1134,36 +1236,75 @@ def _build_locked(
                     f"chunk {number}/{len(chunks)} ({chunk.describe()}) {staged[-1].made} in "
                     f"{time.perf_counter() - started:.1f} s"
                 )
-        for chunk, staged_chunk in zip(chunks, staged, strict=True):
-            record_parts(new, chunk, staged_chunk.parts)
-        copied = copy_published_rows(new, [chunk.copy for chunk in staged if chunk.copy])
-        for name, table in state_tables(
-            context, now, listing, {chunk.key: chunk.subscriptions for chunk in chunks}
-        ).items():
-            new.append_state(STATE_SCHEMA, name, table)
-        parts: dict[str, tuple[str, dict[str, str]]] = {
-            f"part_{name}": (PART_COMMENT.format(part=name), {}) for name in PART_NAMES
-        }
-        new.document_schema(STATE_SCHEMA, {**STATE_COMMENTS, **parts}, PART_COLUMN_COMMENT)
-        summary = stage_estate(
-            settings, book, facts, files, staged, fingerprint, new, resolution.notes
+        record_state(
+            new, context, now, listing, left_out, relative_survey(files, surveyed), chunks, staged
         )
-    rows = {name: count + copied.get(name, 0) for name, count in summary.rows.items()}
-    return replace(
-        summary, rows=rows, made=_made(staged, full_because if previous is None else None)
-    )
+        summary = stage_estate(
+            settings,
+            book,
+            facts,
+            files,
+            staged,
+            fingerprint,
+            new,
+            resolution.notes,
+            costs_to_replace,
+        )
+    return replace(summary, made=_made(staged, full_because if previous is None else None))
+
+
+def _reuses(
+    settings: Settings, previous: Published, listing: Listing, now: Facts, chunks: list[LakeChunk]
+) -> list[ChunkReuse | None]:
+    """What each chunk keeps of the published build (`ChunkReuse`; None: the chunk of no
+    subscription, computed whole). On Dask a changed chunk is computed whole."""
+    changed = changed_months(settings.lake.location(), previous, listing)
+    moved = facts_month(previous.facts, now)
+    reuses: list[ChunkReuse | None] = []
+    for chunk in chunks:
+        if chunk.unknown:
+            reuses.append(None)
+            continue
+        first = first_changed_month(changed, chunk.subscriptions, moved)
+        if first is not None and settings.warehouse.executor == "dask":
+            first = WHOLE_HISTORY
+        reuses.append(ChunkReuse(first))
+    return reuses
+
+
+def record_state(
+    new: warehouse.StagedWarehouse,
+    context: str,
+    now: Facts,
+    listing: Listing,
+    left_out: frozenset[str],
+    surveyed: pl.DataFrame,
+    chunks: list[LakeChunk],
+    staged: list[StagedChunk],
+) -> None:
+    """The build state (`flows.incremental`), replacing a copied warehouse's, documented."""
+    for name in (*STATE_TABLES, *(f"part_{name}" for name in PART_NAMES)):
+        new.delete(name, schema=STATE_SCHEMA)
+    for chunk, staged_chunk in zip(chunks, staged, strict=True):
+        record_parts(new, chunk, staged_chunk.parts)
+    members = {chunk.key: chunk.subscriptions for chunk in chunks}
+    for name, table in state_tables(context, now, listing, left_out, members, surveyed).items():
+        new.append_state(STATE_SCHEMA, name, table)
+    parts: dict[str, tuple[str, dict[str, str]]] = {
+        f"part_{name}": (PART_COMMENT.format(part=name), {}) for name in PART_NAMES
+    }
+    new.document_schema(STATE_SCHEMA, {**STATE_COMMENTS, **parts}, PART_COLUMN_COMMENT)
 
 
 def _previous_build(
-    new: warehouse.StagedWarehouse, settings: Settings, full: bool, context: str, now: Facts
+    warehouse_path: Path, previous: Published | None, full: bool, context: str, now: Facts
 ) -> tuple[Published | None, str]:
-    """The published build an incremental build may copy from, or None and why not."""
+    """The published build (its state, `previous`) an incremental build may keep rows of, or
+    None and why not."""
     if full:
         return None, "asked for (--full)"
-    if not settings.warehouse.path.exists():
+    if not warehouse_path.exists():
         return None, "no published warehouse"
-    new.attach_read_only(settings.warehouse.path, PUBLISHED)
-    previous = published_build(new, PUBLISHED)
     if previous is None:
         return None, "the published warehouse has no build state (built by an older mdecost)"
     if previous.context != context:

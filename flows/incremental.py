@@ -28,11 +28,13 @@ import pyarrow as pa
 
 import transforms
 from flows.lake import Lake, ObjectStoreLake, dataset_files, partition_value, scan_files
-from flows.warehouse import StagedWarehouse
+from flows.warehouse import connect_read_only
 from transforms.incremental import month_start
 from transforms.schemas import DATASETS
 
 STATE_SCHEMA: Final = "build_state"
+# The build state's tables besides the chunks' parts.
+STATE_TABLES: Final = ("context", "inputs", "chunks", "survey")
 # The estate parts a chunk hands the estate step (`transforms.marts.EstateParts` fields), kept
 # per chunk so a copied chunk still contributes its parts.
 PART_NAMES: Final = (
@@ -83,6 +85,15 @@ def listing_digest(listing: Listing) -> str:
     return digest.hexdigest()
 
 
+def code_digest() -> str:
+    """A digest of the code that computes the views (and of these rules)."""
+    digest = hashlib.sha256()
+    for root in _CODE:
+        for source in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def context_digest(settings_row: pa.Table, book: pa.Table) -> str:
     """A digest of what every figure depends on besides the lake: the build's settings (the
     `build_info` row without the columns of one build), the effective price book and the code
@@ -99,9 +110,7 @@ def context_digest(settings_row: pa.Table, book: pa.Table) -> str:
     with pa.ipc.new_stream(sink, book.schema) as writer:
         writer.write_table(book)
     digest.update(sink.getvalue().to_pybytes())
-    for root in _CODE:
-        for source in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
-            digest.update(source.read_bytes())
+    digest.update(code_digest().encode())
     return digest.hexdigest()
 
 
@@ -123,6 +132,9 @@ class Published:
     facts: Facts
     files: Listing
     chunks: dict[str, tuple[str, ...]]  # chunk key -> its subscriptions
+    left_out: frozenset[str]  # cost files with rows not counted (`transforms.sources`)
+    code: str  # `code_digest` of the mdecost that built it
+    survey: pl.DataFrame  # `transforms.sources.survey` rows, `file` lake-relative
 
 
 def chunk_key(subscriptions: Iterable[str]) -> str:
@@ -131,49 +143,71 @@ def chunk_key(subscriptions: Iterable[str]) -> str:
     return min(subscriptions)
 
 
-def published_build(staged: StagedWarehouse, database: str) -> Published | None:
-    """The build state of the warehouse attached to `staged` as `database`, or None when it has
-    none (built by a mdecost before incremental builds)."""
-    present = {
-        name
-        for (name,) in staged.rows(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = $db "
-            "AND schema_name = $schema",
-            {"db": database, "schema": STATE_SCHEMA},
+def published_build(warehouse: Path) -> Published | None:
+    """The build state of the published `warehouse`, or None when it has none (built by a
+    mdecost before incremental builds, or before the state recorded what it now does)."""
+    with connect_read_only(warehouse) as con:
+
+        def rows(sql: str) -> list[tuple]:
+            return con.execute(sql).fetchall()
+
+        present = {
+            (name, column)
+            for name, column in rows(
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                f"WHERE schema_name = '{STATE_SCHEMA}'"
+            )
+        }
+        wanted = {
+            ("context", "code"),
+            ("inputs", "rows_left_out"),
+            ("chunks", "chunk_key"),
+            ("survey", "file"),
+        }
+        if not wanted <= present:
+            return None
+        state = STATE_SCHEMA
+        facts = rows(
+            "SELECT context, code, window_start, window_end, latest_snapshot_date, "
+            f"billed_through FROM {state}.context"
         )
-    }
-    if not {"context", "inputs", "chunks"} <= present:
-        return None
-    state = f"{database}.{STATE_SCHEMA}"
-    rows = staged.rows(
-        "SELECT context, window_start, window_end, latest_snapshot_date, billed_through "
-        f"FROM {state}.context"
-    )
-    if len(rows) != 1:
-        return None
-    context, *facts = rows[0]
-    files = {
-        path: (size, mtime)
-        for path, size, mtime in staged.rows(f"SELECT file, bytes, mtime_ns FROM {state}.inputs")
-    }
-    chunks: dict[str, list[str]] = {}
-    for key, subscription in staged.rows(
-        f"SELECT chunk_key, subscription_id FROM {state}.chunks ORDER BY ALL"
-    ):
-        chunks.setdefault(key, []).append(subscription)
+        if len(facts) != 1:
+            return None
+        context, code, *judged = facts[0]
+        survey = normalised_part(
+            pl.from_arrow(con.sql(f"SELECT * FROM {state}.survey").to_arrow_table())  # type: ignore[arg-type]
+        )
+        inputs = rows(f"SELECT file, bytes, mtime_ns, rows_left_out FROM {state}.inputs")
+        chunks: dict[str, list[str]] = {}
+        for key, subscription in rows(
+            f"SELECT chunk_key, subscription_id FROM {state}.chunks ORDER BY ALL"
+        ):
+            chunks.setdefault(key, []).append(subscription)
     return Published(
-        context, Facts(*facts), files, {key: tuple(members) for key, members in chunks.items()}
+        context,
+        Facts(*judged),
+        {path: (size, mtime) for path, size, mtime, _ in inputs},
+        {key: tuple(members) for key, members in chunks.items()},
+        frozenset(path for path, _, _, left_out in inputs if left_out),
+        code,
+        survey,
     )
 
 
 def state_tables(
-    context: str, facts: Facts, listing: Listing, chunks: Mapping[str, tuple[str, ...]]
+    context: str,
+    facts: Facts,
+    listing: Listing,
+    left_out: frozenset[str],
+    chunks: Mapping[str, tuple[str, ...]],
+    survey: pl.DataFrame,
 ) -> dict[str, pa.Table]:
     """The build state's own tables (the parts are appended chunk by chunk)."""
     return {
         "context": pa.table(
             {
                 "context": [context],
+                "code": [code_digest()],
                 "window_start": pa.array([facts.window_start], pa.timestamp("us", tz="UTC")),
                 "window_end": pa.array([facts.window_end], pa.timestamp("us", tz="UTC")),
                 "latest_snapshot_date": pa.array([facts.latest_snapshot_date], pa.date32()),
@@ -185,6 +219,7 @@ def state_tables(
                 "file": list(listing),
                 "bytes": pa.array([size for size, _ in listing.values()], pa.int64()),
                 "mtime_ns": pa.array([mtime for _, mtime in listing.values()], pa.int64()),
+                "rows_left_out": pa.array([path in left_out for path in listing], pa.bool_()),
             }
         ),
         "chunks": pa.table(
@@ -194,6 +229,7 @@ def state_tables(
             },
             schema=pa.schema([("chunk_key", pa.string()), ("subscription_id", pa.string())]),
         ),
+        "survey": survey.to_arrow(),
     }
 
 
@@ -205,6 +241,8 @@ STATE_COMMENTS: Final = {
         "the lake, and the estate's facts it was judged by.",
         {
             "context": "Digest of the settings, the effective price book and mdecost's code.",
+            "code": "Digest of mdecost's code alone (a survey of cost files is kept while it "
+            "holds).",
             "window_start": "Start of the power history built.",
             "window_end": "End of the power history built (the latest evidence).",
             "latest_snapshot_date": "Day of the latest inventory snapshot.",
@@ -218,6 +256,8 @@ STATE_COMMENTS: Final = {
             "file": "Partition file, relative to the lake.",
             "bytes": "Its size.",
             "mtime_ns": "Its modification time (ns since the epoch): a rewrite changes it.",
+            "rows_left_out": "A cost partition some of whose rows were not counted (another "
+            "source of higher precedence delivered them: transforms.sources).",
         },
     ),
     "chunks": (
@@ -226,6 +266,22 @@ STATE_COMMENTS: Final = {
         {
             "chunk_key": "The chunk (its first subscription; empty: rows of no subscription).",
             "subscription_id": "A subscription of the chunk.",
+        },
+    ),
+    "survey": (
+        "mdecost's record (incremental builds): what each cost partition file delivers "
+        "(transforms.sources.survey), so the next build reads only the files that changed.",
+        {
+            "file": "Partition file, relative to the lake.",
+            "owner": "Subscription (or scope) the rows are charged to.",
+            "month": "Month of the charges (YYYY-MM).",
+            "cost_source": "query or export.",
+            "cost_type": "ActualCost, AmortizedCost or FocusCost.",
+            "billing_currency": "Currency of the rows.",
+            "defender": "Billed Defender for Servers rows.",
+            "ingested_at": "Newest ingested_at of the rows.",
+            "rows": "How many rows.",
+            "implausible": "How many rows hold an amount that is no amount.",
         },
     ),
 }
@@ -330,6 +386,18 @@ def changed_months(lake: Lake, previous: Published, listing: Listing) -> dict[st
         )
         reached[subscription] = min(reached.get(subscription, month), month)
     return reached
+
+
+def changed_cost_files(previous: Published, listing: Listing, left_out: frozenset[str]) -> set[str]:
+    """The cost partition files whose rows in the warehouse's `costs` are replaced: those added,
+    rewritten or removed since the published build, and those with rows not counted now or
+    then (which rows count depends on the other sources' files, not on the file alone)."""
+    changed = {
+        path
+        for path in set(previous.files) | set(listing)
+        if previous.files.get(path) != listing.get(path)
+    }
+    return {path for path in changed | left_out | previous.left_out if _dataset_of(path) == "costs"}
 
 
 def facts_month(old: Facts, new: Facts) -> date | None:

@@ -50,6 +50,8 @@ PASS_THROUGH: Final[dict[str, dict[str, object]]] = {
             "ingested_at": "When mdecost collected or imported the row (UTC).",
             "source": "Which collector or export layout produced the row.",
             "scope": "The Azure scope or billing account the row was read from.",
+            "lake_file": "The lake partition file the row was read from, relative to the lake "
+            "(raw/costs/source=.../month=.../...): which collection or import delivered it.",
         },
     },
     "subscriptions": {

@@ -45,13 +45,19 @@ def month_start(moment: date | datetime) -> date:
     return day.replace(day=1)
 
 
-def recompute_start(first_changed: date, terms: LicensingTerms) -> date:
+def recompute_start(
+    first_changed: date, terms: LicensingTerms, history_start: datetime | None
+) -> date | None:
     """The first month to recompute when `first_changed` is the first month a change reaches:
-    the first month of its seat block (blocks of whole calendar months from January)."""
+    the first month of its seat block (blocks of whole calendar months from January); None when
+    that is the history's first month or earlier (the whole history is recomputed)."""
     months_per_block = terms.reassignment_months
     index = (first_changed.year * 12 + first_changed.month - 1) // months_per_block
     first = index * months_per_block
-    return date(first // 12, first % 12 + 1, 1)
+    start = date(first // 12, first % 12 + 1, 1)
+    if history_start is None or start <= month_start(history_start):
+        return None
+    return start
 
 
 def lookback_start(recompute_from: date) -> date:

@@ -188,6 +188,10 @@ SUBSCRIPTIONS: Final = pa.schema(
     ]
 )
 
+# The warehouse's `costs`: the lake's cost rows as they are, each with the partition file it was
+# read from, relative to the lake (so an incremental build replaces one file's rows).
+WAREHOUSE_COSTS: Final = COSTS.append(pa.field("lake_file", pa.string(), nullable=False))
+
 DATASETS: Final = {
     "inventory": INVENTORY,
     "pricings": PRICINGS,
