@@ -76,7 +76,7 @@ from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
 from transforms.dictionary import column_comments, table_comments, tenant_tables
 from transforms.incremental import (
-    first_difference,
+    first_difference_sql,
     lookback_start,
     machines_differ,
     month_start,
@@ -426,6 +426,8 @@ class StagedChunk:
 
 # The published warehouse, attached to the staged one while an incremental build reads it.
 PUBLISHED: Final = "mdecost_published"
+# A recomputed chunk's power intervals, as the staged warehouse's queries read them.
+CHUNK_INTERVALS: Final = "mdecost_chunk_intervals"
 
 
 @dataclass(frozen=True)
@@ -501,7 +503,19 @@ def _recomputed_chunk(
     raw = chunk_lake(files, chunk, known)
     options = _options(settings, book)
     timelines = chunk_timelines(raw, facts)
-    start = _recompute_start(new, chunk, timelines, reuse, facts, options.terms)
+    with new.registered(CHUNK_INTERVALS, _arrow(timelines.power_intervals)):
+        members = {"subscriptions": list(chunk.subscriptions)}
+        published_intervals = (
+            f"SELECT * FROM {PUBLISHED}.power_intervals WHERE resource_id IN "
+            f"(SELECT resource_id FROM {PUBLISHED}.machines "
+            "WHERE list_contains($subscriptions, subscription_id))"
+        )
+        found: datetime | None = new.rows(
+            first_difference_sql(published_intervals, f"SELECT * FROM {CHUNK_INTERVALS}"),
+            members,
+        )[0][0]
+    differs = found.astimezone(UTC) if found is not None else None
+    start = _recompute_start(new, chunk, timelines, reuse, facts, options.terms, differs)
     computed = chunk_views(
         raw,
         _book(book),
@@ -516,8 +530,23 @@ def _recomputed_chunk(
         computed = chunk_views(raw, _book(book), options, facts, timelines)
     if reuse.kept_before is not None and (start is None or start < reuse.kept_before):
         forget_dated_rows(new, [(chunk, start, reuse.kept_before)], known)
+    if differs is not None:
+        # Before the first difference, the two timelines hold the same intervals (each one
+        # ending before it is in both, `first_difference_sql`): only the rest is replaced.
+        new.delete(
+            "power_intervals",
+            "(end_at >= $differs OR end_at IS NULL) AND resource_id IN "
+            f"(SELECT resource_id FROM {PUBLISHED}.machines "
+            "WHERE list_contains($subscriptions, subscription_id))",
+            {**members, "differs": differs},
+        )
+        changed = timelines.power_intervals.filter(
+            (pl.col("end_at") >= differs) | pl.col("end_at").is_null()
+        )
+        new.append("power_intervals", _arrow(changed))
     for name in CHUNKED_VIEWS:
-        new.append(name, _arrow(computed.views[name]))
+        if name != "power_intervals":
+            new.append(name, _arrow(computed.views[name]))
     if start is None:
         return StagedChunk(computed.parts)
 
@@ -540,8 +569,10 @@ def _recompute_start(
     reuse: ChunkReuse,
     facts: EstateFacts,
     terms: LicensingTerms,
+    differs: datetime | None,
 ) -> date | None:
-    """The first month of `chunk` to recompute (`transforms.incremental`); None: all of it."""
+    """The first month of `chunk` to recompute (`transforms.incremental`); None: all of it.
+    `differs` is the first instant its new power intervals differ from the published ones."""
     if reuse.first_changed is None or reuse.first_changed == WHOLE_HISTORY:
         return None
     members = {"subscriptions": list(chunk.subscriptions)}
@@ -556,18 +587,7 @@ def _recompute_start(
     )
     if machines_differ(published_machines, timelines.machines):
         return None
-    published_intervals = normalised_part(
-        pl.from_arrow(  # type: ignore[arg-type]
-            new.read(
-                f"SELECT * FROM {PUBLISHED}.power_intervals WHERE resource_id IN "
-                f"(SELECT resource_id FROM {PUBLISHED}.machines "
-                "WHERE list_contains($subscriptions, subscription_id))",
-                members,
-            )
-        )
-    )
     months = [reuse.first_changed]
-    differs = first_difference(published_intervals, timelines.power_intervals)
     if differs is not None:
         months.append(month_start(differs))
     return recompute_start(min(months), terms, facts.window_start)
@@ -632,13 +652,15 @@ def forget_changed_rows(
     known: frozenset[str],
     terms: LicensingTerms,
     window_start: datetime | None,
+    computed_whole: bool,
 ) -> list[ChunkReuse | None]:
     """Delete from the new warehouse (a copy of the published one) the rows the changed chunks
-    recompute: their machines and power intervals, and their dated rows from the month their
-    lake changes reach (`transforms.incremental.recompute_start`; all of them for the chunk of
-    no subscription, computed whole). What the chunks keep is returned in their reuse
-    (`kept_before`): a chunk whose timelines say a change reached further back deletes more
-    (`_recomputed_chunk`). One pass per view."""
+    recompute: their machines, and their dated rows from the month their lake changes reach
+    (`transforms.incremental.recompute_start`; all of them for the chunk of no subscription,
+    computed whole); the power intervals of chunks computed whole (that one, or every changed
+    chunk when `computed_whole`: on Dask), the others' being replaced where they changed
+    (`_recomputed_chunk`). What the chunks keep is returned in their reuse (`kept_before`): a
+    chunk whose timelines say a change reached further back deletes more. One pass per view."""
     changed = [
         (chunk, reuse) for chunk, reuse in plans if reuse is None or reuse.first_changed is not None
     ]
@@ -660,13 +682,16 @@ def forget_changed_rows(
         return kept
     condition, parameters = _of_chunks([chunk for chunk, _ in changed])
     parameters["known"] = sorted(known)
-    used = _used(parameters, condition)
-    new.delete(
-        "power_intervals",
-        f"resource_id IN (SELECT resource_id FROM {PUBLISHED}.machines WHERE {condition})",
-        used,
-    )
-    new.delete("machines", condition, used)
+    new.delete("machines", condition, _used(parameters, condition))
+    whole = [chunk for chunk, reuse in changed if reuse is None or computed_whole]
+    if whole:
+        condition, parameters = _of_chunks(whole)
+        parameters["known"] = sorted(known)
+        new.delete(
+            "power_intervals",
+            f"resource_id IN (SELECT resource_id FROM {PUBLISHED}.machines WHERE {condition})",
+            _used(parameters, condition),
+        )
     forget_dated_rows(new, ranges, known)
     return kept
 
@@ -1223,6 +1248,7 @@ def _build_locked(
                 known,
                 _options(settings, book).terms,
                 facts.window_start,
+                computed_whole=settings.warehouse.executor == "dask",
             )
             costs_to_replace = changed_cost_files(previous, listing, left_out)
         if settings.warehouse.executor == "dask":

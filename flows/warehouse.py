@@ -143,6 +143,15 @@ class StagedWarehouse:
         ).fetchone()
         return int(deleted[0]) if deleted else 0
 
+    @contextmanager
+    def registered(self, name: str, table: pa.Table) -> Iterator[None]:
+        """`table` readable as `name` in this warehouse's queries while the block runs."""
+        self._con.register(name, table)
+        try:
+            yield
+        finally:
+            self._con.unregister(name)
+
     def count(self, name: str) -> int:
         """The rows of table `name` (0 when it is not there)."""
         if not self.has(name):

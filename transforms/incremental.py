@@ -68,26 +68,24 @@ def lookback_start(recompute_from: date) -> date:
     return date(recompute_from.year, recompute_from.month - 1, 1)
 
 
-def first_difference(old: pl.DataFrame, new: pl.DataFrame) -> datetime | None:
-    """The first instant at which two sets of `power_intervals` rows disagree, or None.
+def first_difference_sql(old: str, new: str) -> str:
+    """SQL for the first instant at which two SELECTs of `power_intervals` rows (`old`, `new`)
+    disagree, or NULL.
 
     Intervals are matched by machine and start: a pair in the same state that ends at two times
     agrees until the earlier end (the last interval of a machine grows with the history); an
-    interval on one side only, or a pair in different states, disagrees from its start.
+    interval on one side only, or a pair in different states, disagrees from its start. In SQL
+    because the published side is in DuckDB: reading a chunk's ~400,000 intervals out of it
+    took longer than the comparison.
     """
-    paired = old.join(new, on=list(_INTERVAL_KEY), how="full", coalesce=True, suffix="_new")
-    same_state = (pl.col("state") == pl.col("state_new")) & (
-        pl.col("billable") == pl.col("billable_new")
-    )
-    moments = paired.select(
-        pl.when(pl.col("state").is_null() | pl.col("state_new").is_null() | ~same_state)
-        .then(pl.col("start_at"))
-        .when(pl.col("end_at") != pl.col("end_at_new"))
-        .then(pl.min_horizontal("end_at", "end_at_new"))
-        .alias("at")
-    )
-    first: datetime | None = moments.select(pl.col("at").min()).item()
-    return first
+    return f"""
+        SELECT min(CASE
+            WHEN old.state IS NULL OR new.state IS NULL OR old.state <> new.state
+                OR old.billable <> new.billable THEN start_at
+            WHEN old.end_at <> new.end_at THEN least(old.end_at, new.end_at)
+        END)
+        FROM ({old}) AS old FULL JOIN ({new}) AS new USING (resource_id, start_at)
+    """
 
 
 def machines_differ(old: pl.DataFrame, new: pl.DataFrame) -> bool:
