@@ -1224,7 +1224,6 @@ def _build_locked(
     context = context_digest(build_info(settings, fingerprint, None, resolution.notes), book)
     start, end = facts.history or (None, None)
     now = Facts(start, end, facts.latest_snapshot_date, facts.billed_through)
-    left_out = frozenset(files.relative(PurePath(path)) for path in files.left_out)
     previous, full_because = _previous_build(settings.warehouse.path, published, full, context, now)
     chunks = plan_build(settings, files, previous)
     known = frozenset(member for chunk in chunks for member in chunk.subscriptions)
@@ -1250,7 +1249,7 @@ def _build_locked(
                 facts.window_start,
                 computed_whole=settings.warehouse.executor == "dask",
             )
-            costs_to_replace = changed_cost_files(previous, listing, left_out)
+            costs_to_replace = changed_cost_files(previous, listing)
         if settings.warehouse.executor == "dask":
             staged = _stage_on_dask(settings, book, facts, files, chunks, reuses, known, new)
         else:
@@ -1262,9 +1261,7 @@ def _build_locked(
                     f"chunk {number}/{len(chunks)} ({chunk.describe()}) {staged[-1].made} in "
                     f"{time.perf_counter() - started:.1f} s"
                 )
-        record_state(
-            new, context, now, listing, left_out, relative_survey(files, surveyed), chunks, staged
-        )
+        record_state(new, context, now, listing, relative_survey(files, surveyed), chunks, staged)
         summary = stage_estate(
             settings,
             book,
@@ -1303,7 +1300,6 @@ def record_state(
     context: str,
     now: Facts,
     listing: Listing,
-    left_out: frozenset[str],
     surveyed: pl.DataFrame,
     chunks: list[LakeChunk],
     staged: list[StagedChunk],
@@ -1314,7 +1310,7 @@ def record_state(
     for chunk, staged_chunk in zip(chunks, staged, strict=True):
         record_parts(new, chunk, staged_chunk.parts)
     members = {chunk.key: chunk.subscriptions for chunk in chunks}
-    for name, table in state_tables(context, now, listing, left_out, members, surveyed).items():
+    for name, table in state_tables(context, now, listing, members, surveyed).items():
         new.append_state(STATE_SCHEMA, name, table)
     parts: dict[str, tuple[str, dict[str, str]]] = {
         f"part_{name}": (PART_COMMENT.format(part=name), {}) for name in PART_NAMES

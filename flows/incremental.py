@@ -132,7 +132,6 @@ class Published:
     facts: Facts
     files: Listing
     chunks: dict[str, tuple[str, ...]]  # chunk key -> its subscriptions
-    left_out: frozenset[str]  # cost files with rows not counted (`transforms.sources`)
     code: str  # `code_digest` of the mdecost that built it
     survey: pl.DataFrame  # `transforms.sources.survey` rows, `file` lake-relative
 
@@ -160,7 +159,7 @@ def published_build(warehouse: Path) -> Published | None:
         }
         wanted = {
             ("context", "code"),
-            ("inputs", "rows_left_out"),
+            ("inputs", "file"),
             ("chunks", "chunk_key"),
             ("survey", "file"),
         }
@@ -177,7 +176,7 @@ def published_build(warehouse: Path) -> Published | None:
         survey = normalised_part(
             pl.from_arrow(con.sql(f"SELECT * FROM {state}.survey").to_arrow_table())  # type: ignore[arg-type]
         )
-        inputs = rows(f"SELECT file, bytes, mtime_ns, rows_left_out FROM {state}.inputs")
+        inputs = rows(f"SELECT file, bytes, mtime_ns FROM {state}.inputs")
         chunks: dict[str, list[str]] = {}
         for key, subscription in rows(
             f"SELECT chunk_key, subscription_id FROM {state}.chunks ORDER BY ALL"
@@ -186,9 +185,8 @@ def published_build(warehouse: Path) -> Published | None:
     return Published(
         context,
         Facts(*judged),
-        {path: (size, mtime) for path, size, mtime, _ in inputs},
+        {path: (size, mtime) for path, size, mtime in inputs},
         {key: tuple(members) for key, members in chunks.items()},
-        frozenset(path for path, _, _, left_out in inputs if left_out),
         code,
         survey,
     )
@@ -198,7 +196,6 @@ def state_tables(
     context: str,
     facts: Facts,
     listing: Listing,
-    left_out: frozenset[str],
     chunks: Mapping[str, tuple[str, ...]],
     survey: pl.DataFrame,
 ) -> dict[str, pa.Table]:
@@ -219,7 +216,6 @@ def state_tables(
                 "file": list(listing),
                 "bytes": pa.array([size for size, _ in listing.values()], pa.int64()),
                 "mtime_ns": pa.array([mtime for _, mtime in listing.values()], pa.int64()),
-                "rows_left_out": pa.array([path in left_out for path in listing], pa.bool_()),
             }
         ),
         "chunks": pa.table(
@@ -256,8 +252,6 @@ STATE_COMMENTS: Final = {
             "file": "Partition file, relative to the lake.",
             "bytes": "Its size.",
             "mtime_ns": "Its modification time (ns since the epoch): a rewrite changes it.",
-            "rows_left_out": "A cost partition some of whose rows were not counted (another "
-            "source of higher precedence delivered them: transforms.sources).",
         },
     ),
     "chunks": (
@@ -388,16 +382,16 @@ def changed_months(lake: Lake, previous: Published, listing: Listing) -> dict[st
     return reached
 
 
-def changed_cost_files(previous: Published, listing: Listing, left_out: frozenset[str]) -> set[str]:
+def changed_cost_files(previous: Published, listing: Listing) -> set[str]:
     """The cost partition files whose rows in the warehouse's `costs` are replaced: those added,
-    rewritten or removed since the published build, and those with rows not counted now or
-    then (which rows count depends on the other sources' files, not on the file alone)."""
-    changed = {
+    rewritten or removed since the published build. Which of a file's rows count depends on the
+    other sources' files too (`transforms.sources`), but a change of that changes the overlaps
+    `build_info` states, which are part of the context: the build is then a full one."""
+    return {
         path
         for path in set(previous.files) | set(listing)
-        if previous.files.get(path) != listing.get(path)
+        if _dataset_of(path) == "costs" and previous.files.get(path) != listing.get(path)
     }
-    return {path for path in changed | left_out | previous.left_out if _dataset_of(path) == "costs"}
 
 
 def facts_month(old: Facts, new: Facts) -> date | None:

@@ -155,6 +155,37 @@ def test_an_export_is_counted_instead_of_the_query_api_for_the_same_month(
     assert json.loads(overlaps) == [note]
 
 
+def test_a_later_export_replaces_the_query_rows_built_before_and_its_removal_restores_them(
+    prefect_harness, paths
+):
+    # The query rows (Jan 2, 3: 2 x 0.48 = 0.96) are built; an export of the month (Jan 2-4:
+    # 3 x 0.48 = 1.44) arrives and is counted instead, though the query file did not change;
+    # when the export is deleted, the query rows count again. Which delivery counts is part of
+    # what the figures depend on (build_info.cost_overlaps), so each change is a full build.
+    lake, warehouse, config = paths
+    write_estate(lake)
+    write_charges(lake, query_partition(), [2, 3], ingested_at=day(1), cost_source="query")
+    build(config_file=config)
+    counted = "SELECT round(sum(billed_cost), 2), min(cost_source), count(*) FROM costs"
+    assert one(warehouse, counted) == [(0.96, "query", 2)]
+
+    export = write_charges(
+        lake, export_partition(), [2, 3, 4], ingested_at=day(2), cost_source="export"
+    )
+    changed = "full build (the settings, the price book or mdecost's code changed)"
+    assert build(config_file=config).made == changed
+    assert one(warehouse, counted) == [(1.44, "export", 3)]
+    assert one(warehouse, "SELECT round(sum(billed_cost), 2) FROM defender_charges_daily") == [
+        (1.44,)
+    ]
+
+    export.unlink()
+    assert build(config_file=config).made == changed
+    assert one(warehouse, counted) == [(0.96, "query", 2)]
+    assert build(config_file=config).made == "incremental build: chunks 1 copied"
+    assert one(warehouse, counted) == [(0.96, "query", 2)]
+
+
 def test_a_focus_export_imported_after_an_ea_one_replaces_it_and_never_adds(prefect_harness, paths):
     lake, warehouse, config = paths
     write_estate(lake)

@@ -179,9 +179,7 @@ def test_a_subscription_s_first_pricings_snapshot_reaches_its_whole_history(tmp_
     before = {pricings(SUB_A, "2026-04-01"): (10, 1)}
     after = {**before, pricings(SUB_C, "2026-04-02"): (10, 2), april_costs: (10, 3)}
     facts = Facts(None, None, None, None)
-    previous = Published(
-        "context", facts, before, {SUB_A: (SUB_A, SUB_C)}, frozenset(), "code", pl.DataFrame()
-    )
+    previous = Published("context", facts, before, {SUB_A: (SUB_A, SUB_C)}, "code", pl.DataFrame())
     changed = changed_months(tmp_path, previous, after)
     assert changed == {SUB_C: WHOLE_HISTORY, SUB_A: date(2026, 4, 1)}
     assert first_changed_month(changed, (SUB_A, SUB_C), facts_month(facts, facts)) == WHOLE_HISTORY
