@@ -291,9 +291,12 @@ class StagedWarehouse:
             if f'"{name}"' not in self._tables:
                 continue
             self._con.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS tenant_id VARCHAR')
+            # Only rows whose tenant differs are written: in a warehouse copied from the
+            # published one (an incremental build) that is the rows the build added.
             self._con.execute(
                 f'UPDATE "{name}" SET tenant_id = s.tenant_id FROM "{names}" s '
-                f'WHERE "{name}".subscription_id = s.subscription_id'
+                f'WHERE "{name}".subscription_id = s.subscription_id '
+                f'AND "{name}".tenant_id IS DISTINCT FROM s.tenant_id'
             )
 
     def document(
