@@ -430,15 +430,33 @@ def defender_charges_from(
         "attribution",
         "attribution_detail",
         "charged_resource_id",
-    ).sort(
-        "usage_date",
-        "subscription_id",
-        "resource_id",
-        "plan",
-        "attribution",
-        "attribution_detail",
-        "charged_resource_id",
-        "benefit",
-        nulls_last=True,
-    )
+    ).map_batches(_in_view_order)
     return conform_view(view, "defender_charges_daily")
+
+
+# The order of `defender_charges_daily`'s rows (nulls last).
+_VIEW_ORDER: Final = (
+    "usage_date",
+    "subscription_id",
+    "resource_id",
+    "plan",
+    "attribution",
+    "attribution_detail",
+    "charged_resource_id",
+    "benefit",
+)
+
+
+def _in_view_order(charges: pl.DataFrame) -> pl.DataFrame:
+    """`charges` sorted by `_VIEW_ORDER`, each string key compared as an `Enum` of its distinct
+    values in sorted order: the same order as the strings', but polars sorts integers instead
+    of row-encoding every ~130-character id (chunk 0 of the 10k lake, 357,664 rows: the sort
+    took 0.43 s on the strings, ~0.2 s this way). The enums' categories are this frame's own
+    values, so this runs on the collected rows (`LazyFrame.map_batches` over the whole frame)."""
+    keys = [
+        pl.col(key).cast(pl.Enum(charges.get_column(key).unique().drop_nulls().sort()))
+        if charges.schema[key] == pl.String
+        else pl.col(key)
+        for key in _VIEW_ORDER
+    ]
+    return charges.sort(keys, nulls_last=True)

@@ -98,6 +98,32 @@ def test_what_cannot_be_split_stays_visible_as_unattributed(lake):
     assert rows[(SUB_A, "P1")]["billed_cost"] == 0.00672
 
 
+def test_rows_come_in_the_view_order_whatever_order_the_ids_were_first_seen_in(lake):
+    # The order is (usage_date, subscription_id, resource_id, ...) as strings, nulls last,
+    # though the ids are sorted through integer ranks: the ids are cast to a dictionary
+    # (Categorical) here in the opposite order first, so its codes do not follow the strings.
+    # "api-1" < "web-1"; SUB_A ("aaaa...") < SUB_B ("bbbb..."); the id-less P1 row of SUB_A
+    # comes after SUB_A's machines; the day before comes first although it was billed last.
+    pl.Series([OTHER.lower(), WEB.lower(), API.lower()]).cast(pl.Categorical)
+    before = date(2026, 1, 11)
+    lake.cost(DAY, WEB, hours=24, amount=0.48)
+    lake.cost(DAY, OTHER, hours=24, amount=0.48, subscription=SUB_B)
+    lake.cost(DAY, None, hours=1, amount=0.00672, meter="Standard P1 Node")
+    lake.cost(DAY, API, hours=12, amount=0.24)
+    lake.cost(before, WEB, hours=24, amount=0.48)
+    hours = hours_daily(
+        [(before, WEB, 24.0), (DAY, WEB, 24.0), (DAY, API, 12.0), (DAY, OTHER, 24.0)]
+    )
+    frame = defender_charges_daily(lake.costs, hours).collect()
+    assert frame.select("usage_date", "subscription_id", "resource_id").rows() == [
+        (before, SUB_A, WEB.lower()),
+        (DAY, SUB_A, API.lower()),
+        (DAY, SUB_A, WEB.lower()),
+        (DAY, SUB_A, None),
+        (DAY, SUB_B, OTHER.lower()),
+    ]
+
+
 def test_scale_set_level_charge_is_split_over_its_instances(lake):
     # Cost data names the scale set; instance 0 ran 18 h and instance 1 6 h: 3/4 and 1/4 of
     # 24 h / 0.48 USD = 18 h / 0.36 and 6 h / 0.12.
