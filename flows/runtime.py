@@ -17,13 +17,6 @@
   running for ever under PID 1. `tie_temporary_server` starts it up front and starts beside it a
   small watchdog process that notices when the command is gone and stops the server (Linux:
   it reads `/proc`; elsewhere it does nothing and Prefect's own exit handler is all there is).
-- **Freed memory kept for 10 s.** Polars' allocator (jemalloc) returns freed pages to the system
-  after 0.5-1 s by default (polars sets `dirty_decay_ms:500,muzzy_decay_ms:1000`), so a build,
-  which frees one chunk's frames and allocates the next one's every few seconds, faults the same
-  memory in again and again: at 10k machines 3.8M page faults and ~9 s of system CPU of ~50 s.
-  Kept 10 s, they are reused (`allocator_keeps_freed_memory`; measured in
-  `benchmarks/analysis.md`, session 7). Polars reads the setting once, when it is first imported,
-  so the `flows` package sets it on import; a `_RJEM_MALLOC_CONF` in the environment wins.
 - **Refusals are one line.** Prefect logs the traceback of any exception that ends a flow or a
   task. For the errors a command prints as its one-line refusal (a bad lake, a busy lock, a
   missing price) that traceback is noise that reads like a crash; `refusals_without_traceback`
@@ -42,11 +35,6 @@ from types import FrameType
 from typing import Final
 
 ANALYTICS_SETTING: Final = "PREFECT_SERVER_ANALYTICS_ENABLED"
-# Polars' jemalloc options (read when polars is first imported, after polars' own defaults, so
-# these win over them): freed pages are kept 10 s (jemalloc's own default for dirty pages)
-# before they go back to the system. See polars/__init__.py and pola-rs/polars#18088.
-ALLOCATOR_SETTING: Final = "_RJEM_MALLOC_CONF"
-KEEP_FREED_MEMORY: Final = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
 WATCH_SECONDS: Final = 0.5
 
 
@@ -59,12 +47,6 @@ def private_files() -> None:
 def telemetry_off_by_default() -> None:
     """Prefect's server analytics off, unless the environment already sets them."""
     os.environ.setdefault(ANALYTICS_SETTING, "false")
-
-
-def allocator_keeps_freed_memory() -> None:
-    """Polars' allocator keeps freed memory 10 s before returning it, unless the environment
-    already configures it. Takes effect only before polars is first imported."""
-    os.environ.setdefault(ALLOCATOR_SETTING, KEEP_FREED_MEMORY)
 
 
 def sigterm_as_interrupt() -> None:

@@ -132,26 +132,3 @@ def test_a_refusal_is_one_line_without_prefects_traceback(tmp_path):
         "pass --allow-empty to build an empty warehouse on purpose"
     )
     assert refusal in output.splitlines()
-
-
-def allocator_options(environment: dict[str, str]) -> str:
-    """The jemalloc options polars is started with in a process that imports `flows` first."""
-    probe = "import os, flows.cli, polars; print(os.environ['_RJEM_MALLOC_CONF'])"
-    return subprocess.run(
-        [sys.executable, "-c", probe],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.strip()
-
-
-def test_polars_keeps_freed_memory_ten_seconds_unless_the_environment_says_otherwise():
-    # Polars starts jemalloc with its own defaults (dirty 500 ms, muzzy 1000 ms) followed by
-    # whatever _RJEM_MALLOC_CONF held; of repeated options jemalloc takes the last one.
-    unset = {name: value for name, value in os.environ.items() if name != "_RJEM_MALLOC_CONF"}
-    assert allocator_options(unset).endswith(",dirty_decay_ms:10000,muzzy_decay_ms:10000")
-    own = allocator_options({**unset, "_RJEM_MALLOC_CONF": "dirty_decay_ms:0"})
-    assert own.endswith(",dirty_decay_ms:0")
-    assert "10000" not in own
