@@ -186,6 +186,20 @@ def test_a_later_export_replaces_the_query_rows_built_before_and_its_removal_res
     assert one(warehouse, counted) == [(0.96, "query", 2)]
 
 
+def test_the_costs_table_keeps_each_rows_own_source_not_its_folders(prefect_harness, paths):
+    # The partition's folders say source=export, the rows name their collector ("test"): with
+    # every cost file in folders of the same keys, DuckDB would read the folders as columns.
+    lake, warehouse, config = paths
+    write_estate(lake)
+    export = write_charges(
+        lake, export_partition(), [2, 3], ingested_at=day(2), cost_source="export"
+    )
+    build(config_file=config)
+    assert one(warehouse, "SELECT DISTINCT source, cost_type, lake_file FROM costs") == [
+        ("test", "ActualCost", str(export.relative_to(lake)))
+    ]
+
+
 def test_a_focus_export_imported_after_an_ea_one_replaces_it_and_never_adds(prefect_harness, paths):
     lake, warehouse, config = paths
     write_estate(lake)
