@@ -1017,7 +1017,17 @@ def survey_costs(files: LakeFiles, known: pl.DataFrame | None = None) -> pl.Data
     if known is not None:
         surveyed = set(known["file"])
         paths = [path for path in paths if str(path) not in surveyed]
-    fresh = survey(files.scan_all("costs", paths, with_file="file")).collect(engine="streaming")
+    # A few files at a time: polars holds the rows of the files it scans at once (the whole
+    # lake's 53M rows took 14 GB at 100,000 machines); a file's rows are in one batch, so the
+    # batches' groups are the whole survey's.
+    batches = [
+        survey(
+            files.scan_all("costs", paths[start : start + COST_FILES_AT_A_TIME], with_file="file")
+        ).collect(engine="streaming")
+        for start in range(0, len(paths), COST_FILES_AT_A_TIME)
+    ]
+    empty = survey(files.scan_all("costs", [], with_file="file")).collect()
+    fresh = pl.concat([empty, *batches])
     if known is None:
         return fresh
     return pl.concat([known.cast(fresh.schema), fresh]).sort(pl.all())
