@@ -478,7 +478,8 @@ def measure_dask(machines: int, months: int, served: dict[str, str]) -> dict:
             '[lake]\npath = "lake"\n[warehouse]\npath = "warehouse-dask.duckdb"\n'
             f'executor = "dask"\ndask_workers = {workers}\n'
         )
-        measured = run_child([MDECOST, "build", "--config", str(config)], env=served)
+        # --full: the second run would otherwise find the first's warehouse and keep it whole.
+        measured = run_child([MDECOST, "build", "--full", "--config", str(config)], env=served)
         chunks = [
             {
                 "mb": float(match["mb"].replace(",", "")) if match["mb"] else 0.0,
