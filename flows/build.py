@@ -504,11 +504,9 @@ def _recomputed_chunk(
     options = _options(settings, book)
     timelines = chunk_timelines(raw, facts)
     with new.registered(CHUNK_INTERVALS, _arrow(timelines.power_intervals)):
-        members = {"subscriptions": list(chunk.subscriptions)}
+        of_chunk, members = _of_chunks([chunk])
         published_intervals = (
-            f"SELECT * FROM {PUBLISHED}.power_intervals WHERE resource_id IN "
-            f"(SELECT resource_id FROM {PUBLISHED}.machines "
-            "WHERE list_contains($subscriptions, subscription_id))"
+            f"SELECT * FROM {PUBLISHED}.power_intervals WHERE {_published_machines(of_chunk)}"
         )
         found: datetime | None = new.rows(
             first_difference_sql(published_intervals, f"SELECT * FROM {CHUNK_INTERVALS}"),
@@ -535,9 +533,7 @@ def _recomputed_chunk(
         # ending before it is in both, `first_difference_sql`): only the rest is replaced.
         new.delete(
             "power_intervals",
-            "(end_at >= $differs OR end_at IS NULL) AND resource_id IN "
-            f"(SELECT resource_id FROM {PUBLISHED}.machines "
-            "WHERE list_contains($subscriptions, subscription_id))",
+            f"(end_at >= $differs OR end_at IS NULL) AND {_published_machines(of_chunk)}",
             {**members, "differs": differs},
         )
         changed = timelines.power_intervals.filter(
@@ -640,6 +636,12 @@ def _of_chunks(chunks: list[LakeChunk]) -> tuple[str, dict[str, object]]:
     return condition, {"members": members}
 
 
+def _published_machines(condition: str) -> str:
+    """A SQL condition on a row's `resource_id`: a machine of the published warehouse whose row
+    `condition` (`_of_chunks`) holds for."""
+    return f"resource_id IN (SELECT resource_id FROM {PUBLISHED}.machines WHERE {condition})"
+
+
 def _used(parameters: Mapping[str, object], sql: str) -> dict[str, object]:
     """The `parameters` that `sql` names ($name): DuckDB refuses any other."""
     named = set(re.findall(r"\$(\w+)", sql))
@@ -687,11 +689,7 @@ def forget_changed_rows(
     if whole:
         condition, parameters = _of_chunks(whole)
         parameters["known"] = sorted(known)
-        new.delete(
-            "power_intervals",
-            f"resource_id IN (SELECT resource_id FROM {PUBLISHED}.machines WHERE {condition})",
-            _used(parameters, condition),
-        )
+        new.delete("power_intervals", _published_machines(condition), _used(parameters, condition))
     forget_dated_rows(new, ranges, known)
     return kept
 

@@ -109,7 +109,7 @@ class StagedWarehouse:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
         self._tables: set[str] = {
-            f'"{name}"' if schema == "main" else f'{schema}."{name}"'
+            _qualified(name, schema)
             for schema, name in con.execute(
                 "SELECT schema_name, table_name FROM duckdb_tables() "
                 "WHERE database_name = current_database()"
@@ -124,7 +124,7 @@ class StagedWarehouse:
 
     def has(self, name: str, schema: str = "main") -> bool:
         """True when the warehouse has table `schema.name` (a copied one, or one written)."""
-        return (f'"{name}"' if schema == "main" else f'{schema}."{name}"') in self._tables
+        return _qualified(name, schema) in self._tables
 
     def delete(
         self,
@@ -137,7 +137,7 @@ class StagedWarehouse:
         table not there has none); the number of rows deleted."""
         if not self.has(name, schema):
             return 0
-        qualified = f'"{name}"' if schema == "main" else f'{schema}."{name}"'
+        qualified = _qualified(name, schema)
         deleted = self._con.execute(
             f"DELETE FROM {qualified} WHERE {where}", parameters or {}
         ).fetchone()
@@ -225,25 +225,11 @@ class StagedWarehouse:
         """The result of a query as an Arrow table."""
         return self._con.sql(sql, params=dict(parameters or {})).to_arrow_table()
 
-    def copy(self, name: str, select: str, parameters: Mapping[str, Any] | None = None) -> int:
-        """Add the rows of `select` to table `name`, columns matched by name (created by the
-        first piece); the number of rows added."""
-        qualified = f'"{name}"'
-        if qualified not in self._tables:
-            self._con.execute(
-                f"CREATE TABLE {qualified} AS SELECT * FROM ({select}) LIMIT 0", parameters or {}
-            )
-            self._tables.add(qualified)
-        added = self._con.execute(
-            f"INSERT INTO {qualified} BY NAME {select}", parameters or {}
-        ).fetchone()
-        return int(added[0]) if added else 0
-
     def append_state(self, schema: str, name: str, table: pa.Table) -> None:
         """Add `table`'s rows to `schema.name`, a table of the build's own records, kept apart
         from the views analysts query."""
         self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        qualified = f'{schema}."{name}"'
+        qualified = _qualified(name, schema)
         _append_table(self._con, qualified, table, create=qualified not in self._tables)
         self._tables.add(qualified)
 
@@ -371,6 +357,11 @@ def _append_table(
             con.execute(f"INSERT INTO {qualified_name} BY NAME SELECT * FROM _incoming")
     finally:
         con.unregister("_incoming")
+
+
+def _qualified(name: str, schema: str = "main") -> str:
+    """Table `name` of `schema` as SQL names it (the views' schema unnamed)."""
+    return f'"{name}"' if schema == "main" else f'{schema}."{name}"'
 
 
 def _quote(text: str) -> str:

@@ -12,7 +12,7 @@ or a month; a month is recomputed from the first month a change can reach:
   inventory and pricings snapshots by day), and the months the estate's facts moved in (the end
   of the power history, the estate's last billed day);
 - the month of the first instant at which the recomputed power intervals differ from the
-  published ones (`first_difference`): how far back the new evidence reached;
+  published ones (`first_difference_sql`): how far back the new evidence reached;
 - every month, when a machine's description (name, kind, plan, sensor, tags: everything but when
   it was last seen) differs from the published one, or the settings, price book, code or
   history start differ (the caller then builds in full).
@@ -34,7 +34,7 @@ import polars as pl
 from transforms.options import LicensingTerms
 
 # The machines view's columns that say when the machine was last listed: every collection moves
-# them, and no view reads them but the timeline (whose change `first_difference` measures).
+# them, and no view reads them but the timeline (whose change `first_difference_sql` measures).
 SIGHTING_COLUMNS: Final = ("last_seen_at",)
 _INTERVAL_KEY: Final = ("resource_id", "start_at")
 
