@@ -908,7 +908,8 @@ def stage_estate(
     return BuildSummary(settings.warehouse.path, rows, start, end, fingerprint, overlaps)
 
 
-# Cost files of an object-storage lake appended at a time (polars reads them, not DuckDB).
+# Cost files polars reads at a time (the survey; the costs copy of an object-storage lake or of
+# partitions with rows left out), so memory holds a few files' rows, not the lake's.
 COST_FILES_AT_A_TIME: Final = 64
 
 
