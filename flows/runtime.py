@@ -90,11 +90,14 @@ def tie_temporary_server() -> None:
     """Start Prefect's temporary server now (the one the first flow run would start) and a
     watchdog that stops it if this process dies without stopping it. Nothing to do when
     `PREFECT_API_URL` names a server, or ephemeral servers are off."""
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return
+    # Imported only here: the server's modules take ~2 s to import, and a command that talks
+    # to a running server (PREFECT_API_URL) never needs them.
+    from prefect.server.api.server import SubprocessASGIServer
+
     server = SubprocessASGIServer()  # one per process: the flow runs will use this one
     server.start()
     if server.server_process is None:
