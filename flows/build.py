@@ -513,7 +513,7 @@ def _recomputed_chunk(
             members,
         )[0][0]
     differs = found.astimezone(UTC) if found is not None else None
-    start = _recompute_start(new, chunk, timelines, reuse, facts, options.terms, differs)
+    start = _recompute_start(new, chunk, timelines, reuse, facts, differs)
     computed = chunk_views(
         raw,
         _book(book),
@@ -564,7 +564,6 @@ def _recompute_start(
     timelines: Timelines,
     reuse: ChunkReuse,
     facts: EstateFacts,
-    terms: LicensingTerms,
     differs: datetime | None,
 ) -> date | None:
     """The first month of `chunk` to recompute (`transforms.incremental`); None: all of it.
@@ -586,7 +585,7 @@ def _recompute_start(
     months = [reuse.first_changed]
     if differs is not None:
         months.append(month_start(differs))
-    return recompute_start(min(months), terms, facts.window_start)
+    return recompute_start(min(months), facts.window_start)
 
 
 def _cut_off_moved_before(
@@ -652,7 +651,6 @@ def forget_changed_rows(
     new: warehouse.StagedWarehouse,
     plans: list[tuple[LakeChunk, ChunkReuse | None]],
     known: frozenset[str],
-    terms: LicensingTerms,
     window_start: datetime | None,
     computed_whole: bool,
 ) -> list[ChunkReuse | None]:
@@ -673,7 +671,7 @@ def forget_changed_rows(
             kept.append(reuse)
             continue
         keeps = (
-            recompute_start(reuse.first_changed, terms, window_start)
+            recompute_start(reuse.first_changed, window_start)
             if reuse.first_changed != WHOLE_HISTORY
             else None
         )
@@ -1254,7 +1252,6 @@ def _build_locked(
                 new,
                 list(zip(chunks, reuses, strict=True)),
                 known,
-                _options(settings, book).terms,
                 facts.window_start,
                 computed_whole=settings.warehouse.executor == "dask",
             )

@@ -41,6 +41,7 @@ PART_NAMES: Final = (
     "fleet_rows",
     "estate_deltas",
     "option_parts",
+    "block_members",
     "leaders",
     "cut_offs",
     "showback",

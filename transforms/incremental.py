@@ -17,10 +17,11 @@ or a month; a month is recomputed from the first month a change can reach:
   it was last seen) differs from the published one, or the settings, price book, code or
   history start differ (the caller then builds in full).
 
-That month is then moved back to the first month of its seat block (`options._block`): a block's
-seat count spans its months (`recompute_start`). The downstream views are computed from one month
-earlier (`lookback_start`: a plan change on the 1st compares with the day before), and rows
-before the recompute start are discarded: those months are copied from the published warehouse.
+The downstream views are computed from one month earlier (`lookback_start`: a plan change on
+the 1st compares with the day before), and rows before the recompute start are discarded: those
+months are copied from the published warehouse. Nothing else crosses months: a seat block's
+count spans its months, but the estate step counts it from every chunk's machine-months
+(`options.seat_block_parts`), the copied months' with the recomputed.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from datetime import UTC, date, datetime
 from typing import Final
 
 import polars as pl
-
-from transforms.options import LicensingTerms
 
 # The machines view's columns that say when the machine was last listed: every collection moves
 # them, and no view reads them but the timeline (whose change `first_difference_sql` measures).
@@ -45,16 +44,10 @@ def month_start(moment: date | datetime) -> date:
     return day.replace(day=1)
 
 
-def recompute_start(
-    first_changed: date, terms: LicensingTerms, history_start: datetime | None
-) -> date | None:
-    """The first month to recompute when `first_changed` is the first month a change reaches:
-    the first month of its seat block (blocks of whole calendar months from January); None when
-    that is the history's first month or earlier (the whole history is recomputed)."""
-    months_per_block = terms.reassignment_months
-    index = (first_changed.year * 12 + first_changed.month - 1) // months_per_block
-    first = index * months_per_block
-    start = date(first // 12, first % 12 + 1, 1)
+def recompute_start(first_changed: date, history_start: datetime | None) -> date | None:
+    """The first month to recompute when `first_changed` is the first month a change reaches;
+    None when that is the history's first month or earlier (the whole history is recomputed)."""
+    start = month_start(first_changed)
     if history_start is None or start <= month_start(history_start):
         return None
     return start

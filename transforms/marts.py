@@ -67,9 +67,11 @@ from transforms.machines import (
 )
 from transforms.options import (
     LicensingTerms,
+    block_members,
     cut_offs,
     finish_options,
     option_parts,
+    seat_block_parts,
     term_priced_book,
 )
 from transforms.plans import machine_days, machine_plans_daily, pricing_coverage
@@ -161,13 +163,15 @@ class EstateFacts:
 class EstateParts:
     """What one chunk hands the estate step: its part of the fleet comparison (`fleet_rows`,
     `estate_deltas`: see `comparison.FleetPart`), of the licensing options
-    (`options.option_parts`), its MDE component leaders (`findings.mde_component_leaders`),
+    (`options.option_parts`, and the machines its seat blocks count: `options.block_members`),
+    its MDE component leaders (`findings.mde_component_leaders`),
     its scopes' last billed days (`options.cut_offs`) and its showback rows
     (`showback.showback_part`)."""
 
     fleet_rows: pl.DataFrame
     estate_deltas: pl.DataFrame
     option_parts: pl.DataFrame
+    block_members: pl.DataFrame
     leaders: pl.DataFrame
     cut_offs: pl.DataFrame
     showback: pl.DataFrame
@@ -460,22 +464,28 @@ def chunk_views(
     licensing = views["licensing_comparison_monthly"].lazy()
     deltas = concurrency_deltas(machines, intervals, usage).collect(engine=VIEW_ENGINE).lazy()
     part = fleet_part(machines, deltas, charges, usage, currency=options.currency)
-    history_months = _history_months(facts)
     showback = showback_part(
         machines, hours, charges, licensing, options.group_by, currency=options.currency
     )
-    fleet_rows, estate_deltas, parts_of_options, leaders, scope_cut_offs, showback_rows = (
-        pl.collect_all(
-            [
-                part.rows,
-                part.estate_deltas,
-                option_parts(usage.days, history_months, options.terms),
-                mde_component_leaders(licensing, charges, most_seats_owned(options.seats_owned)),
-                cut_offs(charges),
-                showback,
-            ],
-            engine=VIEW_ENGINE,
-        )
+    (
+        fleet_rows,
+        estate_deltas,
+        parts_of_options,
+        members,
+        leaders,
+        scope_cut_offs,
+        showback_rows,
+    ) = pl.collect_all(
+        [
+            part.rows,
+            part.estate_deltas,
+            option_parts(usage.days),
+            block_members(usage.days),
+            mde_component_leaders(licensing, charges, most_seats_owned(options.seats_owned)),
+            cut_offs(charges),
+            showback,
+        ],
+        engine=VIEW_ENGINE,
     )
     if earlier_cut_offs is not None:
         scope_cut_offs = (
@@ -504,6 +514,7 @@ def chunk_views(
         fleet_rows=_from_month(fleet_rows, "month", recompute_from),
         estate_deltas=_from_month(estate_deltas, "month", recompute_from),
         option_parts=_from_month(parts_of_options, "month", recompute_from),
+        block_members=_from_month(members, "month", recompute_from),
         leaders=_from_month(leaders, "month", recompute_from),
         cut_offs=scope_cut_offs,
         showback=_from_month(showback_rows, "month", recompute_from),
@@ -578,8 +589,11 @@ def estate_views(
         ]
     )
     option_months = pl.concat([part.option_parts.lazy().select("month") for part in parts])
+    seat_blocks = seat_block_parts(
+        [part.block_members.lazy() for part in parts], _history_months(facts), options.terms
+    )
     licensing_options = finish_options(
-        pl.concat([part.option_parts.lazy() for part in parts]),
+        pl.concat([*(part.option_parts.lazy() for part in parts), seat_blocks], how="diagonal"),
         _seat_option_prices(price_book, option_months, options.currency),
         scope_cut_offs,
         options.terms,

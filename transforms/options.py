@@ -31,7 +31,7 @@ and eligibility (the 60-server cap of Defender for Business servers) is judged o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
@@ -146,24 +146,11 @@ def _block(month: pl.Expr, months_per_block: int) -> pl.Expr:
     )
 
 
-def option_parts(
-    days: pl.LazyFrame,
-    history_months: pl.LazyFrame,
-    terms: LicensingTerms,
-) -> pl.LazyFrame:
-    """One chunk's additive part of `licensing_options_monthly`, per month, scope and plan.
-
-    `days`: priced machine days (`comparison.PricedUsage.days`); `history_months`: every month
-    of the lake's history (column `month`), so a seat block's count reaches each of its months
-    even where this chunk had no activity. Output: month, scope (null: the estate), plan,
-    machines, block_machines, billable_hours, hourly_list, mde_component_cost, p1_cost, billed.
-    """
-    months_per_block = terms.reassignment_months
+def _covered_months(days: pl.LazyFrame) -> pl.LazyFrame:
+    """Each covered machine-month of `days` (machine_key, subscription_id, month, plan): whether
+    it had billable time, and its money (null when any day's is)."""
     money = ("billable_hours", "hourly_cost", "mde_component_cost", "p1_cost", "billed_cost")
-    # Machine-months first, then scopes: the scope explosion doubles a few rows per machine and
-    # month rather than every machine-day. A machine-month's few days are added in a fixed order
-    # (the in-memory engine), the large scope groups as decimals (`order_free_sum`).
-    covered = (
+    return (
         days.filter(pl.col("plan").is_not_null())
         .group_by("machine_key", "subscription_id", "month", "plan")
         .agg(
@@ -173,36 +160,34 @@ def option_parts(
                 for name in money
             },
         )
-        .with_columns(scope=in_scopes())
-        .explode("scope")
     )
+
+
+def option_parts(days: pl.LazyFrame) -> pl.LazyFrame:
+    """One chunk's additive part of `licensing_options_monthly`, per month, scope and plan.
+
+    `days`: priced machine days (`comparison.PricedUsage.days`). Output: month, scope (null: the
+    estate), plan, machines, billable_hours, hourly_list, mde_component_cost, p1_cost, billed.
+    The seat blocks are counted at the estate step from the chunks' `block_members`
+    (`seat_block_parts`): a block spans months, and an incremental build recomputes a chunk
+    from its changed month, not from its block's first (`transforms.incremental`).
+    """
+    # Machine-months first, then scopes: the scope explosion doubles a few rows per machine and
+    # month rather than every machine-day. A machine-month's few days are added in a fixed order
+    # (the in-memory engine), the large scope groups as decimals (`order_free_sum`).
+    covered = _covered_months(days).with_columns(scope=in_scopes()).explode("scope")
     billable = pl.col("billable")
-    monthly = covered.group_by(_KEYS).agg(
-        machines=pl.col("machine_key").filter(billable).n_unique().cast(pl.Int64),
-        billable_hours=order_free_sum_or_null("billable_hours"),
-        hourly_list=order_free_sum_or_null("hourly_cost"),
-        mde_component_cost=order_free_sum_or_null("mde_component_cost"),
-        p1_cost=order_free_sum_or_null("p1_cost"),
-        billed=order_free_sum_or_null("billed_cost"),
-    )
-    blocks = (
-        covered.filter(billable)
-        .with_columns(block=_block(pl.col("month"), months_per_block))
-        .group_by("block", "scope", "plan")
-        .agg(block_machines=pl.col("machine_key").n_unique().cast(pl.Int64))
-        .join(
-            history_months.select(
-                "month", block=_block(pl.col("month"), months_per_block)
-            ).unique(),
-            on="block",
-        )
-        .drop("block")
-    )
     return (
-        monthly.join(blocks, on=list(_KEYS), how="full", coalesce=True, nulls_equal=True)
+        covered.group_by(_KEYS)
+        .agg(
+            machines=pl.col("machine_key").filter(billable).n_unique().cast(pl.Int64),
+            billable_hours=order_free_sum_or_null("billable_hours"),
+            hourly_list=order_free_sum_or_null("hourly_cost"),
+            mde_component_cost=order_free_sum_or_null("mde_component_cost"),
+            p1_cost=order_free_sum_or_null("p1_cost"),
+            billed=order_free_sum_or_null("billed_cost"),
+        )
         .with_columns(
-            pl.col("machines").fill_null(0),
-            pl.col("block_machines").fill_null(0),
             *(
                 pl.col(name).fill_null(0.0)
                 for name in ("billable_hours", "mde_component_cost", "p1_cost", "billed")
@@ -212,16 +197,63 @@ def option_parts(
             .then(0.0)
             .otherwise("hourly_list"),
         )
-        .select(
-            *_KEYS,
-            "machines",
-            "block_machines",
-            "billable_hours",
-            "hourly_list",
-            "mde_component_cost",
-            "p1_cost",
-            "billed",
+        .select(*_KEYS, *_PART_AMOUNTS)
+    )
+
+
+# The additive columns of an option part besides the machine counts.
+_PART_AMOUNTS: Final = (
+    "machines",
+    "billable_hours",
+    "hourly_list",
+    "mde_component_cost",
+    "p1_cost",
+    "billed",
+)
+
+
+def block_members(days: pl.LazyFrame) -> pl.LazyFrame:
+    """One chunk's covered machine-months with billable time (month, subscription_id, plan,
+    machine_key; one row each): what its seat blocks count (`seat_block_parts`)."""
+    return (
+        _covered_months(days)
+        .filter(pl.col("billable"))
+        .select("month", "subscription_id", "plan", "machine_key")
+    )
+
+
+def seat_block_parts(
+    members: Sequence[pl.LazyFrame],
+    history_months: pl.LazyFrame,
+    terms: LicensingTerms,
+) -> pl.LazyFrame:
+    """Option-part rows (`option_parts`' columns, zero but `block_machines`) that carry each
+    seat block's machine count to every month of the block.
+
+    `members`: each chunk's `block_members`; `history_months`: every month of the lake's
+    history (column `month`), so a block's count reaches each of its months even where no
+    machine was billable in it. A block counts the distinct machines billable at any time in
+    it, per chunk (a machine is in one chunk), the chunks' counts added.
+    """
+    months_per_block = terms.reassignment_months
+    block = _block(pl.col("month"), months_per_block)
+    counted = (
+        pl.concat([frame.with_columns(chunk=pl.lit(index)) for index, frame in enumerate(members)])
+        .with_columns(block=block, scope=in_scopes())
+        .explode("scope")
+        .group_by("chunk", "block", "scope", "plan")
+        .agg(block_machines=pl.col("machine_key").n_unique().cast(pl.Int64))
+        .group_by("block", "scope", "plan")
+        .agg(pl.col("block_machines").sum())
+    )
+    return (
+        counted.join(history_months.select("month", block=block).unique(), on="block")
+        .drop("block")
+        .with_columns(
+            machines=pl.lit(0, dtype=pl.Int64),
+            **{name: pl.lit(0.0) for name in _PART_AMOUNTS if name != "machines"},
         )
+        .select(*_KEYS, *_PART_AMOUNTS, "block_machines")
     )
 
 

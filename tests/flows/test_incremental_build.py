@@ -47,6 +47,7 @@ from tests.flows.test_chunked_build import ONE_SUBSCRIPTION_PER_CHUNK, SUB_C, wr
 from tests.transforms.conftest import SUB_A, RawLake, vm_id
 
 A1 = vm_id(SUB_A, "rg-a", "a1")
+A2 = vm_id(SUB_A, "rg-a", "a2")
 B1 = vm_id(SUB_C, "rg-c", "b1")
 BASE_COLLECTED = datetime(2026, 4, 1, tzinfo=UTC)
 REFRESH_COLLECTED = datetime(2026, 4, 2, tzinfo=UTC)
@@ -94,14 +95,14 @@ def restated_february() -> RawLake:
     return lake
 
 
-def build_into(folder: Path, name: str, *, full: bool = False) -> str:
+def build_into(folder: Path, name: str, *, full: bool = False, reassignment_days: int = 30) -> str:
     """Build the lake `folder/lake` into `folder/name.duckdb` (its published warehouse if it
     exists); how the chunks were made."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MDECOST_LAKE__PATH", str(folder / "lake"))
         patch.setenv("MDECOST_WAREHOUSE__PATH", str(folder / f"{name}.duckdb"))
         patch.setenv("MDECOST_WAREHOUSE__CHUNK_MEGABYTES", ONE_SUBSCRIPTION_PER_CHUNK)
-        patch.setenv("MDECOST_PRICING__SEAT_REASSIGNMENT_DAYS", "30")
+        patch.setenv("MDECOST_PRICING__SEAT_REASSIGNMENT_DAYS", str(reassignment_days))
         return build(config_file=folder / "mdecost.toml", full=full).made
 
 
@@ -163,6 +164,64 @@ def test_incremental_builds_equal_full_builds_and_copy_what_no_change_reaches(
     build_into(tmp_path, "full", full=True)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     assert findings(tmp_path / "published.duckdb", A1) == {}
+
+
+def block_seats(warehouse: Path, month: date) -> dict[str, int]:
+    """SUB_A's P2 MDE for Servers seats of `month` under each seat rule."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "SELECT seat_rule, seats FROM licensing_options_monthly WHERE month = $month "
+            "AND subscription_id = $subscription AND plan = 'P2' AND option = 'seats_only' "
+            "AND seat_option = 'mde_for_servers'",
+            {"month": month, "subscription": SUB_A},
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_seat_block_counts_the_machines_of_its_copied_months_and_of_its_recomputed_ones(
+    prefect_harness, tmp_path
+):
+    # Seat blocks of 90 days: calendar quarters, January - March here. Collected up to Mar 1:
+    # a1 runs, a2 stays deallocated (snapshots Jan 1 and Mar 1), so the block needs 1 seat.
+    # The Mar 2 collection logs a2's start on Mar 1 06:00-06:02: only March is recomputed
+    # (January and February are copied), yet the block now holds a1 and a2 in every month of
+    # it, January's copied month too: 2 seats; one seat per machine and month stays 1 there.
+    (tmp_path / "mdecost.toml").write_text("")
+    lake = tmp_path / "lake"
+    base = RawLake(snapshot_at=datetime(2026, 3, 1, tzinfo=UTC))
+    base.pricing(SUB_A, "Standard", "P2")
+    for machine, name, state in ((A1, "a1", "running"), (A2, "a2", "deallocated")):
+        base.machine(
+            machine, vm_id=name, power_state=state, snapshot_at=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        base.machine(machine, vm_id=name, power_state=state)
+    for day in days(date(2026, 1, 1), date(2026, 2, 28)):
+        base.cost(day, A1, hours=24, amount=0.48, subscription=SUB_A)
+    write_estate(lake, base)
+    build_into(tmp_path, "published", reassignment_days=90)
+    january = date(2026, 1, 1)
+    assert block_seats(tmp_path / "published.duckdb", january) == {
+        "per_machine": 1,
+        "reassign_90d": 1,
+    }
+
+    refresh = RawLake(snapshot_at=datetime(2026, 3, 2, tzinfo=UTC))
+    refresh.pricing(SUB_A, "Standard", "P2")
+    refresh.machine(A1, vm_id="a1")
+    refresh.machine(A2, vm_id="a2")
+    refresh.operation(
+        A2, "start", datetime(2026, 3, 1, 6, tzinfo=UTC), datetime(2026, 3, 1, 6, 2, tzinfo=UTC)
+    )
+    refresh.cost(date(2026, 3, 1), A1, hours=24, amount=0.48, subscription=SUB_A)
+    write_estate(lake, refresh)
+    made = build_into(tmp_path, "published", reassignment_days=90)
+    assert made == "incremental build: chunks 1 from 2026-03"
+    build_into(tmp_path, "full", full=True, reassignment_days=90)
+    assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
+    assert block_seats(tmp_path / "published.duckdb", january) == {
+        "per_machine": 1,
+        "reassign_90d": 2,
+    }
 
 
 def test_a_subscription_s_first_pricings_snapshot_reaches_its_whole_history(tmp_path):
