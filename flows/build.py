@@ -415,13 +415,20 @@ def plan_build(
     )
 
 
+# How a chunk none of whose inputs changed was made: its rows and parts are the published ones.
+COPIED: Final = "copied"
+
+
 @dataclass(frozen=True)
 class StagedChunk:
     """What a chunk leaves for the estate step: its estate parts, and how it was made
-    (`computed`, `copied`, or `from YYYY-MM`: recomputed from that month)."""
+    (`computed`, `copied`, or `from YYYY-MM`: recomputed from that month). `recorded_before`:
+    the month before which its parts are the published build's, which the copied build state
+    holds already (None: none of them; a copied chunk's are all there)."""
 
     parts: EstateParts
     made: str = "computed"
+    recorded_before: date | None = None
 
 
 # The published warehouse, attached to the staged one while an incremental build reads it.
@@ -480,11 +487,22 @@ def stage_chunk(
     return _recomputed_chunk(settings, book, facts, files, chunk, known, new, reuse)
 
 
-def record_parts(new: warehouse.StagedWarehouse, chunk: LakeChunk, parts: EstateParts) -> None:
-    """Keep `chunk`'s estate parts in the build state, for a later build that keeps it."""
+def record_parts(new: warehouse.StagedWarehouse, chunk: LakeChunk, staged: StagedChunk) -> None:
+    """Keep `chunk`'s estate parts in the build state, for a later build that keeps it: its
+    parts from `staged.recorded_before` on (all of them when None; its cut-offs always) replace
+    the ones a copied state holds, the earlier ones are there already."""
     for name in PART_NAMES:
-        part = getattr(parts, name).with_columns(chunk_key=pl.lit(chunk.key))
-        new.append_state(STATE_SCHEMA, f"part_{name}", _arrow(part))
+        part = getattr(staged.parts, name)
+        condition = "chunk_key = $key"
+        parameters: dict[str, object] = {"key": chunk.key}
+        if staged.recorded_before is not None and name != "cut_offs":
+            part = part.filter(pl.col("month") >= staged.recorded_before)
+            condition += " AND month >= $first"
+            parameters["first"] = staged.recorded_before
+        new.delete(f"part_{name}", condition, parameters, schema=STATE_SCHEMA)
+        new.append_state(
+            STATE_SCHEMA, f"part_{name}", _arrow(part.with_columns(chunk_key=pl.lit(chunk.key)))
+        )
 
 
 def _recomputed_chunk(
@@ -555,7 +573,7 @@ def _recomputed_chunk(
     parts = replace(
         computed.parts, **{name: with_published(name) for name in PART_NAMES if name != "cut_offs"}
     )
-    return StagedChunk(parts, f"from {start:%Y-%m}")
+    return StagedChunk(parts, f"from {start:%Y-%m}", recorded_before=start)
 
 
 def _recompute_start(
@@ -755,7 +773,7 @@ def _kept_chunk(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> StagedChunk
     """`chunk` as the published warehouse holds it: nothing it is built from changed, so its
     rows stay in the new warehouse (a copy of the published one); its parts are read here."""
     parts = EstateParts(**{name: _published_part(new, name, chunk) for name in PART_NAMES})
-    return StagedChunk(parts, "copied")
+    return StagedChunk(parts, COPIED)
 
 
 @dataclass(frozen=True)
@@ -1310,11 +1328,13 @@ def record_state(
     chunks: list[LakeChunk],
     staged: list[StagedChunk],
 ) -> None:
-    """The build state (`flows.incremental`), replacing a copied warehouse's, documented."""
-    for name in (*STATE_TABLES, *(f"part_{name}" for name in PART_NAMES)):
+    """The build state (`flows.incremental`), replacing a copied warehouse's, documented: the
+    parts of the chunks it copied stay as they are."""
+    for name in STATE_TABLES:
         new.delete(name, schema=STATE_SCHEMA)
     for chunk, staged_chunk in zip(chunks, staged, strict=True):
-        record_parts(new, chunk, staged_chunk.parts)
+        if staged_chunk.made != COPIED:
+            record_parts(new, chunk, staged_chunk)
     members = {chunk.key: chunk.subscriptions for chunk in chunks}
     for name, table in state_tables(context, now, listing, members, surveyed).items():
         new.append_state(STATE_SCHEMA, name, table)
