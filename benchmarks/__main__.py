@@ -278,7 +278,7 @@ COLLECT = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 from flows.collect import collect
-from flows.simulator import simulated_azure
+from flows.simulator.server import simulated_azure
 now = datetime(2026, 12, 1, tzinfo=UTC)
 start = (now - timedelta(days=89)).date()
 began = time.perf_counter()

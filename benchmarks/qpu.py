@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flows.collect import collect_costs
-from flows.simulator import simulated_azure
 from flows.simulator.estate import EstateBuilder
 from flows.simulator.model import MachineSpec, SubscriptionSpec
 from flows.simulator.quota import QpuQuota
+from flows.simulator.server import simulated_azure
 from transforms.billing import QPU_WINDOWS
 
 SUBSCRIPTIONS = 200

@@ -23,7 +23,7 @@ from flows.collect import collect
 from flows.pipeline import RefreshSummary, first_of_month, refresh
 from flows.report.data import ReportData
 from flows.report.summary import summary_lines
-from flows.simulator import simulated_azure
+from flows.simulator.server import simulated_azure
 
 DEFAULT_STATE_DIR = Path("data/demo")
 HISTORY_FULL_MONTHS = 12

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from flows.simulator import SimulatedAzure, simulated_azure
 from flows.simulator.estate import Estate
+from flows.simulator.server import SimulatedAzure, simulated_azure
 
 # Case 11's Arc disconnections a single collection cannot see (it sees each machine's latest
 # status change only, so what came before counts as connected: the data dictionary's gap

@@ -30,7 +30,7 @@ from flows.azure_clients import build_credential
 from flows.cli import app
 from flows.config import STATIC_TOKEN_ENV, ConfigError, Settings, load_settings
 from flows.exports import import_costs_to_lake
-from flows.simulator import simulated_azure
+from flows.simulator.server import simulated_azure
 from transforms.costs import CostDataError
 
 pytestmark = pytest.mark.simulator

@@ -9,9 +9,6 @@ from typing import Annotated
 
 import typer
 
-from flows.simulator.estate import Estate
-from flows.simulator.server import SimulatedAzure
-
 simulator_app = typer.Typer(
     help="A simulated Azure estate on loopback, for the demo, the tests and trying mdecost "
     "without a tenant.",
@@ -51,6 +48,9 @@ def serve(
     included) that points mdecost at it: `mdecost <command> --config STATE_DIR/mdecost.toml`.
     The token is MDECOST_STATIC_TOKEN when set, else the development token.
     """
+    from flows.simulator.estate import Estate
+    from flows.simulator.server import SimulatedAzure
+
     estate = Estate.generate(seed=seed, machines=machines, months=months, now=_parse_now(now))
     try:
         simulator = SimulatedAzure(estate, state_dir, port=port).start()

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from flows.simulator import Estate, EstateBuilder
+from flows.simulator.estate import Estate, EstateBuilder
 from flows.simulator.model import MachineSpec, OperationRefused, SubscriptionSpec
 from flows.simulator.profiles import profile_counts, window_start_for
 

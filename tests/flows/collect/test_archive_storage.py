@@ -25,7 +25,8 @@ from azure.storage.blob import ContainerClient
 from flows.build import build
 from flows.collect import collect
 from flows.lake import scan_dataset
-from flows.simulator import simulated_azure, wire
+from flows.simulator import wire
+from flows.simulator.server import simulated_azure
 from tests.flows.collect.test_history import NOW, SUBSCRIPTION, _env, _seam_estate
 
 pytestmark = pytest.mark.simulator

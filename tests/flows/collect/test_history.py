@@ -19,9 +19,9 @@ from flows.build import build
 from flows.collect import collect
 from flows.collect.activity_log import WindowError, retention_floor
 from flows.lake import scan_dataset
-from flows.simulator import simulated_azure
 from flows.simulator.estate import EstateBuilder
 from flows.simulator.model import MachineSpec, SubscriptionSpec
+from flows.simulator.server import simulated_azure
 from tests.conftest import ambiguous_machine_days, without_arc_after_one_snapshot
 from transforms.event_sources import EVENT_IDENTITY
 

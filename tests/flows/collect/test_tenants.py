@@ -9,7 +9,7 @@ import pytest
 from flows.build import build
 from flows.collect import CollectIncomplete, collect
 from flows.lake import scan_dataset
-from flows.simulator import simulated_azure
+from flows.simulator.server import simulated_azure
 
 pytestmark = pytest.mark.simulator
 
