@@ -53,6 +53,7 @@ from flows.incremental import (
     changed_months,
     chunk_key,
     code_digest,
+    collected_again_alike,
     context_digest,
     facts_month,
     first_changed_month,
@@ -1238,6 +1239,7 @@ def _build_locked(
     )
     surveyed = survey_costs(files, known_survey(files, published, listing))
     refuse_implausible(surveyed)
+    lake_survey = relative_survey(files, surveyed)
     try:
         resolution = resolve(deliveries(surveyed))
     except CostOverlapError as error:
@@ -1265,7 +1267,8 @@ def _build_locked(
         costs_to_replace = None
         if previous is not None:
             new.attach_read_only(settings.warehouse.path, PUBLISHED)
-            reuses = _reuses(settings, previous, listing, now, chunks)
+            alike = collected_again_alike(previous, lake_survey, listing)
+            reuses = _reuses(settings, previous, listing, now, chunks, alike)
             reuses = forget_changed_rows(
                 new,
                 list(zip(chunks, reuses, strict=True)),
@@ -1285,7 +1288,7 @@ def _build_locked(
                     f"chunk {number}/{len(chunks)} ({chunk.describe()}) {staged[-1].made} in "
                     f"{time.perf_counter() - started:.1f} s"
                 )
-        record_state(new, context, now, listing, relative_survey(files, surveyed), chunks, staged)
+        record_state(new, context, now, listing, lake_survey, chunks, staged)
         summary = stage_estate(
             settings,
             book,
@@ -1301,11 +1304,17 @@ def _build_locked(
 
 
 def _reuses(
-    settings: Settings, previous: Published, listing: Listing, now: Facts, chunks: list[LakeChunk]
+    settings: Settings,
+    previous: Published,
+    listing: Listing,
+    now: Facts,
+    chunks: list[LakeChunk],
+    alike: set[str],
 ) -> list[ChunkReuse | None]:
     """What each chunk keeps of the published build (`ChunkReuse`; None: the chunk of no
-    subscription, computed whole). On Dask a changed chunk is computed whole."""
-    changed = changed_months(settings.lake.location(), previous, listing)
+    subscription, computed whole), the cost files collected again `alike` reaching no month.
+    On Dask a changed chunk is computed whole."""
+    changed = changed_months(settings.lake.location(), previous, listing, alike)
     moved = facts_month(previous.facts, now)
     reuses: list[ChunkReuse | None] = []
     for chunk in chunks:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -163,6 +164,7 @@ def published_build(warehouse: Path) -> Published | None:
             ("inputs", "file"),
             ("chunks", "chunk_key"),
             ("survey", "file"),
+            ("survey", "content"),
         }
         if not wanted <= present:
             return None
@@ -277,6 +279,8 @@ STATE_COMMENTS: Final = {
             "ingested_at": "Newest ingested_at of the rows.",
             "rows": "How many rows.",
             "implausible": "How many rows hold an amount that is no amount.",
+            "content": "Fingerprint of the rows' values but ingested_at (their hashes added): "
+            "the same when the file was collected again with the same rows.",
         },
     ),
 }
@@ -355,9 +359,36 @@ def _same_pricings(lake: Lake, earlier: str, later: str) -> bool:
     )
 
 
-def changed_months(lake: Lake, previous: Published, listing: Listing) -> dict[str | None, date]:
+def collected_again_alike(previous: Published, survey: pl.DataFrame, listing: Listing) -> set[str]:
+    """The cost files rewritten since the published build with the same rows but for when they
+    were collected (`ingested_at`; the survey's `content` compares them): a restatement window
+    collected again that restated nothing, as most nights' is. Their change reaches no month,
+    though their `costs` rows are still replaced (`changed_cost_files`: the collection time).
+    `survey`: this build's, `file` lake-relative (`flows.build.relative_survey`)."""
+    rewritten = [
+        path
+        for path, stat in listing.items()
+        if _dataset_of(path) == "costs" and previous.files.get(path, stat) != stat
+    ]
+    compared = [column for column in survey.columns if column != "ingested_at"]
+
+    def delivered(frame: pl.DataFrame, path: str) -> pl.DataFrame:
+        rows = frame.filter(pl.col("file") == path).select(compared)
+        return rows.sort(compared, nulls_last=True)
+
+    return {
+        path
+        for path in rewritten
+        if delivered(previous.survey, path).equals(delivered(survey, path))
+    }
+
+
+def changed_months(
+    lake: Lake, previous: Published, listing: Listing, alike: AbstractSet[str] = frozenset()
+) -> dict[str | None, date]:
     """The first month the changed lake files of each subscription reach (key None: files of
-    no subscription, which every chunk reads), worked out once for the whole lake."""
+    no subscription, which every chunk reads), worked out once for the whole lake; the files
+    `alike` (`collected_again_alike`) reach none."""
     snapshots: dict[str | None, list[tuple[str, str]]] = {}  # pricings: (day, file), old and new
     for path in set(previous.files) | set(listing):
         day = partition_value(Path(path), "snapshot_date")
@@ -365,7 +396,7 @@ def changed_months(lake: Lake, previous: Published, listing: Listing) -> dict[st
             snapshots.setdefault(_subscription_of(path), []).append((day, path))
     reached: dict[str | None, date] = {}
     for path in set(previous.files) | set(listing):
-        if previous.files.get(path) == listing.get(path):
+        if previous.files.get(path) == listing.get(path) or path in alike:
             continue
         subscription = _subscription_of(path)
         days = sorted(snapshots.get(subscription, []))

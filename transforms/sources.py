@@ -77,10 +77,14 @@ def survey(costs_with_file: pl.LazyFrame) -> pl.LazyFrame:
     rows that carry their partition file in column `file`: per delivery key
     (`DELIVERY_KEY`), billing currency and whether the rows are billed Defender charges
     (`defender`), the newest `ingested_at`, the row count and how many rows hold an amount that
-    is no amount (`implausible`: NaN, infinite, absurd; `transforms.costs.implausible_amount`).
+    is no amount (`implausible`: NaN, infinite, absurd; `transforms.costs.implausible_amount`),
+    and `content`: a fingerprint of the rows' values but when they were collected, the same
+    whatever their order (their hashes added, wrapping), so a file collected again with the
+    same rows is told apart from one that restated some (`flows.incremental`).
     """
     return (
         costs_with_file.with_columns(
+            content=pl.struct(pl.exclude("file", "ingested_at")).hash(),
             owner=charge_owner(),
             month=pl.col("charge_period_start").dt.strftime("%Y-%m"),
             defender=is_billed_defender_row(),
@@ -93,6 +97,7 @@ def survey(costs_with_file: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("ingested_at").max(),
             pl.len().alias("rows"),
             pl.col("implausible").sum(),
+            pl.col("content").sum(),
         )
     )
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.compare import differences
@@ -43,8 +44,10 @@ from flows.incremental import (
     facts_month,
     first_changed_month,
 )
+from flows.lake import dataset_files, partition_value
 from tests.flows.test_chunked_build import ONE_SUBSCRIPTION_PER_CHUNK, SUB_C, write_estate
 from tests.transforms.conftest import SUB_A, RawLake, vm_id
+from transforms.schemas import DATASETS
 
 A1 = vm_id(SUB_A, "rg-a", "a1")
 A2 = vm_id(SUB_A, "rg-a", "a2")
@@ -164,6 +167,37 @@ def test_incremental_builds_equal_full_builds_and_copy_what_no_change_reaches(
     build_into(tmp_path, "full", full=True)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     assert findings(tmp_path / "published.duckdb", A1) == {}
+
+
+def test_a_cost_month_collected_again_with_the_same_rows_reaches_no_month(
+    prefect_harness, tmp_path
+):
+    # Each night collects its restatement window again; most nights nothing was restated and
+    # only the rows' ingested_at moves. SUB_A's February file rewritten so (its 27 rows, Feb 15
+    # missing, collected again on Apr 2 03:00): no month is recomputed, both chunks are copied,
+    # and the costs table holds the 27 rows of the new collection. A full build agrees.
+    (tmp_path / "mdecost.toml").write_text("")
+    lake = tmp_path / "lake"
+    write_estate(lake, base_estate())
+    build_into(tmp_path, "published")
+    (february,) = (
+        path
+        for path in dataset_files(lake, "costs")
+        if partition_value(path, "month") == "2026-02"
+        and partition_value(path, "subscription_id") == SUB_A
+    )
+    collected_again = datetime(2026, 4, 2, 3, tzinfo=UTC)
+    rows = pl.read_parquet(february).with_columns(ingested_at=pl.lit(collected_again))
+    pq.write_table(rows.to_arrow().cast(DATASETS["costs"]), february)
+
+    assert build_into(tmp_path, "published") == "incremental build: chunks 2 copied"
+    build_into(tmp_path, "full", full=True)
+    assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
+    with duckdb.connect(str(tmp_path / "published.duckdb"), read_only=True) as con:
+        (recollected,) = con.execute(
+            "SELECT count(*) FROM costs WHERE ingested_at = $at", {"at": collected_again}
+        ).fetchone()
+    assert recollected == 27
 
 
 def block_seats(warehouse: Path, month: date) -> dict[str, int]:
