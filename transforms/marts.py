@@ -480,7 +480,7 @@ def chunk_views(
             part.rows,
             part.estate_deltas,
             option_parts(usage.days),
-            block_members(usage.days),
+            block_members(usage.days, options.terms),
             mde_component_leaders(licensing, charges, most_seats_owned(options.seats_owned)),
             cut_offs(charges),
             showback,

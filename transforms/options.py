@@ -212,12 +212,21 @@ _PART_AMOUNTS: Final = (
 )
 
 
-def block_members(days: pl.LazyFrame) -> pl.LazyFrame:
-    """One chunk's covered machine-months with billable time (month, subscription_id, plan,
-    machine_key; one row each): what its seat blocks count (`seat_block_parts`)."""
+def block_members(days: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
+    """One chunk's covered machines with billable time in each seat block: month (the first
+    month of the block the machine had billable time in), subscription_id, plan, machine_key.
+
+    What its seat blocks count (`seat_block_parts`). One row per machine and block rather than
+    per month (a third of the rows with blocks of a quarter), and still dated by a month: an
+    incremental build keeps the rows of the months it copies and recomputes the rest, and a
+    machine then listed twice in a block (a copied month and a recomputed one) is counted once.
+    """
     return (
         _covered_months(days)
         .filter(pl.col("billable"))
+        .with_columns(block=_block(pl.col("month"), terms.reassignment_months))
+        .group_by("block", "subscription_id", "plan", "machine_key")
+        .agg(pl.col("month").min())
         .select("month", "subscription_id", "plan", "machine_key")
     )
 
@@ -235,17 +244,25 @@ def seat_block_parts(
     machine was billable in it. A block counts the distinct machines billable at any time in
     it, per chunk (a machine is in one chunk), the chunks' counts added.
     """
-    months_per_block = terms.reassignment_months
-    block = _block(pl.col("month"), months_per_block)
-    counted = (
-        pl.concat([frame.with_columns(chunk=pl.lit(index)) for index, frame in enumerate(members)])
-        .with_columns(block=block, scope=in_scopes())
-        .explode("scope")
-        .group_by("chunk", "block", "scope", "plan")
-        .agg(block_machines=pl.col("machine_key").n_unique().cast(pl.Int64))
-        .group_by("block", "scope", "plan")
-        .agg(pl.col("block_machines").sum())
+    block = _block(pl.col("month"), terms.reassignment_months)
+    listed = pl.concat(
+        [frame.with_columns(chunk=pl.lit(index)) for index, frame in enumerate(members)]
+    ).with_columns(block=block)
+    distinct = pl.col("machine_key").n_unique().cast(pl.Int64).alias("block_machines")
+    # A subscription's blocks and the estate's (`in_scopes`), counted apart rather than from
+    # rows exploded into both scopes (twice the rows, ~130-character keys).
+    per_scope = pl.concat(
+        [
+            listed.filter(pl.col("subscription_id").is_not_null())
+            .group_by("chunk", "block", "plan", scope="subscription_id")
+            .agg(distinct),
+            listed.group_by("chunk", "block", "plan")
+            .agg(distinct)
+            .with_columns(scope=pl.lit(None, dtype=pl.String)),
+        ],
+        how="diagonal",
     )
+    counted = per_scope.group_by("block", "scope", "plan").agg(pl.col("block_machines").sum())
     return (
         counted.join(history_months.select("month", block=block).unique(), on="block")
         .drop("block")
