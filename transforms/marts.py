@@ -511,15 +511,22 @@ def chunk_views(
     for name, column in VIEW_MONTH_COLUMNS.items():
         views[name] = _from_month(views[name], column, recompute_from)
     parts = EstateParts(
-        fleet_rows=_from_month(fleet_rows, "month", recompute_from),
-        estate_deltas=_from_month(estate_deltas, "month", recompute_from),
-        option_parts=_from_month(parts_of_options, "month", recompute_from),
-        block_members=_from_month(members, "month", recompute_from),
-        leaders=_from_month(leaders, "month", recompute_from),
-        cut_offs=scope_cut_offs,
-        showback=_from_month(showback_rows, "month", recompute_from),
+        fleet_rows=_detached(_from_month(fleet_rows, "month", recompute_from)),
+        estate_deltas=_detached(_from_month(estate_deltas, "month", recompute_from)),
+        option_parts=_detached(_from_month(parts_of_options, "month", recompute_from)),
+        block_members=_detached(_from_month(members, "month", recompute_from)),
+        leaders=_detached(_from_month(leaders, "month", recompute_from)),
+        cut_offs=_detached(scope_cut_offs),
+        showback=_detached(_from_month(showback_rows, "month", recompute_from)),
     )
     return ChunkViews(views, parts)
+
+
+def _detached(part: pl.DataFrame) -> pl.DataFrame:
+    """`part` copied into buffers of its own. A few rows grouped out of a chunk's large frames
+    keep those frames' string buffers alive (polars' strings are views), and the estate step
+    holds every chunk's parts: at 100,000 machines, ~30 MB per chunk, 3.3 GB in all."""
+    return pl.DataFrame(part.to_arrow())
 
 
 def _history_months(facts: EstateFacts) -> pl.LazyFrame:
