@@ -9,8 +9,9 @@ far. Every other chunked view, and the chunk's parts of the estate-wide views, a
 or a month; a month is recomputed from the first month a change can reach:
 
 - the earliest month of a changed lake file of the chunk (power events and costs by month,
-  inventory and pricings snapshots by day), and the months the estate's facts moved in (the end
-  of the power history, the estate's last billed day);
+  inventory and pricings snapshots by day; not a cost file collected again with the same rows,
+  `flows.incremental.collected_again_alike`), and the months the estate's facts moved in (the
+  end of the power history, the estate's last billed day);
 - the month of the first instant at which the recomputed power intervals differ from the
   published ones (`first_difference_sql`): how far back the new evidence reached;
 - every month, when a machine's description (name, kind, plan, sensor, tags: everything but when
@@ -20,8 +21,8 @@ or a month; a month is recomputed from the first month a change can reach:
 The downstream views are computed from one month earlier (`lookback_start`: a plan change on
 the 1st compares with the day before), and rows before the recompute start are discarded: those
 months are copied from the published warehouse. Nothing else crosses months: a seat block's
-count spans its months, but the estate step counts it from every chunk's machine-months
-(`options.seat_block_parts`), the copied months' with the recomputed.
+count spans its months, but the estate step counts it from every chunk's machines of each block
+(`options.block_members`, `options.seat_block_parts`), the copied months' with the recomputed.
 """
 
 from __future__ import annotations
