@@ -43,6 +43,16 @@ from transforms.contract import conform_view, order_free_sum, order_free_sum_or_
 
 _HOURS_PER_DAY: Final = 24
 _KEYS: Final = ("month", "scope", "plan")
+# An option part's columns added across chunks besides its keys and its seat blocks' count
+# (`block_machines`, which `seat_block_parts` carries alone).
+_PART_AMOUNTS: Final = (
+    "machines",
+    "billable_hours",
+    "hourly_list",
+    "mde_component_cost",
+    "p1_cost",
+    "billed",
+)
 
 
 @dataclass(frozen=True)
@@ -199,17 +209,6 @@ def option_parts(days: pl.LazyFrame) -> pl.LazyFrame:
         )
         .select(*_KEYS, *_PART_AMOUNTS)
     )
-
-
-# The additive columns of an option part besides the machine counts.
-_PART_AMOUNTS: Final = (
-    "machines",
-    "billable_hours",
-    "hourly_list",
-    "mde_component_cost",
-    "p1_cost",
-    "billed",
-)
 
 
 def block_members(days: pl.LazyFrame, terms: LicensingTerms) -> pl.LazyFrame:
