@@ -758,7 +758,7 @@ def _published_part(
 def _earlier_cut_offs(
     new: warehouse.StagedWarehouse, chunk: LakeChunk, start: date
 ) -> pl.DataFrame:
-    """The last billed day of each of `chunk`'s subscriptions before the month the recomputed
+    """The last billed day of each of `chunk`'s subscriptions before the day the recomputed
     views are read from (`transforms.incremental.lookback_start`)."""
     table = new.read(
         f"SELECT subscription_id AS scope, max(usage_date) AS billed_through "

@@ -18,17 +18,18 @@ or a month; a month is recomputed from the first month a change can reach:
   it was last seen) differs from the published one, or the settings, price book, code or
   history start differ (the caller then builds in full).
 
-The downstream views are computed from one month earlier (`lookback_start`: a plan change on
-the 1st compares with the day before), and rows before the recompute start are discarded: those
-months are copied from the published warehouse. Nothing else crosses months: a seat block's
-count spans its months, but the estate step counts it from every chunk's machines of each block
-(`options.block_members`, `options.seat_block_parts`), the copied months' with the recomputed.
+The downstream views are computed from the day before (`lookback_start`: a plan change on the
+1st compares with the day before; nothing looks further back), and rows before the recompute
+start are discarded: those months are copied from the published warehouse. Nothing else
+crosses months: a seat block's count spans its months, but the estate step counts it from every
+chunk's machines of each block (`options.block_members`, `options.seat_block_parts`), the copied
+months' with the recomputed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 import polars as pl
@@ -55,11 +56,11 @@ def recompute_start(first_changed: date, history_start: datetime | None) -> date
 
 
 def lookback_start(recompute_from: date) -> date:
-    """The month before `recompute_from`: the downstream views are computed from there, so a
-    comparison with the day before sees it, and its rows are discarded."""
-    if recompute_from.month == 1:
-        return date(recompute_from.year - 1, 12, 1)
-    return date(recompute_from.year, recompute_from.month - 1, 1)
+    """The day before `recompute_from`: the downstream views are computed from there, so a
+    comparison with the day before (`anomalies.plan_changes`) sees it, and its rows are
+    discarded. No view looks further back: the others are of a day, or of a month, and a
+    recomputed month is read whole."""
+    return recompute_from - timedelta(days=1)
 
 
 def first_difference_sql(old: str, new: str) -> str:

@@ -418,9 +418,10 @@ def chunk_views(
 
     `timelines`: `chunk_timelines(raw, facts)`, when the caller has them already. With
     `recompute_from` (the first of a month, `transforms.incremental`), the dated views and the
-    estate parts hold only the days and months from then on, computed from the month before
-    (charges and intervals before it are not read); `earlier_cut_offs` are then the last billed
-    days of the chunk's subscriptions before that month (`options.cut_offs` of the rows kept).
+    estate parts hold only the days and months from then on, computed from the day before
+    (`transforms.incremental.lookback_start`; charges and intervals before it are not read);
+    `earlier_cut_offs` are then the last billed days of the chunk's subscriptions before that
+    day (`options.cut_offs` of the rows kept).
     """
     price_book = term_priced_book(price_book, options.terms)
     timelines = timelines or chunk_timelines(raw, facts)

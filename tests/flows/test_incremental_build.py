@@ -258,6 +258,56 @@ def test_a_seat_block_counts_the_machines_of_its_copied_months_and_of_its_recomp
     }
 
 
+def plan_changes(warehouse: Path) -> list[tuple[date, str]]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            "SELECT month, detail FROM findings WHERE finding = 'plan_changed' ORDER BY month"
+        ).fetchall()
+
+
+def test_a_recomputed_month_s_plan_change_on_its_first_day_is_seen_against_the_day_before(
+    prefect_harness, tmp_path
+):
+    # SUB_A switched from P1 (pricings snapshot Dec 1) to P2 (snapshot Mar 1); a1 runs
+    # throughout and is charged every day, at P1 (0.00672 x 24 h) Dec 1 - Feb 28 and at P2
+    # (0.02 x 24 h) in March but Mar 20. Restating March (the Mar 20 charge arrives) recomputes
+    # March alone, read from Feb 28: the change of Mar 1 is still found (P1 on Feb 28, P2 on
+    # Mar 1, 1 of the subscription's 1 machine), and March's billable_not_billed (Mar 20, 24 h at
+    # 0.02: 0.48) is gone. A build reading March alone would find no change at all.
+    (tmp_path / "mdecost.toml").write_text("")
+    lake = tmp_path / "lake"
+    base = RawLake(snapshot_at=BASE_COLLECTED)
+    base.pricing(SUB_A, "Standard", "P1", snapshot_at=datetime(2025, 12, 1, tzinfo=UTC))
+    base.pricing(SUB_A, "Standard", "P2", snapshot_at=datetime(2026, 3, 1, tzinfo=UTC))
+    base.pricing(SUB_A, "Standard", "P2")
+    base.machine(A1, vm_id="a1", snapshot_at=datetime(2025, 12, 1, tzinfo=UTC))
+    base.machine(A1, vm_id="a1")
+    for day in days(date(2025, 12, 1), date(2026, 2, 28)):
+        base.cost(day, A1, hours=24, amount=0.16128, meter="Standard P1 Node")
+    for day in days(date(2026, 3, 1), date(2026, 3, 31)):
+        if day != date(2026, 3, 20):
+            base.cost(day, A1, hours=24, amount=0.48)
+    write_estate(lake, base)
+    build_into(tmp_path, "published")
+    march = date(2026, 3, 1)
+    change = (
+        march,
+        "subscription's Defender for Servers plan P1 -> P2 on 2026-03-01 (1 of 1 machines)",
+    )
+    assert plan_changes(tmp_path / "published.duckdb") == [change]
+    assert findings(tmp_path / "published.duckdb", A1) == {("billable_not_billed", march): 0.48}
+
+    restated = RawLake(snapshot_at=REFRESH_COLLECTED)
+    for day in days(date(2026, 3, 1), date(2026, 3, 31)):
+        restated.cost(day, A1, hours=24, amount=0.48)
+    write_estate(lake, restated)
+    assert build_into(tmp_path, "published") == "incremental build: chunks 1 from 2026-03"
+    build_into(tmp_path, "full", full=True)
+    assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
+    assert plan_changes(tmp_path / "published.duckdb") == [change]
+    assert findings(tmp_path / "published.duckdb", A1) == {}
+
+
 def test_a_subscription_s_first_pricings_snapshot_reaches_its_whole_history(tmp_path):
     # SUB_C's first pricings snapshot (Apr 2) stands for every day before it, whatever the
     # other subscriptions of its chunk collected earlier (SUB_A's Apr 1); a costs partition
