@@ -177,8 +177,6 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
         power_events.select(
             "correlation_id",
             "event_at",
-            "subscription_id",
-            "resource_group",
             pl.col("resource_id").cast(pl.Categorical),
             pl.col("operation").cast(pl.Categorical),
             **{f"{name}_at": at for name, at in at_status.items()},
@@ -188,13 +186,9 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
             started_at=pl.coalesce(pl.col("started_at").min(), pl.col("event_at").min()),
             succeeded_at=pl.col("succeeded_at").min(),
             failed_at=pl.col("failed_at").min(),
-            subscription_id=pl.col("subscription_id").first(),
-            resource_group=pl.col("resource_group").first(),
         )
         .with_columns(
             billing.normalise_resource_id_expr(pl.col("resource_id").cast(pl.String)),
-            pl.col("subscription_id").str.to_lowercase(),
-            pl.col("resource_group").str.to_lowercase(),
             pl.col("operation").cast(pl.String).str.strip_chars().str.to_lowercase(),
             outcome=pl.when(pl.col("succeeded_at").is_not_null())
             .then(pl.lit("succeeded"))
