@@ -213,7 +213,9 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
             how="left",
         )
         .sort("machine", "at", "ended_at", "correlation_id", nulls_last=True)
-        .with_columns(busy_until=busy_until.cum_max().shift(1).over("machine"))
+        # When the operations before each item end: their ends' running maximum, carried over
+        # the items that are no operation (`cum_max` leaves those null).
+        .with_columns(busy_until=busy_until.cum_max().forward_fill().shift(1).over("machine"))
         .filter(
             is_operation | pl.col("busy_until").is_null() | (pl.col("at") >= pl.col("busy_until"))
         )

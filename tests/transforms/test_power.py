@@ -68,6 +68,23 @@ def test_snapshot_stopped_after_a_start_is_a_guest_shutdown_and_billable(lake):
     assert sum(hours.values()) == pytest.approx(15 + 58 / 60 + 21 * 24, abs=1e-9)
 
 
+def test_every_snapshot_taken_while_an_operation_runs_is_ignored(lake):
+    # Running until a deallocate Jan 10 00:00 - Jan 12 00:00 (a slow one), deallocated after;
+    # two snapshots during it (Jan 10 12:00 and Jan 11 12:00, both `running`, the second right
+    # after the first) tell nothing the operation does not: both are ignored, the second too.
+    # Billable: Jan 1 - 10, 9 days = 216 h.
+    vm = lake.machine(vm_id(SUB_A, "rg", "slow"), power_state="running", snapshot_at=at(10, 12))
+    lake.machine(vm, power_state="running", snapshot_at=at(11, 12))
+    lake.machine(vm, power_state="deallocated")
+    lake.operation(vm, "deallocate", at(10), at(12))
+    assert intervals_of(lake, vm) == [
+        ("running", WINDOW_START, at(10), True),
+        ("deallocating", at(10), at(12), False),
+        ("deallocated", at(12), WINDOW_END, False),
+    ]
+    assert sum(hours_by_day(daily_hours(lake), vm).values()) == 216.0
+
+
 def test_an_earlier_snapshot_settles_the_state_before_the_first_operation(lake):
     # The Jan 1 snapshot saw the VM stopped (a guest shutdown before the window); it is started
     # Jan 10 08:00-08:02. Without that snapshot the start would imply deallocated before it.
