@@ -42,6 +42,7 @@ from flows.incremental import (
     PART_COLUMN_COMMENT,
     PART_COMMENT,
     PART_NAMES,
+    RESUME_COMMENTS,
     STATE_COMMENTS,
     STATE_SCHEMA,
     STATE_TABLES,
@@ -75,6 +76,7 @@ from flows.lake import (
 from pricing.book import load_price_book, pricing_choices
 from transforms.anomalies import AnomalyRule
 from transforms.charges import charge_subscription
+from transforms.contract import UTC_TIMESTAMP
 from transforms.dictionary import column_comments, table_comments, tenant_tables
 from transforms.incremental import (
     first_difference_sql,
@@ -84,6 +86,7 @@ from transforms.incremental import (
     recompute_start,
     reusable_plan,
 )
+from transforms.machines import EVENT_BOUNDS
 from transforms.marts import (
     CHUNKED_VIEWS,
     ESTATE_FINDINGS,
@@ -101,8 +104,10 @@ from transforms.marts import (
     estate_views,
     linked_subscriptions,
     plan_chunks,
+    resumed_timelines,
 )
 from transforms.options import LicensingTerms
+from transforms.resume import RESUME_POINTS, ResumeState, spliced_intervals
 from transforms.schemas import DATASETS, WAREHOUSE_COSTS
 from transforms.sources import (
     PRECEDENCE,
@@ -114,6 +119,9 @@ from transforms.sources import (
     without,
 )
 from transforms.tags import TAG_DTYPE
+
+# The lake's power events as polars reads them (a resume state's carried events).
+POWER_EVENTS_SCHEMA: Final = pl.Schema(pl.from_arrow(DATASETS["power_events"].empty_table()).schema)  # type: ignore[union-attr]
 
 
 class BuildRefusedError(RuntimeError):
@@ -302,9 +310,12 @@ def plan_lake_chunks(
     return chunks
 
 
-def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> RawLake:
+def chunk_lake(
+    files: LakeFiles, chunk: LakeChunk, known: frozenset[str], events_from: datetime | None = None
+) -> RawLake:
     """The lazy scans of `chunk`'s part of the lake (see `LakeChunk`); `known` is every
-    subscription some file is partitioned by."""
+    subscription some file is partitioned by. `events_from` (the first instant of a month):
+    the power events from then on only, read from the partitions of their months."""
 
     def scan(dataset: str) -> pl.LazyFrame:
         own = [
@@ -312,6 +323,9 @@ def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> Raw
             for subscription in chunk.subscriptions
             for path in files.by_subscription[dataset].get(subscription, [])
         ]
+        if dataset == "power_events" and events_from is not None:
+            first_month = f"{events_from:%Y-%m}"
+            own = [path for path in own if (partition_value(path, "month") or "") >= first_month]
         shared = files.shared[dataset]
         row_subscription = (
             charge_subscription()
@@ -325,7 +339,10 @@ def chunk_lake(files: LakeFiles, chunk: LakeChunk, known: frozenset[str]) -> Raw
         parts = [files.scan(dataset, own)] if own else []
         if shared:
             parts.append(files.scan(dataset, shared).filter(of_chunk))
-        return pl.concat(parts) if parts else files.scan_all(dataset, [])
+        scanned = pl.concat(parts) if parts else files.scan_all(dataset, [])
+        if dataset == "power_events" and events_from is not None:
+            return scanned.filter(pl.col("event_at") >= events_from)
+        return scanned
 
     return RawLake(**{dataset: scan(dataset) for dataset in BUILT_FROM})
 
@@ -425,11 +442,13 @@ class StagedChunk:
     """What a chunk leaves for the estate step: its estate parts, and how it was made
     (`computed`, `copied`, or `from YYYY-MM`: recomputed from that month). `recorded_before`:
     the month before which its parts are the published build's, which the copied build state
-    holds already (None: none of them; a copied chunk's are all there)."""
+    holds already (None: none of them; a copied chunk's are all there). `resume`: what its
+    next build resumes its timelines from (None: a copied chunk's, in the copied state)."""
 
     parts: EstateParts
     made: str = "computed"
     recorded_before: date | None = None
+    resume: ResumeState | None = None
 
 
 # The published warehouse, attached to the staged one while an incremental build reads it.
@@ -484,7 +503,7 @@ def stage_chunk(
         computed = compute_chunk(settings, book, facts, files, chunk, known)
         for name in CHUNKED_VIEWS:
             new.append(name, _arrow(computed.views[name]))
-        return StagedChunk(computed.parts)
+        return StagedChunk(computed.parts, resume=computed.resume)
     return _recomputed_chunk(settings, book, facts, files, chunk, known, new, reuse)
 
 
@@ -504,6 +523,18 @@ def record_parts(new: warehouse.StagedWarehouse, chunk: LakeChunk, staged: Stage
         new.append_state(
             STATE_SCHEMA, f"part_{name}", _arrow(part.with_columns(chunk_key=pl.lit(chunk.key)))
         )
+    if staged.resume is not None:
+        resume = staged.resume
+        frames = {
+            "resume_points": resume.points.with_columns(cut=pl.lit(resume.cut).cast(UTC_TIMESTAMP)),
+            "resume_carried": resume.carried,
+            "resume_bounds": resume.bounds,
+        }
+        for name, frame in frames.items():
+            new.delete(name, "chunk_key = $key", {"key": chunk.key}, schema=STATE_SCHEMA)
+            new.append_state(
+                STATE_SCHEMA, name, _arrow(frame.with_columns(chunk_key=pl.lit(chunk.key)))
+            )
 
 
 def _recomputed_chunk(
@@ -518,52 +549,79 @@ def _recomputed_chunk(
 ) -> StagedChunk:
     """`chunk` recomputed from the first month its changes reach, its earlier rows kept; in
     full when they reach its whole history. Rows the changes reach further back than
-    `forget_changed_rows` foresaw are deleted here."""
+    `forget_changed_rows` foresaw are deleted here. Its timelines are resumed from the last
+    build's resume points when they may be (`transforms.resume`), else rebuilt whole."""
     raw = chunk_lake(files, chunk, known)
     options = _options(settings, book)
-    timelines = chunk_timelines(raw, facts)
-    with new.registered(CHUNK_INTERVALS, _arrow(timelines.power_intervals)):
-        of_chunk, members = _of_chunks([chunk])
-        published_intervals = (
-            f"SELECT * FROM {PUBLISHED}.power_intervals WHERE {_published_machines(of_chunk)}"
+    of_chunk, members = _of_chunks([chunk])
+    resumed = _resumed_timelines(new, files, chunk, known, facts, reuse)
+    timelines = resumed.timelines if resumed else chunk_timelines(raw, facts)
+    starts = resumed.starts if resumed else pl.DataFrame(schema=RESUME_STARTS_SCHEMA)
+    with new.registered(RESUME_STARTS, _arrow(starts)):
+        # The intervals from each resumed machine's resume point (every interval of the
+        # others), against the published ones from there: those before it are the same.
+        tail = _spliced_tail(new, resumed) if resumed else timelines.power_intervals
+        with new.registered(CHUNK_INTERVALS, _arrow(tail)):
+            published_tail = (
+                f"SELECT p.* FROM {PUBLISHED}.power_intervals AS p "
+                f"LEFT JOIN {RESUME_STARTS} AS r USING (resource_id) "
+                f"WHERE {_published_machines(of_chunk)} "
+                "AND (r.resume_at IS NULL OR p.end_at >= r.resume_at OR p.end_at IS NULL)"
+            )
+            found: datetime | None = new.rows(
+                first_difference_sql(published_tail, f"SELECT * FROM {CHUNK_INTERVALS}"),
+                members,
+            )[0][0]
+        differs = found.astimezone(UTC) if found is not None else None
+        start = _recompute_start(new, chunk, timelines, reuse, facts, differs)
+        if resumed and start is not None:
+            read_from = lookback_start(start)
+            timelines = replace(timelines, power_intervals=_intervals_from(new, tail, read_from))
+        elif resumed:
+            # Every month is recomputed: the views read the whole history's intervals.
+            timelines = chunk_timelines(raw, facts)
+        computed = chunk_views(
+            raw,
+            _book(book),
+            options,
+            facts,
+            timelines,
+            recompute_from=start,
+            earlier_cut_offs=_earlier_cut_offs(new, chunk, start) if start else None,
         )
-        found: datetime | None = new.rows(
-            first_difference_sql(published_intervals, f"SELECT * FROM {CHUNK_INTERVALS}"),
-            members,
-        )[0][0]
-    differs = found.astimezone(UTC) if found is not None else None
-    start = _recompute_start(new, chunk, timelines, reuse, facts, differs)
-    computed = chunk_views(
-        raw,
-        _book(book),
-        options,
-        facts,
-        timelines,
-        recompute_from=start,
-        earlier_cut_offs=_earlier_cut_offs(new, chunk, start) if start else None,
-    )
-    if start is not None and _cut_off_moved_before(new, chunk, computed.parts.cut_offs, start):
-        start = None
-        computed = chunk_views(raw, _book(book), options, facts, timelines)
-    if reuse.kept_before is not None and (start is None or start < reuse.kept_before):
-        forget_dated_rows(new, [(chunk, start, reuse.kept_before)], known)
-    if differs is not None:
-        # Before the first difference, the two timelines hold the same intervals (each one
-        # ending before it is in both, `first_difference_sql`): only the rest is replaced.
-        new.delete(
-            "power_intervals",
-            f"(end_at >= $differs OR end_at IS NULL) AND {_published_machines(of_chunk)}",
-            {**members, "differs": differs},
-        )
-        changed = timelines.power_intervals.filter(
-            (pl.col("end_at") >= differs) | pl.col("end_at").is_null()
-        )
-        new.append("power_intervals", _arrow(changed))
+        if start is not None and _cut_off_moved_before(new, chunk, computed.parts.cut_offs, start):
+            start = None
+            if resumed:
+                timelines = chunk_timelines(raw, facts)
+            computed = chunk_views(raw, _book(book), options, facts, timelines)
+        if reuse.kept_before is not None and (start is None or start < reuse.kept_before):
+            forget_dated_rows(new, [(chunk, start, reuse.kept_before)], known)
+        if differs is not None:
+            # Before the first difference (and a resumed machine's resume point), the two
+            # timelines hold the same intervals (each one ending before it is in both,
+            # `first_difference_sql`): only the rest is replaced.
+            new.delete(
+                "power_intervals",
+                f"(end_at >= $differs OR end_at IS NULL) AND {_published_machines(of_chunk)} "
+                f"AND NOT EXISTS (SELECT 1 FROM {RESUME_STARTS} AS r "
+                "WHERE r.resource_id = power_intervals.resource_id "
+                "AND power_intervals.end_at < r.resume_at)",
+                {**members, "differs": differs},
+            )
+            changed = (
+                tail.join(starts, on="resource_id", how="left")
+                .filter(
+                    (pl.col("end_at") >= differs) | pl.col("end_at").is_null(),
+                    pl.col("resume_at").is_null() | (pl.col("end_at") >= pl.col("resume_at")),
+                )
+                .drop("resume_at")
+            )
+            new.append("power_intervals", _arrow(changed))
     for name in CHUNKED_VIEWS:
         if name != "power_intervals":
             new.append(name, _arrow(computed.views[name]))
     if start is None:
-        return StagedChunk(computed.parts)
+        return StagedChunk(computed.parts, resume=computed.resume)
 
     def with_published(name: str) -> pl.DataFrame:
         computed_part: pl.DataFrame = getattr(computed.parts, name)
@@ -574,7 +632,100 @@ def _recomputed_chunk(
     parts = replace(
         computed.parts, **{name: with_published(name) for name in PART_NAMES if name != "cut_offs"}
     )
-    return StagedChunk(parts, f"from {start:%Y-%m}", recorded_before=start)
+    made = f"from {start:%Y-%m}" + (" (timelines resumed)" if resumed else "")
+    return StagedChunk(parts, made, recorded_before=start, resume=computed.resume)
+
+
+# Each resumed machine's resume point, as the staged warehouse's queries read them.
+RESUME_STARTS: Final = "mdecost_resume_starts"
+RESUME_STARTS_SCHEMA: Final = pl.Schema({"resource_id": pl.String(), "resume_at": UTC_TIMESTAMP})
+_INTERVAL_COLUMNS: Final = "resource_id, state, start_at, end_at, billable"
+
+
+@dataclass(frozen=True)
+class ResumedTimelines:
+    """A chunk's timelines resumed from the last build's resume points (`transforms.resume`):
+    its resumed machines' intervals from their resume points (`starts`) on."""
+
+    timelines: Timelines
+    starts: pl.DataFrame
+
+
+def _resumed_timelines(
+    new: warehouse.StagedWarehouse,
+    files: LakeFiles,
+    chunk: LakeChunk,
+    known: frozenset[str],
+    facts: EstateFacts,
+    reuse: ChunkReuse,
+) -> ResumedTimelines | None:
+    """`chunk`'s timelines resumed from the published build's resume state, reading the power
+    events from its cut on; None when they may not be: a change reaches before the cut, or
+    `transforms.resume.resume_refused` (then logged)."""
+    if reuse.first_changed is None or reuse.first_changed == WHOLE_HISTORY:
+        return None
+    previous = _published_resume(new, chunk)
+    if previous is None or reuse.first_changed < previous.cut.date():
+        return None
+    raw = chunk_lake(files, chunk, known, events_from=previous.cut)
+    timelines = resumed_timelines(raw, facts, previous)
+    if isinstance(timelines, str):
+        _logger().info(f"chunk {chunk.describe()}: timelines rebuilt whole, {timelines}")
+        return None
+    return ResumedTimelines(timelines, previous.points.select(RESUME_STARTS_SCHEMA.names()))
+
+
+def _published_resume(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> ResumeState | None:
+    """The resume state the published build recorded for `chunk` (None: none)."""
+
+    def read(name: str) -> pl.DataFrame:
+        table = new.read(
+            f'SELECT * EXCLUDE (chunk_key) FROM {PUBLISHED}.{STATE_SCHEMA}."{name}" '
+            "WHERE chunk_key = $key",
+            {"key": chunk.key},
+        )
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    points = read("resume_points")
+    if points.is_empty():
+        return None
+    (cut,) = points.get_column("cut").unique().to_list()
+    return ResumeState(
+        cut.astimezone(UTC),
+        points.drop("cut").cast(dict(RESUME_POINTS)),  # type: ignore[arg-type]
+        read("resume_carried").cast(POWER_EVENTS_SCHEMA),  # type: ignore[arg-type]
+        read("resume_bounds").cast(dict(EVENT_BOUNDS)),  # type: ignore[arg-type]
+    )
+
+
+def _spliced_tail(new: warehouse.StagedWarehouse, resumed: ResumedTimelines) -> pl.DataFrame:
+    """The chunk's intervals from each resumed machine's resume point (an interval across it
+    merged with its published part before it), every interval of the other machines."""
+    published = new.read(
+        f"SELECT {_INTERVAL_COLUMNS} FROM {PUBLISHED}.power_intervals AS p "
+        f"JOIN {RESUME_STARTS} AS r USING (resource_id) "
+        "WHERE r.resume_at IS NOT NULL AND (p.end_at >= r.resume_at OR p.end_at IS NULL)"
+    )
+    suffix = resumed.timelines.power_intervals
+    prefix: pl.DataFrame = pl.from_arrow(published)  # type: ignore[assignment]
+    return spliced_intervals(
+        prefix.cast(suffix.schema).lazy(), suffix.lazy(), resumed.starts.lazy()
+    ).collect()
+
+
+def _intervals_from(
+    new: warehouse.StagedWarehouse, tail: pl.DataFrame, read_from: date
+) -> pl.DataFrame:
+    """The chunk's intervals ending after `read_from`: the published ones of resumed machines
+    ending before their resume points, and `tail`."""
+    published = new.read(
+        f"SELECT {_INTERVAL_COLUMNS} FROM {PUBLISHED}.power_intervals AS p "
+        f"JOIN {RESUME_STARTS} AS r USING (resource_id) "
+        "WHERE p.end_at > $read_from AND p.end_at < r.resume_at",
+        {"read_from": datetime(read_from.year, read_from.month, read_from.day, tzinfo=UTC)},
+    )
+    middle: pl.DataFrame = pl.from_arrow(published)  # type: ignore[assignment]
+    return pl.concat([middle.cast(tail.schema), tail])
 
 
 def _recompute_start(
@@ -807,7 +958,7 @@ def part_chunk(
         for name in CHUNKED_VIEWS
     }
     seconds = time.perf_counter() - started
-    return PartedChunk(views, StagedChunk(computed.parts), seconds)
+    return PartedChunk(views, StagedChunk(computed.parts, resume=computed.resume), seconds)
 
 
 def _stage_on_dask(
@@ -1350,7 +1501,9 @@ def record_state(
     parts: dict[str, tuple[str, dict[str, str]]] = {
         f"part_{name}": (PART_COMMENT.format(part=name), {}) for name in PART_NAMES
     }
-    new.document_schema(STATE_SCHEMA, {**STATE_COMMENTS, **parts}, PART_COLUMN_COMMENT)
+    new.document_schema(
+        STATE_SCHEMA, {**STATE_COMMENTS, **RESUME_COMMENTS, **parts}, PART_COLUMN_COMMENT
+    )
 
 
 def _previous_build(

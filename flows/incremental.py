@@ -284,6 +284,30 @@ STATE_COMMENTS: Final = {
         },
     ),
 }
+# The chunks' resume states (`transforms.resume.ResumeState`), kept per chunk like the parts.
+RESUME_COMMENTS: Final = {
+    "resume_points": (
+        "mdecost's record (incremental builds): where each machine's power timeline resumes in "
+        "its chunk's next build, and what stands for its evidence before (transforms.resume).",
+        {
+            "cut": "The first instant of the month of the build's present: no power event "
+            "before it is read again.",
+            "resume_at": "The machine's last piece of evidence before the cut (or before an "
+            "operation still running at it); null: rebuilt from its first.",
+            "chunk_key": "The chunk.",
+        },
+    ),
+    "resume_carried": (
+        "mdecost's record (incremental builds): the Activity Log events before the cut of the "
+        "operations from each machine's resume point on, read again by the next build.",
+        {"chunk_key": "The chunk."},
+    ),
+    "resume_bounds": (
+        "mdecost's record (incremental builds): each machine id's first and last Activity Log "
+        "event before the cut (transforms.machines.EVENT_BOUNDS).",
+        {"chunk_key": "The chunk."},
+    ),
+}
 PART_COMMENT: Final = (
     "mdecost's record (incremental builds): each chunk's part of the estate-wide views "
     "(transforms.marts.EstateParts.{part}), so a copied chunk still adds its part."

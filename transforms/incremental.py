@@ -1,12 +1,14 @@
 """Which months of a chunk an incremental build recomputes (pure; `flows.build` does the I/O).
 
 A build's unit of reuse is (chunk of subscriptions, month). A chunk's machines and power
-intervals are recomputed whole on every build that touches the chunk: a machine's timeline is
-rebuilt backwards from the present, so a new snapshot or event can change its past (a snapshot's
-state holds back to the previous piece of evidence, an Arc machine's Expired status reaches 45
-days back, a delete ends a machine at its last sighting), and only the whole history says how
-far. Every other chunked view, and the chunk's parts of the estate-wide views, are rows of a day
-or a month; a month is recomputed from the first month a change can reach:
+intervals are rebuilt on every build that touches the chunk: a machine's timeline is rebuilt
+backwards from the present, so a new snapshot or event can change its past (a snapshot's state
+holds back to the previous piece of evidence, an Arc machine's Expired status reaches 45 days
+back, a delete ends a machine at its last sighting). They are rebuilt from the resume points
+the last build recorded at its cut when no lake file of the chunk before the cut changed
+(`transforms.resume`, which says when that gives the whole history's timeline), else from the
+whole history. Every other chunked view, and the chunk's parts of the estate-wide views, are
+rows of a day or a month; a month is recomputed from the first month a change can reach:
 
 - the earliest month of a changed lake file of the chunk (power events and costs by month,
   inventory and pricings snapshots by day; not a cost file collected again with the same rows,

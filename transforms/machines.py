@@ -160,8 +160,9 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
     Each operation logs Started, (Accepted,) Succeeded or Failed under one correlationId
     (billing.EVENT_STATUSES). `started_at` is the Started event (else the earliest event seen),
     `ended_at` the outcome's event (null while in progress), `outcome` succeeded / failed /
-    in_progress. An event listed twice (overlapping collections) changes nothing: only the
-    earliest time of each status counts.
+    in_progress, `started_logged` whether its Started event is among `power_events`. An event
+    listed twice (overlapping collections) changes nothing: only the earliest time of each
+    status counts.
     """
     # Group first, normalise after: the ids and names are normalised once per operation rather
     # than once per event (an operation's events spell its id the same way). The id is grouped
@@ -186,6 +187,7 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
             started_at=pl.coalesce(pl.col("started_at").min(), pl.col("event_at").min()),
             succeeded_at=pl.col("succeeded_at").min(),
             failed_at=pl.col("failed_at").min(),
+            started_logged=pl.col("started_at").is_not_null().any(),
         )
         .with_columns(
             billing.normalise_resource_id_expr(pl.col("resource_id").cast(pl.String)),
@@ -202,7 +204,20 @@ def operations(power_events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFrame:
+# A resumed machine's operations before its `resume_at`, summed up for `classify_creations`.
+CREATION_SEEDS: Final = pl.Schema(
+    {
+        "resource_id": pl.String(),
+        "seed_generation": pl.Int32(),
+        "seed_writes": pl.Int32(),
+        "seed_power_ops": pl.Int32(),
+    }
+)
+
+
+def classify_creations(
+    ops: pl.LazyFrame, created_at: pl.LazyFrame, seeds: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
     """Add `is_creation` (a succeeded write that brought the machine into existence).
 
     Operations are numbered per machine in time order (machines told apart by their id's
@@ -213,12 +228,23 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
     `timeCreated` (`created_at`, one row per resource id, may be null) does not put the
     machine's creation well before it: then the write was an update of a machine created before
     the events window.
+
+    `seeds` (`CREATION_SEEDS`) stand for a resumed machine's operations before its first one
+    here: the generation they end in and its succeeded writes and power operations. The
+    columns `generation`, `writes_before` and `power_ops_before` are kept: a later resume
+    starts from them.
     """
     succeeded = pl.col("outcome") == "succeeded"
     write_ok = succeeded & (pl.col("operation") == "write")
     power_op_ok = succeeded & ~pl.col("operation").is_in(["write", "delete"])
+    if seeds is None:
+        seeds = pl.LazyFrame(schema=CREATION_SEEDS)
+    seed_columns = CREATION_SEEDS.names()[1:]
+    in_seed_generation = pl.col("generation") == pl.col("seed_generation")
     return (
         ops.join(created_at, on="resource_id", how="left")
+        .join(seeds, on="resource_id", how="left")
+        .with_columns(pl.col(name).fill_null(0) for name in seed_columns)
         .with_columns(machine=pl.col("resource_id").cast(pl.Categorical).to_physical())
         .sort("machine", "started_at", "ended_at", "correlation_id", nulls_last=True)
         .with_columns(
@@ -227,16 +253,19 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
             .cum_sum()
             .shift(1, fill_value=0)
             .over("machine")
+            + pl.col("seed_generation")
         )
         .with_columns(
             writes_before=write_ok.cast(pl.Int32)
             .cum_sum()
             .shift(1, fill_value=0)
-            .over("machine", "generation"),
+            .over("machine", "generation")
+            + pl.when(in_seed_generation).then("seed_writes").otherwise(0),
             power_ops_before=power_op_ok.cast(pl.Int32)
             .cum_sum()
             .shift(1, fill_value=0)
-            .over("machine", "generation"),
+            .over("machine", "generation")
+            + pl.when(in_seed_generation).then("seed_power_ops").otherwise(0),
         )
         .with_columns(
             is_creation=write_ok
@@ -248,7 +277,7 @@ def classify_creations(ops: pl.LazyFrame, created_at: pl.LazyFrame) -> pl.LazyFr
                 | (pl.col("created_at") >= pl.col("started_at") - CREATION_WRITE_TOLERANCE)
             )
         )
-        .drop("machine", "writes_before", "power_ops_before", "created_at")
+        .drop("machine", "created_at", *seed_columns)
     )
 
 
@@ -357,20 +386,23 @@ _SEEN_IN_EVENTS: Final = frozenset(
 )
 
 
-def machine_identities(
-    inventory: pl.LazyFrame,
-    power_events: pl.LazyFrame,
-    latest_date: pl.LazyFrame | None = None,
-) -> pl.LazyFrame:
-    """One row per machine resource id, from inventory snapshots and Activity Log events.
+# Each machine id's first and last Activity Log event, and the subscription and resource group
+# an event of it names (`event_bounds`).
+EVENT_BOUNDS: Final = pl.Schema(
+    {
+        "resource_id": pl.String(),
+        "first_event_at": pl.Datetime("us", "UTC"),
+        "last_event_at": pl.Datetime("us", "UTC"),
+        "event_subscription_id": pl.String(),
+        "event_resource_group": pl.String(),
+    }
+)
 
-    Columns: the identity (`_IDENTITY_COLUMNS`; machines seen only in events get theirs from the
-    id), `machine_key`, `first_event_at` / `last_event_at`, the move bounds `moved_in_at` (this id
-    took over from an older id of the same vmId) and `moved_at` (a newer id took over), and
-    `other_resource_ids`. `latest_date`: see `latest_snapshot_date` (default: this inventory's).
-    """
-    inventoried = _latest_inventory(inventory, latest_date).select(_IDENTITY_COLUMNS)
-    event_bounds = (
+
+def event_bounds(power_events: pl.LazyFrame, earlier: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """`EVENT_BOUNDS` of `power_events` (ids normalised, scale sets left out), with the bounds
+    of `earlier` events (already `EVENT_BOUNDS`) added."""
+    of_events = (
         power_events.group_by("resource_id")
         .agg(
             first_event_at=pl.col("event_at").min(),
@@ -386,17 +418,36 @@ def machine_identities(
         # A scale set's own operations act on its instances (`classified_operations`); the
         # set is not a machine.
         .filter(~is_scale_set_id(pl.col("resource_id")))
-        # Ids spelled in several ways in the events are one machine.
-        .group_by("resource_id")
-        .agg(
-            pl.col("first_event_at").min(),
-            pl.col("last_event_at").max(),
-            pl.col("event_subscription_id").first(),
-            pl.col("event_resource_group").first(),
-        )
     )
+    if earlier is not None:
+        of_events = pl.concat([earlier, of_events], how="vertical_relaxed")
+    # Ids spelled in several ways in the events are one machine.
+    return of_events.group_by("resource_id").agg(
+        pl.col("first_event_at").min(),
+        pl.col("last_event_at").max(),
+        pl.col("event_subscription_id").first(),
+        pl.col("event_resource_group").first(),
+    )
+
+
+def machine_identities(
+    inventory: pl.LazyFrame,
+    power_events: pl.LazyFrame,
+    latest_date: pl.LazyFrame | None = None,
+    earlier_bounds: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """One row per machine resource id, from inventory snapshots and Activity Log events.
+
+    Columns: the identity (`_IDENTITY_COLUMNS`; machines seen only in events get theirs from the
+    id), `machine_key`, `first_event_at` / `last_event_at`, the move bounds `moved_in_at` (this id
+    took over from an older id of the same vmId) and `moved_at` (a newer id took over), and
+    `other_resource_ids`. `latest_date`: see `latest_snapshot_date` (default: this inventory's).
+    `earlier_bounds`: the `event_bounds` of events not in `power_events` (a resumed build's).
+    """
+    inventoried = _latest_inventory(inventory, latest_date).select(_IDENTITY_COLUMNS)
+    bounds = event_bounds(power_events, earlier_bounds)
     seen_only_in_events = (
-        event_bounds.join(inventoried, on="resource_id", how="anti")
+        bounds.join(inventoried, on="resource_id", how="anti")
         .with_columns(
             subscription_id=pl.coalesce(
                 subscription_of(pl.col("resource_id")), "event_subscription_id"
@@ -421,7 +472,7 @@ def machine_identities(
         )
     )
     identities = pl.concat([inventoried, seen_only_in_events], how="vertical_relaxed").join(
-        event_bounds.select("resource_id", "first_event_at", "last_event_at"),
+        bounds.select("resource_id", "first_event_at", "last_event_at"),
         on="resource_id",
         how="left",
     )
@@ -548,13 +599,24 @@ def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFr
     )
 
 
-def classified_operations(power_events: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
+def classified_operations(
+    power_events: pl.LazyFrame, identities: pl.LazyFrame, resume: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
     """The power operations (`operations`) of the machines in `identities`, a scale set's own
-    operations handed to its instances (`machine_operations`), creations marked."""
-    return classify_creations(
-        machine_operations(operations(power_events), identities),
-        identities.select("resource_id", "created_at"),
-    )
+    operations handed to its instances (`machine_operations`), creations marked. With `resume`
+    (`transforms.resume.RESUME_POINTS`), a resumed machine's operations from its `resume_at`
+    only, classified from its seeds."""
+    ops = machine_operations(operations(power_events), identities)
+    seeds = None
+    if resume is not None:
+        starts = resume.select("resource_id", "resume_at")
+        ops = (
+            ops.join(starts, on="resource_id", how="left")
+            .filter(pl.col("resume_at").is_null() | (pl.col("started_at") >= pl.col("resume_at")))
+            .drop("resume_at")
+        )
+        seeds = resume.select(CREATION_SEEDS.names())
+    return classify_creations(ops, identities.select("resource_id", "created_at"), seeds)
 
 
 def machines(
@@ -570,24 +632,40 @@ def machines(
     return machines_from(identities, classified_operations(power_events, identities), pricings)
 
 
-def machines_from(
-    identities: pl.LazyFrame, ops: pl.LazyFrame, pricings: pl.LazyFrame
-) -> pl.LazyFrame:
-    """The `machines` view from `machine_identities` and `classified_operations`, computed once
-    by the build and shared with `power.power_intervals_from`."""
-    lifecycle = (
+def lifecycle_events(ops: pl.LazyFrame) -> pl.LazyFrame:
+    """Per machine id of `classified_operations`: the start of its last creating write
+    (`created_by_event_at`) and the end of its last succeeded delete (`deleted_event_at`)."""
+    return (
         ops.filter(pl.col("outcome") == "succeeded")
         .group_by("resource_id")
         .agg(
             created_by_event_at=pl.col("started_at").filter(pl.col("is_creation")).max(),
             deleted_event_at=pl.col("ended_at").filter(pl.col("operation") == "delete").max(),
         )
-        .with_columns(
-            deleted_event_at=pl.when(
-                pl.col("created_by_event_at").is_null()
-                | (pl.col("deleted_event_at") > pl.col("created_by_event_at"))
-            ).then("deleted_event_at")
+    )
+
+
+def machines_from(
+    identities: pl.LazyFrame,
+    ops: pl.LazyFrame,
+    pricings: pl.LazyFrame,
+    earlier_lifecycle: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """The `machines` view from `machine_identities` and `classified_operations`, computed once
+    by the build and shared with `power.power_intervals_from`. `earlier_lifecycle`: the
+    `lifecycle_events` of operations not in `ops` (a resumed build's)."""
+    lifecycle = lifecycle_events(ops)
+    if earlier_lifecycle is not None:
+        lifecycle = (
+            pl.concat([earlier_lifecycle, lifecycle], how="vertical_relaxed")
+            .group_by("resource_id")
+            .agg(pl.col("created_by_event_at").max(), pl.col("deleted_event_at").max())
         )
+    lifecycle = lifecycle.with_columns(
+        deleted_event_at=pl.when(
+            pl.col("created_by_event_at").is_null()
+            | (pl.col("deleted_event_at") > pl.col("created_by_event_at"))
+        ).then("deleted_event_at")
     )
     subscription_settings, resource_settings = effective_plans(pricings)
     view = (

@@ -55,9 +55,10 @@ from transforms.findings import (
     mde_component_leaders,
     most_seats_owned,
 )
-from transforms.incremental import lookback_start
+from transforms.incremental import lookback_start, month_start
 from transforms.machines import (
     classified_operations,
+    event_bounds,
     latest_snapshot_date,
     machine_identities,
     machines_from,
@@ -75,7 +76,13 @@ from transforms.options import (
     term_priced_book,
 )
 from transforms.plans import machine_days, machine_plans_daily, pricing_coverage
-from transforms.power import machine_hours_daily, power_intervals_from
+from transforms.power import evidence_states, intervals_of, machine_hours_daily
+from transforms.resume import (
+    ResumeState,
+    carried_events,
+    resume_points,
+    resume_refused,
+)
 from transforms.showback import SUBSCRIPTION, finish_showback, showback_part
 
 # Two polars engines, each where it is faster and safe. The scans of the whole lake (the estate
@@ -179,10 +186,12 @@ class EstateParts:
 
 @dataclass(frozen=True)
 class ChunkViews:
-    """One chunk's rows of the `CHUNKED_VIEWS`, and its parts of the estate-wide views."""
+    """One chunk's rows of the `CHUNKED_VIEWS`, its parts of the estate-wide views, and what
+    its next build resumes its timelines from."""
 
     views: dict[str, pl.DataFrame]
     parts: EstateParts
+    resume: ResumeState
 
 
 def history_window(raw: RawLake) -> tuple[datetime, datetime] | None:
@@ -356,34 +365,85 @@ def plan_chunks(
 
 @dataclass(frozen=True)
 class Timelines:
-    """A chunk's `machines` and `power_intervals`, from its whole history: every build computes
-    them whole (`transforms.incremental` says why), and the other views read them."""
+    """A chunk's `machines` and `power_intervals`, which the other views read, and what its
+    next build resumes them from (`transforms.resume`). `resumed_from`: the cut they were
+    resumed from; then `power_intervals` holds a resumed machine's intervals from its resume
+    point only (`resume.spliced_intervals` adds the published ones before it)."""
 
     machines: pl.DataFrame
     power_intervals: pl.DataFrame
+    resume: ResumeState
+    resumed_from: datetime | None = None
+
+
+def resume_cut(facts: EstateFacts) -> datetime:
+    """Where a build records its chunks' resume points: the first instant of the present's
+    month (the power events are partitioned by month, so a later build knows that none before
+    it changed)."""
+    return datetime.combine(month_start(facts.window_end), time(), UTC)
 
 
 def chunk_timelines(raw: RawLake, facts: EstateFacts) -> Timelines:
     """The machines of `raw` and their power intervals, judged by the estate's `facts`."""
+    timelines = _timelines(raw, facts, None)
+    assert not isinstance(timelines, str), "a timeline from the whole history is never refused"
+    return timelines
+
+
+def resumed_timelines(raw: RawLake, facts: EstateFacts, previous: ResumeState) -> Timelines | str:
+    """`chunk_timelines` resumed from `previous`, the chunk's last build's `ResumeState`
+    (`raw.power_events` holds the events from its cut on); the reason they cannot be, if they
+    cannot (`resume.resume_refused`)."""
+    return _timelines(raw, facts, previous)
+
+
+def _timelines(raw: RawLake, facts: EstateFacts, previous: ResumeState | None) -> Timelines | str:
     latest = pl.LazyFrame(
         {"latest_snapshot_date": [facts.latest_snapshot_date]},
         schema={"latest_snapshot_date": pl.Date},
     )
-    identities = machine_identities(raw.inventory, raw.power_events, latest).collect(
+    events = raw.power_events
+    points = earlier_bounds = earlier_lifecycle = None
+    if previous is not None:
+        events = pl.concat([previous.carried.lazy(), events], how="vertical_relaxed")
+        points = previous.points.lazy()
+        earlier_bounds = previous.bounds.lazy()
+        earlier_lifecycle = points.select("resource_id", "created_by_event_at", "deleted_event_at")
+    identities = machine_identities(raw.inventory, events, latest, earlier_bounds).collect(
         engine=VIEW_ENGINE
     )
-    ops = classified_operations(raw.power_events, identities.lazy()).collect(engine=VIEW_ENGINE)
-    machines = machines_from(identities.lazy(), ops.lazy(), raw.pricings).collect(
-        engine=VIEW_ENGINE
-    )
-    intervals = power_intervals_from(
+    ops = classified_operations(events, identities.lazy(), points).collect(engine=VIEW_ENGINE)
+    snapshots = power_snapshots(raw.inventory)
+    states = evidence_states(
         identities.lazy(),
         ops.lazy(),
-        power_snapshots(raw.inventory),
+        snapshots,
         window_start=facts.window_start,
         window_end=facts.window_end,
+        resume=points,
     ).collect(engine=VIEW_ENGINE)
-    return Timelines(machines, intervals)
+    if previous is not None:
+        refused = resume_refused(previous, states, ops, identities, snapshots)
+        if refused is not None:
+            return refused
+    machines = machines_from(
+        identities.lazy(), ops.lazy(), raw.pricings, earlier_lifecycle
+    ).collect(engine=VIEW_ENGINE)
+    intervals = intervals_of(states.lazy()).collect(engine=VIEW_ENGINE)
+    cut = resume_cut(facts)
+    next_points = resume_points(
+        states.lazy(), ops.lazy(), identities.lazy(), snapshots, cut, points
+    ).collect(engine=VIEW_ENGINE)
+    before_cut = events.filter(pl.col("event_at") < cut)
+    carried, bounds = pl.collect_all(
+        [
+            carried_events(before_cut, ops.lazy(), next_points.lazy(), cut),
+            event_bounds(before_cut, earlier_bounds),
+        ],
+        engine=VIEW_ENGINE,
+    )
+    resume = ResumeState(cut, next_points, carried, bounds)
+    return Timelines(machines, intervals, resume, previous.cut if previous is not None else None)
 
 
 # The day or month that places a row of a chunked view (other than the timelines) or of a
@@ -520,7 +580,7 @@ def chunk_views(
         cut_offs=_detached(scope_cut_offs),
         showback=_detached(_from_month(showback_rows, "month", recompute_from)),
     )
-    return ChunkViews(views, parts)
+    return ChunkViews(views, parts, timelines.resume)
 
 
 def _detached(part: pl.DataFrame) -> pl.DataFrame:

@@ -91,6 +91,20 @@ _STATE_BEFORE: Final = {
     "delete": "running",
 }
 
+# What a resumed machine's timeline starts from (`transforms.resume.RESUME_POINTS` holds them
+# with the rest of its seeds): the instant of the first item it is rebuilt from, the last state
+# its earlier items settled, the state before the first of them that settles one, and when the
+# last of their operations ended.
+RESUME_SEEDS: Final = pl.Schema(
+    {
+        "resource_id": pl.String(),
+        "resume_at": UTC_TIMESTAMP,
+        "seed_settled": pl.String(),
+        "seed_initial": pl.String(),
+        "seed_busy_until": UTC_TIMESTAMP,
+    }
+)
+
 _HOUR: Final = timedelta(hours=1)
 _MICROSECONDS_PER_HOUR: Final = 3_600_000_000
 
@@ -126,8 +140,13 @@ def _fixed_window(window_start: datetime, window_end: datetime) -> pl.LazyFrame:
     )
 
 
-def _machine_bounds(identities: pl.LazyFrame, window: pl.LazyFrame) -> pl.LazyFrame:
-    """Per machine: its kind, its last sighting, and the span [lo, hi) it can have intervals in."""
+def _machine_bounds(
+    identities: pl.LazyFrame, window: pl.LazyFrame, resume: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """Per machine: its kind, its last sighting, the span [lo, hi) it can have intervals in,
+    and where its timeline resumes (`resume`: `transforms.resume.RESUME_POINTS`; none: every
+    machine from its first evidence). A resumed machine's intervals begin at `resume_at`;
+    `whole_lo` is where they would begin without it."""
     known_start = pl.coalesce("moved_in_at", "created_at")
     existed_from = pl.when(known_start.is_not_null()).then(
         pl.min_horizontal(known_start, "first_event_at")
@@ -135,7 +154,7 @@ def _machine_bounds(identities: pl.LazyFrame, window: pl.LazyFrame) -> pl.LazyFr
     vanished_at = pl.when(
         ~pl.col("in_latest_snapshot") & pl.col("last_seen_at").is_not_null()
     ).then(pl.max_horizontal("last_seen_at", "last_event_at"))
-    return identities.join(window, how="cross").select(
+    bounds = identities.join(window, how="cross").select(
         "resource_id",
         "machine_kind",
         "last_seen_at",
@@ -143,9 +162,34 @@ def _machine_bounds(identities: pl.LazyFrame, window: pl.LazyFrame) -> pl.LazyFr
         # never by the ~130-character id (an integer compares and hashes ~10x faster), and the
         # order is the same as the id's.
         machine=pl.col("resource_id").rank("dense"),
-        lo=pl.max_horizontal("window_start", existed_from),
+        whole_lo=pl.max_horizontal("window_start", existed_from),
         hi=pl.min_horizontal("window_end", pl.coalesce("moved_at", vanished_at)),
     )
+    if resume is None:
+        resume = pl.LazyFrame(schema=RESUME_SEEDS)
+    return bounds.join(
+        resume.select(RESUME_SEEDS.names()), on="resource_id", how="left"
+    ).with_columns(lo=pl.max_horizontal("whole_lo", "resume_at"))
+
+
+def status_changes(snapshots: pl.LazyFrame) -> pl.LazyFrame:
+    """The Arc status changes `power_snapshots` tell of: resource_id, at, changed_to, and the
+    `snapshot_at` that told (several snapshots of one unchanged status name the same change).
+
+    An Arc snapshot's `lastStatusChange`: the status it saw began then. An Expired status began
+    45 days after the disconnection that led to it (`billing.ARC_EXPIRY_DAYS`).
+    """
+    changes = snapshots.filter(pl.col("status_changed_at").is_not_null()).select(
+        "resource_id", "snapshot_at", at="status_changed_at", changed_to="power_state"
+    )
+    expired = pl.col("changed_to") == billing.ARC_EXPIRED
+    disconnections = changes.filter(expired).select(
+        "resource_id",
+        "snapshot_at",
+        at=pl.col("at") - timedelta(days=billing.ARC_EXPIRY_DAYS),
+        changed_to=pl.lit(billing.ARC_DISCONNECTED),
+    )
+    return pl.concat([changes, disconnections])
 
 
 def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) -> pl.LazyFrame:
@@ -181,20 +225,8 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
         observed_state="power_state",
         changed_to=pl.lit(None, dtype=pl.String),
     )
-    # An Arc snapshot's `lastStatusChange`: the status it saw began then (several snapshots of
-    # one unchanged status name the same change once). An Expired status began 45 days after
-    # the disconnection that led to it (`billing.ARC_EXPIRY_DAYS`).
-    changes = snapshots.filter(pl.col("status_changed_at").is_not_null()).select(
-        "resource_id", at="status_changed_at", changed_to="power_state"
-    )
-    expired = pl.col("changed_to") == billing.ARC_EXPIRED
-    disconnections = changes.filter(expired).select(
-        "resource_id",
-        at=pl.col("at") - timedelta(days=billing.ARC_EXPIRY_DAYS),
-        changed_to=pl.lit(billing.ARC_DISCONNECTED),
-    )
     status_change_rows = (
-        pl.concat([changes, disconnections])
+        status_changes(snapshots)
         .unique(subset=["resource_id", "at", "changed_to"], keep="any")
         .select(
             "resource_id",
@@ -206,19 +238,27 @@ def _evidence(ops: pl.LazyFrame, snapshots: pl.LazyFrame, bounds: pl.LazyFrame) 
     )
     is_operation = pl.col("operation").is_not_null()
     busy_until = pl.when(is_operation).then(pl.col("ended_at").fill_null(pl.col("hi")))
+    at = pl.col("at")
+    # A resumed machine's evidence before `resume_at` is summed up by its seeds: the operations
+    # before it have ended by `seed_busy_until`.
+    from_resume = pl.col("resume_at").is_null() | at.is_null() | (at >= pl.col("resume_at"))
     return (
         bounds.join(
             pl.concat([operation_rows, snapshot_rows, status_change_rows]),
             on="resource_id",
             how="left",
         )
+        .filter(from_resume)
         .sort("machine", "at", "ended_at", "correlation_id", nulls_last=True)
         # When the operations before each item end: their ends' running maximum, carried over
-        # the items that are no operation (`cum_max` leaves those null).
-        .with_columns(busy_until=busy_until.cum_max().forward_fill().shift(1).over("machine"))
-        .filter(
-            is_operation | pl.col("busy_until").is_null() | (pl.col("at") >= pl.col("busy_until"))
+        # the items that are no operation (`cum_max` leaves those null), and for a resumed
+        # machine the end of its operations before `resume_at`.
+        .with_columns(
+            busy_until=pl.max_horizontal(
+                busy_until.cum_max().forward_fill().shift(1).over("machine"), "seed_busy_until"
+            )
         )
+        .filter(is_operation | pl.col("busy_until").is_null() | (at >= pl.col("busy_until")))
         .drop("busy_until")
     )
 
@@ -233,13 +273,18 @@ def _running(state: pl.Expr) -> pl.Expr:
     )
 
 
-def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
-    """The state segments implied by each machine's evidence stream (see the module docstring).
+def _evidence_states(evidence: pl.LazyFrame) -> pl.LazyFrame:
+    """Each item of each machine's evidence stream with the states it implies (see the module
+    docstring): `state_after` (what it settles, if anything), `last_settled` (the last state
+    settled up to it), `initial_state`, and the segments' bounds and states that
+    `_evidence_segments` cuts.
 
     Every item of evidence settles a state: a Succeeded operation its target, a snapshot what it
     saw. Between two items the machine is in the settled state, except that a snapshot's state
     also holds backwards to the previous item (nothing logged in between changed it). An
-    operation spends [started_at, ended_at) in its transitional state.
+    operation spends [started_at, ended_at) in its transitional state. A resumed machine's
+    seeds stand for its items before `resume_at`: the last state they settled (`seed_settled`)
+    and the state before the first of them that settles one (`seed_initial`).
     """
     operation = pl.col("operation")
     # Snapshots and Arc status changes: evidence that is not an operation.
@@ -247,7 +292,7 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     changed_to = pl.col("changed_to")
     per_machine = "machine"
     succeeded = pl.col("outcome") == "succeeded"
-    states = (
+    return (
         evidence.with_columns(
             state_after=pl.when(changed_to.is_not_null())
             .then(changed_to)
@@ -281,19 +326,22 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
         )
         .with_columns(
             initial_state=pl.coalesce(
+                "seed_initial",
                 pl.col("state_before")
                 .filter(pl.col("state_after").is_not_null() | (pl.col("outcome") == "in_progress"))
                 .first()
                 .over(per_machine),
                 _running(pl.lit(ASSUMED_STATE)),
             ),
-            settled=pl.col("state_after").forward_fill().over(per_machine),
+            last_settled=pl.coalesce(
+                pl.col("state_after").forward_fill().over(per_machine), "seed_settled"
+            ),
         )
         .with_columns(
             settled_before=pl.coalesce(
-                pl.col("settled").shift(1).over(per_machine), "initial_state"
+                pl.col("last_settled").shift(1).over(per_machine), "seed_settled", "initial_state"
             ),
-            settled=pl.coalesce("next_observed_state", "settled", "initial_state"),
+            settled=pl.coalesce("next_observed_state", "last_settled", "initial_state"),
             segment_end=pl.col("next_at").fill_null(pl.col("hi")),
         )
         .with_columns(
@@ -312,6 +360,13 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
             ),
         )
     )
+
+
+def _evidence_segments(states: pl.LazyFrame) -> pl.LazyFrame:
+    """The state segments of `_evidence_states`' items, each [start_at, end_at) unclipped."""
+    operation = pl.col("operation")
+    is_snapshot = operation.is_null()
+    per_machine = "machine"
     # Before its first item (or all window, for a machine without evidence: an inventoried
     # machine whose power state was never reported is `unknown`, one seen only in events running).
     no_evidence_state = (
@@ -338,13 +393,20 @@ def _evidence_segments(evidence: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([before_first, during, settled])
 
 
-def _timeline(
-    identities: pl.LazyFrame, ops: pl.LazyFrame, snapshots: pl.LazyFrame, window: pl.LazyFrame
+def _states(
+    identities: pl.LazyFrame,
+    ops: pl.LazyFrame,
+    snapshots: pl.LazyFrame,
+    window: pl.LazyFrame,
+    resume: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
+    return _evidence_states(_evidence(ops, snapshots, _machine_bounds(identities, window, resume)))
+
+
+def _timeline(states: pl.LazyFrame) -> pl.LazyFrame:
     """Merged power intervals with `machine_kind` and `billable`, clipped to the window."""
-    evidence = _evidence(ops, snapshots, _machine_bounds(identities, window))
     segments = (
-        _evidence_segments(evidence)
+        _evidence_segments(states)
         .with_columns(
             start_at=pl.max_horizontal("start_at", "lo"), end_at=pl.min_horizontal("end_at", "hi")
         )
@@ -396,8 +458,8 @@ def power_intervals(
     """
     identities = machine_identities(inventory, power_events)
     window = _window(inventory, power_events, window_start, window_end)
-    return _conformed_intervals(
-        _timeline(
+    return intervals_of(
+        _states(
             identities,
             classified_operations(power_events, identities),
             power_snapshots(inventory),
@@ -416,13 +478,35 @@ def power_intervals_from(
 ) -> pl.LazyFrame:
     """`power_intervals` from `machine_identities`, `classified_operations` and
     `power_snapshots`, which the build computes once and shares with `machines.machines_from`."""
+    return intervals_of(
+        evidence_states(
+            identities, ops, snapshots, window_start=window_start, window_end=window_end
+        )
+    )
+
+
+def evidence_states(
+    identities: pl.LazyFrame,
+    ops: pl.LazyFrame,
+    snapshots: pl.LazyFrame,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    resume: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """Every machine's evidence items with the states they imply (`intervals_of` cuts them
+    into intervals, `transforms.resume.resume_points` sums them up at a cut); with `resume`
+    (`transforms.resume.RESUME_POINTS`), a resumed machine's items from its `resume_at` only,
+    its seeds standing for the earlier ones."""
     window = _fixed_window(window_start, window_end)
-    return _conformed_intervals(_timeline(identities, ops, snapshots, window))
+    return _states(identities, ops, snapshots, window, resume)
 
 
-def _conformed_intervals(timeline: pl.LazyFrame) -> pl.LazyFrame:
+def intervals_of(states: pl.LazyFrame) -> pl.LazyFrame:
+    """The `power_intervals` rows of `evidence_states` (a resumed machine's from its
+    `resume_at`)."""
     return conform_view(
-        timeline.select("resource_id", "state", "start_at", "end_at", "billable"),
+        _timeline(states).select("resource_id", "state", "start_at", "end_at", "billable"),
         "power_intervals",
     )
 

@@ -200,6 +200,6 @@ def test_the_night_after_an_incremental_build_equals_a_full_one(built, simulator
             patch.setenv("MDECOST_LAKE__PATH", str(lake))
             patch.setenv("MDECOST_WAREHOUSE__PATH", str(tmp_path / f"{name}.duckdb"))
             made[name] = build(config_file=simulator.config_path, full=full).made
-    assert made["warehouse"] == "incremental build: chunks 1 from 2026-11"
+    assert made["warehouse"] == "incremental build: chunks 1 from 2026-11 (timelines resumed)"
     apart = differences(tmp_path / "full.duckdb", tmp_path / "warehouse.duckdb")
     assert {table: rows for table, rows in apart.items() if rows[1] or rows[2]} == {}

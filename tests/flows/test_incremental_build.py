@@ -153,7 +153,7 @@ def test_incremental_builds_equal_full_builds_and_copy_what_no_change_reaches(
 
     write_estate(lake, refresh_estate())
     made = build_into(tmp_path, "published")
-    assert made == "incremental build: chunks 1 from 2026-01, 1 from 2026-04"
+    assert made == "incremental build: chunks 1 from 2026-01, 1 from 2026-04 (timelines resumed)"
     build_into(tmp_path, "full", full=True)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     # b1 ran Dec 1 - Feb 10 00:00: 31 + 31 + 9 days = 71 x 24 h; every charge was billable.
@@ -249,13 +249,56 @@ def test_a_seat_block_counts_the_machines_of_its_copied_months_and_of_its_recomp
     refresh.cost(date(2026, 3, 1), A1, hours=24, amount=0.48, subscription=SUB_A)
     write_estate(lake, refresh)
     made = build_into(tmp_path, "published", reassignment_days=90)
-    assert made == "incremental build: chunks 1 from 2026-03"
+    assert made == "incremental build: chunks 1 from 2026-03 (timelines resumed)"
     build_into(tmp_path, "full", full=True, reassignment_days=90)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     assert block_seats(tmp_path / "published.duckdb", january) == {
         "per_machine": 1,
         "reassign_90d": 2,
     }
+
+
+def test_a_chunk_whose_timelines_may_not_resume_rebuilds_them_whole(prefect_harness, tmp_path):
+    # a1 also has a deallocate that failed on Mar 10 00:00 - 00:05 and a snapshot of Mar 20
+    # (running): its resume point at the Apr 1 cut. The Apr 2 collection brings a late
+    # Succeeded event of that deallocate (Apr 1 12:00): an event after the cut of an
+    # operation before the resume point, which the resume points cannot tell from a new
+    # operation without its Started event. SUB_A's timelines are rebuilt whole: a1 was
+    # deallocating from Mar 10 00:00 to Apr 1 12:00 (the snapshots in between dropped), then
+    # running (the Apr 2 snapshot), so billable Dec 1 - Mar 10 (99 days) and Apr 1 12:00 - 24:00:
+    # 2,388 h. SUB_C's resume (its Apr 2 snapshot says what its Apr 1 one said).
+    (tmp_path / "mdecost.toml").write_text("")
+    lake = tmp_path / "lake"
+    base = base_estate()
+    base.operation(
+        A1,
+        "deallocate",
+        datetime(2026, 3, 10, tzinfo=UTC),
+        datetime(2026, 3, 10, 0, 5, tzinfo=UTC),
+        outcome="Failed",
+    )
+    base.machine(A1, vm_id="a1", snapshot_at=datetime(2026, 3, 20, tzinfo=UTC))
+    write_estate(lake, base)
+    build_into(tmp_path, "published")
+    (failed,) = (row for row in base.event_rows if row["status"] == "Failed")
+    refresh = RawLake(snapshot_at=REFRESH_COLLECTED)
+    refresh.machine(A1, vm_id="a1")
+    refresh.machine(B1, vm_id="b1", power_state="deallocated")
+    refresh.event_rows.append(
+        {
+            **failed,
+            "event_data_id": "late-success",
+            "status": "Succeeded",
+            "event_at": datetime(2026, 4, 1, 12, tzinfo=UTC),
+            "ingested_at": REFRESH_COLLECTED,
+        }
+    )
+    write_estate(lake, refresh)
+    made = build_into(tmp_path, "published")
+    assert made == "incremental build: chunks 1 from 2026-03, 1 from 2026-04 (timelines resumed)"
+    build_into(tmp_path, "full", full=True)
+    assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
+    assert billable_hours(tmp_path / "published.duckdb", A1) == 2388.0
 
 
 def plan_changes(warehouse: Path) -> list[tuple[date, str]]:
