@@ -46,6 +46,7 @@ from flows.incremental import (
     STATE_COMMENTS,
     STATE_SCHEMA,
     STATE_TABLES,
+    TIMELINE_DATASETS,
     WHOLE_HISTORY,
     Facts,
     Listing,
@@ -463,10 +464,13 @@ class ChunkReuse:
     a change of its lake files or of the estate's facts reaches
     (`flows.incremental.first_changed_month`; None: nothing changed, its rows are kept);
     `kept_before` the month before which its dated rows were kept when the build forgot the
-    rest (`forget_changed_rows`; None: none were kept)."""
+    rest (`forget_changed_rows`; None: none were kept); `timelines_changed` the first month a
+    change of its power events or inventory files reaches (None: none changed), which its
+    timelines' resume needs to be no earlier than the cut it resumes from."""
 
     first_changed: date | None
     kept_before: date | None = None
+    timelines_changed: date | None = None
 
 
 def compute_chunk(
@@ -665,7 +669,8 @@ def _resumed_timelines(
     if reuse.first_changed is None or reuse.first_changed == WHOLE_HISTORY:
         return None
     previous = _published_resume(new, chunk)
-    if previous is None or reuse.first_changed < previous.cut.date():
+    changed = reuse.timelines_changed
+    if previous is None or (changed is not None and changed < previous.cut.date()):
         return None
     raw = chunk_lake(files, chunk, known, events_from=previous.cut)
     timelines = resumed_timelines(raw, facts, previous)
@@ -1466,6 +1471,9 @@ def _reuses(
     subscription, computed whole), the cost files collected again `alike` reaching no month.
     On Dask a changed chunk is computed whole."""
     changed = changed_months(settings.lake.location(), previous, listing, alike)
+    timelines = changed_months(
+        settings.lake.location(), previous, listing, alike, datasets=TIMELINE_DATASETS
+    )
     moved = facts_month(previous.facts, now)
     reuses: list[ChunkReuse | None] = []
     for chunk in chunks:
@@ -1475,7 +1483,11 @@ def _reuses(
         first = first_changed_month(changed, chunk.subscriptions, moved)
         if first is not None and settings.warehouse.executor == "dask":
             first = WHOLE_HISTORY
-        reuses.append(ChunkReuse(first))
+        reuses.append(
+            ChunkReuse(
+                first, timelines_changed=first_changed_month(timelines, chunk.subscriptions, None)
+            )
+        )
     return reuses
 
 

@@ -315,6 +315,8 @@ PART_COMMENT: Final = (
 PART_COLUMN_COMMENT: Final = "As the chunk handed it to the estate step; chunk_key: the chunk."
 
 
+# The datasets a chunk's machines and power intervals are built from.
+TIMELINE_DATASETS: Final = frozenset({"inventory", "power_events"})
 # When a change's month is not known (a partition without a month), or reaches the whole
 # history: the chunk is recomputed whole.
 WHOLE_HISTORY: Final = date.min
@@ -408,11 +410,15 @@ def collected_again_alike(previous: Published, survey: pl.DataFrame, listing: Li
 
 
 def changed_months(
-    lake: Lake, previous: Published, listing: Listing, alike: AbstractSet[str] = frozenset()
+    lake: Lake,
+    previous: Published,
+    listing: Listing,
+    alike: AbstractSet[str] = frozenset(),
+    datasets: AbstractSet[str] | None = None,
 ) -> dict[str | None, date]:
     """The first month the changed lake files of each subscription reach (key None: files of
     no subscription, which every chunk reads), worked out once for the whole lake; the files
-    `alike` (`collected_again_alike`) reach none."""
+    `alike` (`collected_again_alike`) reach none; with `datasets`, the files of those only."""
     snapshots: dict[str | None, list[tuple[str, str]]] = {}  # pricings: (day, file), old and new
     for path in set(previous.files) | set(listing):
         day = partition_value(Path(path), "snapshot_date")
@@ -421,6 +427,8 @@ def changed_months(
     reached: dict[str | None, date] = {}
     for path in set(previous.files) | set(listing):
         if previous.files.get(path) == listing.get(path) or path in alike:
+            continue
+        if datasets is not None and _dataset_of(path) not in datasets:
             continue
         subscription = _subscription_of(path)
         days = sorted(snapshots.get(subscription, []))

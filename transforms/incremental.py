@@ -5,7 +5,8 @@ intervals are rebuilt on every build that touches the chunk: a machine's timelin
 backwards from the present, so a new snapshot or event can change its past (a snapshot's state
 holds back to the previous piece of evidence, an Arc machine's Expired status reaches 45 days
 back, a delete ends a machine at its last sighting). They are rebuilt from the resume points
-the last build recorded at its cut when no lake file of the chunk before the cut changed
+the last build recorded at its cut when none of the chunk's power events or inventory files
+before the cut changed
 (`transforms.resume`, which says when that gives the whole history's timeline), else from the
 whole history. Every other chunked view, and the chunk's parts of the estate-wide views, are
 rows of a day or a month; a month is recomputed from the first month a change can reach:

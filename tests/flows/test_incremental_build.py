@@ -23,7 +23,8 @@ January. What each chunk recomputes, by the rule of `transforms.incremental`:
 - SUB_C: from January, where the recomputed timeline first differs (Jan 5); December is copied.
 
 Then the cost data restates a1's February: the missing Feb 15 charge arrives (0.48). SUB_A is
-recomputed from February; nothing of SUB_C changed, so it is copied whole.
+recomputed from February, its timelines resumed from the last build's resume points (no power
+event or snapshot changed); nothing of SUB_C changed, so it is copied whole.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -163,7 +164,7 @@ def test_incremental_builds_equal_full_builds_and_copy_what_no_change_reaches(
     write_estate(lake, restated_february())
     (tmp_path / "full.duckdb").unlink()
     made = build_into(tmp_path, "published")
-    assert made == "incremental build: chunks 1 copied, 1 from 2026-02"
+    assert made == "incremental build: chunks 1 copied, 1 from 2026-02 (timelines resumed)"
     build_into(tmp_path, "full", full=True)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     assert findings(tmp_path / "published.duckdb", A1) == {}
@@ -344,7 +345,10 @@ def test_a_recomputed_month_s_plan_change_on_its_first_day_is_seen_against_the_d
     for day in days(date(2026, 3, 1), date(2026, 3, 31)):
         restated.cost(day, A1, hours=24, amount=0.48)
     write_estate(lake, restated)
-    assert build_into(tmp_path, "published") == "incremental build: chunks 1 from 2026-03"
+    assert (
+        build_into(tmp_path, "published")
+        == "incremental build: chunks 1 from 2026-03 (timelines resumed)"
+    )
     build_into(tmp_path, "full", full=True)
     assert_same_warehouse(tmp_path / "full.duckdb", tmp_path / "published.duckdb")
     assert plan_changes(tmp_path / "published.duckdb") == [change]
