@@ -442,7 +442,9 @@ def _timelines(raw: RawLake, facts: EstateFacts, previous: ResumeState | None) -
         ],
         engine=VIEW_ENGINE,
     )
-    resume = ResumeState(cut, next_points, carried, bounds)
+    # Kept until the build records them, like the estate parts: copied out of the chunk's
+    # frames, whose buffers their strings would otherwise keep alive (`_detached`).
+    resume = ResumeState(cut, *(_detached(frame) for frame in (next_points, carried, bounds)))
     return Timelines(machines, intervals, resume, previous.cut if previous is not None else None)
 
 
