@@ -561,6 +561,21 @@ def effective_plans(pricings: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]
     return subscription_settings, resource_settings
 
 
+def instance_spans(identities: pl.LazyFrame) -> pl.LazyFrame:
+    """Per scale set instance of `identities`: its set's id and the span in which the set's
+    operations act on it (`machine_operations`): from `known_from` (created, inventoried or in
+    an event of its own; null: always) to `gone_after` (its last sighting when the latest
+    snapshot no longer lists it; null: never)."""
+    return identities.select(
+        "resource_id",
+        scale_set_id=scale_set_id_of(pl.col("resource_id")),
+        known_from=pl.min_horizontal("created_at", "first_seen_at", "first_event_at"),
+        gone_after=pl.when(~pl.col("in_latest_snapshot")).then(
+            pl.max_horizontal("last_seen_at", "last_event_at")
+        ),
+    ).filter(pl.col("scale_set_id").is_not_null())
+
+
 def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
     """`ops` with a whole scale set's operations handed to each instance it acted on.
 
@@ -575,14 +590,7 @@ def machine_operations(ops: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFr
     Only the set-level operations, a few, are joined to the instances; a machine's own
     operations pass as they are.
     """
-    known_from = pl.min_horizontal("created_at", "first_seen_at", "first_event_at")
-    last_sighting = pl.max_horizontal("last_seen_at", "last_event_at")
-    instances = identities.select(
-        instance_id="resource_id",
-        scale_set_id=scale_set_id_of(pl.col("resource_id")),
-        known_from=known_from,
-        gone_after=pl.when(~pl.col("in_latest_snapshot")).then(last_sighting),
-    ).filter(pl.col("scale_set_id").is_not_null())
+    instances = instance_spans(identities).rename({"resource_id": "instance_id"})
     took_it = (pl.col("known_from").is_null() | (pl.col("known_from") <= pl.col("started_at"))) & (
         pl.col("gone_after").is_null() | (pl.col("gone_after") >= pl.col("started_at"))
     )

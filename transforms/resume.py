@@ -17,9 +17,10 @@ published ones (`spliced_intervals`).
 
 It holds when nothing the seeds stand for moved, which `resume_refused` checks: a machine's
 bounds (where its intervals may begin and end), Compute's `timeCreated`, a scale set
-instance's span for the set's operations, no Arc status change before its resume point that
-only a snapshot after the cut tells of, and no operation after the cut without its Started
-event unless its other events were carried (it may be a late event of an earlier operation).
+instance's span for the set's operations before the cut (and no new instance known before
+it), the Arc status changes the snapshots tell of before its resume point (a fingerprint of
+them), and no operation after the cut without its Started event unless its other events were
+carried (it may be a late event of an earlier operation).
 A machine with no item before its resume point that settles a state, or with none at all, is
 rebuilt from its first evidence: its resume point is null and all its events are carried.
 """
@@ -33,7 +34,7 @@ from typing import Final
 import polars as pl
 
 from transforms.contract import UTC_TIMESTAMP
-from transforms.machines import CREATION_SEEDS, lifecycle_events
+from transforms.machines import CREATION_SEEDS, instance_spans, lifecycle_events
 from transforms.power import RESUME_SEEDS, status_changes
 
 # One row per machine of a chunk: where its timeline resumes and what stands for the items
@@ -72,15 +73,8 @@ _NEVER: Final = datetime.max.replace(tzinfo=UTC)
 
 
 def _set_instance_span(identities: pl.LazyFrame) -> pl.LazyFrame:
-    """Per scale set instance: the span in which its set's operations act on it
-    (`machines.machine_operations`)."""
-    return identities.filter(pl.col("scale_set_name").is_not_null()).select(
-        "resource_id",
-        known_from=pl.min_horizontal("created_at", "first_seen_at", "first_event_at"),
-        gone_after=pl.when(~pl.col("in_latest_snapshot")).then(
-            pl.max_horizontal("last_seen_at", "last_event_at")
-        ),
-    )
+    """Per scale set instance: the span in which its set's operations act on it."""
+    return instance_spans(identities).drop("scale_set_id")
 
 
 def _status_told(snapshots: pl.LazyFrame, starts: pl.LazyFrame) -> pl.LazyFrame:
