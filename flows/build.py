@@ -121,9 +121,6 @@ from transforms.sources import (
 )
 from transforms.tags import TAG_DTYPE
 
-# The lake's power events as polars reads them (a resume state's carried events).
-POWER_EVENTS_SCHEMA: Final = pl.Schema(pl.from_arrow(DATASETS["power_events"].empty_table()).schema)  # type: ignore[union-attr]
-
 
 class BuildRefusedError(RuntimeError):
     """The lake or the configuration cannot make a warehouse that tells the truth; the message
@@ -683,23 +680,25 @@ def _resumed_timelines(
 def _published_resume(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> ResumeState | None:
     """The resume state the published build recorded for `chunk` (None: none)."""
 
-    def read(name: str) -> pl.DataFrame:
-        table = new.read(
+    def read(name: str) -> pa.Table:
+        return new.read(
             f'SELECT * EXCLUDE (chunk_key) FROM {PUBLISHED}.{STATE_SCHEMA}."{name}" '
             "WHERE chunk_key = $key",
             {"key": chunk.key},
         )
+
+    def frame(table: pa.Table) -> pl.DataFrame:
         return pl.from_arrow(table)  # type: ignore[return-value]
 
-    points = read("resume_points")
+    points = frame(read("resume_points"))
     if points.is_empty():
         return None
     (cut,) = points.get_column("cut").unique().to_list()
     return ResumeState(
         cut.astimezone(UTC),
         points.drop("cut").cast(dict(RESUME_POINTS)),  # type: ignore[arg-type]
-        read("resume_carried").cast(POWER_EVENTS_SCHEMA),  # type: ignore[arg-type]
-        read("resume_bounds").cast(dict(EVENT_BOUNDS)),  # type: ignore[arg-type]
+        frame(read("resume_carried").cast(DATASETS["power_events"])),
+        frame(read("resume_bounds")).cast(dict(EVENT_BOUNDS)),  # type: ignore[arg-type]
     )
 
 
