@@ -660,7 +660,7 @@ def machines_from(
     earlier_lifecycle: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """The `machines` view from `machine_identities` and `classified_operations`, computed once
-    by the build and shared with `power.power_intervals_from`. `earlier_lifecycle`: the
+    by the build and shared with `power.evidence_states`. `earlier_lifecycle`: the
     `lifecycle_events` of operations not in `ops` (a resumed build's)."""
     lifecycle = lifecycle_events(ops)
     if earlier_lifecycle is not None:

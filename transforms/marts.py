@@ -366,14 +366,13 @@ def plan_chunks(
 @dataclass(frozen=True)
 class Timelines:
     """A chunk's `machines` and `power_intervals`, which the other views read, and what its
-    next build resumes them from (`transforms.resume`). `resumed_from`: the cut they were
-    resumed from; then `power_intervals` holds a resumed machine's intervals from its resume
-    point only (`resume.spliced_intervals` adds the published ones before it)."""
+    next build resumes them from (`transforms.resume`). Resumed (`resumed_timelines`),
+    `power_intervals` holds a resumed machine's intervals from its resume point only
+    (`resume.spliced_intervals` adds the published ones before it)."""
 
     machines: pl.DataFrame
     power_intervals: pl.DataFrame
     resume: ResumeState
-    resumed_from: datetime | None = None
 
 
 def resume_cut(facts: EstateFacts) -> datetime:
@@ -445,7 +444,7 @@ def _timelines(raw: RawLake, facts: EstateFacts, previous: ResumeState | None) -
     # Kept until the build records them, like the estate parts: copied out of the chunk's
     # frames, whose buffers their strings would otherwise keep alive (`_detached`).
     resume = ResumeState(cut, *(_detached(frame) for frame in (next_points, carried, bounds)))
-    return Timelines(machines, intervals, resume, previous.cut if previous is not None else None)
+    return Timelines(machines, intervals, resume)
 
 
 # The day or month that places a row of a chunked view (other than the timelines) or of a

@@ -468,23 +468,6 @@ def power_intervals(
     )
 
 
-def power_intervals_from(
-    identities: pl.LazyFrame,
-    ops: pl.LazyFrame,
-    snapshots: pl.LazyFrame,
-    *,
-    window_start: datetime,
-    window_end: datetime,
-) -> pl.LazyFrame:
-    """`power_intervals` from `machine_identities`, `classified_operations` and
-    `power_snapshots`, which the build computes once and shares with `machines.machines_from`."""
-    return intervals_of(
-        evidence_states(
-            identities, ops, snapshots, window_start=window_start, window_end=window_end
-        )
-    )
-
-
 def evidence_states(
     identities: pl.LazyFrame,
     ops: pl.LazyFrame,
