@@ -508,34 +508,58 @@ def stage_chunk(
     return _recomputed_chunk(settings, book, facts, files, chunk, known, new, reuse)
 
 
-def record_parts(new: warehouse.StagedWarehouse, chunk: LakeChunk, staged: StagedChunk) -> None:
-    """Keep `chunk`'s estate parts in the build state, for a later build that keeps it: its
-    parts from `staged.recorded_before` on (all of them when None; its cut-offs always) replace
-    the ones a copied state holds, the earlier ones are there already."""
-    for name in PART_NAMES:
-        part = getattr(staged.parts, name)
-        condition = "chunk_key = $key"
-        parameters: dict[str, object] = {"key": chunk.key}
-        if staged.recorded_before is not None and name != "cut_offs":
-            part = part.filter(pl.col("month") >= staged.recorded_before)
-            condition += " AND month >= $first"
-            parameters["first"] = staged.recorded_before
-        new.delete(f"part_{name}", condition, parameters, schema=STATE_SCHEMA)
-        new.append_state(
-            STATE_SCHEMA, f"part_{name}", _arrow(part.with_columns(chunk_key=pl.lit(chunk.key)))
-        )
-    if staged.resume is not None:
-        resume = staged.resume
-        frames = {
-            "resume_points": resume.points.with_columns(cut=pl.lit(resume.cut).cast(UTC_TIMESTAMP)),
-            "resume_carried": resume.carried,
-            "resume_bounds": resume.bounds,
-        }
-        for name, frame in frames.items():
-            new.delete(name, "chunk_key = $key", {"key": chunk.key}, schema=STATE_SCHEMA)
-            new.append_state(
-                STATE_SCHEMA, name, _arrow(frame.with_columns(chunk_key=pl.lit(chunk.key)))
+def record_parts(
+    new: warehouse.StagedWarehouse, recorded: list[tuple[LakeChunk, StagedChunk]]
+) -> None:
+    """Keep the `recorded` chunks' estate parts and resume states in the build state, for a
+    later build that keeps or resumes them: a chunk's parts from `recorded_before` on (all of
+    them when None; its cut-offs always) replace the ones a copied state holds, the earlier
+    ones are there already. One statement per table for all the chunks, not one per chunk."""
+    if not recorded:
+        return
+    starts = pl.DataFrame(
+        {
+            "chunk_key": [chunk.key for chunk, _ in recorded],
+            "first": [staged.recorded_before for _, staged in recorded],
+        },
+        schema={"chunk_key": pl.String(), "first": pl.Date()},
+    )
+    keys = {"keys": starts.get_column("chunk_key").to_list()}
+    with new.registered(RECORDED_CHUNKS, _arrow(starts)):
+        for name in PART_NAMES:
+            dated = name != "cut_offs"
+            parts = []
+            for chunk, staged in recorded:
+                part = getattr(staged.parts, name)
+                if dated and staged.recorded_before is not None:
+                    part = part.filter(pl.col("month") >= staged.recorded_before)
+                parts.append(part.with_columns(chunk_key=pl.lit(chunk.key)))
+            table = f'"part_{name}"'
+            after_first = f" AND (r.first IS NULL OR {table}.month >= r.first)" if dated else ""
+            new.delete(
+                f"part_{name}",
+                f"EXISTS (SELECT 1 FROM {RECORDED_CHUNKS} AS r "
+                f"WHERE r.chunk_key = {table}.chunk_key{after_first})",
+                schema=STATE_SCHEMA,
             )
+            new.append_state(STATE_SCHEMA, f"part_{name}", _arrow(pl.concat(parts)))
+    resumes = [(chunk, staged.resume) for chunk, staged in recorded if staged.resume is not None]
+    frames: dict[str, list[pl.DataFrame]] = {name: [] for name in RESUME_COMMENTS}
+    for chunk, resume in resumes:
+        key = pl.lit(chunk.key)
+        frames["resume_points"].append(
+            resume.points.with_columns(cut=pl.lit(resume.cut).cast(UTC_TIMESTAMP), chunk_key=key)
+        )
+        frames["resume_carried"].append(resume.carried.with_columns(chunk_key=key))
+        frames["resume_bounds"].append(resume.bounds.with_columns(chunk_key=key))
+    for name, tables in frames.items():
+        new.delete(name, "list_contains($keys, chunk_key)", keys, schema=STATE_SCHEMA)
+        if tables:
+            new.append_state(STATE_SCHEMA, name, _arrow(pl.concat(tables)))
+
+
+# The chunks whose parts a build records, as the staged warehouse's queries read them.
+RECORDED_CHUNKS: Final = "mdecost_recorded_chunks"
 
 
 def _recomputed_chunk(
@@ -1503,9 +1527,14 @@ def record_state(
     parts of the chunks it copied stay as they are."""
     for name in STATE_TABLES:
         new.delete(name, schema=STATE_SCHEMA)
-    for chunk, staged_chunk in zip(chunks, staged, strict=True):
-        if staged_chunk.made != COPIED:
-            record_parts(new, chunk, staged_chunk)
+    record_parts(
+        new,
+        [
+            (chunk, staged_chunk)
+            for chunk, staged_chunk in zip(chunks, staged, strict=True)
+            if staged_chunk.made != COPIED
+        ],
+    )
     members = {chunk.key: chunk.subscriptions for chunk in chunks}
     for name, table in state_tables(context, now, listing, members, surveyed).items():
         new.append_state(STATE_SCHEMA, name, table)
