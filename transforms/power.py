@@ -413,14 +413,14 @@ def _timeline(states: pl.LazyFrame) -> pl.LazyFrame:
         .filter((pl.col("start_at") < pl.col("end_at")) & (pl.col("state") != ABSENT))
         .sort("machine", "start_at")
     )
-    return _merge_runs(segments, ("machine",), "state").with_columns(
+    return merge_runs(segments, ("machine",), "state").with_columns(
         billable=pl.when(pl.col("machine_kind") == "arc")
         .then(pl.col("state").is_in(sorted(billing.ARC_BILLABLE_STATES)))
         .otherwise(pl.col("state").is_in(sorted(billing.VM_BILLABLE_STATES)))
     )
 
 
-def _merge_runs(segments: pl.LazyFrame, keys: tuple[str, ...], value: str) -> pl.LazyFrame:
+def merge_runs(segments: pl.LazyFrame, keys: tuple[str, ...], value: str) -> pl.LazyFrame:
     """Merge consecutive, touching segments with the same `value` (sorted by keys, start_at;
     the merged segments keep that order).
 

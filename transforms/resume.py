@@ -35,7 +35,7 @@ import polars as pl
 
 from transforms.contract import UTC_TIMESTAMP
 from transforms.machines import CREATION_SEEDS, instance_spans, lifecycle_events
-from transforms.power import RESUME_SEEDS, status_changes
+from transforms.power import RESUME_SEEDS, merge_runs, status_changes
 
 # One row per machine of a chunk: where its timeline resumes and what stands for the items
 # before (`RESUME_SEEDS`, `machines.CREATION_SEEDS`, and the `machines.lifecycle_events` of the
@@ -240,15 +240,14 @@ def resume_refused(
     )
     compared = resumed.join(now, on="resource_id", how="left", suffix="_now")
     resume_at = pl.col("resume_at")
-
     cut = pl.lit(previous.cut).cast(UTC_TIMESTAMP)
 
     def unmoved(name: str, beyond: pl.Expr, never: bool = False) -> pl.Expr:
         # The same, or both at or after `beyond` (a null is never, when `never`).
-        old, now = pl.col(name), pl.col(f"{name}_now")
+        recorded, current = pl.col(name), pl.col(f"{name}_now")
         if never:
-            old, now = old.fill_null(pl.lit(_NEVER)), now.fill_null(pl.lit(_NEVER))
-        both_beyond = ((old >= beyond) & (now >= beyond)).fill_null(False)
+            recorded, current = recorded.fill_null(_NEVER), current.fill_null(_NEVER)
+        both_beyond = ((recorded >= beyond) & (current >= beyond)).fill_null(False)
         return pl.col(name).eq_missing(pl.col(f"{name}_now")) | both_beyond
 
     # Where a machine's intervals may begin and end matters only before its resume point; the
@@ -319,16 +318,5 @@ def spliced_intervals(
     )
     columns = suffix.collect_schema().names()
     rows = pl.concat([before.select(columns), suffix]).sort("resource_id", "start_at")
-    same_run = (
-        (pl.col("resource_id") == pl.col("resource_id").shift(1))
-        & (pl.col("state") == pl.col("state").shift(1))
-        & (pl.col("billable") == pl.col("billable").shift(1))
-        & (pl.col("start_at") == pl.col("end_at").shift(1))
-    ).fill_null(False)
-    ends_run = ~same_run.shift(-1, fill_value=False)
-    return (
-        rows.with_columns(continues=same_run)
-        .with_columns(end_at=pl.when(ends_run).then("end_at").backward_fill())
-        .filter(~pl.col("continues"))
-        .drop("continues")
-    )
+    # A machine's state says whether it is billable: merging by state merges by both.
+    return merge_runs(rows, ("resource_id",), "state")
