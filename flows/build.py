@@ -704,25 +704,19 @@ def _resumed_timelines(
 def _published_resume(new: warehouse.StagedWarehouse, chunk: LakeChunk) -> ResumeState | None:
     """The resume state the published build recorded for `chunk` (None: none)."""
 
-    def read(name: str) -> pa.Table:
-        return new.read(
-            f'SELECT * EXCLUDE (chunk_key) FROM {PUBLISHED}.{STATE_SCHEMA}."{name}" '
-            "WHERE chunk_key = $key",
-            {"key": chunk.key},
-        )
+    def frame(table: str, schema: pa.Schema | None = None) -> pl.DataFrame:
+        read = _published_state(new, table, chunk)
+        return pl.from_arrow(read.cast(schema) if schema else read)  # type: ignore[return-value]
 
-    def frame(table: pa.Table) -> pl.DataFrame:
-        return pl.from_arrow(table)  # type: ignore[return-value]
-
-    points = frame(read("resume_points"))
+    points = frame("resume_points")
     if points.is_empty():
         return None
     (cut,) = points.get_column("cut").unique().to_list()
     return ResumeState(
         cut.astimezone(UTC),
         points.drop("cut").cast(dict(RESUME_POINTS)),  # type: ignore[arg-type]
-        frame(read("resume_carried").cast(DATASETS["power_events"])),
-        frame(read("resume_bounds")).cast(dict(EVENT_BOUNDS)),  # type: ignore[arg-type]
+        frame("resume_carried", DATASETS["power_events"]),
+        frame("resume_bounds").cast(dict(EVENT_BOUNDS)),  # type: ignore[arg-type]
     )
 
 
@@ -918,19 +912,26 @@ def forget_dated_rows(
         new.delete(name, where, used)
 
 
-def _published_part(
-    new: warehouse.StagedWarehouse, name: str, chunk: LakeChunk, before: date | None = None
-) -> pl.DataFrame:
-    """`chunk`'s part `name` as the published build recorded it (the months before `before`)."""
+def _published_state(
+    new: warehouse.StagedWarehouse, table: str, chunk: LakeChunk, before: date | None = None
+) -> pa.Table:
+    """`chunk`'s rows of the build-state table `table` as the published build recorded them
+    (those of the months before `before`), without their `chunk_key`."""
     condition = "chunk_key = $key" + (" AND month < $before" if before is not None else "")
     parameters: dict[str, object] = {"key": chunk.key}
     if before is not None:
         parameters["before"] = before
-    table = new.read(
-        f'SELECT * EXCLUDE (chunk_key) FROM {PUBLISHED}.{STATE_SCHEMA}."part_{name}" '
-        f"WHERE {condition}",
+    return new.read(
+        f'SELECT * EXCLUDE (chunk_key) FROM {PUBLISHED}.{STATE_SCHEMA}."{table}" WHERE {condition}',
         parameters,
     )
+
+
+def _published_part(
+    new: warehouse.StagedWarehouse, name: str, chunk: LakeChunk, before: date | None = None
+) -> pl.DataFrame:
+    """`chunk`'s part `name` as the published build recorded it (the months before `before`)."""
+    table = _published_state(new, f"part_{name}", chunk, before)
     return normalised_part(pl.from_arrow(table))  # type: ignore[arg-type]
 
 
