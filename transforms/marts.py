@@ -408,9 +408,14 @@ def _timelines(raw: RawLake, facts: EstateFacts, previous: ResumeState | None) -
         points = previous.points.lazy()
         earlier_bounds = previous.bounds.lazy()
         earlier_lifecycle = points.select("resource_id", "created_by_event_at", "deleted_event_at")
-    identities = machine_identities(raw.inventory, events, latest, earlier_bounds).collect(
-        engine=VIEW_ENGINE
-    )
+    # The events' bounds before the cut are the next build's, and with the later events' they
+    # are the identities': worked out once.
+    cut = resume_cut(facts)
+    before_cut = events.filter(pl.col("event_at") < cut)
+    bounds = event_bounds(before_cut, earlier_bounds).collect(engine=VIEW_ENGINE)
+    identities = machine_identities(
+        raw.inventory, events.filter(pl.col("event_at") >= cut), latest, bounds.lazy()
+    ).collect(engine=VIEW_ENGINE)
     ops = classified_operations(events, identities.lazy(), points).collect(engine=VIEW_ENGINE)
     snapshots = power_snapshots(raw.inventory)
     states = evidence_states(
@@ -429,17 +434,11 @@ def _timelines(raw: RawLake, facts: EstateFacts, previous: ResumeState | None) -
         identities.lazy(), ops.lazy(), raw.pricings, earlier_lifecycle
     ).collect(engine=VIEW_ENGINE)
     intervals = intervals_of(states.lazy()).collect(engine=VIEW_ENGINE)
-    cut = resume_cut(facts)
     next_points = resume_points(
         states.lazy(), ops.lazy(), identities.lazy(), snapshots, cut, points
     ).collect(engine=VIEW_ENGINE)
-    before_cut = events.filter(pl.col("event_at") < cut)
-    carried, bounds = pl.collect_all(
-        [
-            carried_events(before_cut, ops.lazy(), next_points.lazy(), cut),
-            event_bounds(before_cut, earlier_bounds),
-        ],
-        engine=VIEW_ENGINE,
+    carried = carried_events(before_cut, ops.lazy(), next_points.lazy(), cut).collect(
+        engine=VIEW_ENGINE
     )
     # Kept until the build records them, like the estate parts: copied out of the chunk's
     # frames, whose buffers their strings would otherwise keep alive (`_detached`).
